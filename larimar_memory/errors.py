@@ -1,0 +1,48 @@
+"""Specific exceptions. Every message says what was wrong, what was received, and what to do."""
+
+from __future__ import annotations
+
+
+class LarimarError(Exception):
+    """Base class for every error this library raises on purpose."""
+
+
+class MemoryInputError(LarimarError, ValueError):
+    """A tensor handed to the memory has the wrong shape, dtype, device or values (NaN/Inf)."""
+
+
+class EmptyInputError(LarimarError, ValueError):
+    """An empty batch or empty/whitespace-only text where content is required."""
+
+
+class NotWrittenError(LarimarError, ValueError):
+    """A forget would remove more than was written (the key covariance stops being positive
+    definite); the memory is left unchanged."""
+
+
+class StateFileError(LarimarError, ValueError):
+    """A saved state is corrupted, from an incompatible format version, or does not match the
+    configuration it is loaded into."""
+
+
+class ModelNotFoundError(LarimarError, FileNotFoundError):
+    """A model could not be located offline; the message says which package to install."""
+
+
+class FactNotFoundError(LarimarError, KeyError):
+    """An unknown fact id or text was given to forget/get."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "fact not found"
+
+
+class TextInputError(LarimarError, ValueError):
+    """Text that cannot be stored: empty, not valid UTF-8, or longer than allowed."""
+
+
+class CapacityError(LarimarError, RuntimeError):
+    """The memory has no free slot and the configured policy is to refuse new facts."""
+
+
+class StoreError(LarimarError, RuntimeError):
+    """The persistent store is unusable: wrong schema version, locked too long, or corrupted."""
