@@ -1,0 +1,59 @@
+"""The ``larimar train`` command (typer). The main CLI mounts ``train_command``:
+
+    app.command("train")(train_command)
+
+``train_app`` runs it standalone: ``python -m larimar_memory.training tiny trainer.max_steps=5``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from ..errors import LarimarError
+from .config import available_recipes, load_config
+
+train_app = typer.Typer(add_completion=False, help="Train Larimar (encoder, memory, decoder).")
+
+
+def train_command(
+    recipe: Annotated[
+        str, typer.Argument(help="packaged recipe name (see --list) or a path to a YAML recipe")
+    ] = "",
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="config overrides such as trainer.max_steps=10 data.episode_size=4"),
+    ] = None,
+    list_recipes: Annotated[
+        bool, typer.Option("--list", help="list the packaged recipes and exit")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="validate the recipe and overrides, then exit")
+    ] = False,
+) -> None:
+    """Train with a recipe; rerun the same command to resume from the last checkpoint."""
+    if list_recipes or not recipe:
+        typer.echo("\n".join(available_recipes()))
+        return
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .train import train
+
+    try:
+        if check:
+            cfg = load_config(recipe, overrides or [])
+            typer.echo(f"{cfg.name}: valid ({cfg.trainer.max_steps} steps → "
+                       f"{cfg.resolved_output_dir()})")
+            return
+        out = train(recipe, overrides or [])
+    except LarimarError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"run folder: {out}")
+    typer.echo(f"model:      {out / 'model'}")
+    typer.echo(f"metrics:    {out / 'metrics.json'}, {out / 'metrics.png'}")
+
+
+train_app.command()(train_command)

@@ -1,0 +1,402 @@
+"""Training data: any text → chunks of at most ``chunk_tokens`` decoder tokens → episodes.
+
+The paper cuts WikiText into 64-token chunks and writes episodes of 16 chunks to memory; the
+same chunker here also takes knowledge-editing fact files (one sentence per prompt + answer) and,
+when online, Hugging Face datasets. Evaluation splits are refused by name so that no recipe can
+train on what the benchmarks later measure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import LarimarError
+from .config import DataConfig, FactsSource, HFSource, TextSource
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDataError(LarimarError, ValueError):
+    """A training source is missing, unreadable, empty, or an evaluation split."""
+
+
+class Tokenizer(Protocol):
+    """The slice of a Hugging Face tokenizer the chunker uses."""
+
+    def __call__(self, text: Any, **kwargs: Any) -> Any: ...
+
+    def decode(self, ids: Sequence[int], **kwargs: Any) -> str: ...
+
+
+# --------------------------------------------------------------------------------------------
+# the evaluation-file guard
+# --------------------------------------------------------------------------------------------
+
+#: Files of ../shared/data (and their usual full-size originals) that only evaluation may read.
+EVALUATION_FILES = frozenset(
+    {
+        "counterfact-val.json",
+        "counterfact-edit.json",
+        "counterfact.json",
+        "counterfact_portability_gpt4.json",
+        "counterfact_distracting_neighbor.json",
+        "counterfact_subject_replace.json",
+        "counterfact_qna.json",
+        "known_1000.json",
+        "zsre_mend_eval.json",
+        "zsre_mend_eval_portability_gpt4.json",
+        "zsre_inverse_relation.json",
+        "zsre_subject_replace.json",
+        "zsre_text_completion_prompts.json",
+        "knowedit_zsre-test-all.json",
+        "wiki_counterfact_test_cf-generate-10.jsonl",
+        "wikibio-test-all.json",
+        "test.txt",
+        "valid.txt",
+        "wiki.test.raw",
+        "wiki.valid.raw",
+        "wiki.test.tokens",
+        "wiki.valid.tokens",
+    }
+)
+#: Name tokens that mark a split as evaluation-only, e.g. ``foo-test.json``, ``bar_eval.jsonl``.
+_EVAL_TOKENS = frozenset({"test", "eval", "val", "valid", "validation", "dev", "edit"})
+_SPLIT_NAME = re.compile(r"[-_. ]+")
+
+
+def is_evaluation_file(path: str | Path) -> bool:
+    """True when the file name is a known evaluation file or names an evaluation split."""
+    name = Path(path).name.lower()
+    if name in EVALUATION_FILES:
+        return True
+    return bool(_EVAL_TOKENS.intersection(_SPLIT_NAME.split(name)))
+
+
+def check_training_file(path: str | Path) -> None:
+    """Refuse evaluation files: training on them would leak into every reported metric."""
+    if is_evaluation_file(path):
+        raise TrainingDataError(
+            f"{Path(path).name} is an evaluation file (CounterFact val/edit, zsRE eval, test or "
+            f"validation splits are kept for measuring); list a training split instead, e.g. "
+            f"counterfact/counterfact-train.json or zsre/zsre_mend_train-1k.json"
+        )
+
+
+def check_training_split(split: str) -> None:
+    """The same guard for a Hugging Face split name."""
+    tokens = set(_SPLIT_NAME.split(split.lower().replace("[", " ").replace(":", " ")))
+    if tokens & (_EVAL_TOKENS | {"validation"}):
+        raise TrainingDataError(
+            f"split {split!r} is an evaluation split; train on 'train' (or a slice of it)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# reading sources into document groups (a group is held out or trained on as a whole)
+# --------------------------------------------------------------------------------------------
+
+_WIKI_HEADING = re.compile(r"^\s*=+ .* =+\s*$")
+
+
+def read_text(path: Path) -> list[list[str]]:
+    """Paragraphs of a text file (WikiText headings dropped), one group per paragraph."""
+    check_training_file(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise TrainingDataError(f"cannot read text source {path}: {exc}") from exc
+    return [[line.strip()] for line in lines if line.strip() and not _WIKI_HEADING.match(line)]
+
+
+def _first(value: Any) -> str | None:
+    """First string of a possibly nested list answer (KnowEdit nests aliases)."""
+    while isinstance(value, list):
+        if not value:
+            return None
+        value = value[0]
+    if isinstance(value, dict):
+        value = value.get("str")
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _join(prompt: str, answer: str | None) -> str | None:
+    if answer is None:
+        return None
+    return f"{prompt.rstrip()} {answer}".strip()
+
+
+def fact_sentences(record: dict[str, Any], answers: str = "both") -> list[str]:
+    """Fact sentences (prompt + answer) of one record, whichever benchmark schema it uses.
+
+    Schemas: flat EasyEdit CounterFact and KnowEdit (``prompt``, ``target_new``,
+    ``ground_truth``), ROME CounterFact (``requested_rewrite``), MEND zsRE (``src``, ``alt``,
+    ``answers``), WikiBio (``text``, ``labels``).
+    """
+    if "requested_rewrite" in record:
+        rw = record["requested_rewrite"]
+        prompt = str(rw["prompt"]).format(rw.get("subject", ""))
+        new, true = _first(rw.get("target_new")), _first(rw.get("target_true"))
+    elif "src" in record:
+        prompt, new, true = str(record["src"]), _first(record.get("alt")), _first(
+            record.get("answers") or record.get("pred")
+        )
+    elif "prompt" in record:
+        prompt = str(record["prompt"])
+        if "{}" in prompt and "subject" in record:
+            prompt = prompt.format(record["subject"])
+        new = _first(record.get("target_new"))
+        true = _first(record.get("ground_truth") or record.get("target_true"))
+    elif "text" in record:
+        return [t for t in (_first(record.get("text")), _first(record.get("labels"))) if t]
+    else:
+        raise TrainingDataError(
+            f"unknown fact record schema with keys {sorted(record)}; expected prompt/target_new, "
+            f"requested_rewrite, src/alt or text"
+        )
+    picked = {"new": [new], "true": [true], "both": [new, true]}[answers]
+    out: list[str] = []
+    for answer in picked:
+        sentence = _join(prompt, answer)
+        if sentence and sentence not in out:
+            out.append(sentence)
+    return out
+
+
+def read_facts(path: Path, answers: str = "both") -> list[list[str]]:
+    """One group per record: its fact sentences stay together in train or held-out."""
+    check_training_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingDataError(f"cannot read fact source {path}: {exc}") from exc
+    if not isinstance(records, list):
+        raise TrainingDataError(f"fact source {path} must hold a JSON list of records")
+    groups = [fact_sentences(r, answers) for r in records]
+    return [g for g in groups if g]
+
+
+def read_hf(source: HFSource) -> list[list[str]]:
+    """Rows of a Hugging Face dataset split (WikiText-103 for the paper's recipe)."""
+    check_training_split(source.split)
+    try:
+        import datasets  # optional
+    except ImportError as exc:
+        raise TrainingDataError(
+            f"source {source.name}:{source.split} needs the optional 'datasets' package "
+            f"(pip install datasets) and access to the Hugging Face hub; offline, list a local "
+            f"text file instead"
+        ) from exc
+    try:
+        ds = datasets.load_dataset(source.name, source.subset, split=source.split)
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types when offline
+        raise TrainingDataError(
+            f"cannot load Hugging Face dataset {source.name}/{source.subset}:{source.split}: {exc}"
+        ) from exc
+    rows: Iterable[Any] = ds[source.text_field]
+    return [[r.strip()] for r in rows if isinstance(r, str) and r.strip()
+            and not _WIKI_HEADING.match(r)]
+
+
+def read_source(cfg: DataConfig, source: TextSource | FactsSource | HFSource) -> list[list[str]]:
+    """Document groups of one configured source."""
+    if isinstance(source, HFSource):
+        return read_hf(source)
+    path = cfg.resolve(source.path)
+    check_training_file(path)
+    if not path.is_file():
+        raise TrainingDataError(
+            f"training source {path} does not exist; set data.root, ${'LARIMAR_DATA'} or an "
+            f"absolute path (data root now: {cfg.resolve_root()})"
+        )
+    if isinstance(source, FactsSource):
+        return read_facts(path, source.answers)
+    return read_text(path)
+
+
+# --------------------------------------------------------------------------------------------
+# chunking
+# --------------------------------------------------------------------------------------------
+
+
+def chunk_texts(
+    texts: Sequence[str], tokenizer: Tokenizer, chunk_tokens: int, min_tokens: int = 1,
+    batch: int = 512,
+) -> list[list[str]]:
+    """Cut each text into pieces of at most ``chunk_tokens`` decoder tokens.
+
+    Returns one list of chunk strings per input text. Cutting on token ids and decoding back
+    keeps every chunk within the decoder's budget; the encoder then sees the same chunk text.
+    """
+    out: list[list[str]] = []
+    for start in range(0, len(texts), batch):
+        part = list(texts[start : start + batch])
+        ids_list = tokenizer(part, add_special_tokens=False)["input_ids"]
+        for ids in ids_list:
+            pieces = []
+            for i in range(0, len(ids), chunk_tokens):
+                window = ids[i : i + chunk_tokens]
+                if len(window) < min_tokens:
+                    continue
+                text = tokenizer.decode(window, skip_special_tokens=True).strip()
+                if text:
+                    pieces.append(text)
+            out.append(pieces)
+    return out
+
+
+@dataclass
+class ChunkSplit:
+    """Training and held-out chunks (strings)."""
+
+    train: list[str]
+    heldout: list[str]
+
+
+def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkSplit:
+    """Read every source, chunk it, and hold out whole groups for validation."""
+    groups: list[list[str]] = []
+    for source in cfg.sources:
+        got = read_source(cfg, source)
+        logger.info("data: %s → %d groups", getattr(source, "path", None) or source, len(got))
+        groups.extend(got)
+    if not groups:
+        raise TrainingDataError("the training sources hold no text")
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    flat = [t for g in groups for t in g]
+    sizes = [len(g) for g in groups]
+    pieces = chunk_texts(flat, tokenizer, cfg.chunk_tokens, cfg.min_chunk_tokens)
+    chunked: list[list[str]] = []
+    pos = 0
+    for n in sizes:
+        chunked.append([c for p in pieces[pos : pos + n] for c in p])
+        pos += n
+    heldout: list[str] = []
+    train: list[str] = []
+    for g in chunked:
+        (heldout if len(heldout) < cfg.heldout_chunks else train).extend(g)
+    if cfg.max_chunks is not None:
+        train = train[: cfg.max_chunks]
+    need = cfg.episode_size * cfg.batch_size
+    if len(train) < need:
+        raise TrainingDataError(
+            f"only {len(train)} training chunks, fewer than one batch of "
+            f"data.batch_size × data.episode_size = {need}; add sources or lower those"
+        )
+    logger.info("data: %d training chunks, %d held out", len(train), len(heldout))
+    return ChunkSplit(train=train, heldout=heldout)
+
+
+def read_ppl_chunks(
+    path: Path, tokenizer: Tokenizer, chunk_tokens: int, max_chunks: int
+) -> list[str]:
+    """Chunks of a validation text (WikiText-2 valid) for no-memory perplexity; evaluation
+    files are fine here because this is evaluation."""
+    if not path.is_file():
+        raise TrainingDataError(
+            f"perplexity file {path} does not exist; set eval.ppl_file (or null to skip)"
+        )
+    paragraphs = [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not _WIKI_HEADING.match(line)
+    ]
+    out: list[str] = []
+    for start in range(0, len(paragraphs), 64):
+        for pieces in chunk_texts(paragraphs[start : start + 64], tokenizer, chunk_tokens, 8):
+            out.extend(pieces)
+        if len(out) >= max_chunks:
+            break
+    return out[:max_chunks]
+
+
+# --------------------------------------------------------------------------------------------
+# datasets and collation
+# --------------------------------------------------------------------------------------------
+
+
+class ChunkDataset(Dataset[str]):
+    """Chunks as a map-style dataset; the DataLoader's batch becomes B episodes of N."""
+
+    def __init__(self, chunks: Sequence[str]) -> None:
+        self.chunks = list(chunks)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, idx: int) -> str:
+        return self.chunks[idx]
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - convenience
+        return iter(self.chunks)
+
+
+def tokenize(
+    texts: Sequence[str], tokenizer: Tokenizer, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and mask of shape (n, T)."""
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    return enc["input_ids"], enc["attention_mask"]
+
+
+class EpisodeCollator:
+    """Tokenises a flat batch of ``B·N`` chunks twice, for the encoder (the text to write) and
+    the decoder (the text to reconstruct), and shapes both as (B, N, T)."""
+
+    def __init__(
+        self,
+        encoder_tokenizer: Tokenizer,
+        decoder_tokenizer: Tokenizer,
+        episode_size: int,
+        encoder_max_tokens: int,
+        decoder_max_tokens: int,
+    ) -> None:
+        self.encoder_tokenizer = encoder_tokenizer
+        self.decoder_tokenizer = decoder_tokenizer
+        self.episode_size = episode_size
+        self.encoder_max_tokens = encoder_max_tokens
+        self.decoder_max_tokens = decoder_max_tokens
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        n = self.episode_size
+        b = len(texts) // n
+        if b == 0:
+            raise TrainingDataError(f"a batch of {len(texts)} chunks is smaller than one episode")
+        texts = texts[: b * n]
+        enc_ids, enc_mask = tokenize(texts, self.encoder_tokenizer, self.encoder_max_tokens)
+        dec_ids, dec_mask = tokenize(texts, self.decoder_tokenizer, self.decoder_max_tokens)
+        return {
+            "enc_input_ids": enc_ids.view(b, n, -1),  # (B, N, Te)
+            "enc_attention_mask": enc_mask.view(b, n, -1),
+            "dec_input_ids": dec_ids.view(b, n, -1),  # (B, N, Td)
+            "dec_attention_mask": dec_mask.view(b, n, -1),
+            "texts": [texts[i * n : (i + 1) * n] for i in range(b)],
+        }
+
+
+class TextCollator:
+    """Decoder-only batches (n, T) for the no-memory perplexity."""
+
+    def __init__(self, decoder_tokenizer: Tokenizer, max_tokens: int) -> None:
+        self.decoder_tokenizer = decoder_tokenizer
+        self.max_tokens = max_tokens
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        ids, mask = tokenize(texts, self.decoder_tokenizer, self.max_tokens)
+        return {"lm_input_ids": ids, "lm_attention_mask": mask, "texts": texts}

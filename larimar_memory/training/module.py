@@ -1,0 +1,178 @@
+"""The LightningModule: eq. 1 through ``LarimarModel.training_losses``, β annealing, AdamW.
+
+The model owns the math (memory write/read, observation noise ξ, learnable σ_w, KL); this
+module only schedules β, picks the trainable parameters, logs every term and validates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from .config import EvalConfig, LossConfig, OptimConfig
+
+logger = logging.getLogger(__name__)
+
+LOSS_KEYS = ("recon_memory", "recon_direct", "kl", "lm", "total")
+
+
+class LarimarLightningModule(pl.LightningModule):
+    """Trains a ``LarimarModel`` on batches of episodes shaped (B, N, T)."""
+
+    def __init__(
+        self,
+        model: Any,
+        loss: LossConfig,
+        optim: OptimConfig,
+        max_steps: int,
+        evaluation: EvalConfig | None = None,
+        save_frozen: bool = True,
+        max_new_tokens: int = 64,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_cfg = loss
+        self.optim_cfg = optim
+        self.max_steps = max_steps
+        self.eval_cfg = evaluation or EvalConfig()
+        self.save_frozen = save_frozen
+        self.max_new_tokens = max_new_tokens
+        # frozen weights may be left out of checkpoints; they come from the base model instead
+        self.strict_loading = save_frozen
+        self._val: dict[str, torch.Tensor] = {}
+
+    # ---------------------------------------------------------------------------------- loss
+
+    def beta(self, step: int | None = None) -> float:
+        """β of the KL term at ``step`` (default: the current optimiser step)."""
+        return self.loss_cfg.beta.value(self.global_step if step is None else step, self.max_steps)
+
+    def loss_weights(self, beta: float) -> Any:
+        """The model's LossWeights for the current step."""
+        from ..model import LossWeights
+
+        c = self.loss_cfg
+        return LossWeights(alpha=c.alpha, beta=beta, lm=c.lm, memory=c.memory)
+
+    def losses(self, batch: dict[str, Any], beta: float) -> dict[str, torch.Tensor]:
+        """Every term of eq. 1 on a batch of episodes."""
+        return self.model.training_losses(
+            batch["enc_input_ids"],
+            batch["enc_attention_mask"],
+            batch["dec_input_ids"],
+            batch["dec_attention_mask"],
+            weights=self.loss_weights(beta),
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        beta = self.beta()
+        losses = self.losses(batch, beta)
+        batch_size = batch["enc_input_ids"].shape[0]
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in losses.items() if k != "total"},
+            on_step=True, batch_size=batch_size,
+        )
+        self.log("train/total", losses["total"].detach(), on_step=True, prog_bar=True,
+                 batch_size=batch_size)
+        self.log("train/beta", beta, on_step=True, batch_size=batch_size)
+        return losses["total"]
+
+    # ---------------------------------------------------------------------------- validation
+
+    def on_validation_epoch_start(self) -> None:
+        zero = torch.zeros((), device=self.device, dtype=torch.float64)
+        self._val = {k: zero.clone() for k in ("exact", "chunks", "nll", "tokens")}
+
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if "enc_input_ids" in batch:
+            self._validate_episodes(batch, batch_idx)
+        else:
+            self._validate_lm(batch)
+
+    def _validate_episodes(self, batch: dict[str, Any], batch_idx: int) -> None:
+        batch_size = batch["enc_input_ids"].shape[0]
+        losses = self.losses(batch, self.loss_cfg.beta.max)
+        self.log_dict(
+            {f"val/{k}": v for k, v in losses.items()},
+            on_epoch=True, sync_dist=True, batch_size=batch_size, add_dataloader_idx=False,
+        )
+        if batch_idx < self.eval_cfg.recon_episodes:
+            for episode in batch["texts"]:
+                decoded = self.model.reconstruct(episode, max_new_tokens=self.max_new_tokens)
+                hits = sum(_same(a, b) for a, b in zip(decoded, episode, strict=True))
+                self._val["exact"] += hits
+                self._val["chunks"] += len(episode)
+
+    def _validate_lm(self, batch: dict[str, Any]) -> None:
+        nll, tokens = self.model.lm_nll(batch["lm_input_ids"], batch["lm_attention_mask"])
+        self._val["nll"] += nll.detach().double()
+        self._val["tokens"] += float(tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        reduce = self.trainer.strategy.reduce
+        totals = {k: reduce(v, reduce_op="sum") for k, v in self._val.items()}
+        if totals["chunks"] > 0:
+            self.log("val/recon_exact", (totals["exact"] / totals["chunks"]).float())
+        if totals["tokens"] > 0:
+            ppl = math.exp(min(50.0, (totals["nll"] / totals["tokens"]).item()))
+            self.log("val/ppl_no_memory", ppl)
+
+    # ----------------------------------------------------------------------------- optimiser
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters the config left trainable (encoder, LoRA or decoder, W_M, M0, σ_w …)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        c = self.optim_cfg
+        params = self.trainable_parameters()
+        if not params:
+            raise ValueError(
+                "the model has no trainable parameters; check model.config train_encoder / "
+                "decoder_training"
+            )
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]  # biases, norms, σ_w
+        groups = [{"params": decay, "weight_decay": c.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        opt = torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=c.eps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c, self.max_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---------------------------------------------------------------------------- checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.save_frozen:
+            return
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        frozen_params = {f"model.{n}" for n, p in self.model.named_parameters()
+                         if not p.requires_grad}
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k in frozen_params and k not in trainable]:
+            del state[key]
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def _lr_lambda(c: OptimConfig, max_steps: int) -> Any:
+    def factor(step: int) -> float:
+        if c.warmup_steps and step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        if c.scheduler == "constant":
+            return 1.0
+        span = max(1, max_steps - c.warmup_steps)
+        progress = min(1.0, (step - c.warmup_steps) / span)
+        if c.scheduler == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

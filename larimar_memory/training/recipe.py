@@ -1,0 +1,288 @@
+"""The training recipe, read top to bottom: ``setup`` → ``train`` → ``export`` → ``cleanup``.
+
+Everything a run needs comes from one validated ``TrainConfig``; the output folder holds
+``config.yaml`` (what ran), ``checkpoints/`` (periodic + ``last.ckpt`` for resuming), ``logs/``
+(CSV), and at the end ``model/`` (``LarimarModel.save_pretrained``), ``metrics.json`` and
+``metrics.png``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from .config import ModelSection, TrainConfig, TrainingConfigError
+from .data import (
+    ChunkDataset,
+    EpisodeCollator,
+    TextCollator,
+    TrainingDataError,
+    build_chunks,
+    read_ppl_chunks,
+)
+from .metrics import MetricsHistory, plot_metrics, write_metrics
+from .module import LarimarLightningModule
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def model_config(section: ModelSection) -> Any:
+    """The validated ``LarimarConfig`` of a recipe (cheap: builds no network)."""
+    from ..model import LarimarConfig
+
+    return LarimarConfig(**section.config)
+
+
+def build_model(section: ModelSection) -> Any:
+    """A ``LarimarModel`` as the recipe asks: from its config or from a saved folder."""
+    from ..model import LarimarModel
+
+    if section.init == "pretrained":
+        return LarimarModel.from_pretrained(section.path, **section.config)
+    return LarimarModel.from_config(model_config(section))
+
+
+def tokenizers(model: Any) -> tuple[Any, Any]:
+    """(encoder tokenizer, decoder tokenizer) of a model."""
+    return model.encoder_tokenizer, model.decoder_tokenizer
+
+
+def resolve_strategy(name: str, find_unused: bool) -> Any:
+    """A Lightning strategy; DeepSpeed is checked here so the error names the fix."""
+    if name.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise TrainingConfigError(
+            f"trainer.strategy={name} needs DeepSpeed: pip install deepspeed (on a CUDA machine)"
+        )
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=find_unused)
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# the recipe
+# --------------------------------------------------------------------------------------------
+
+
+class TrainingRecipe:
+    """One training run of a ``TrainConfig``."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out_dir = cfg.resolved_output_dir()
+        self.ckpt_dir = self.out_dir / CHECKPOINT_DIR
+        self.model: Any = None
+        self.module: LarimarLightningModule | None = None
+        self.trainer: pl.Trainer | None = None
+        self.history = MetricsHistory(every=cfg.trainer.log_every_n_steps)
+        self.train_loader: DataLoader[Any] | None = None
+        self.val_loaders: list[DataLoader[Any]] = []
+        self._started = 0.0
+
+    # ------------------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """Seed, build the model, the data and the Trainer."""
+        cfg = self.cfg
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(
+            yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
+        self.model = build_model(cfg.model)
+        self._setup_data()
+        self.module = LarimarLightningModule(
+            self.model,
+            loss=cfg.loss,
+            optim=cfg.optim,
+            max_steps=cfg.trainer.max_steps,
+            evaluation=cfg.eval,
+            save_frozen=cfg.checkpoint.save_frozen,
+            max_new_tokens=cfg.eval.max_new_tokens or cfg.data.chunk_tokens,
+        )
+        self.trainer = self._build_trainer()
+
+    def _setup_data(self) -> None:
+        cfg, d = self.cfg, self.cfg.data
+        enc_tok, dec_tok = tokenizers(self.model)
+        split = build_chunks(d, dec_tok, seed=cfg.seed)
+        collate = EpisodeCollator(enc_tok, dec_tok, d.episode_size, d.encoder_max_tokens,
+                                  d.chunk_tokens)
+        per_step = d.episode_size * d.batch_size
+        loader_kw: dict[str, Any] = {
+            "num_workers": d.num_workers, "persistent_workers": d.num_workers > 0,
+        }
+        self.train_loader = DataLoader(
+            ChunkDataset(split.train), batch_size=per_step, shuffle=d.shuffle, drop_last=True,
+            collate_fn=collate, **loader_kw,
+        )
+        self.val_loaders = []
+        if len(split.heldout) >= d.episode_size:
+            self.val_loaders.append(DataLoader(
+                ChunkDataset(split.heldout), batch_size=per_step, shuffle=False, drop_last=True,
+                collate_fn=collate, **loader_kw,
+            ))
+        if cfg.eval.ppl_file:
+            path = d.resolve(cfg.eval.ppl_file)
+            try:
+                chunks = read_ppl_chunks(path, dec_tok, d.chunk_tokens, cfg.eval.ppl_max_chunks)
+            except TrainingDataError as exc:
+                logger.warning("skipping no-memory perplexity: %s", exc)
+            else:
+                self.val_loaders.append(DataLoader(
+                    ChunkDataset(chunks), batch_size=per_step, shuffle=False,
+                    collate_fn=TextCollator(dec_tok, d.chunk_tokens), **loader_kw,
+                ))
+
+    def _build_trainer(self) -> pl.Trainer:
+        t, c = self.cfg.trainer, self.cfg.checkpoint
+        loss = self.cfg.loss
+        find_unused = 0.0 in (loss.memory, loss.alpha, loss.lm)
+        callbacks: list[pl.Callback] = [
+            ModelCheckpoint(
+                dirpath=self.ckpt_dir,
+                filename="step-{step}",
+                every_n_train_steps=c.every_n_steps or t.max_steps,
+                save_last=True,
+                save_top_k=c.keep,
+                monitor="step",
+                mode="max",
+                auto_insert_metric_name=False,
+            ),
+            self.history,
+        ]
+        if t.progress_bar:
+            callbacks.append(TQDMProgressBar(refresh_rate=1))
+        every = min(t.val_every_n_steps or t.max_steps, t.max_steps)
+        has_val = bool(self.val_loaders) and t.limit_val_batches > 0
+        return pl.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=resolve_strategy(t.strategy, find_unused),
+            precision=t.precision,  # type: ignore[arg-type]
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            max_steps=t.max_steps,
+            max_epochs=-1,
+            log_every_n_steps=t.log_every_n_steps,
+            val_check_interval=every * t.accumulate_grad_batches,
+            check_val_every_n_epoch=None,
+            limit_val_batches=t.limit_val_batches if has_val else 0,
+            num_sanity_val_steps=0,
+            gradient_clip_val=self.cfg.optim.grad_clip,
+            enable_progress_bar=t.progress_bar,
+            enable_model_summary=False,
+            deterministic=t.deterministic,
+            callbacks=callbacks,
+            logger=CSVLogger(self.out_dir, name="logs"),
+            default_root_dir=self.out_dir,
+        )
+
+    # ------------------------------------------------------------------------------ train
+
+    def resume_path(self) -> Path | None:
+        """The checkpoint to continue from, if any (see ``checkpoint.resume``)."""
+        resume = self.cfg.checkpoint.resume
+        if not resume:
+            return None
+        if resume == "last":
+            last = self.ckpt_dir / LAST_CHECKPOINT
+            return last if last.exists() else None
+        path = Path(resume).expanduser()
+        if not path.exists():
+            raise TrainingConfigError(f"checkpoint.resume={resume}: no such checkpoint")
+        return path
+
+    def train(self) -> None:
+        """Fit until ``trainer.max_steps`` (continuing a saved run when one is found)."""
+        assert self.trainer is not None and self.module is not None
+        ckpt = self.resume_path()
+        if ckpt is not None:
+            logger.info("resuming from %s", ckpt)
+        self._started = time.monotonic()
+        self.trainer.fit(
+            self.module,
+            train_dataloaders=self.train_loader,
+            val_dataloaders=self.val_loaders or None,
+            ckpt_path=str(ckpt) if ckpt else None,
+        )
+        last_val = self.history.val[-1]["step"] if self.history.val else None
+        if self.val_loaders and self.cfg.trainer.limit_val_batches > 0 and (
+            last_val != self.trainer.global_step
+        ):
+            self.trainer.validate(self.module, dataloaders=self.val_loaders, verbose=False)
+            self.history.on_validation_end(self.trainer, self.module)
+
+    # ----------------------------------------------------------------------------- export
+
+    def export(self) -> Path:
+        """Save the trained model, ``metrics.json`` and ``metrics.png``; returns the run folder."""
+        assert self.trainer is not None
+        if self.trainer.is_global_zero:
+            model_dir = self.out_dir / MODEL_DIR
+            if self.cfg.trainer.strategy == "fsdp":
+                export_checkpoint(self.cfg, self.ckpt_dir / LAST_CHECKPOINT, model_dir)
+            else:
+                self.model.save_pretrained(model_dir)
+            extra = {
+                "recipe": self.cfg.name,
+                "steps": self.trainer.global_step,
+                "seconds": round(time.monotonic() - self._started, 1),
+                "model_dir": str(model_dir),
+            }
+            write_metrics(self.history, self.out_dir, extra)
+            plot_metrics(self.history, self.out_dir, f"{self.cfg.name} — {extra['steps']} steps")
+            summary = self.history.summary()
+            first = summary.get("train_first", {}).get("total")
+            last = summary.get("train_last", {}).get("total")
+            logger.info(
+                "trained %s for %d steps in %.0fs: total loss %s → %s; validation %s; "
+                "model saved to %s",
+                self.cfg.name, extra["steps"], extra["seconds"], _fmt(first), _fmt(last),
+                summary.get("val_last", {}), model_dir,
+            )
+        self.trainer.strategy.barrier()
+        return self.out_dir
+
+    def cleanup(self) -> None:
+        """Drop references so a caller can run another recipe in the same process."""
+        self.trainer = None
+        self.module = None
+        self.train_loader = None
+        self.val_loaders = []
+
+
+def export_checkpoint(cfg: TrainConfig, ckpt: Path, out_dir: Path) -> Path:
+    """Rebuild the recipe's model, load a Lightning checkpoint and ``save_pretrained`` it
+    (the way out of sharded FSDP training, or of any saved step)."""
+    import torch
+
+    model = build_model(cfg.model)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = {k.removeprefix("model."): v for k, v in state.items()}
+    model.load_state_dict(state, strict=cfg.checkpoint.save_frozen)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
