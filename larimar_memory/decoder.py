@@ -69,8 +69,11 @@ class LatentDecoder(nn.Module):
         tokens = z.reshape(N, P, self.latent_token_dim).to(self.prefix.weight.dtype)
         kv = self.prefix(tokens) + self.prefix_bias  # (N, P, L·2·H·hd)
         kv = kv.view(N, P, self.num_layers, 2, self.num_kv_heads, self.head_dim)
-        kv = kv.permute(2, 3, 0, 4, 1, 5)  # (L, 2, N, H, P, hd)
+        kv = kv.permute(2, 3, 0, 4, 1, 5).to(self._lm_dtype())  # (L, 2, N, H, P, hd)
         return DynamicCache([(layer[0], layer[1]) for layer in kv], config=self.lm.config)
+
+    def _lm_dtype(self) -> torch.dtype:
+        return self.lm.get_input_embeddings().weight.dtype
 
     def _embed(self, input_ids: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         embeds = self.lm.get_input_embeddings()(input_ids)  # (N, T, hidden)

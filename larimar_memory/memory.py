@@ -185,9 +185,7 @@ class EpisodicMemory:
     def refresh(self) -> None:
         """Recompute ``M = Cov⁻¹·B`` and the cached inverse by Cholesky (removes drift)."""
         L = self._cholesky_or_raise(self.precision, "refresh")
-        self.memory = torch.cholesky_solve(self.moment, L)
-        self._inverse = torch.cholesky_inverse(L)
-        self._updates_since_refresh = 0
+        self._set_solution(torch.cholesky_solve(self.moment, L), torch.cholesky_inverse(L))
 
     def rebuild(self, weights: torch.Tensor, latents: torch.Tensor) -> None:
         """Recompute the state from scratch from every live fact's weights and latents."""
@@ -347,8 +345,7 @@ class EpisodicMemory:
         self.memory, self.prior = loaded["memory"], loaded["prior"]
         self.precision, self.moment = loaded["precision"], loaded["moment"]
         self.reference = loaded["reference"]
-        self._inverse = torch.cholesky_inverse(L)
-        self._updates_since_refresh = 0
+        self._set_solution(self.memory, torch.cholesky_inverse(L))
 
     def save(self, path: str | Path) -> None:
         """Save to safetensors with the config and format version in the header."""
@@ -458,8 +455,13 @@ class EpisodicMemory:
             if min_eig < 0.5 * self.config.ridge:
                 raise NotWrittenError(self._not_written_message())
         self.precision, self.moment = precision, moment
-        self.memory = torch.cholesky_solve(moment, L)
-        self._inverse = torch.cholesky_inverse(L)
+        self._set_solution(torch.cholesky_solve(moment, L), torch.cholesky_inverse(L))
+
+    def _set_solution(self, memory: torch.Tensor, inverse: torch.Tensor) -> None:
+        # LAPACK returns column-major results; the in-place Woodbury updates are ~15x slower on
+        # them, so store row-major copies.
+        self.memory = memory.contiguous()
+        self._inverse = inverse.contiguous()
         self._updates_since_refresh = 0
 
     def _check_forgettable(self, T: torch.Tensor, W: torch.Tensor) -> None:

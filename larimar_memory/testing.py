@@ -126,3 +126,40 @@ def tiny_test_model(decoder: TinyDecoder = "gpt2", seed: int = 0, **overrides: A
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LarimarModel.from_config(LarimarConfig(**fields))
+
+
+class HashingEmbedder:
+    """A deterministic bag-of-words sentence embedder for tests: texts sharing words get a high
+    cosine, unrelated texts a low one. No model, no files."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+
+    def encode(self, sentences: list[str], **_: Any) -> Any:
+        import hashlib
+        import re
+
+        import numpy as np
+
+        out = np.zeros((len(sentences), self.dim), dtype=np.float32)
+        for row, sentence in enumerate(sentences):
+            for word in re.findall(r"\w+", sentence.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                index = int.from_bytes(digest[:4], "little") % self.dim
+                out[row, index] += 1.0 if digest[4] & 1 else -1.0
+        return out
+
+
+def tiny_larimar(store: Any = None, *, decoder: TinyDecoder = "gpt2", **settings: Any) -> Any:
+    """A complete ``Larimar`` on a tiny random model, a hashing embedder and a SQLite store at
+    ``store`` (a path, or a ``MemoryStore``). For tests of code that wraps ``Larimar``."""
+    from .scope import SentenceEmbedder
+    from .service import Larimar, LarimarSettings
+
+    settings.setdefault("max_new_tokens", 4)
+    return Larimar(
+        tiny_test_model(decoder, memory_slots=16),
+        store=store,
+        embedder=SentenceEmbedder(model=HashingEmbedder()),
+        settings=LarimarSettings(**settings),
+    )

@@ -72,7 +72,6 @@ class DataConfig(_Section):
     sources: list[Source] = Field(min_length=1)
     chunk_tokens: int = Field(64, ge=4, le=1024, description="max decoder tokens per chunk")
     min_chunk_tokens: int = Field(4, ge=1, description="shorter chunks are dropped")
-    encoder_max_tokens: int = Field(128, ge=4, description="encoder truncation length")
     episode_size: int = Field(16, ge=1, description="chunks written to memory together (N)")
     batch_size: int = Field(1, ge=1, description="episodes per device per step (B)")
     max_chunks: int | None = Field(None, ge=1, description="cap on training chunks (smoke runs)")
@@ -139,7 +138,7 @@ class BetaSchedule(_Section):
     ``max`` over ``ratio_increase`` and stays there (avoids KL vanishing early)."""
 
     kind: Literal["constant", "cyclical"] = "cyclical"
-    max: float = Field(0.5, ge=0.0)
+    max: float = Field(0.01, ge=0.0, description="β after the ramp (0: KL term off)")
     cycles: int = Field(10, ge=1)
     ratio_zero: float = Field(0.5, ge=0.0, le=1.0)
     ratio_increase: float = Field(0.25, gt=0.0, le=1.0)
@@ -149,7 +148,7 @@ class BetaSchedule(_Section):
     def _check_ratios(self) -> BetaSchedule:
         if self.ratio_zero + self.ratio_increase > 1.0:
             raise ValueError(
-                f"loss.beta.ratio_zero + ratio_increase must be <= 1, got "
+                f"loss.kl.ratio_zero + ratio_increase must be <= 1, got "
                 f"{self.ratio_zero} + {self.ratio_increase}"
             )
         return self
@@ -169,16 +168,21 @@ class BetaSchedule(_Section):
 
 
 class LossConfig(_Section):
-    """Weights of the terms of eq. 1; a weight of 0 switches its term off."""
+    """Weights of the terms of eq. 1 (names as in ``LossWeights``); 0 switches a term off.
 
-    memory: float = Field(1.0, ge=0.0, description="reconstruction decoded from memory readout")
-    alpha: float = Field(1.0, ge=0.0, description="reconstruction decoded from e(X) directly")
+    The model's terms are means (per target token, per readout-weight entry), not the paper's
+    per-sequence sums, so a paper weight w on a sum over T tokens and K slots maps to about
+    w·K/T here for the KL term.
+    """
+
+    recon_memory: float = Field(1.0, ge=0.0, description="decode the episode from the readout")
+    recon_direct: float = Field(1.0, ge=0.0, description="α: decode from e(X), no memory")
     lm: float = Field(1.0, ge=0.0, description="language-model loss with no memory")
-    beta: BetaSchedule = Field(default_factory=BetaSchedule)
+    kl: BetaSchedule = Field(default_factory=BetaSchedule, description="β schedule")
 
     @model_validator(mode="after")
     def _check_some_term(self) -> LossConfig:
-        if self.memory == self.alpha == self.lm == 0.0 and self.beta.max == 0.0:
+        if self.recon_memory == self.recon_direct == self.lm == 0.0 and self.kl.max == 0.0:
             raise ValueError("every loss weight is 0: switch on at least one term")
         return self
 
@@ -371,4 +375,5 @@ def validate_config(raw: dict[str, Any], source: str = "<dict>") -> TrainConfig:
             got = err.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"  {loc}: {err['msg']}{shown}")
-        raise TrainingConfigError(f"invalid training config {source}:\n" + "\n".join(lines)) from exc
+        message = f"invalid training config {source}:\n" + "\n".join(lines)
+        raise TrainingConfigError(message) from exc

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import LarimarError
-from .config import DataConfig, FactsSource, HFSource, TextSource
+from .config import DATA_ENV, DataConfig, FactsSource, HFSource, TextSource
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def read_source(cfg: DataConfig, source: TextSource | FactsSource | HFSource) ->
     check_training_file(path)
     if not path.is_file():
         raise TrainingDataError(
-            f"training source {path} does not exist; set data.root, ${'LARIMAR_DATA'} or an "
+            f"training source {path} does not exist; set data.root, ${DATA_ENV} or an "
             f"absolute path (data root now: {cfg.resolve_root()})"
         )
     if isinstance(source, FactsSource):
@@ -244,7 +244,7 @@ def chunk_texts(
     out: list[list[str]] = []
     for start in range(0, len(texts), batch):
         part = list(texts[start : start + batch])
-        ids_list = tokenizer(part, add_special_tokens=False)["input_ids"]
+        ids_list = tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"]
         for ids in ids_list:
             pieces = []
             for i in range(0, len(ids), chunk_tokens):
@@ -275,20 +275,20 @@ def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkS
         groups.extend(got)
     if not groups:
         raise TrainingDataError("the training sources hold no text")
-    rng = random.Random(seed)
-    rng.shuffle(groups)
-    flat = [t for g in groups for t in g]
-    sizes = [len(g) for g in groups]
-    pieces = chunk_texts(flat, tokenizer, cfg.chunk_tokens, cfg.min_chunk_tokens)
-    chunked: list[list[str]] = []
-    pos = 0
-    for n in sizes:
-        chunked.append([c for p in pieces[pos : pos + n] for c in p])
-        pos += n
+    random.Random(seed).shuffle(groups)
     heldout: list[str] = []
     train: list[str] = []
-    for g in chunked:
-        (heldout if len(heldout) < cfg.heldout_chunks else train).extend(g)
+    cap = None if cfg.max_chunks is None else cfg.heldout_chunks + cfg.max_chunks
+    step = 1024  # groups chunked per round; a capped run stops reading early
+    for start in range(0, len(groups), step):
+        part = groups[start : start + step]
+        pieces = iter(chunk_texts([t for g in part for t in g], tokenizer, cfg.chunk_tokens,
+                                  cfg.min_chunk_tokens))
+        for g in part:
+            chunks = [c for _ in g for c in next(pieces)]
+            (heldout if len(heldout) < cfg.heldout_chunks else train).extend(chunks)
+        if cap is not None and len(heldout) + len(train) >= cap:
+            break
     if cfg.max_chunks is not None:
         train = train[: cfg.max_chunks]
     need = cfg.episode_size * cfg.batch_size
@@ -345,58 +345,37 @@ class ChunkDataset(Dataset[str]):
         return iter(self.chunks)
 
 
-def tokenize(
-    texts: Sequence[str], tokenizer: Tokenizer, max_length: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and mask of shape (n, T)."""
-    enc = tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    )
-    return enc["input_ids"], enc["attention_mask"]
-
-
 class EpisodeCollator:
-    """Tokenises a flat batch of ``B·N`` chunks twice, for the encoder (the text to write) and
-    the decoder (the text to reconstruct), and shapes both as (B, N, T)."""
+    """Tokenises a flat batch of ``B·N`` chunks for the encoder (the text written) and the
+    decoder (the text reconstructed) with the model's own ``tokenize``, shaped (B, N, T)."""
 
-    def __init__(
-        self,
-        encoder_tokenizer: Tokenizer,
-        decoder_tokenizer: Tokenizer,
-        episode_size: int,
-        encoder_max_tokens: int,
-        decoder_max_tokens: int,
-    ) -> None:
-        self.encoder_tokenizer = encoder_tokenizer
-        self.decoder_tokenizer = decoder_tokenizer
+    def __init__(self, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
+                 episode_size: int) -> None:
+        self.tokenize = tokenize
         self.episode_size = episode_size
-        self.encoder_max_tokens = encoder_max_tokens
-        self.decoder_max_tokens = decoder_max_tokens
 
     def __call__(self, texts: list[str]) -> dict[str, Any]:
         n = self.episode_size
         b = len(texts) // n
         if b == 0:
             raise TrainingDataError(f"a batch of {len(texts)} chunks is smaller than one episode")
-        texts = texts[: b * n]
-        enc_ids, enc_mask = tokenize(texts, self.encoder_tokenizer, self.encoder_max_tokens)
-        dec_ids, dec_mask = tokenize(texts, self.decoder_tokenizer, self.decoder_max_tokens)
-        return {
-            "enc_input_ids": enc_ids.view(b, n, -1),  # (B, N, Te)
-            "enc_attention_mask": enc_mask.view(b, n, -1),
-            "dec_input_ids": dec_ids.view(b, n, -1),  # (B, N, Td)
-            "dec_attention_mask": dec_mask.view(b, n, -1),
-            "texts": [texts[i * n : (i + 1) * n] for i in range(b)],
-        }
+        texts = list(texts[: b * n])
+        flat = self.tokenize(texts)  # each (B·N, T)
+        batch: dict[str, Any] = {k: v.view(b, n, -1) for k, v in flat.items()}
+        batch["texts"] = [texts[i * n : (i + 1) * n] for i in range(b)]
+        return batch
 
 
 class TextCollator:
-    """Decoder-only batches (n, T) for the no-memory perplexity."""
+    """Decoder-only batches (n, T), framed like the training targets, for no-memory perplexity."""
 
-    def __init__(self, decoder_tokenizer: Tokenizer, max_tokens: int) -> None:
-        self.decoder_tokenizer = decoder_tokenizer
+    def __init__(
+        self, tokenize_targets: Callable[[list[str], int], tuple[torch.Tensor, torch.Tensor]],
+        max_tokens: int,
+    ) -> None:
+        self.tokenize_targets = tokenize_targets
         self.max_tokens = max_tokens
 
     def __call__(self, texts: list[str]) -> dict[str, Any]:
-        ids, mask = tokenize(texts, self.decoder_tokenizer, self.max_tokens)
-        return {"lm_input_ids": ids, "lm_attention_mask": mask, "texts": texts}
+        ids, mask = self.tokenize_targets(list(texts), self.max_tokens)
+        return {"lm_input_ids": ids, "lm_attention_mask": mask, "texts": list(texts)}

@@ -13,11 +13,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from ..decoder import IGNORE_INDEX
+from ..memory import read_memory, write_episode
+from ..model import LarimarModel, LossWeights
 from .config import EvalConfig, LossConfig, OptimConfig
 
 logger = logging.getLogger(__name__)
-
-LOSS_KEYS = ("recon_memory", "recon_direct", "kl", "lm", "total")
 
 
 class LarimarLightningModule(pl.LightningModule):
@@ -25,7 +26,7 @@ class LarimarLightningModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: Any,
+        model: LarimarModel,
         loss: LossConfig,
         optim: OptimConfig,
         max_steps: int,
@@ -45,18 +46,31 @@ class LarimarLightningModule(pl.LightningModule):
         self.strict_loading = save_frozen
         self._val: dict[str, torch.Tensor] = {}
 
+    def on_fit_start(self) -> None:
+        self.train_mode()
+
+    def train_mode(self) -> None:
+        """Dropout on in the parts being trained, off in frozen backbones (backbones load in
+        eval mode; noise in a frozen part only blurs the signal the trained parts learn from)."""
+        model = self.model
+        model.train()
+        if not model.config.train_encoder:
+            model.encoder.backbone.eval()
+        if model.config.decoder_training == "frozen":
+            model.decoder.lm.eval()
+
     # ---------------------------------------------------------------------------------- loss
 
     def beta(self, step: int | None = None) -> float:
         """β of the KL term at ``step`` (default: the current optimiser step)."""
-        return self.loss_cfg.beta.value(self.global_step if step is None else step, self.max_steps)
+        return self.loss_cfg.kl.value(self.global_step if step is None else step, self.max_steps)
 
-    def loss_weights(self, beta: float) -> Any:
-        """The model's LossWeights for the current step."""
-        from ..model import LossWeights
-
+    def loss_weights(self, beta: float) -> LossWeights:
+        """The model's LossWeights at KL weight ``beta``."""
         c = self.loss_cfg
-        return LossWeights(alpha=c.alpha, beta=beta, lm=c.lm, memory=c.memory)
+        return LossWeights(
+            recon_memory=c.recon_memory, recon_direct=c.recon_direct, kl=beta, lm=c.lm
+        )
 
     def losses(self, batch: dict[str, Any], beta: float) -> dict[str, torch.Tensor]:
         """Every term of eq. 1 on a batch of episodes."""
@@ -85,7 +99,7 @@ class LarimarLightningModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         zero = torch.zeros((), device=self.device, dtype=torch.float64)
-        self._val = {k: zero.clone() for k in ("exact", "chunks", "nll", "tokens")}
+        self._val = {k: zero.clone() for k in ("exact", "exact_direct", "chunks", "nll", "tokens")}
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
@@ -97,28 +111,51 @@ class LarimarLightningModule(pl.LightningModule):
 
     def _validate_episodes(self, batch: dict[str, Any], batch_idx: int) -> None:
         batch_size = batch["enc_input_ids"].shape[0]
-        losses = self.losses(batch, self.loss_cfg.beta.max)
+        losses = self.losses(batch, self.loss_cfg.kl.max)
         self.log_dict(
             {f"val/{k}": v for k, v in losses.items()},
             on_epoch=True, sync_dist=True, batch_size=batch_size, add_dataloader_idx=False,
         )
-        if batch_idx < self.eval_cfg.recon_episodes:
-            for episode in batch["texts"]:
-                decoded = self.model.reconstruct(episode, max_new_tokens=self.max_new_tokens)
-                hits = sum(_same(a, b) for a, b in zip(decoded, episode, strict=True))
-                self._val["exact"] += hits
-                self._val["chunks"] += len(episode)
+        if batch_idx >= self.eval_cfg.recon_episodes:
+            return
+        for b, episode in enumerate(batch["texts"]):
+            from_memory, direct = self.reconstruct(
+                batch["enc_input_ids"][b], batch["enc_attention_mask"][b]
+            )
+            self._val["exact"] += sum(map(_same, from_memory, episode))
+            self._val["exact_direct"] += sum(map(_same, direct, episode))
+            self._val["chunks"] += len(episode)
+
+    @torch.no_grad()
+    def reconstruct(
+        self, enc_input_ids: torch.Tensor, enc_attention_mask: torch.Tensor
+    ) -> tuple[list[str], list[str]]:
+        """Greedy decodes of one episode (N, T): from its memory readout (write the episode
+        one-shot with ``M0`` as prior, read each latent back without σ_w noise) and directly
+        from its encodings."""
+        model = self.model
+        Z = model.encoder(enc_input_ids, enc_attention_mask).to(model.dtype)  # (N, C)
+        M = write_episode(Z, model.prior_memory)  # (K, C)
+        Zr, _ = read_memory(Z, M)  # (N, C)
+        return (
+            model.decode(Zr, max_new_tokens=self.max_new_tokens),
+            model.decode(Z, max_new_tokens=self.max_new_tokens),
+        )
 
     def _validate_lm(self, batch: dict[str, Any]) -> None:
-        nll, tokens = self.model.lm_nll(batch["lm_input_ids"], batch["lm_attention_mask"])
-        self._val["nll"] += nll.detach().double()
-        self._val["tokens"] += float(tokens)
+        ids, mask = batch["lm_input_ids"], batch["lm_attention_mask"]
+        labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+        _, loss = self.model.decoder(None, ids, mask, labels)  # mean over target tokens
+        tokens = (labels[:, 1:] != IGNORE_INDEX).sum()
+        self._val["nll"] += loss.detach().double() * tokens
+        self._val["tokens"] += tokens
 
     def on_validation_epoch_end(self) -> None:
         reduce = self.trainer.strategy.reduce
         totals = {k: reduce(v, reduce_op="sum") for k, v in self._val.items()}
         if totals["chunks"] > 0:
             self.log("val/recon_exact", (totals["exact"] / totals["chunks"]).float())
+            self.log("val/recon_exact_direct", (totals["exact_direct"] / totals["chunks"]).float())
         if totals["tokens"] > 0:
             ppl = math.exp(min(50.0, (totals["nll"] / totals["tokens"]).item()))
             self.log("val/ppl_no_memory", ppl)

@@ -18,8 +18,10 @@ import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
+from ..model import LarimarConfig, LarimarModel
 from .config import ModelSection, TrainConfig, TrainingConfigError
 from .data import (
     ChunkDataset,
@@ -44,25 +46,43 @@ LAST_CHECKPOINT = "last.ckpt"
 # --------------------------------------------------------------------------------------------
 
 
-def model_config(section: ModelSection) -> Any:
+def model_config(section: ModelSection) -> LarimarConfig:
     """The validated ``LarimarConfig`` of a recipe (cheap: builds no network)."""
-    from ..model import LarimarConfig
-
-    return LarimarConfig(**section.config)
-
-
-def build_model(section: ModelSection) -> Any:
-    """A ``LarimarModel`` as the recipe asks: from its config or from a saved folder."""
-    from ..model import LarimarModel
-
-    if section.init == "pretrained":
-        return LarimarModel.from_pretrained(section.path, **section.config)
-    return LarimarModel.from_config(model_config(section))
+    try:
+        return LarimarConfig(**section.config)
+    except ValidationError as exc:
+        raise TrainingConfigError(f"invalid model.config: {exc}") from exc
 
 
-def tokenizers(model: Any) -> tuple[Any, Any]:
-    """(encoder tokenizer, decoder tokenizer) of a model."""
-    return model.encoder_tokenizer, model.decoder_tokenizer
+#: switches that may differ from a saved model's config when continuing training from it
+_RESUMABLE_SWITCHES = frozenset({"train_encoder", "decoder_training"})
+
+
+def build_model(section: ModelSection) -> LarimarModel:
+    """A ``LarimarModel`` as the recipe asks: ``from_config`` or ``from_pretrained``; for a
+    pretrained model, ``model.config`` may switch trainable parts (not change the architecture)."""
+    if section.init == "config":
+        return LarimarModel.from_config(model_config(section))
+    model = LarimarModel.from_pretrained(str(section.path))
+    other = set(section.config) - _RESUMABLE_SWITCHES
+    if other:
+        raise TrainingConfigError(
+            f"model.config keys {sorted(other)} cannot change a pretrained model; only "
+            f"{sorted(_RESUMABLE_SWITCHES)} can (use model.init: config for a new architecture)"
+        )
+    if "train_encoder" in section.config:
+        model.config.train_encoder = bool(section.config["train_encoder"])
+        model.encoder.backbone.requires_grad_(model.config.train_encoder)
+    mode = section.config.get("decoder_training", model.config.decoder_training)
+    if mode != model.config.decoder_training:
+        if "lora" in (mode, model.config.decoder_training):
+            raise TrainingConfigError(
+                f"cannot switch a pretrained model's decoder_training from "
+                f"{model.config.decoder_training!r} to {mode!r}: LoRA changes the architecture"
+            )
+        model.config.decoder_training = mode
+        model.decoder.lm.requires_grad_(mode == "full")
+    return model
 
 
 def resolve_strategy(name: str, find_unused: bool) -> Any:
@@ -90,7 +110,7 @@ class TrainingRecipe:
         self.cfg = cfg
         self.out_dir = cfg.resolved_output_dir()
         self.ckpt_dir = self.out_dir / CHECKPOINT_DIR
-        self.model: Any = None
+        self.model: LarimarModel | None = None
         self.module: LarimarLightningModule | None = None
         self.trainer: pl.Trainer | None = None
         self.history = MetricsHistory(every=cfg.trainer.log_every_n_steps)
@@ -122,11 +142,17 @@ class TrainingRecipe:
         self.trainer = self._build_trainer()
 
     def _setup_data(self) -> None:
-        cfg, d = self.cfg, self.cfg.data
-        enc_tok, dec_tok = tokenizers(self.model)
+        cfg, d, model = self.cfg, self.cfg.data, self.model
+        assert model is not None
+        if d.chunk_tokens > model.config.max_text_tokens:
+            raise TrainingConfigError(
+                f"data.chunk_tokens ({d.chunk_tokens}) exceeds the model's max_text_tokens "
+                f"({model.config.max_text_tokens}): chunks would be cut; lower one or raise the "
+                "other"
+            )
+        dec_tok = model.decoder.tokenizer
         split = build_chunks(d, dec_tok, seed=cfg.seed)
-        collate = EpisodeCollator(enc_tok, dec_tok, d.episode_size, d.encoder_max_tokens,
-                                  d.chunk_tokens)
+        collate = EpisodeCollator(model.tokenize, d.episode_size)
         per_step = d.episode_size * d.batch_size
         loader_kw: dict[str, Any] = {
             "num_workers": d.num_workers, "persistent_workers": d.num_workers > 0,
@@ -150,13 +176,14 @@ class TrainingRecipe:
             else:
                 self.val_loaders.append(DataLoader(
                     ChunkDataset(chunks), batch_size=per_step, shuffle=False,
-                    collate_fn=TextCollator(dec_tok, d.chunk_tokens), **loader_kw,
+                    collate_fn=TextCollator(model.decoder.tokenize_targets, d.chunk_tokens),
+                    **loader_kw,
                 ))
 
     def _build_trainer(self) -> pl.Trainer:
         t, c = self.cfg.trainer, self.cfg.checkpoint
         loss = self.cfg.loss
-        find_unused = 0.0 in (loss.memory, loss.alpha, loss.lm)
+        find_unused = 0.0 in (loss.recon_memory, loss.recon_direct, loss.lm, loss.kl.max)
         callbacks: list[pl.Callback] = [
             ModelCheckpoint(
                 dirpath=self.ckpt_dir,
@@ -242,6 +269,7 @@ class TrainingRecipe:
             if self.cfg.trainer.strategy == "fsdp":
                 export_checkpoint(self.cfg, self.ckpt_dir / LAST_CHECKPOINT, model_dir)
             else:
+                assert self.model is not None
                 self.model.save_pretrained(model_dir)
             extra = {
                 "recipe": self.cfg.name,
