@@ -3,16 +3,158 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from .service import Larimar
+
 app = typer.Typer(help="Larimar episodic memory for LLM agents.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: print figures and save JSON/PNG under docs/results/.")
 app.add_typer(bench_app, name="bench")
 console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = typer.Option(None, "--store", help="SQLite file (default: user data dir).")
+NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace (user/session).")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _open(store: Path | None, namespace: str) -> Larimar:
+    from .service import Larimar
+
+    return Larimar(store=store, namespace=namespace)
+
+
+def _emit(payload: Any, as_json: bool, render: Any = None) -> None:
+    if as_json or render is None:
+        data = payload.model_dump() if hasattr(payload, "model_dump") else payload
+        typer.echo(json.dumps(data, indent=1, default=str))
+    else:
+        render(payload)
+
+
+def _run(fn: Any) -> Any:
+    """Run a command body, turning the library's errors into a clean message and exit code 2."""
+    from .errors import LarimarError
+
+    try:
+        return fn()
+    except LarimarError as exc:
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+
+
+@app.command()
+def remember(
+    text: list[str] = typer.Argument(..., help="One or more facts."),
+    key: str = typer.Option(None, help="Text that addresses the fact (default: the fact)."),
+    store: Path = StoreOption,
+    namespace: str = NamespaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write facts to memory in one shot."""
+    def body() -> None:
+        with _open(store, namespace) as memory:
+            result = memory.remember(text, key=None if key is None else [key] * len(text))
+        _emit(result, as_json, lambda r: console.print(
+            f"remembered {len(r.ids)} fact(s): {', '.join(r.ids)}"
+            + (f" (replaced {len(r.replaced)})" if r.replaced else "")))
+    _run(body)
+
+
+@app.command()
+def recall(
+    query: str, store: Path = StoreOption, namespace: str = NamespaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Read the memory for a query and decode the readout."""
+    def body() -> None:
+        with _open(store, namespace) as memory:
+            result = memory.recall(query)
+        _emit(result, as_json, lambda r: console.print(
+            f"[bold]{r.text}[/bold]\nscope {r.scope.score:.2f} "
+            f"({'in' if r.scope.in_scope else 'out of'} scope); addressed fact: "
+            f"{r.fact.text if r.fact else '-'}"))
+    _run(body)
+
+
+@app.command()
+def ask(
+    question: str, store: Path = StoreOption, namespace: str = NamespaceOption,
+    as_json: bool = JsonOption,
+    max_new_tokens: int = typer.Option(32, help="Answer length in tokens."),
+) -> None:
+    """Answer a question; in-scope questions are decoded from memory."""
+    def body() -> None:
+        with _open(store, namespace) as memory:
+            result = memory.ask(question, max_new_tokens=max_new_tokens)
+        _emit(result, as_json, lambda r: console.print(
+            f"[bold]{r.answer}[/bold]\nroute: {r.route} (scope {r.scope.score:.2f})"))
+    _run(body)
+
+
+@app.command()
+def forget(
+    fact: str = typer.Argument(..., help="Fact id, or the fact's exact text."),
+    store: Path = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
+) -> None:
+    """Forget a fact: the memory update is undone and its text deleted from the store."""
+    def body() -> None:
+        with _open(store, namespace) as memory:
+            removed = memory.forget(fact)
+        _emit([f.model_dump() for f in removed], as_json, lambda r: console.print(
+            "forgot: " + "; ".join(f["text"] for f in r)))
+    _run(body)
+
+
+@app.command("list")
+def list_facts(
+    store: Path = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
+) -> None:
+    """List the facts of a namespace."""
+    def body() -> None:
+        from .store import SQLiteStore
+
+        # Listing needs no model: read the fact log directly.
+        with SQLiteStore(store) as db:
+            facts = db.list_facts(namespace)
+        rows = [{"id": f.id, "slot": f.slot, "text": f.text, "key": f.key_text} for f in facts]
+
+        def render(items: list[dict[str, Any]]) -> None:
+            table = Table(title=f"namespace {namespace!r}: {len(items)} fact(s)")
+            for column in ("id", "slot", "text"):
+                table.add_column(column)
+            for item in items:
+                table.add_row(item["id"], str(item["slot"]), item["text"])
+            console.print(table)
+        _emit(rows, as_json, render)
+    _run(body)
+
+
+@app.command()
+def demo(
+    store: Path = typer.Option(None, "--store", help="SQLite file (default: a temporary one)."),
+    namespace: str = NamespaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """A scripted conversation: write facts, recall, correct one, forget one, and route an
+    out-of-scope question to plain decoding, with timings."""
+    from .demo import run_demo
+
+    _run(lambda: run_demo(store=store, namespace=namespace, as_json=as_json, console=console))
 
 
 @bench_app.command("memory")
@@ -38,5 +180,30 @@ def bench_memory(
     console.print(json.dumps(results["state_size_vs_facts"]))
 
 
+@bench_app.command("service")
+def bench_service(
+    out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
+    facts: int = typer.Option(200, help="Facts written one by one for the latency figures."),
+    tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+) -> None:
+    """Latency of remember/forget/recall/ask on the packaged models, against LangChain's
+    InMemoryVectorStore and LlamaIndex's VectorStoreIndex on the same embeddings."""
+    from .benchmarks import service_bench
+
+    results = service_bench.run(out=out, facts=facts, tiny=tiny)
+    table = Table(title="Larimar service (ms)")
+    for column in ("operation", "p50", "p95", "target"):
+        table.add_column(column, justify="right")
+    for name, row in results["larimar"].items():
+        if isinstance(row, dict) and "p50_ms" in row:
+            table.add_row(name, f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}",
+                          str(row.get("target_ms", "")))
+    console.print(table)
+    console.print(json.dumps({k: v for k, v in results.items() if k not in ("larimar",)},
+                             indent=1, default=str))
+
+
 def main() -> None:  # pragma: no cover - console entry
+    if os.environ.get("LARIMAR_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     app()

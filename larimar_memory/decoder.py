@@ -118,7 +118,9 @@ class LatentDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``[start] text [eos]`` right-padded to the longest, text cut to ``max_length`` tokens;
         returns ``(input_ids, attention_mask)``."""
-        body = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
+        body = self.tokenizer(
+            texts, add_special_tokens=False, truncation=True, max_length=max_length
+        )
         eos = self.stop_token_ids[:1]
         rows = [self._start() + ids + eos for ids in body["input_ids"]]
         return _pad(rows, self.pad_token_id, left=False, device=device)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class LatentEncoder(nn.Module):
-    """``forward(input_ids, attention_mask) -> (N, P·d)``: backbone, attention pooling, projection."""
+    """``forward(input_ids, attention_mask) -> (N, P·d)``: backbone, pooling, projection."""
 
     def __init__(
         self,

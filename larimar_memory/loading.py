@@ -77,7 +77,7 @@ def default_cache_dir() -> Path:
 
 
 def downloads_allowed() -> bool:
-    """Hugging Face downloads are off unless ``LARIMAR_ALLOW_DOWNLOAD=1`` (no network by default)."""
+    """Hugging Face downloads stay off unless ``LARIMAR_ALLOW_DOWNLOAD=1``."""
     return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip() == "1"
 
 
@@ -123,7 +123,9 @@ def load_decoder_backbone(
         folder, local_only = name, not downloads_allowed()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, local_files_only=local_only
+        )
     except OSError as exc:
         raise ModelNotFoundError(_not_found_message("decoder", name)) from exc
     return tokenizer, model

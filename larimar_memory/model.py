@@ -117,6 +117,9 @@ class LarimarModel(nn.Module):
         # std 1/√K puts the first readout weights w̄ near unit scale, the KL prior's
         self.prior_memory = nn.Parameter(torch.randn(K, C) / math.sqrt(K))  # M0
         self.log_sigma_w = nn.Parameter(torch.tensor(math.log(config.readout_noise_init)))
+        # backbones whose full weights a loaded checkpoint held: they stay saved even if the
+        # config now freezes them, so freezing never silently drops fine-tuned weights
+        self._stored_backbones: set[str] = set()
         self.encoder.backbone.requires_grad_(config.train_encoder)
         if config.decoder_training == "full":
             self.decoder.lm.requires_grad_(True)
@@ -135,7 +138,7 @@ class LarimarModel(nn.Module):
         encoder_backbone: tuple[Any, nn.Module] | None = None,
         decoder_backbone: tuple[Any, nn.Module] | None = None,
     ) -> LarimarModel:
-        """A fresh model: backbones loaded by name (or given as ``(tokenizer, model)``), new heads."""
+        """A fresh model: backbones by name (or given as ``(tokenizer, model)``), new heads."""
         config = config or LarimarConfig()
         enc_tok, enc_model = encoder_backbone or load_encoder_backbone(config.encoder_name)
         dec_tok, lm = decoder_backbone or load_decoder_backbone(
@@ -179,12 +182,14 @@ class LarimarModel(nn.Module):
             )
             model = cls.from_config(LarimarConfig(), cache_dir=cache_dir)
         else:
-            model = cls.from_config(_read_config(folder), cache_dir=cache_dir)
+            config, stored = _read_document(folder)
+            model = cls.from_config(config, cache_dir=cache_dir)
+            model._stored_backbones = stored
             model._load_trained_state(folder / WEIGHTS_FILE)
         return model.to(device) if device is not None else model
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``larimar_config.json`` and ``larimar_weights.safetensors`` (trained parts only)."""
+        """Write ``CONFIG_FILE`` and ``WEIGHTS_FILE`` (the trained parts only) into a folder."""
         from safetensors.torch import save_file
 
         folder = Path(directory)
@@ -194,6 +199,7 @@ class LarimarModel(nn.Module):
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "config": self.config.model_dump(mode="json"),
+            "stored_backbones": sorted(self._full_backbones()),
         }
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
         # write beside, then rename: a crash leaves the previous files, never half-written ones
@@ -324,7 +330,11 @@ class LarimarModel(nn.Module):
                 _, loss = self.decoder(Z.reshape(B * N, C), flat_ids, flat_mask, labels)
                 losses["recon_direct"] = w.recon_direct * loss
         if w.lm:
-            ids = flat_ids if lm_input_ids is None else lm_input_ids.reshape(-1, lm_input_ids.shape[-1])
+            ids = (
+                flat_ids
+                if lm_input_ids is None
+                else lm_input_ids.reshape(-1, lm_input_ids.shape[-1])
+            )
             mask = flat_mask if lm_attention_mask is None else lm_attention_mask.reshape(ids.shape)
             _, loss = self.decoder(None, ids, mask, ids.masked_fill(mask == 0, IGNORE_INDEX))
             losses["lm"] = w.lm * loss
@@ -333,15 +343,25 @@ class LarimarModel(nn.Module):
 
     # -- persistence -----------------------------------------------------------------------------
 
+    def _full_backbones(self) -> set[str]:
+        """Backbones saved whole: trained by the config, or held whole by the loaded checkpoint."""
+        full = set(self._stored_backbones)
+        if self.config.train_encoder:
+            full.add("encoder")
+        if self.config.decoder_training == "full":
+            full.add("decoder")
+        return full
+
     def _saved_parameters(self) -> dict[str, nn.Parameter]:
-        """The parameters the config trains (tied weights once), in a stable order."""
-        mode = self.config.decoder_training
+        """The trained parameters (tied weights once), in a stable order."""
+        full = self._full_backbones()
+        lora = self.config.decoder_training == "lora"
         saved = {}
         for name, param in self.named_parameters():  # duplicates (tied weights) come once
             if name.startswith("encoder.backbone."):
-                keep = self.config.train_encoder
+                keep = "encoder" in full
             elif name.startswith("decoder.lm."):
-                keep = mode == "full" or (mode == "lora" and "lora_" in name)
+                keep = "decoder" in full or (lora and "lora_" in name)
             else:
                 keep = True  # heads, M0, σ_w
             if keep:
@@ -428,7 +448,8 @@ def _resolve_checkpoint(name_or_dir: str | Path) -> Path | None:
     )
 
 
-def _read_config(folder: Path) -> LarimarConfig:
+def _read_document(folder: Path) -> tuple[LarimarConfig, set[str]]:
+    """The config and the set of backbones stored whole, after format checks."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise StateFileError(f"{folder} has no {CONFIG_FILE}; it is not a Larimar checkpoint.")
@@ -451,6 +472,12 @@ def _read_config(folder: Path) -> LarimarConfig:
     if unknown:
         logger.warning("Ignoring config keys this version does not know: %s", ", ".join(unknown))
     try:
-        return LarimarConfig(**{k: v for k, v in fields.items() if k not in unknown})
+        config = LarimarConfig(**{k: v for k, v in fields.items() if k not in unknown})
     except ValidationError as exc:
         raise StateFileError(f"{path} holds an invalid config:\n{exc}") from exc
+    stored = document.get("stored_backbones", [])
+    if not isinstance(stored, list) or not set(stored) <= {"encoder", "decoder"}:
+        raise StateFileError(
+            f"{path}: stored_backbones must list 'encoder'/'decoder', got {stored!r}"
+        )
+    return config, set(stored)

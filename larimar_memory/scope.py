@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -123,11 +124,9 @@ class SentenceEmbedder:
 
 
 def _is_sentence_transformer(model: Any) -> bool:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:  # pragma: no cover - it is a core dependency
-        return False
-    return isinstance(model, SentenceTransformer)
+    # An instance implies the module is loaded: never pay its import for a fake model.
+    module = sys.modules.get("sentence_transformers")
+    return module is not None and isinstance(model, module.SentenceTransformer)
 
 
 def _load_sentence_transformer(name: str | Path | None, device: str) -> tuple[Any, str]:
@@ -407,7 +406,7 @@ class InternalScopeDetector(nn.Module):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 correct += int(((logits >= 0).float() == y[idx]).sum())
             history.loss.append(total / len(y))
             history.accuracy.append(correct / len(y))

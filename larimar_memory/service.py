@@ -67,8 +67,12 @@ class LarimarSettings(BaseModel):
         None, ge=-1, le=1, description="ESD cosine threshold; None = the detector's default"
     )
     correction_threshold: float = Field(
-        0.9, ge=0, le=1.0001,
-        description="a new fact whose key has at least this cosine to a stored key replaces it",
+        0.95, ge=0, le=1.0001,
+        description=(
+            "a new fact whose key has at least this cosine to a stored key replaces it. High on "
+            "purpose: with all-MiniLM-L6-v2, 'Alice lives in Lisbon.' vs 'Alice works in Lisbon.'"
+            " is 0.92, so free-text facts replace only near-duplicates; pass key= for corrections"
+        ),
     )
     overflow: Literal["share", "error"] = Field(
         "share", description="what happens past K facts: share the nearest slot, or refuse"
@@ -241,6 +245,24 @@ class Larimar:
             self._save_version(tx, ns)
         return [self._fact(r) for r in removed]
 
+    def forget_matching(
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None
+    ) -> list[Fact]:
+        """Forget the stored fact a description points to ("my address", "that I live in
+        Paris"): the fact whose key is nearest, if its cosine reaches ``threshold`` (default:
+        the scope detector's). Nothing near enough → ``FactNotFoundError``."""
+        description = self._check_texts(description, "description")[0]
+        ns_name = self._namespace_name(namespace)
+        ids, keys = self._synced(ns_name).key_matrix()
+        decision = self.scope.score(description, keys)
+        limit = self.scope.threshold if threshold is None else threshold
+        if decision.nearest is None or decision.score < limit:
+            raise FactNotFoundError(
+                f"no stored fact in namespace {ns_name!r} matches {description[:80]!r} "
+                f"(best cosine {decision.score:.2f} < {limit:.2f}); use list() and forget by id"
+            )
+        return self.forget(ids[decision.nearest], namespace=ns_name)
+
     def list(self, *, namespace: str | None = None) -> list[Fact]:
         """Every stored fact of the namespace, oldest first."""
         ns_name = self._namespace_name(namespace)
@@ -294,6 +316,9 @@ class Larimar:
 
     async def aforget(self, fact: str, **kwargs: Any) -> list[Fact]:
         return await asyncio.to_thread(self.forget, fact, **kwargs)
+
+    async def aforget_matching(self, description: str, **kwargs: Any) -> list[Fact]:
+        return await asyncio.to_thread(self.forget_matching, description, **kwargs)
 
     async def alist(self, **kwargs: Any) -> list[Fact]:
         return await asyncio.to_thread(self.list, **kwargs)

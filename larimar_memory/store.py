@@ -25,10 +25,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import safetensors.torch
@@ -73,13 +73,14 @@ def _as_vector(name: str, array: Any) -> np.ndarray:
     return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class FactRecord:
     """One remembered fact: its text, the slot it owns, and the exact tensors used to write it.
 
     `key` is the sentence embedding of `key_text` (what addresses, D wide), `value` the latent
     that was written (C wide) and `weights` the addressing weights over the K slots at write time.
-    Keeping all three lets a forget replay the write with the opposite sign.
+    Keeping all three lets a forget replay the write with the opposite sign. Keyword-only;
+    `id` (uuid4 hex) and `created_at` (Unix time) are filled in when not given.
     """
 
     namespace: str
@@ -187,7 +188,7 @@ class MemoryStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def transaction(self, namespace: str) -> Any:
+    def transaction(self, namespace: str) -> AbstractContextManager[StoreTransaction]:
         """A context manager yielding a `StoreTransaction` that holds the namespace's write
         lock; commit on clean exit, rollback on exception."""
 
@@ -486,9 +487,12 @@ class _SQLiteTransaction(StoreTransaction):
         self.deleted_any = False
         self._open = True
 
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _check_open(self) -> None:
         if not self._open:
             raise StoreError("This transaction has ended; start a new `with store.transaction()`.")
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        self._check_open()
         with self._store._errors():
             return self._conn.execute(sql, params)
 
@@ -506,12 +510,15 @@ class _SQLiteTransaction(StoreTransaction):
         return self._read.version(self.namespace)
 
     def load_state(self) -> tuple[StateTensors, int] | None:
+        self._check_open()
         return self._read.load_state(self.namespace)
 
     def state_meta(self) -> dict[str, str] | None:
+        self._check_open()
         return self._read.state_meta(self.namespace)
 
     def save_state(self, tensors: StateTensors, meta: dict[str, str] | None = None) -> int:
+        self._check_open()
         meta = _check_meta(meta)
         blob = _encode_state(tensors, meta)
         version = self._touch()
@@ -525,6 +532,7 @@ class _SQLiteTransaction(StoreTransaction):
         return version
 
     def add_facts(self, records: Iterable[FactRecord]) -> None:
+        self._check_open()
         rows = []
         for r in records:
             if not isinstance(r, FactRecord):
@@ -554,6 +562,7 @@ class _SQLiteTransaction(StoreTransaction):
             raise
 
     def delete_facts(self, ids: Sequence[str]) -> list[FactRecord]:
+        self._check_open()
         if isinstance(ids, str):
             ids = [ids]
         records = self._read.facts_by_ids(self.namespace, ids)  # raises before any change
@@ -569,26 +578,32 @@ class _SQLiteTransaction(StoreTransaction):
         return records
 
     def get_facts(self, ids: Sequence[str]) -> list[FactRecord]:
+        self._check_open()
         if isinstance(ids, str):
             ids = [ids]
         return self._read.facts_by_ids(self.namespace, ids)
 
     def all_facts(self) -> list[FactRecord]:
+        self._check_open()
         return self._read.facts(self.namespace)
 
     def used_slots(self) -> set[int]:
+        self._check_open()
         rows = self._read._q(
             "SELECT DISTINCT slot FROM facts WHERE namespace = ?", (self.namespace,)
         )
         return {int(r[0]) for r in rows}
 
     def find_by_request_id(self, request_id: str) -> list[FactRecord]:
+        self._check_open()
         return self._read.facts(self.namespace, "AND request_id = ?", (request_id,))
 
     def find_facts_by_text(self, text: str) -> list[FactRecord]:
+        self._check_open()
         return self._read.facts(self.namespace, "AND text = ?", (text,))
 
     def count(self) -> int:
+        self._check_open()
         return self._read.count(self.namespace)
 
 
@@ -791,8 +806,8 @@ class SQLiteStore(MemoryStore):
             self._checkpoint(conn)
 
     def clear(self, namespace: str) -> int:
-        with self.transaction(namespace) as tx:
-            assert isinstance(tx, _SQLiteTransaction)
+        with self.transaction(namespace) as base_tx:
+            tx = cast(_SQLiteTransaction, base_tx)
             n = tx.count()
             exists = tx._read._q("SELECT 1 FROM namespaces WHERE name = ?", (namespace,))
             if exists:

@@ -150,15 +150,22 @@ class HashingEmbedder:
         return out
 
 
-def tiny_larimar(store: Any = None, *, decoder: TinyDecoder = "gpt2", **settings: Any) -> Any:
-    """A complete ``Larimar`` on a tiny random model, a hashing embedder and a SQLite store at
-    ``store`` (a path, or a ``MemoryStore``). For tests of code that wraps ``Larimar``."""
+def tiny_larimar(
+    store: Any = None,
+    *,
+    decoder: TinyDecoder = "gpt2",
+    model_overrides: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Any:
+    """A complete ``Larimar`` on a tiny random model (16 slots unless overridden), a hashing
+    embedder and a SQLite store at ``store`` (a path, or a ``MemoryStore``). For tests of code
+    that wraps ``Larimar``."""
     from .scope import SentenceEmbedder
     from .service import Larimar, LarimarSettings
 
     settings.setdefault("max_new_tokens", 4)
     return Larimar(
-        tiny_test_model(decoder, memory_slots=16),
+        tiny_test_model(decoder, **{"memory_slots": 16, **(model_overrides or {})}),
         store=store,
         embedder=SentenceEmbedder(model=HashingEmbedder()),
         settings=LarimarSettings(**settings),

@@ -224,6 +224,10 @@ class TrainerConfig(_Section):
     limit_val_batches: int = Field(4, ge=0, description="held-out / WikiText batches per check")
     progress_bar: bool = True
     deterministic: bool = False
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for the run (1 is fastest for tiny models "
+        "on a busy machine); null: torch's default"
+    )
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -41,7 +41,7 @@ class MetricsHistory(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         step = trainer.global_step
-        if step % self.every and step != trainer.max_steps:
+        if step % self.every and step not in (1, trainer.max_steps):
             return
         if self.train and self.train[-1]["step"] == step:  # accumulation: one row per step
             return
@@ -84,6 +84,27 @@ def write_metrics(history: MetricsHistory, out_dir: Path, extra: dict[str, Any])
     return path
 
 
+_RATES = ("recon_exact", "recon_exact_direct")
+
+
+def _lines(
+    ax: Any, rows: list[dict[str, float]], exclude: set[str] | None, log: bool, marker: str,
+    only: set[str] | None = None,
+) -> None:
+    keys = sorted({k for r in rows for k in r} - {"step"} - (exclude or set()))
+    if only is not None:
+        keys = [k for k in keys if k in only]
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in rows if key in r and (r[key] > 0 or not log)]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=marker, label=key)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    if keys:
+        ax.legend(fontsize=8)
+
+
 def plot_metrics(history: MetricsHistory, out_dir: Path, title: str) -> Path | None:
     """``metrics.png``: training terms (log scale) and validation metrics against the step."""
     if not history.train and not history.val:
@@ -93,33 +114,19 @@ def plot_metrics(history: MetricsHistory, out_dir: Path, title: str) -> Path | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax = axes[0]
-    keys = sorted({k for r in history.train for k in r} - {"step", "beta"})
-    for key in keys:
-        pts = [(r["step"], r[key]) for r in history.train if key in r and r[key] > 0]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=key)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_title("training loss terms (eq. 1)")
-    if keys:
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    _lines(axes[0], history.train, exclude={"beta"}, log=True, marker="")
+    axes[0].set_title("training terms of eq. 1 (weighted)")
     betas = [(r["step"], r["beta"]) for r in history.train if "beta" in r]
     if betas:
-        twin = ax.twinx()
+        twin = axes[0].twinx()
         twin.plot(*zip(*betas, strict=True), color="grey", alpha=0.4, linestyle=":")
         twin.set_ylabel("β (dotted)")
-    ax = axes[1]
-    vkeys = sorted({k for r in history.val for k in r} - {"step"})
-    for key in vkeys:
-        pts = [(r["step"], r[key]) for r in history.val if key in r]
-        ax.plot(*zip(*pts, strict=True), marker="o", label=key)
-    ax.set_xlabel("step")
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_title("validation")
-    if vkeys:
-        ax.legend(fontsize=8)
+    _lines(axes[1], history.val, exclude=set(_RATES), log=True, marker="o")
+    axes[1].set_title("validation losses and no-memory perplexity")
+    _lines(axes[2], history.val, exclude=None, log=False, marker="o", only=set(_RATES))
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[2].set_title("exact reconstruction of held-out chunks")
     fig.suptitle(title)
     fig.tight_layout()
     path = out_dir / "metrics.png"

@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
@@ -39,6 +41,13 @@ logger = logging.getLogger(__name__)
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+#: Lightning warnings about what this recipe does on purpose (frozen parts in eval mode, resuming
+#: into a folder that already holds checkpoints, short tiny-model epochs)
+_EXPECTED_WARNINGS = (
+    r"Found \d+ module\(s\) in eval mode",
+    r"Checkpoint directory .* exists and is not empty",
+    r"The number of training batches .* is smaller than the logging interval",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,12 +126,15 @@ class TrainingRecipe:
         self.train_loader: DataLoader[Any] | None = None
         self.val_loaders: list[DataLoader[Any]] = []
         self._started = 0.0
+        self._threads = torch.get_num_threads()
 
     # ------------------------------------------------------------------------------ setup
 
     def setup(self) -> None:
         """Seed, build the model, the data and the Trainer."""
         cfg = self.cfg
+        if cfg.trainer.cpu_threads:
+            torch.set_num_threads(cfg.trainer.cpu_threads)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(
@@ -163,9 +175,9 @@ class TrainingRecipe:
         )
         self.val_loaders = []
         if len(split.heldout) >= d.episode_size:
-            self.val_loaders.append(DataLoader(
-                ChunkDataset(split.heldout), batch_size=per_step, shuffle=False, drop_last=True,
-                collate_fn=collate, **loader_kw,
+            self.val_loaders.append(DataLoader(  # one episode per batch
+                ChunkDataset(split.heldout), batch_size=d.episode_size, shuffle=False,
+                drop_last=True, collate_fn=collate, **loader_kw,
             ))
         if cfg.eval.ppl_file:
             path = d.resolve(cfg.eval.ppl_file)
@@ -246,6 +258,13 @@ class TrainingRecipe:
         if ckpt is not None:
             logger.info("resuming from %s", ckpt)
         self._started = time.monotonic()
+        with warnings.catch_warnings():
+            for message in _EXPECTED_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            self._fit(ckpt)
+
+    def _fit(self, ckpt: Path | None) -> None:
+        assert self.trainer is not None and self.module is not None
         self.trainer.fit(
             self.module,
             train_dataloaders=self.train_loader,
@@ -293,6 +312,7 @@ class TrainingRecipe:
 
     def cleanup(self) -> None:
         """Drop references so a caller can run another recipe in the same process."""
+        torch.set_num_threads(self._threads)
         self.trainer = None
         self.module = None
         self.train_loader = None
@@ -302,8 +322,6 @@ class TrainingRecipe:
 def export_checkpoint(cfg: TrainConfig, ckpt: Path, out_dir: Path) -> Path:
     """Rebuild the recipe's model, load a Lightning checkpoint and ``save_pretrained`` it
     (the way out of sharded FSDP training, or of any saved step)."""
-    import torch
-
     model = build_model(cfg.model)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     state = {k.removeprefix("model."): v for k, v in state.items()}

@@ -83,7 +83,14 @@ def test_fact_record_defaults_and_validation() -> None:
     with pytest.raises(TextInputError, match="UTF-8"):
         make_record("ns", "bad \ud800 surrogate")
     with pytest.raises(ValueError, match="1-D"):
-        FactRecord("ns", "x", key=np.ones((2, 2)), value=np.ones(2), weights=np.ones(2), slot=0)
+        FactRecord(
+            namespace="ns",
+            text="x",
+            key=np.ones((2, 2)),
+            value=np.ones(2),
+            weights=np.ones(2),
+            slot=0,
+        )
 
 
 def test_sqlite_store_is_a_memory_store(store: SQLiteStore) -> None:
@@ -225,6 +232,8 @@ def test_rollback_on_exception_leaves_nothing(store: SQLiteStore) -> None:
     assert version == 1 and torch.equal(state["m"], torch.zeros(2))
     with pytest.raises(StoreError, match="ended"):
         tx.add_facts([make_record("ns", "late")])
+    with pytest.raises(StoreError, match="ended"):
+        tx.all_facts()
     with store.transaction("ns") as tx:  # the connection is usable again
         tx.add_facts([make_record("ns", "after")])
     assert store.count("ns") == 1

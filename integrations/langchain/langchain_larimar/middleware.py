@@ -1,0 +1,218 @@
+"""`LarimarMiddleware`: Larimar memory for agents built with ``langchain.agents.create_agent``.
+
+Before every model call (``wrap_model_call``) it recalls what the memory holds about the latest
+human message and, when the scope detector says that message is about stored facts, appends the
+recalled fact to the system message. The context rides on the request only, so it never piles
+up in the conversation state. After the model call (``after_model``) it applies the latest
+human message to the memory once (facts stated are written, "forget …" requests honoured; no
+LLM call), so the rest of the turn and every later turn see the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ModelRequest,
+    ModelResponse,
+    PrivateStateAttr,
+)
+from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from larimar_memory.conversation import TurnResult, observe
+from larimar_memory.types import RecallResult
+from typing_extensions import NotRequired
+
+from ._convert import ContextSource, context_text, message_text
+from ._namespace import resolve_namespace
+from .memory import LarimarMemory
+
+DEFAULT_CONTEXT_TEMPLATE = (
+    "Relevant facts from long-term memory (Larimar) about this conversation's user:\n{context}"
+)
+
+
+class LarimarState(AgentState[Any]):
+    """Agent state plus the marker of the last human message already applied to memory."""
+
+    larimar_observed: NotRequired[Annotated[str, PrivateStateAttr]]
+
+
+def _latest_human(messages: list[Any]) -> tuple[str, str] | None:
+    """(marker, text) of the latest human message; the marker is its id, else a hash of its
+    position and text, so one message is applied to memory once."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if isinstance(message, BaseMessage) and message.type == "human":
+            text = message_text(message)
+            marker = message.id or hashlib.sha1(f"{index}:{text}".encode()).hexdigest()
+            return marker, text
+    return None
+
+
+def _current_config() -> RunnableConfig | None:
+    try:
+        from langgraph.config import get_config
+
+        return get_config()
+    except RuntimeError:  # called outside a graph run
+        return None
+
+
+class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
+    """Long-term memory for ``create_agent``: recalled facts in, stated facts out.
+
+    Each model call gets the fact recalled for the latest human message appended to its system
+    message (only when the message is in scope); after the model answers, that human message is
+    applied to the memory once: stated facts are written one-shot and "forget …" requests are
+    honoured, with no LLM call. Sync and async agents are both supported.
+
+    Namespace rule (per call): the ``namespace`` given here, else ``user_id`` from the runtime
+    context (``"user:<id>"``), else ``config["configurable"]["user_id"]``, else the thread id
+    (``"thread:<id>"``), else the Larimar's default namespace.
+
+    Setup:
+        ``pip install langchain-larimar``
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+            from langchain_larimar import LarimarMiddleware, LarimarToolkit
+
+            middleware = LarimarMiddleware()  # shared embedded Larimar(), created on first use
+            agent = create_agent(llm, tools=LarimarToolkit().get_tools(), middleware=[middleware])
+
+    Use:
+        .. code-block:: python
+
+            config = {"configurable": {"thread_id": "t1", "user_id": "alice"}}
+            agent.invoke({"messages": [("user", "I live in Lisbon.")]}, config)
+            agent.invoke({"messages": [("user", "Where do I live?")]}, config)
+            # the second model call saw "I live in Lisbon." in its system message
+    """
+
+    state_schema = LarimarState
+
+    def __init__(
+        self,
+        larimar: Any = None,
+        *,
+        memory: LarimarMemory | None = None,
+        namespace: str | None = None,
+        context_source: ContextSource = "stored",
+        inject_context: bool = True,
+        observe_messages: bool = True,
+        context_template: str = DEFAULT_CONTEXT_TEMPLATE,
+    ) -> None:
+        """``memory`` shares a `LarimarMemory`'s Larimar, namespace and context source;
+        otherwise they are built from ``larimar``/``namespace``/``context_source``."""
+        super().__init__()
+        if memory is not None and (
+            larimar is not None or namespace is not None or context_source != "stored"
+        ):
+            raise ValueError(
+                "Only one of 'memory' and 'larimar'/'namespace'/'context_source' is allowed, but "
+                "got both: configure the LarimarMemory, or pass the parts without memory="
+            )
+        if "{context}" not in context_template:
+            raise ValueError(
+                f"context_template must contain '{{context}}', got {context_template!r}"
+            )
+        self.memory = memory or LarimarMemory(
+            larimar=larimar, namespace=namespace, context_source=context_source
+        )
+        self.inject_context = inject_context
+        self.observe_messages = observe_messages
+        self.context_template = context_template
+        self.tools = []
+
+    def namespace_for(self, runtime: Runtime[Any] | None) -> str | None:
+        """The namespace of the current run, by the rule in the class docstring."""
+        return resolve_namespace(self.memory.namespace, _current_config(), runtime=runtime)
+
+    # -- before each model call: recalled facts into the system message --------------------------
+
+    def _query(self, request: ModelRequest[Any]) -> str | None:
+        """The latest human message, when context injection is on and there is one."""
+        latest = _latest_human(request.messages) if self.inject_context else None
+        return latest[1] if latest and latest[1].strip() else None
+
+    def _with_recall(self, request: ModelRequest[Any], recall: RecallResult) -> ModelRequest[Any]:
+        """The request with the recalled fact appended to its system message; unchanged when the
+        scope detector says the message is not about stored facts."""
+        context = context_text(recall, self.memory.context_source)
+        if not context:
+            return request
+        block = self.context_template.format(context=context)
+        system = request.system_message
+        if system is None:
+            return request.override(system_message=SystemMessage(content=block))
+        if isinstance(system.content, str):
+            content: Any = f"{system.content}\n\n{block}" if system.content else block
+        else:
+            content = [*system.content, {"type": "text", "text": block}]
+        return request.override(system_message=SystemMessage(content=content))
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
+    ) -> ModelResponse[Any]:
+        query = self._query(request)
+        if query is not None:
+            namespace = self.namespace_for(request.runtime)
+            request = self._with_recall(
+                request, self.memory.client.recall(query, namespace=namespace)
+            )
+        return handler(request)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
+    ) -> ModelResponse[Any]:
+        query = self._query(request)
+        if query is not None:
+            namespace = self.namespace_for(request.runtime)
+            request = self._with_recall(
+                request, await self.memory.client.arecall(query, namespace=namespace)
+            )
+        return await handler(request)
+
+    # -- after the model call: the user's statements into memory, once per message ---------------
+
+    def _observe(self, text: str, namespace: str | None) -> TurnResult:
+        return observe(self.memory.client, text, namespace=namespace)
+
+    def _unobserved(self, state: LarimarState) -> tuple[str, str] | None:
+        latest = _latest_human(state["messages"])
+        if not self.observe_messages or latest is None:
+            return None
+        return None if state.get("larimar_observed") == latest[0] else latest
+
+    def after_model(self, state: LarimarState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        latest = self._unobserved(state)
+        if latest is None:
+            return None
+        if latest[1].strip():
+            self._observe(latest[1], self.namespace_for(runtime))
+        return {"larimar_observed": latest[0]}
+
+    async def aafter_model(
+        self, state: LarimarState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
+        latest = self._unobserved(state)
+        if latest is None:
+            return None
+        if latest[1].strip():
+            namespace = self.namespace_for(runtime)
+            # The core's turn parser is synchronous; keep it off the event loop.
+            await asyncio.to_thread(self._observe, latest[1], namespace)
+        return {"larimar_observed": latest[0]}

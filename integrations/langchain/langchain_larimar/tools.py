@@ -1,0 +1,251 @@
+"""Memory tools an agent calls: ``remember``, ``recall``, ``forget``, and `LarimarToolkit`.
+
+Each tool is a `StructuredTool` with a pydantic argument schema, a sync and an async body (the
+async one awaits the core's ``a*`` methods), and the same namespace rule as the other
+components, read from the config LangChain injects. Failures the model can act on (nothing to
+forget, empty text) come back as the tool's answer, not as an exception that ends the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolException
+from larimar_memory.errors import FactNotFoundError, LarimarError
+from larimar_memory.types import Fact, RecallResult, RememberResult
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._client import LarimarLike, check_larimar, default_larimar
+from ._convert import ContextSource, recall_text
+from ._namespace import resolve_namespace
+
+REMEMBER_DESCRIPTION = (
+    "Store one fact in long-term memory, e.g. a fact the user states about themselves or asks "
+    "you to remember. Pass one self-contained sentence ('Alice lives in Lisbon.'); a new fact "
+    "about the same thing replaces the old one."
+)
+RECALL_DESCRIPTION = (
+    "Look up long-term memory for what is stored about a question or topic "
+    "('Where does Alice live?'). Returns the stored fact, or says nothing relevant is stored."
+)
+FORGET_DESCRIPTION = (
+    "Delete a fact from long-term memory when the user asks you to forget something. Pass the "
+    "fact's id, its exact text, or a short description of it ('where Alice lives'); the "
+    "nearest stored fact is removed exactly."
+)
+
+
+class RememberInput(BaseModel):
+    """Arguments of the ``remember`` tool."""
+
+    fact: str = Field(description="one self-contained fact, e.g. 'Alice lives in Lisbon.'")
+
+
+class RecallInput(BaseModel):
+    """Arguments of the ``recall`` tool."""
+
+    query: str = Field(
+        description="the question or topic to look up, e.g. 'Where does Alice live?'"
+    )
+
+
+class ForgetInput(BaseModel):
+    """Arguments of the ``forget`` tool."""
+
+    fact: str = Field(
+        description="the fact's id, its exact text, or a short description ('where Alice lives')"
+    )
+
+
+class _Memory:
+    """What the tool bodies share: the Larimar, the fixed namespace, and the formatting."""
+
+    def __init__(self, larimar: Any, namespace: str | None, context_source: ContextSource):
+        self.larimar = check_larimar(larimar, "Larimar tools")
+        self.namespace = namespace
+        self.context_source = context_source
+
+    @property
+    def client(self) -> LarimarLike:
+        return self.larimar if self.larimar is not None else default_larimar()
+
+    def namespace_for(self, config: RunnableConfig | None) -> str | None:
+        return resolve_namespace(self.namespace, config)
+
+    @staticmethod
+    def remembered(fact: str, result: RememberResult) -> str:
+        ids = ", ".join(result.ids)
+        if result.duplicate_request:
+            return f"Already remembered (id {ids})."
+        text = f"Remembered: {fact} (id {ids})."
+        if result.replaced:
+            text += " It replaces: " + "; ".join(f.text for f in result.replaced) + "."
+        return text
+
+    def recalled(self, result: RecallResult) -> str:
+        score = f"scope score {result.scope.score:.2f}, threshold {result.scope.threshold:.2f}"
+        if not result.scope.in_scope or result.fact is None:
+            return f"Nothing relevant is stored in memory ({score})."
+        fact = result.fact
+        return f"From memory: {recall_text(result, self.context_source)} (id {fact.id}; {score})."
+
+    @staticmethod
+    def forgotten(facts: list[Fact]) -> str:
+        return "Forgot: " + "; ".join(f"{f.text} (id {f.id})" for f in facts) + "."
+
+
+def _tool_error(exc: LarimarError) -> ToolException:
+    return ToolException(str(exc))
+
+
+def create_remember_tool(
+    larimar: Any = None, *, namespace: str | None = None, name: str = "remember"
+) -> StructuredTool:
+    """The ``remember`` tool: one-shot write of a fact (``Larimar.remember``)."""
+    memory = _Memory(larimar, namespace, "stored")
+
+    def remember(fact: str, config: RunnableConfig) -> str:
+        try:
+            result = memory.client.remember(fact, namespace=memory.namespace_for(config))
+        except LarimarError as exc:
+            raise _tool_error(exc) from exc
+        return memory.remembered(fact, result)
+
+    async def aremember(fact: str, config: RunnableConfig) -> str:
+        try:
+            result = await memory.client.aremember(fact, namespace=memory.namespace_for(config))
+        except LarimarError as exc:
+            raise _tool_error(exc) from exc
+        return memory.remembered(fact, result)
+
+    return StructuredTool.from_function(
+        func=remember, coroutine=aremember, name=name, description=REMEMBER_DESCRIPTION,
+        args_schema=RememberInput, handle_tool_error=True,
+    )
+
+
+def create_recall_tool(
+    larimar: Any = None,
+    *,
+    namespace: str | None = None,
+    context_source: ContextSource = "stored",
+    name: str = "recall",
+) -> StructuredTool:
+    """The ``recall`` tool: the fact a query addresses, when the scope detector says the query
+    is about stored facts (``Larimar.recall``). See `ContextSource` for ``context_source``."""
+    memory = _Memory(larimar, namespace, context_source)
+
+    def recall(query: str, config: RunnableConfig) -> str:
+        try:
+            result = memory.client.recall(query, namespace=memory.namespace_for(config))
+        except LarimarError as exc:
+            raise _tool_error(exc) from exc
+        return memory.recalled(result)
+
+    async def arecall(query: str, config: RunnableConfig) -> str:
+        try:
+            result = await memory.client.arecall(query, namespace=memory.namespace_for(config))
+        except LarimarError as exc:
+            raise _tool_error(exc) from exc
+        return memory.recalled(result)
+
+    return StructuredTool.from_function(
+        func=recall, coroutine=arecall, name=name, description=RECALL_DESCRIPTION,
+        args_schema=RecallInput, handle_tool_error=True,
+    )
+
+
+def create_forget_tool(
+    larimar: Any = None, *, namespace: str | None = None, name: str = "forget"
+) -> StructuredTool:
+    """The ``forget`` tool: exact removal by id or exact text (``Larimar.forget``), else of the
+    fact a description points to (``Larimar.forget_matching``)."""
+    memory = _Memory(larimar, namespace, "stored")
+
+    def forget(fact: str, config: RunnableConfig) -> str:
+        ns = memory.namespace_for(config)
+        try:
+            try:
+                removed = memory.client.forget(fact, namespace=ns)
+            except FactNotFoundError:
+                removed = memory.client.forget_matching(fact, namespace=ns)
+        except LarimarError as exc:
+            raise _tool_error(exc) from exc
+        return memory.forgotten(removed)
+
+    async def aforget(fact: str, config: RunnableConfig) -> str:
+        ns = memory.namespace_for(config)
+        try:
+            try:
+                removed = await memory.client.aforget(fact, namespace=ns)
+            except FactNotFoundError:
+                removed = await memory.client.aforget_matching(fact, namespace=ns)
+        except LarimarError as exc:
+            raise _tool_error(exc) from exc
+        return memory.forgotten(removed)
+
+    return StructuredTool.from_function(
+        func=forget, coroutine=aforget, name=name, description=FORGET_DESCRIPTION,
+        args_schema=ForgetInput, handle_tool_error=True,
+    )
+
+
+class LarimarToolkit(BaseToolkit):
+    """The ``remember``, ``recall`` and ``forget`` tools on one Larimar, for an agent.
+
+    Setup:
+        ``pip install langchain-larimar``
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_larimar import LarimarToolkit
+            from larimar_memory.service import Larimar
+
+            toolkit = LarimarToolkit()  # the shared embedded Larimar(), created on first use
+            toolkit = LarimarToolkit(larimar=Larimar(store="facts.sqlite3"), namespace="alice")
+
+    Use:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            remember, recall, forget = toolkit.get_tools()
+            remember.invoke({"fact": "Alice lives in Lisbon."})
+            recall.invoke({"query": "Where does Alice live?"})
+            forget.invoke({"fact": "where Alice lives"})
+            agent = create_agent(llm, tools=toolkit.get_tools())
+
+    Without ``namespace`` the tools follow the package's namespace rule per call (a ``user_id``
+    in the runtime context or config, else the thread id, else the Larimar's default), so they
+    read and write the same memory as `LarimarMiddleware` in the same agent.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    larimar: Any = Field(
+        default=None,
+        exclude=True,
+        description="a larimar_memory Larimar or a client with its interface; None: the shared "
+        "embedded Larimar(), created on first use",
+    )
+    namespace: str | None = Field(default=None, description="None: resolved per call")
+    context_source: ContextSource = Field(
+        default="stored", description="what recall shows; see langchain_larimar.ContextSource"
+    )
+
+    @field_validator("larimar")
+    @classmethod
+    def _check_larimar(cls, value: Any) -> Any:
+        return check_larimar(value, cls.__name__)
+
+    def get_tools(self) -> list[BaseTool]:
+        """``[remember, recall, forget]``."""
+        return [
+            create_remember_tool(self.larimar, namespace=self.namespace),
+            create_recall_tool(
+                self.larimar, namespace=self.namespace, context_source=self.context_source
+            ),
+            create_forget_tool(self.larimar, namespace=self.namespace),
+        ]

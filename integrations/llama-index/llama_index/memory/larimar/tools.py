@@ -1,0 +1,112 @@
+"""`LarimarToolSpec`: remember / recall / forget as agent tools (sync and async).
+
+The docstrings of the tool methods are what the LLM reads to choose a tool; the return values are
+plain sentences the LLM can quote. Unexpected errors propagate (agents report them to the LLM as
+tool errors); "nothing matched" is an ordinary answer, not an error.
+"""
+
+# No ``from __future__ import annotations``: the tool descriptions the LLM reads are built from
+# these signatures, and should say ``fact: str``, not ``fact: 'str'``.
+from pathlib import Path
+
+from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
+
+from larimar_memory.errors import FactNotFoundError
+from larimar_memory.types import Fact
+
+from ._client import LarimarLike, check_larimar, default_larimar
+from ._convert import describe_forgotten, describe_recall, describe_remembered
+
+
+class LarimarToolSpec(BaseToolSpec):
+    """Agent tools over Larimar episodic memory.
+
+    Setup:
+        ``pip install -e integrations/llama-index`` (with ``larimar-memory``)
+    Instantiate:
+        ``spec = LarimarToolSpec(Larimar(store="facts.sqlite3"), namespace="alice")``
+    Use:
+        ``FunctionAgent(tools=spec.to_tool_list(), llm=llm)``: tools ``remember``, ``recall``
+        and ``forget``, each with a sync and an async implementation.
+    """
+
+    spec_functions: list[SPEC_FUNCTION_TYPE] = [
+        ("remember", "aremember"),
+        ("recall", "arecall"),
+        ("forget", "aforget"),
+    ]
+
+    def __init__(self, larimar: LarimarLike, namespace: str | None = None) -> None:
+        self._larimar = check_larimar(larimar, type(self).__name__)
+        self.namespace = namespace
+
+    @classmethod
+    def from_defaults(
+        cls,
+        larimar: LarimarLike | None = None,
+        *,
+        store: str | Path | None = None,
+        namespace: str | None = None,
+    ) -> "LarimarToolSpec":
+        """Tools on ``larimar``, or on a `Larimar` with the packaged models at ``store``."""
+        return cls(default_larimar(larimar, store), namespace=namespace)
+
+    @property
+    def larimar(self) -> LarimarLike:
+        return self._larimar
+
+    def remember(self, fact: str) -> str:
+        """Store a fact in long-term memory at once. Use it for lasting facts the user states
+        (names, preferences, plans). A fact that restates a stored one replaces it.
+
+        Args:
+            fact (str): one short self-contained sentence, e.g. "Alice's favourite colour is green."
+        """
+        return describe_remembered(self._larimar.remember(fact, namespace=self.namespace), [fact])
+
+    async def aremember(self, fact: str) -> str:
+        """Async `remember`."""
+        result = await self._larimar.aremember(fact, namespace=self.namespace)
+        return describe_remembered(result, [fact])
+
+    def recall(self, query: str) -> str:
+        """Look up long-term memory. Returns the stored fact the query is about, or says that
+        memory holds nothing about it (then do not guess from memory).
+
+        Args:
+            query (str): a question or topic, e.g. "What is Alice's favourite colour?"
+        """
+        return describe_recall(self._larimar.recall(query, namespace=self.namespace))
+
+    async def arecall(self, query: str) -> str:
+        """Async `recall`."""
+        return describe_recall(await self._larimar.arecall(query, namespace=self.namespace))
+
+    def forget(self, fact: str) -> str:
+        """Remove a fact from long-term memory for good, e.g. when the user asks to forget it.
+
+        Args:
+            fact (str): the fact's id or exact text, or a description ("Alice's favourite colour")
+        """
+        try:
+            return describe_forgotten(self._larimar.forget(fact, namespace=self.namespace))
+        except FactNotFoundError:
+            pass  # not an id or exact text: resolve it as a description
+        try:
+            forgotten = self._larimar.forget_matching(fact, namespace=self.namespace)
+        except FactNotFoundError as exc:
+            return f"Nothing forgotten: {exc}"
+        return describe_forgotten(forgotten)
+
+    async def aforget(self, fact: str) -> str:
+        """Async `forget`."""
+        try:
+            removed: list[Fact] = await self._larimar.aforget(fact, namespace=self.namespace)
+            return describe_forgotten(removed)
+        except FactNotFoundError:
+            pass
+        try:
+            removed = await self._larimar.aforget_matching(fact, namespace=self.namespace)
+        except FactNotFoundError as exc:
+            return f"Nothing forgotten: {exc}"
+        return describe_forgotten(removed)

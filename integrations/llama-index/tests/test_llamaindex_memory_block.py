@@ -1,0 +1,143 @@
+"""LarimarMemoryBlock inside LlamaIndex's Memory: flushed messages become facts, recalled
+per session, scope-gated, and "forget …" requests are honoured."""
+
+from __future__ import annotations
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.memory import Memory
+from llama_index.core.storage.chat_store.sql import MessageStatus
+
+from llama_index.memory.larimar import LarimarMemoryBlock
+
+SISTER = "My sister is called Ana."
+CITY = "I live in Lisbon."
+
+
+def words(text: str) -> list[str]:
+    return text.split()  # a deterministic tokenizer: token counts are word counts
+
+
+def make_memory(block: LarimarMemoryBlock, session_id: str = "alice") -> Memory:
+    # 30 words of history at most (0.7 x 43): a few turns, then the oldest are flushed.
+    return Memory.from_defaults(
+        session_id=session_id, token_limit=43, token_flush_size=10, tokenizer_fn=words,
+        memory_blocks=[block],
+    )
+
+
+async def chat(memory: Memory, *turns: str) -> None:
+    for turn in turns:
+        await memory.aput(ChatMessage(role="user", content=turn))
+        await memory.aput(ChatMessage(role="assistant", content="Noted, thank you for telling me."))
+
+
+def block_text(messages: list[ChatMessage]) -> str:
+    system = [m for m in messages if m.role == "system"]
+    return system[0].content if system else ""
+
+
+FILLER = ("The weather was mild today.", "We talked about films for a while.",
+          "Dinner was pasta again tonight.", "The train was late this morning.")
+
+
+async def test_flushed_facts_are_written_and_recalled(larimar):
+    memory = make_memory(LarimarMemoryBlock(larimar))
+    await chat(memory, SISTER, CITY, *FILLER)
+    # Both statements left the short-term queue and now live in the session's namespace.
+    active = " ".join(m.content or "" for m in await memory.aget_all(status=MessageStatus.ACTIVE))
+    assert SISTER not in active and CITY not in active
+    assert {f.text for f in larimar.list(namespace="alice")} >= {SISTER, CITY}
+    assert larimar.list() == []  # nothing in the Larimar's default namespace
+
+    await memory.aput(ChatMessage(role="user", content="What is my sister called?"))
+    text = block_text(await memory.aget())
+    assert "<larimar_memory>" in text and SISTER in text
+    assert CITY not in text  # only what the latest message is about
+
+
+async def test_out_of_scope_message_gets_no_memory(larimar):
+    memory = make_memory(LarimarMemoryBlock(larimar))
+    await chat(memory, SISTER, *FILLER)
+    await memory.aput(ChatMessage(role="user", content="Which planet has the most moons?"))
+    messages = await memory.aget()
+    assert "larimar_memory" not in block_text(messages)
+    block = memory.memory_blocks[0]
+    assert await block.aget(messages, session_id="alice") == ""
+
+
+async def test_sessions_are_separate_namespaces(larimar):
+    block = LarimarMemoryBlock(larimar)
+    await chat(make_memory(block, "alice"), SISTER, *FILLER)
+    bob = make_memory(block, "bob")
+    await bob.aput(ChatMessage(role="user", content="What is my sister called?"))
+    assert SISTER not in block_text(await bob.aget())
+    assert larimar.list(namespace="bob") == []
+
+
+async def test_fixed_namespace_overrides_sessions(larimar):
+    block = LarimarMemoryBlock(larimar, namespace="shared")
+    await chat(make_memory(block, "alice"), SISTER, *FILLER)
+    assert SISTER in {f.text for f in larimar.list(namespace="shared")}
+    assert larimar.list(namespace="alice") == []
+
+
+async def test_forget_request_applies_at_once_and_only_once(larimar):
+    memory = make_memory(LarimarMemoryBlock(larimar))
+    await chat(memory, SISTER, *FILLER)
+    nickname = "My sister is called Ana by her friends."  # near SISTER, but not a correction
+    larimar.remember(nickname, namespace="alice")
+    await memory.aput(ChatMessage(role="user", content="Please forget that my sister is called Ana."))
+    assert "<larimar_memory>" not in block_text(await memory.aget())
+    # Applied as soon as it was read, before the request left the short-term queue.
+    assert {f.text for f in larimar.list(namespace="alice")} == {nickname}
+    await memory.aget()  # read again, then flush the request: it must not apply a second time
+    await chat(memory, *FILLER, *FILLER)
+    assert {f.text for f in larimar.list(namespace="alice")} == {nickname}
+    # ...which would have forgotten the nickname, the nearest fact left:
+    [gone] = larimar.forget_matching("my sister is called Ana", namespace="alice")
+    assert gone.text == nickname
+
+
+async def test_forget_request_is_honoured_when_flushed(larimar):
+    memory = make_memory(LarimarMemoryBlock(larimar, eager_forget=False))
+    await chat(memory, SISTER, *FILLER)
+    assert SISTER in {f.text for f in larimar.list(namespace="alice")}
+    await chat(memory, "Please forget that my sister is called Ana.", *FILLER)
+    assert SISTER not in {f.text for f in larimar.list(namespace="alice")}
+
+
+async def test_assistant_statements_are_written_only_when_asked(larimar):
+    block = LarimarMemoryBlock(larimar, assistant_facts=True)
+    await block.aput([ChatMessage(role="assistant", content="Your flight leaves at nine.")],
+                     session_id="s")
+    assert [f.text for f in larimar.list(namespace="s")] == ["Your flight leaves at nine."]
+    await LarimarMemoryBlock(larimar).aput(
+        [ChatMessage(role="assistant", content="Your train leaves at ten.")], session_id="t"
+    )
+    assert larimar.list(namespace="t") == []
+
+
+async def test_an_unstorable_sentence_does_not_lose_the_others(larimar):
+    too_long = "My grandmother's house " + "is very far away " * 10 + "from here."
+    await LarimarMemoryBlock(larimar).aput(
+        [ChatMessage(role="user", content=f"{too_long} {SISTER}")], session_id="s"
+    )
+    assert [f.text for f in larimar.list(namespace="s")] == [SISTER]
+
+
+async def test_readout_mode_returns_the_decoded_readout(larimar, monkeypatch):
+    larimar.remember(SISTER, namespace="s")
+    real_recall = larimar.recall
+    # The tiny random decoder renders readouts as "", so stand in a recognisable readout.
+    monkeypatch.setattr(larimar, "recall", lambda *a, **k: real_recall(*a, **k).model_copy(
+        update={"text": "Ana (readout)"}))
+    block = LarimarMemoryBlock(larimar, use_readout=True)
+    got = await block.aget([ChatMessage(role="user", content="What is my sister called?")],
+                           session_id="s")
+    assert got == "- Ana (readout)"
+
+
+def test_rejects_an_object_without_the_larimar_interface():
+    with pytest.raises(TypeError, match="LarimarMemoryBlock needs a Larimar"):
+        LarimarMemoryBlock(larimar=42)

@@ -1,0 +1,127 @@
+"""LarimarQueryEngine on the tiny Larimar: routing, source nodes, async, QueryEngineTool."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from llama_index.core.base.response.schema import Response
+from llama_index.core.schema import QueryBundle
+from llama_index.core.tools import QueryEngineTool
+
+from llama_index.memory.larimar import LarimarQueryEngine
+
+FACT = "Alice's favourite colour is green."
+QUESTION = "What is Alice's favourite colour?"
+UNRELATED = "Where did the meteor land yesterday?"
+
+
+@pytest.fixture
+def stored(larimar):
+    return larimar.remember(FACT).ids[0]
+
+
+def test_in_scope_query_cites_the_memory_readout(larimar, stored):
+    response = LarimarQueryEngine(larimar).query(QUESTION)
+    expected = larimar.ask(QUESTION)
+    readout = larimar.recall(QUESTION)
+    assert isinstance(response, Response)
+    assert response.response == expected.answer
+    assert response.metadata["route"] == "memory"
+    assert response.metadata["fact_id"] == stored
+    [source] = response.source_nodes
+    assert source.node.text == readout.text
+    assert source.score == pytest.approx(expected.scope.score)
+    assert source.node.node_id == stored
+    assert source.node.metadata == {
+        "fact_id": stored, "fact_text": FACT, "route": "memory",
+        "scope_score": pytest.approx(expected.scope.score),
+    }
+
+
+def test_out_of_scope_query_is_answered_plainly_without_sources(larimar, stored):
+    response = LarimarQueryEngine(larimar).query(UNRELATED)
+    assert response.metadata["route"] == "plain"
+    assert response.metadata["in_scope"] is False
+    assert response.source_nodes == []
+    assert response.response == larimar.ask(UNRELATED).answer
+
+
+def test_stored_text_sources_skip_the_readout_decoding(larimar, stored, monkeypatch):
+    monkeypatch.setattr(larimar, "recall", lambda *a, **k: pytest.fail("recall was called"))
+    response = LarimarQueryEngine(larimar, readout_sources=False).query(QUESTION)
+    assert response.source_nodes[0].node.text == FACT
+
+
+def test_namespace_is_respected(larimar, stored):
+    engine = LarimarQueryEngine(larimar, namespace="bob")
+    assert engine.query(QUESTION).metadata["route"] == "plain"
+    larimar.remember(FACT, namespace="bob")
+    assert engine.query(QUESTION).metadata["route"] == "memory"
+
+
+async def test_async_query_matches_sync(larimar, stored):
+    engine = LarimarQueryEngine(larimar)
+    sync, async_ = engine.query(QUESTION), await engine.aquery(QUESTION)
+    assert async_.response == sync.response
+    assert async_.metadata == sync.metadata
+    assert [n.node.text for n in async_.source_nodes] == [n.node.text for n in sync.source_nodes]
+    hooked = await engine._aquery(QueryBundle(QUESTION))
+    assert hooked.response == sync.response
+
+
+async def test_async_query_does_not_block_the_event_loop(larimar, stored, monkeypatch):
+    """The core's aask/arecall run in a worker thread; a slow decode (simulated) must leave the
+    loop free for other coroutines."""
+    calls: list[str] = []
+    real_ask, real_recall = larimar.ask, larimar.recall
+
+    def slow(name, fn):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            time.sleep(0.3)  # blocking, as a real decode is
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(larimar, "ask", slow("ask", real_ask))
+    monkeypatch.setattr(larimar, "recall", slow("recall", real_recall))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        response = await LarimarQueryEngine(larimar).aquery(QUESTION)
+    finally:
+        task.cancel()
+    assert calls == ["ask", "recall"]
+    assert response.metadata["route"] == "memory"
+    assert ticks >= 20  # ~60 possible in 0.6 s; a blocked loop would give ~0
+
+
+def test_usable_through_query_engine_tool(larimar, stored):
+    tool = QueryEngineTool.from_defaults(
+        LarimarQueryEngine(larimar), name="larimar_memory",
+        description="Answers questions about facts the user told earlier.",
+    )
+    output = tool.call(input=QUESTION)
+    assert output.content == larimar.ask(QUESTION).answer
+    assert output.raw_output.metadata["route"] == "memory"
+
+
+async def test_usable_through_query_engine_tool_async(larimar, stored):
+    tool = QueryEngineTool.from_defaults(LarimarQueryEngine(larimar), name="larimar_memory")
+    output = await tool.acall(input=QUESTION)
+    assert output.raw_output.source_nodes[0].node.metadata["fact_text"] == FACT
+
+
+def test_from_defaults_refuses_both_a_larimar_and_a_store(larimar, tmp_path):
+    with pytest.raises(ValueError, match="either larimar=... or store=..."):
+        LarimarQueryEngine.from_defaults(larimar, store=tmp_path / "other.sqlite3")
+    engine = LarimarQueryEngine.from_defaults(larimar, namespace="x")
+    assert engine.larimar is larimar and engine.namespace == "x"

@@ -1,0 +1,198 @@
+"""`larimar bench service`: latency of the memory users hold, on the packaged models.
+
+Measures remember (per fact, and 1000 facts in one call), forget, recall and ask (≤ 8 new
+tokens), bytes per namespace; and, on the same all-MiniLM-L6-v2 embeddings, the same writes and
+reads through LangChain's ``InMemoryVectorStore`` and LlamaIndex's in-memory ``VectorStoreIndex`` when
+those packages are installed (imported lazily: the core never depends on them). Facts are
+CounterFact training sentences when ../shared/data is present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import RESULTS_DIR, machine, percentile, save_json
+
+TARGETS_MS = {"remember": 15, "remember_1000_batch": 3000, "forget": 15, "recall": 20, "ask": 600}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("LARIMAR_DATA", "../shared/data"))
+
+
+def benchmark_facts(n: int) -> list[str]:
+    """``n`` distinct fact sentences: CounterFact train (prompt + new target) if available."""
+    path = data_root() / "counterfact" / "counterfact-train.json"
+    facts: list[str] = []
+    if path.is_file():
+        for record in json.loads(path.read_text()):
+            text = f"{record['prompt']} {record['target_new']}."
+            if text not in facts:
+                facts.append(text)
+            if len(facts) == n:
+                return facts
+    facts += [f"Synthetic person {i} lives in city number {i * 7 % 1000}." for i in
+              range(len(facts), n)]
+    return facts
+
+
+def _stats(seconds: list[float], target: str | None = None) -> dict[str, float]:
+    row = {"p50_ms": percentile(seconds, 50) * 1e3, "p95_ms": percentile(seconds, 95) * 1e3,
+           "n": len(seconds)}
+    if target:
+        row["target_ms"] = TARGETS_MS[target]
+    return row
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def bench_larimar(larimar: Any, facts: list[str], batch_facts: list[str]) -> dict[str, Any]:
+    larimar.clear()
+    remember = [_timed(lambda f=f: larimar.remember(f))[1] for f in facts]
+    queries = facts[: min(50, len(facts))]
+    recall = [_timed(lambda q=q: larimar.recall(q))[1] for q in queries[:20]]
+    ask = [_timed(lambda q=q: larimar.ask(q, max_new_tokens=8))[1] for q in queries[:10]]
+    ids = [f.id for f in larimar.list()]
+    forget = [_timed(lambda i=i: larimar.forget(i))[1] for i in ids[:50]]
+    larimar.clear()
+    _, batch_seconds = _timed(lambda: larimar.remember(batch_facts))
+    db_bytes = sum(p.stat().st_size for p in Path(larimar.store.path).parent.glob("*")
+                   if p.is_file()) if hasattr(larimar.store, "path") else None
+    stats = larimar.stats()
+    return {
+        "remember": _stats(remember, "remember"),
+        "remember_1000_batch": {"seconds": batch_seconds, "facts": len(batch_facts),
+                                "target_ms": TARGETS_MS["remember_1000_batch"]},
+        "forget": _stats(forget, "forget"),
+        "recall": _stats(recall, "recall"),
+        "ask": _stats(ask, "ask"),
+        "namespace_bytes": {"in_process_state": stats["state_bytes"],
+                            "store_files_after_batch": db_bytes,
+                            "facts": stats["facts"]},
+    }
+
+
+def bench_langchain(embedder: Any, facts: list[str]) -> dict[str, Any] | None:
+    try:
+        from langchain_core.embeddings import Embeddings
+        from langchain_core.vectorstores import InMemoryVectorStore
+    except ImportError:
+        return None
+
+    class MiniLM(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return embedder.embed(texts).tolist()
+
+        def embed_query(self, text: str) -> list[float]:
+            return embedder.embed([text])[0].tolist()
+
+    store = InMemoryVectorStore(MiniLM())
+    add = [_timed(lambda f=f: store.add_texts([f]))[1] for f in facts]
+    search = [_timed(lambda q=q: store.similarity_search(q, k=1))[1] for q in facts[:20]]
+    ids = list(store.store)
+    delete = [_timed(lambda i=i: store.delete([i]))[1] for i in ids[:50]]
+    return {"remember": _stats(add), "recall": _stats(search), "forget": _stats(delete)}
+
+
+def bench_llamaindex(embedder: Any, facts: list[str]) -> dict[str, Any] | None:
+    """LlamaIndex's in-memory vector index. (``VectorMemoryBlock`` needs a vector store that
+    stores text, and none ships in llama-index-core, so the index it would wrap is measured.)"""
+    try:
+        from llama_index.core import Document, VectorStoreIndex
+        from llama_index.core.embeddings import BaseEmbedding
+    except ImportError:
+        return None
+
+    class MiniLM(BaseEmbedding):
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return embedder.embed([query])[0].tolist()
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return embedder.embed([text])[0].tolist()
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+    index = VectorStoreIndex([], embed_model=MiniLM())
+    documents = [Document(text=f) for f in facts]
+    add = [_timed(lambda d=d: index.insert(d))[1] for d in documents]
+    retriever = index.as_retriever(similarity_top_k=1)
+    search = [_timed(lambda q=q: retriever.retrieve(q))[1] for q in facts[:20]]
+    delete = [_timed(lambda d=d: index.delete_ref_doc(d.doc_id))[1] for d in documents[:50]]
+    return {"remember": _stats(add), "recall": _stats(search), "forget": _stats(delete)}
+
+
+def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
+        plot: bool = True) -> dict[str, Any]:
+    from ..service import Larimar
+
+    texts = benchmark_facts(max(facts, 1000))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "bench.sqlite3"
+        if tiny:
+            from ..testing import tiny_larimar
+
+            larimar = tiny_larimar(
+                store, model_overrides={"memory_slots": 512, "max_text_tokens": 256})
+        else:
+            larimar = Larimar(store=store, namespace="bench")
+        with larimar:
+            larimar.remember("warm-up fact for the benchmark.")
+            larimar.ask("warm-up question?", max_new_tokens=2)
+            results = {
+                "benchmark": "service",
+                "machine": machine(),
+                "model": larimar.model.config.model_dump(include={"encoder_name", "decoder_name",
+                                                                  "num_latent_tokens",
+                                                                  "latent_token_dim"}),
+                "latent_width": larimar.model.latent_width,
+                "slots": larimar.slots,
+                "larimar": bench_larimar(larimar, texts[:facts], texts[:1000]),
+            }
+            baselines = {
+                "langchain_InMemoryVectorStore": bench_langchain(larimar.embedder, texts[:facts]),
+                "llamaindex_VectorStoreIndex": bench_llamaindex(larimar.embedder, texts[:facts]),
+            }
+    results["baselines"] = {k: v for k, v in baselines.items() if v is not None}
+    results["ratios_larimar_over_baseline_p50"] = {
+        name: {op: results["larimar"][op]["p50_ms"] / row[op]["p50_ms"]
+               for op in ("remember", "recall", "forget") if op in row}
+        for name, row in results["baselines"].items()
+    }
+    out = out or RESULTS_DIR / ("service_bench_tiny.json" if tiny else "service_bench.json")
+    save_json(results, out)
+    if plot:
+        _plot(results, out.with_suffix(".png"))
+    return results
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = ["remember", "forget", "recall", "ask"]
+    systems = {"larimar": results["larimar"], **results["baselines"]}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(systems)
+    for i, (name, rows) in enumerate(systems.items()):
+        values = [rows[op]["p50_ms"] if op in rows else 0 for op in ops]
+        ax.bar([j + i * width for j in range(len(ops))], values, width, label=name)
+    ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(ops))], ops)
+    ax.set_ylabel("p50 latency (ms)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("service latency per operation (2-core CPU)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,117 @@
+"""Turning a conversation turn into memory operations, with no LLM call.
+
+A user message is split into sentences. Sentences asking to forget ("forget that I live in
+Paris", "please delete my address") become forget requests, resolved to the stored fact whose
+key is nearest; declarative statements ("I live in Lisbon.", "My sister is called Ana") become
+facts written one-shot; questions, greetings and commands are left alone. Integrations
+(LangChain, LlamaIndex) call `observe` after each user turn.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from .errors import FactNotFoundError
+from .scope import split_sentences
+from .types import Fact
+
+if TYPE_CHECKING:
+    from .service import Larimar
+
+_FORGET = re.compile(
+    r"^\s*(?:please\s+|can you\s+|could you\s+|kindly\s+)?"
+    r"(?:forget|delete|remove|erase|unlearn|drop)\s+"
+    r"(?:(?:the\s+)?fact\s+)?(?:that\s+|about\s+|what\s+i\s+said\s+about\s+|everything\s+about\s+)?"
+    r"(?P<what>.+?)[\s.!?]*$",
+    re.IGNORECASE,
+)
+_QUESTION_START = re.compile(
+    r"^\s*(?:what|who|whom|whose|when|where|why|how|which|is|are|am|was|were|do|does|did|can|"
+    r"could|should|would|will|shall|may|might|have|has|had)\b",
+    re.IGNORECASE,
+)
+_NOT_A_FACT = re.compile(
+    r"^\s*(?:hi|hello|hey|thanks|thank you|ok|okay|yes|no|sure|bye|goodbye|please|tell me|show me|"
+    r"give me|list|remind me|let's|lets)\b",
+    re.IGNORECASE,
+)
+_LEAD_IN = re.compile(r"^\s*(?:actually|correction|update|no|sorry|now|oh)\s*[,:!-]?\s+", re.I)
+# "<subject of at least two words> is/are/was/were <value>": the subject + copula is the key, so a
+# later "My favourite colour is green." replaces "My favourite colour is blue."
+_COPULA_KEY = re.compile(r"^(?P<key>\S+(?:\s+\S+)+?\s+(?:is|are|was|were)(?:\s+(?:now|called|named))?)\s+\S", re.I)
+MIN_FACT_WORDS = 3
+
+
+class TurnResult(BaseModel):
+    """What one user turn did to the memory."""
+
+    remembered: list[str] = Field(default_factory=list, description="ids of facts written")
+    forgotten: list[Fact] = Field(default_factory=list, description="facts removed")
+    unmatched_forget_requests: list[str] = Field(
+        default_factory=list, description="forget requests that matched no stored fact"
+    )
+    questions: list[str] = Field(default_factory=list, description="sentences that ask")
+
+
+def parse_forget_request(sentence: str) -> str | None:
+    """The thing to forget in a sentence like "Please forget that I live in Paris", else None."""
+    match = _FORGET.match(sentence)
+    return match.group("what").strip() if match else None
+
+
+def is_question(sentence: str) -> bool:
+    return sentence.rstrip().endswith("?") or bool(_QUESTION_START.match(sentence))
+
+
+def is_fact(sentence: str) -> bool:
+    """A declarative statement of at least three words: not a question, greeting or command."""
+    words = sentence.split()
+    return (
+        len(words) >= MIN_FACT_WORDS
+        and not is_question(sentence)
+        and not _NOT_A_FACT.match(sentence)
+        and parse_forget_request(sentence) is None
+    )
+
+
+def fact_key(sentence: str) -> str:
+    """The text that addresses a stated fact: its subject and copula when it has that shape
+    ("My favourite colour is"), else the whole sentence. Lead-ins like "Actually," are dropped."""
+    sentence = _strip_lead_in(sentence)
+    match = _COPULA_KEY.match(sentence)
+    return match.group("key") if match else sentence
+
+
+def _strip_lead_in(sentence: str) -> str:
+    stripped = _LEAD_IN.sub("", sentence).strip()
+    return stripped[:1].upper() + stripped[1:] if stripped != sentence.strip() else stripped
+
+
+def extract_facts(message: str) -> list[str]:
+    """The sentences of a message that state facts."""
+    return [s for s in split_sentences(message) if is_fact(s)]
+
+
+def observe(larimar: Larimar, message: str, *, namespace: str | None = None) -> TurnResult:
+    """Apply one user message to the memory: forget what it asks to forget, write what it
+    states. One-shot writes; no model call except the encoders."""
+    result = TurnResult()
+    facts: list[str] = []
+    for sentence in split_sentences(message):
+        target = parse_forget_request(sentence)
+        if target is not None:
+            try:
+                result.forgotten += larimar.forget_matching(target, namespace=namespace)
+            except FactNotFoundError:
+                result.unmatched_forget_requests.append(target)
+        elif is_question(sentence):
+            result.questions.append(sentence)
+        elif is_fact(sentence):
+            facts.append(_strip_lead_in(sentence))
+    if facts:
+        keys = [fact_key(f) for f in facts]
+        result.remembered = larimar.remember(facts, key=keys, namespace=namespace).ids
+    return result

@@ -1,0 +1,322 @@
+"""The HTTP API over one `Larimar`: remember, recall, ask, forget, list, export and clear per
+namespace, with tenants isolated by API key.
+
+Setup:
+    ``pip install larimar-memory[server]``
+Instantiate:
+    ``settings = ServerSettings(api_keys={"<long random key>": "acme"})``
+    ``app = create_app(Larimar(store="facts.sqlite3"), settings)``
+    or ``larimar serve --api-keys-file keys.toml`` (uvicorn).
+Use:
+    ``curl -H 'Authorization: Bearer <key>' -d '{"text": "Alice lives in Lisbon."}'
+    -H 'Content-Type: application/json' localhost:8000/v1/namespaces/notes/facts``
+
+The core is blocking (torch, SQLite/PostgreSQL), so every core call runs in a worker thread under
+a capacity limiter (``ServerSettings.max_concurrency``): the event loop keeps accepting requests,
+answering health checks and metrics while the model works.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI resolves route annotations at runtime
+# and `Tenant` is local to `create_app`.
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    Security,
+)
+from fastapi.responses import PlainTextResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from .. import __version__
+from ..service import Larimar
+from ..types import AskResult, Fact, RecallResult, RememberResult
+from .auth import NAME_PATTERN, ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
+from .auth import visible_namespaces as _visible
+from .errors import ApiError, install_error_handlers
+from .limits import BodyLimitMiddleware
+from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from .protocol import (
+    API_PREFIX,
+    REQUEST_ID_HEADER,
+    UNAUTHORIZED,
+    AskRequest,
+    ClearResponse,
+    ErrorResponse,
+    ExportResponse,
+    FactList,
+    ForgetRequest,
+    ForgetResponse,
+    Health,
+    NamespaceList,
+    RecallRequest,
+    RememberRequest,
+)
+from .settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "malformed JSON or an invalid request",
+        401: "missing or unknown API key",
+        404: "no such fact (in this tenant's namespace) or route",
+        413: "request body too large",
+        422: "input the memory cannot take (empty, too long, wrong type)",
+        503: "store unavailable; retry",
+    }.items()
+}
+_WRITE_ERRORS = {**_ERRORS, 409: {"model": ErrorResponse, "description": "namespace full"}}
+
+Namespace = Annotated[
+    str,
+    Path(pattern=NAME_PATTERN, description="1-64 letters, digits, '.', '_', '-'; no '/'"),
+]
+NS = API_PREFIX + "/namespaces/{namespace}"
+FactId = Annotated[str, Path(min_length=1, max_length=200, description="a fact id")]
+
+
+class _State:
+    """What the routes share: the memory, the thread limiter and the metrics."""
+
+    def __init__(self, larimar: Larimar | None, settings: ServerSettings) -> None:
+        self.larimar = larimar
+        self.owned = larimar is None
+        self.settings = settings
+        self.limiter: anyio.CapacityLimiter | None = None
+        self.metrics = Metrics()
+
+    @property
+    def memory(self) -> Larimar:
+        if self.larimar is None:  # only between app creation and startup
+            raise ApiError(503, "NotReady", "the server is still loading the model; retry")
+        return self.larimar
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking core call in a worker thread, at most `max_concurrency` at once."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=self.limiter
+        )
+
+
+def _auth_dependency(settings: ServerSettings) -> Callable[..., Any]:
+    """The dependency that turns request headers into the caller's tenant (None: no auth)."""
+    if not settings.auth:
+        async def no_auth() -> None:
+            return None
+
+        return no_auth
+    keys = KeyRing(resolve_keys(settings.api_keys, settings.api_keys_file))
+    if not len(keys):
+        raise ApiKeyConfigError(
+            "auth is on but no API keys are configured: pass --api-keys-file, set "
+            "LARIMAR_API_KEYS=key:tenant,..., or start with --no-auth for local development"
+        )
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+    challenge = {"WWW-Authenticate": "Bearer"}
+
+    async def tenant(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+        api_key: Annotated[str | None, Security(header)] = None,
+    ) -> str:
+        presented = api_key or (credentials.credentials if credentials else None)
+        if not presented:
+            raise ApiError(401, UNAUTHORIZED, "missing API key: send 'Authorization: Bearer "
+                           "<key>' or 'X-API-Key: <key>'", challenge)
+        found = keys.tenant(presented)
+        if found is None:
+            raise ApiError(401, UNAUTHORIZED, "unknown API key; check the key you were given",
+                           challenge)
+        request.state.tenant = found  # lets error messages drop the tenant prefix
+        return found
+
+    return tenant
+
+
+def create_app(larimar: Larimar | None, settings: ServerSettings | None = None) -> FastAPI:
+    """The FastAPI app serving ``larimar``; with None, it opens the store and model named in
+    ``settings`` at startup and closes them at shutdown."""
+    settings = settings or ServerSettings()
+    state = _State(larimar, settings)
+    tenant_of = _auth_dependency(settings)
+    Tenant = Annotated[str | None, Depends(tenant_of)]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        if state.larimar is None:
+            from .factory import build_larimar
+
+            started = time.perf_counter()
+            state.larimar = await anyio.to_thread.run_sync(build_larimar, settings)
+            logger.info("model and store ready in %.1f s", time.perf_counter() - started)
+        try:
+            yield
+        finally:
+            if state.owned and state.larimar is not None:
+                state.larimar.close()
+                state.larimar.store.close()
+                state.larimar = None
+
+    app = FastAPI(
+        title="larimar-memory",
+        version=__version__,
+        description="Episodic memory for LLM agents: one-shot writes, exact forgetting, "
+        "memory-conditioned decoding. Namespaces are private to the API key's tenant.",
+        lifespan=lifespan,
+    )
+    app.state.larimar_state = state
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts 413s too
+
+    @app.get("/healthz", response_model=Health, tags=["ops"],
+             responses={503: {"model": Health, "description": "store unreachable"}})
+    async def healthz(response: Response) -> Health:
+        """Liveness and store reachability (no auth)."""
+        try:
+            await state.call(state.memory.store.version, "__healthz__")
+        except Exception as exc:  # any failure means "not healthy", never a 500
+            response.status_code = 503
+            return Health(status="unavailable", store=f"{type(exc).__name__}: {exc}"[:300])
+        return Health(status="ok", store="ok")
+
+    metrics_deps = [Depends(tenant_of)] if settings.metrics_auth else []
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"],
+             dependencies=metrics_deps)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text exposition: requests by route and status, latency histograms."""
+        return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    # Full paths on the routes (no include prefix): the route template is the metrics label.
+    app.include_router(_memory_router(state, Tenant))
+    return app
+
+
+def _memory_router(state: _State, Tenant: Any) -> APIRouter:
+    router = APIRouter(tags=["memory"], responses=_ERRORS)
+
+    def public(fact: Fact, namespace: str) -> Fact:
+        # The core sees "tenant/ns"; callers only ever see their own name for it.
+        return fact.model_copy(update={"namespace": namespace})
+
+    @router.get(API_PREFIX + "/namespaces", response_model=NamespaceList)
+    async def namespaces(tenant: Tenant) -> NamespaceList:
+        """The caller's namespaces that hold facts."""
+        names = await state.call(state.memory.namespaces)
+        return NamespaceList(namespaces=_visible(tenant, names))
+
+    @router.post(NS + "/facts", response_model=RememberResult,
+                 status_code=201, responses=_WRITE_ERRORS)
+    async def remember(
+        namespace: Namespace, body: RememberRequest, tenant: Tenant, response: Response,
+        idempotency_key: Annotated[
+            str | None, Header(alias=REQUEST_ID_HEADER, min_length=1, max_length=200)
+        ] = None,
+    ) -> RememberResult:
+        """Write facts in one shot. A repeated request id writes nothing and returns the ids
+        of the first request (status 200), so retries never write twice."""
+        memory = state.memory
+        result = await state.call(
+            memory.remember, body.text, key=body.key,
+            namespace=core_namespace(tenant, namespace), metadata=body.metadata,
+            request_id=body.request_id or idempotency_key,
+        )
+        if result.duplicate_request:
+            response.status_code = 200
+        return result.model_copy(
+            update={"replaced": [public(f, namespace) for f in result.replaced]}
+        )
+
+    @router.get(NS + "/facts", response_model=FactList)
+    async def list_facts(
+        namespace: Namespace, tenant: Tenant,
+        limit: Annotated[int | None, Query(ge=0, le=state.settings.max_list_limit)] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> FactList:
+        """Stored facts, oldest first (an unknown namespace is empty)."""
+        facts = await state.call(state.memory.list, namespace=core_namespace(tenant, namespace))
+        page = facts[offset:] if limit is None else facts[offset : offset + limit]
+        return FactList(namespace=namespace, facts=[public(f, namespace) for f in page])
+
+    @router.delete(NS + "/facts", response_model=ClearResponse)
+    async def clear(namespace: Namespace, tenant: Tenant) -> ClearResponse:
+        """Delete every fact of the namespace."""
+        n = await state.call(state.memory.clear, namespace=core_namespace(tenant, namespace))
+        return ClearResponse(deleted=n)
+
+    @router.get(NS + "/facts/{fact_id}", response_model=Fact)
+    async def get_fact(namespace: Namespace, fact_id: FactId, tenant: Tenant) -> Fact:
+        fact = await state.call(
+            state.memory.get, fact_id, namespace=core_namespace(tenant, namespace)
+        )
+        return public(fact, namespace)
+
+    async def _forget(namespace: str, target: str, tenant: str | None) -> ForgetResponse:
+        removed = await state.call(
+            state.memory.forget, target, namespace=core_namespace(tenant, namespace)
+        )
+        return ForgetResponse(forgotten=[public(f, namespace) for f in removed])
+
+    @router.delete(NS + "/facts/{fact_id}", response_model=ForgetResponse,
+                   responses=_WRITE_ERRORS)
+    async def forget_by_id(namespace: Namespace, fact_id: FactId, tenant: Tenant
+                           ) -> ForgetResponse:
+        """Forget one fact: the exact −1 update, then its text leaves the store."""
+        return await _forget(namespace, fact_id, tenant)
+
+    @router.post(NS + "/forget", response_model=ForgetResponse,
+                 responses=_WRITE_ERRORS)
+    async def forget(namespace: Namespace, body: ForgetRequest, tenant: Tenant
+                     ) -> ForgetResponse:
+        """Forget by id or by exact text (every fact with that text)."""
+        return await _forget(namespace, body.fact, tenant)
+
+    @router.post(NS + "/recall", response_model=RecallResult)
+    async def recall(namespace: Namespace, body: RecallRequest, tenant: Tenant
+                     ) -> RecallResult:
+        """The memory readout for the query, decoded to text."""
+        result = await state.call(
+            state.memory.recall, body.query, namespace=core_namespace(tenant, namespace)
+        )
+        fact = public(result.fact, namespace) if result.fact else None
+        return result.model_copy(update={"fact": fact})
+
+    @router.post(NS + "/ask", response_model=AskResult)
+    async def ask(namespace: Namespace, body: AskRequest, tenant: Tenant) -> AskResult:
+        """Answer from memory when the question is in scope, plainly otherwise."""
+        result = await state.call(
+            state.memory.ask, body.question, namespace=core_namespace(tenant, namespace),
+            max_new_tokens=body.max_new_tokens,
+        )
+        fact = public(result.fact, namespace) if result.fact else None
+        return result.model_copy(update={"fact": fact})
+
+    @router.get(NS + "/export", response_model=ExportResponse)
+    async def export(namespace: Namespace, tenant: Tenant) -> ExportResponse:
+        """Every fact as text, id, key text and metadata; never embeddings."""
+        facts = await state.call(state.memory.list, namespace=core_namespace(tenant, namespace))
+        return ExportResponse(
+            namespace=namespace, exported_at=time.time(), count=len(facts),
+            facts=[public(f, namespace) for f in facts],
+        )
+
+    return router

@@ -1,0 +1,442 @@
+"""`LarimarClient` / `AsyncLarimarClient`: the `Larimar` interface over HTTP.
+
+Same method names, arguments, result types and exception classes as the local object, so code
+written against `Larimar` runs against a server by swapping the constructor.
+
+Setup:
+    ``pip install larimar-memory[server]`` (the client itself needs only httpx)
+Instantiate:
+    ``memory = LarimarClient("http://127.0.0.1:8000", api_key="...", namespace="alice")``
+Use:
+    ``ids = memory.remember("Alice's favourite colour is green.").ids``
+    ``memory.ask("What is Alice's favourite colour?").answer``
+    ``memory.forget(ids[0])``
+
+Transient failures (connection refused or reset, 502/503/504) are retried with exponential
+backoff and jitter. ``remember`` sends one request id (a uuid, or yours) on every attempt, and
+the server writes a request id at most once, so a retry after a lost response never writes
+twice. ``forget`` is only resent when the request cannot have reached the server (connection
+refused) or the server said it failed (503): resending a forget that may have succeeded would
+turn success into "not found".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ..errors import LarimarError, TextInputError
+from ..types import AskResult, Fact, RecallResult, RememberResult
+from .protocol import (
+    API_PREFIX,
+    CORE_ERRORS,
+    FORBIDDEN,
+    PAYLOAD_TOO_LARGE,
+    UNAUTHORIZED,
+    VALIDATION_ERROR,
+    ClearResponse,
+    ExportResponse,
+    FactList,
+    ForgetResponse,
+    NamespaceList,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_URL = "http://127.0.0.1:8000"
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class LarimarHTTPError(LarimarError):
+    """The server answered with an error that has no core exception class (auth, routing)."""
+
+    def __init__(self, status_code: int, error_type: str, message: str) -> None:
+        super().__init__(f"HTTP {status_code} {error_type}: {message}")
+        self.status_code, self.error_type, self.message = status_code, error_type, message
+
+
+class AuthenticationError(LarimarHTTPError, PermissionError):
+    """401/403: the API key is missing, unknown, or not allowed to do this."""
+
+
+class LarimarConnectionError(LarimarError, ConnectionError):
+    """The server could not be reached (after all retries)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: attempt ``n`` waits ``min(max_delay, base_delay·2ⁿ)`` scaled by a
+    random factor in [0.5, 1] (so many clients do not retry in lock-step)."""
+
+    retries: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        wait = min(self.max_delay, self.base_delay * 2**attempt) * (0.5 + random.random() / 2)
+        if retry_after:
+            try:
+                wait = max(wait, min(self.max_delay, float(retry_after)))
+            except ValueError:
+                pass
+        return wait
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One API call: what to send, whether resending after an ambiguous failure is safe, and
+    how to turn the JSON answer into the result type."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: Any = None
+    params: dict[str, Any] | None = None
+    resend_safe: bool = True
+
+
+def _error_from(response: httpx.Response) -> LarimarError:
+    """The exception the local `Larimar` would have raised for this error response."""
+    try:
+        body = response.json()["error"]
+        type_, message = str(body["type"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        type_, message = "HTTPError", response.text[:500] or response.reason_phrase
+    status = response.status_code
+    cls = CORE_ERRORS.get(type_)
+    if cls is not None:
+        exc: LarimarError = cls(message)
+    elif type_ in (VALIDATION_ERROR, PAYLOAD_TOO_LARGE):
+        exc = TextInputError(message)  # what the core raises for input it cannot take
+    elif status in (401, 403) or type_ in (UNAUTHORIZED, FORBIDDEN):
+        exc = AuthenticationError(status, type_, message)
+    else:
+        exc = LarimarHTTPError(status, type_, message)
+    exc.status_code = status  # type: ignore[attr-defined]
+    return exc
+
+
+def _resendable(exc: httpx.TransportError, call: _Call[Any]) -> bool:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return True  # the request never reached the server
+    return call.resend_safe
+
+
+class _Api:
+    """Builds the calls; shared by the sync and async clients."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def _ns(self, namespace: str | None) -> str:
+        name = self.namespace if namespace is None else namespace
+        if not isinstance(name, str) or not name:
+            raise TextInputError(f"namespace must be a non-empty string, got {name!r}")
+        return f"{API_PREFIX}/namespaces/{quote(name, safe='')}"
+
+    def remember(
+        self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
+        namespace: str | None = None, metadata: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> _Call[RememberResult]:
+        body = {"text": text, "key": key, "metadata": metadata,
+                "request_id": request_id or uuid.uuid4().hex}  # one id for every retry
+        return _Call("POST", f"{self._ns(namespace)}/facts", RememberResult.model_validate, body)
+
+    def recall(self, query: str, *, namespace: str | None = None) -> _Call[RecallResult]:
+        return _Call("POST", f"{self._ns(namespace)}/recall", RecallResult.model_validate,
+                     {"query": query})
+
+    def ask(
+        self, question: str, *, namespace: str | None = None, max_new_tokens: int | None = None
+    ) -> _Call[AskResult]:
+        return _Call("POST", f"{self._ns(namespace)}/ask", AskResult.model_validate,
+                     {"question": question, "max_new_tokens": max_new_tokens})
+
+    def forget(self, fact: str, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
+        return _Call("POST", f"{self._ns(namespace)}/forget",
+                     lambda j: ForgetResponse.model_validate(j).forgotten, {"fact": fact},
+                     resend_safe=False)
+
+    def list(self, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
+        return _Call("GET", f"{self._ns(namespace)}/facts",
+                     lambda j: FactList.model_validate(j).facts)
+
+    def get(self, fact_id: str, *, namespace: str | None = None) -> _Call[Fact]:
+        return _Call("GET", f"{self._ns(namespace)}/facts/{quote(fact_id, safe='')}",
+                     Fact.model_validate)
+
+    def clear(self, *, namespace: str | None = None) -> _Call[int]:
+        return _Call("DELETE", f"{self._ns(namespace)}/facts",
+                     lambda j: ClearResponse.model_validate(j).deleted)
+
+    def export(self, *, namespace: str | None = None) -> _Call[ExportResponse]:
+        return _Call("GET", f"{self._ns(namespace)}/export", ExportResponse.model_validate)
+
+    def namespaces(self) -> _Call[builtins.list[str]]:
+        return _Call("GET", f"{API_PREFIX}/namespaces",
+                     lambda j: NamespaceList.model_validate(j).namespaces)
+
+    def health(self) -> _Call[dict[str, Any]]:
+        return _Call("GET", "/healthz", dict)
+
+
+class _Base:
+    def __init__(
+        self, base_url: str, api_key: str | None, namespace: str, timeout: float,
+        retry: RetryPolicy | None, headers: dict[str, str] | None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._api = _Api(namespace)
+        self._headers = {"User-Agent": "larimar-memory-client", **(headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    @property
+    def namespace(self) -> str:
+        return self._api.namespace
+
+    def _outcome(self, call: _Call[T], response: httpx.Response) -> tuple[bool, T | None]:
+        """(retry?, result): raises for a final error response."""
+        if response.is_success:
+            return False, call.parse(response.json())
+        if response.status_code in RETRY_STATUSES:
+            return True, None
+        raise _error_from(response)
+
+    def _give_up(self, call: _Call[Any], last: BaseException | httpx.Response) -> LarimarError:
+        if isinstance(last, httpx.Response):
+            return _error_from(last)
+        return LarimarConnectionError(
+            f"{call.method} {self.base_url}{call.path} failed after {self.retry.retries + 1} "
+            f"attempts: {type(last).__name__}: {last}. Is the server running at "
+            f"{self.base_url}?"
+        )
+
+
+class LarimarClient(_Base):
+    """Blocking client with the `Larimar` interface, plus ``a*`` coroutines that use an
+    httpx.AsyncClient bound to the first event loop that calls them."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
+        namespace: str = "default", timeout: float = 120.0, retry: RetryPolicy | None = None,
+        headers: dict[str, str] | None = None, transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, namespace, timeout, retry, headers)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+        self._async: AsyncLarimarClient | None = None
+        self._async_transport = async_transport
+
+    def _send(self, call: _Call[T]) -> T:
+        last: BaseException | httpx.Response | None = None
+        for attempt in range(self.retry.retries + 1):
+            if attempt:
+                retry_after = last.headers.get("Retry-After") if isinstance(
+                    last, httpx.Response) else None
+                time.sleep(self.retry.delay(attempt - 1, retry_after))
+            try:
+                response = self._http.request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
+            except httpx.TransportError as exc:
+                if not _resendable(exc, call):
+                    raise LarimarConnectionError(
+                        f"{call.method} {call.path}: connection lost after the request was "
+                        f"sent ({exc}); it may or may not have taken effect"
+                    ) from exc
+                logger.debug("attempt %d of %s failed: %r", attempt + 1, call.path, exc)
+                last = exc
+                continue
+            retry, result = self._outcome(call, response)
+            if not retry:
+                return result  # type: ignore[return-value]
+            last = response
+        assert last is not None
+        raise self._give_up(call, last)
+
+    # -- the Larimar interface ---------------------------------------------------------------
+
+    def remember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
+        """Write facts; keyword arguments as `Larimar.remember` (key, namespace, metadata,
+        request_id)."""
+        return self._send(self._api.remember(text, **kwargs))
+
+    def recall(self, query: str, *, namespace: str | None = None) -> RecallResult:
+        return self._send(self._api.recall(query, namespace=namespace))
+
+    def ask(self, question: str, *, namespace: str | None = None,
+            max_new_tokens: int | None = None) -> AskResult:
+        return self._send(self._api.ask(question, namespace=namespace,
+                                        max_new_tokens=max_new_tokens))
+
+    def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
+        return self._send(self._api.forget(fact, namespace=namespace))
+
+    def list(self, *, namespace: str | None = None) -> builtins.list[Fact]:
+        return self._send(self._api.list(namespace=namespace))
+
+    def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
+        return self._send(self._api.get(fact_id, namespace=namespace))
+
+    def clear(self, *, namespace: str | None = None) -> int:
+        return self._send(self._api.clear(namespace=namespace))
+
+    def namespaces(self) -> builtins.list[str]:
+        return self._send(self._api.namespaces())
+
+    def export(self, *, namespace: str | None = None) -> ExportResponse:
+        return self._send(self._api.export(namespace=namespace))
+
+    def health(self) -> dict[str, Any]:
+        return self._send(self._api.health())
+
+    # -- async variants, as on Larimar ----------------------------------------------------------
+
+    def _aclient(self) -> AsyncLarimarClient:
+        if self._async is None:
+            self._async = AsyncLarimarClient(
+                self.base_url, None, namespace=self.namespace, timeout=self.timeout,
+                retry=self.retry, headers=self._headers, transport=self._async_transport,
+            )
+        return self._async
+
+    async def aremember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
+        return await self._aclient().remember(text, **kwargs)
+
+    async def arecall(self, query: str, **kwargs: Any) -> RecallResult:
+        return await self._aclient().recall(query, **kwargs)
+
+    async def aask(self, question: str, **kwargs: Any) -> AskResult:
+        return await self._aclient().ask(question, **kwargs)
+
+    async def aforget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]:
+        return await self._aclient().forget(fact, **kwargs)
+
+    async def alist(self, **kwargs: Any) -> builtins.list[Fact]:
+        return await self._aclient().list(**kwargs)
+
+    async def aclear(self, **kwargs: Any) -> int:
+        return await self._aclient().clear(**kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        if self._async is not None:
+            await self._async.aclose()
+
+    def __enter__(self) -> LarimarClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LarimarClient({self.base_url!r}, namespace={self.namespace!r})"
+
+
+class AsyncLarimarClient(_Base):
+    """Asyncio client: the same methods as `Larimar`, as coroutines (``await c.remember(...)``);
+    the ``a*`` names are aliases, so code written for ``Larimar.a*`` also runs."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
+        namespace: str = "default", timeout: float = 120.0, retry: RetryPolicy | None = None,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, namespace, timeout, retry, headers)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+
+    async def _send(self, call: _Call[T]) -> T:
+        last: BaseException | httpx.Response | None = None
+        for attempt in range(self.retry.retries + 1):
+            if attempt:
+                retry_after = last.headers.get("Retry-After") if isinstance(
+                    last, httpx.Response) else None
+                await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
+            try:
+                response = await self._http.request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
+            except httpx.TransportError as exc:
+                if not _resendable(exc, call):
+                    raise LarimarConnectionError(
+                        f"{call.method} {call.path}: connection lost after the request was "
+                        f"sent ({exc}); it may or may not have taken effect"
+                    ) from exc
+                logger.debug("attempt %d of %s failed: %r", attempt + 1, call.path, exc)
+                last = exc
+                continue
+            retry, result = self._outcome(call, response)
+            if not retry:
+                return result  # type: ignore[return-value]
+            last = response
+        assert last is not None
+        raise self._give_up(call, last)
+
+    async def remember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
+        return await self._send(self._api.remember(text, **kwargs))
+
+    async def recall(self, query: str, *, namespace: str | None = None) -> RecallResult:
+        return await self._send(self._api.recall(query, namespace=namespace))
+
+    async def ask(self, question: str, *, namespace: str | None = None,
+                  max_new_tokens: int | None = None) -> AskResult:
+        return await self._send(self._api.ask(question, namespace=namespace,
+                                              max_new_tokens=max_new_tokens))
+
+    async def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
+        return await self._send(self._api.forget(fact, namespace=namespace))
+
+    async def list(self, *, namespace: str | None = None) -> builtins.list[Fact]:
+        return await self._send(self._api.list(namespace=namespace))
+
+    async def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
+        return await self._send(self._api.get(fact_id, namespace=namespace))
+
+    async def clear(self, *, namespace: str | None = None) -> int:
+        return await self._send(self._api.clear(namespace=namespace))
+
+    async def namespaces(self) -> builtins.list[str]:
+        return await self._send(self._api.namespaces())
+
+    async def export(self, *, namespace: str | None = None) -> ExportResponse:
+        return await self._send(self._api.export(namespace=namespace))
+
+    async def health(self) -> dict[str, Any]:
+        return await self._send(self._api.health())
+
+    aremember, arecall, aask, aforget = remember, recall, ask, forget
+    alist, aclear = list, clear
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncLarimarClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncLarimarClient({self.base_url!r}, namespace={self.namespace!r})"

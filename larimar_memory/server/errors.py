@@ -1,0 +1,115 @@
+"""Exception handlers: every error leaves as ``{"error": {"type", "message"}}`` with a status that
+tells the client whose fault it was. Bad input is a 4xx, a store that cannot be reached a 503
+(retryable), and only a bug is a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from ..errors import LarimarError, StoreError
+from .protocol import (
+    INTERNAL_ERROR,
+    INVALID_JSON,
+    NOT_FOUND,
+    VALIDATION_ERROR,
+    status_for,
+)
+
+logger = logging.getLogger(__name__)
+
+_HTTP_TYPES = {404: NOT_FOUND, 405: "MethodNotAllowed", 401: "Unauthorized", 403: "Forbidden"}
+
+
+class ApiError(Exception):
+    """An HTTP-layer error (auth, limits) raised from dependencies and routes."""
+
+    def __init__(
+        self, status: int, type: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message, self.headers = status, type, message, headers
+
+
+def error_response(
+    status: int, type: str, message: str, headers: dict[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": type, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _clean_details(errors: list[Any]) -> list[dict[str, Any]]:
+    # Never echo the input back: it may be a megabyte of text or someone's secret.
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+         "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+
+
+async def _on_core_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LarimarError)
+    status = status_for(exc)
+    message = str(exc)
+    tenant = getattr(request.state, "tenant", None)
+    if tenant:  # the core names "tenant/ns"; the caller only knows "ns"
+        message = message.replace(f"{tenant}/", "")
+    headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
+    if status >= 500:
+        logger.warning("%s %s: %s: %s", request.method, request.url.path,
+                       type(exc).__name__, exc)
+    return error_response(status, type(exc).__name__, message, headers)
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.type, exc.message, exc.headers)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = errors[0].get("ctx") or {}
+        return error_response(
+            400, INVALID_JSON,
+            f"the request body is not valid JSON ({ctx.get('error', 'decode error')}); send "
+            "a JSON object with Content-Type: application/json",
+        )
+    details = _clean_details(errors)
+    summary = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:5])
+    return error_response(
+        422, VALIDATION_ERROR, f"invalid request: {summary}", details=details
+    )
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; see /docs for the API"
+    return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        500, INTERNAL_ERROR, "internal server error; the server log has the traceback"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LarimarError, _on_core_error)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,68 @@
+"""Fixtures for the server tests: PostgreSQL (skipped without ``LARIMAR_TEST_PG_DSN``), a tiny
+model app, and uvicorn servers on free loopback ports (in a thread or a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from larimar_memory.server.settings import ServerSettings
+
+from server_testing import KEY_A, KEY_B, ThreadedServer, drop_schema
+
+PG_ENV = "LARIMAR_TEST_PG_DSN"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    # Tests share 2 cores with other work: one torch thread per call avoids oversubscription
+    # (several times faster under load than torch's default).
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    dsn = os.environ.get(PG_ENV)
+    if not dsn:
+        pytest.skip(f"{PG_ENV} is not set; start one with: eval \"$(scripts/postgres.sh start)\"")
+    return dsn
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh schema per test, dropped afterwards."""
+    schema = "t_" + uuid.uuid4().hex[:12]
+    yield schema
+    drop_schema(pg_dsn, schema)
+
+
+@pytest.fixture
+def pg_store(pg_dsn: str, pg_schema: str):
+    from larimar_memory.store_postgres import PostgresStore
+
+    with PostgresStore(pg_dsn, schema=pg_schema) as store:
+        yield store
+
+
+@pytest.fixture
+def settings() -> ServerSettings:
+    return ServerSettings(api_keys={KEY_A: "acme", KEY_B: "globex"})
+
+
+@pytest.fixture
+def served(tmp_path: Path, settings: ServerSettings) -> Iterator[ThreadedServer]:
+    """A uvicorn server in a thread, serving a tiny Larimar on a temp SQLite store."""
+    from larimar_memory.server import create_app
+    from larimar_memory.testing import tiny_larimar
+
+    memory = tiny_larimar(tmp_path / "store.sqlite3")
+    with ThreadedServer(create_app(memory, settings)) as server:
+        server.memory = memory
+        yield server
+    memory.close()

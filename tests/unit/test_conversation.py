@@ -1,0 +1,67 @@
+"""Conversation turns → memory operations, with no LLM call."""
+
+from __future__ import annotations
+
+import pytest
+
+from larimar_memory.conversation import (
+    extract_facts,
+    is_fact,
+    is_question,
+    observe,
+    parse_forget_request,
+)
+
+
+@pytest.mark.parametrize(
+    "sentence, target",
+    [
+        ("Please forget that I live in Paris.", "I live in Paris"),
+        ("forget my address", "my address"),
+        ("Can you delete the fact that Bob plays cello?", "Bob plays cello"),
+        ("Remove everything about my sister", "my sister"),
+        ("I will never forget Paris.", None),
+        ("Where do I live?", None),
+    ],
+)
+def test_parse_forget_request(sentence, target):
+    assert parse_forget_request(sentence) == target
+
+
+def test_fact_and_question_classification():
+    assert is_fact("I live in Lisbon.")
+    assert is_fact("My sister is called Ana")
+    assert not is_fact("Hi there friend!")
+    assert not is_fact("Where do I live?")
+    assert not is_fact("ok")
+    assert is_question("what is my name")
+    assert extract_facts("Hello! I live in Lisbon. What is my job? I work as a nurse.") == [
+        "I live in Lisbon.",
+        "I work as a nurse.",
+    ]
+
+
+def test_fact_key_uses_subject_and_copula():
+    from larimar_memory.conversation import fact_key
+
+    assert fact_key("My favourite colour is blue.") == "My favourite colour is"
+    assert fact_key("Actually, my favourite colour is green.") == "My favourite colour is"
+    assert fact_key("I am a nurse.") == "I am a nurse."
+    assert fact_key("Alice lives in Lisbon.") == "Alice lives in Lisbon."
+
+
+def test_observe_replaces_a_corrected_fact(larimar):
+    observe(larimar, "My favourite colour is blue.")
+    observe(larimar, "Actually, my favourite colour is green.")
+    assert [f.text for f in larimar.list()] == ["My favourite colour is green."]
+
+
+def test_observe_writes_facts_and_forgets_on_request(larimar):
+    turn = observe(larimar, "Hi! Alice lives in Lisbon. Bob plays the cello. Where is Carol?")
+    assert len(turn.remembered) == 2 and turn.questions == ["Where is Carol?"]
+    assert {f.text for f in larimar.list()} == {"Alice lives in Lisbon.", "Bob plays the cello."}
+    turn = observe(larimar, "Please forget that Bob plays the cello.")
+    assert [f.text for f in turn.forgotten] == ["Bob plays the cello."]
+    assert [f.text for f in larimar.list()] == ["Alice lives in Lisbon."]
+    turn = observe(larimar, "Forget quantum chromodynamics entirely.")
+    assert turn.forgotten == [] and turn.unmatched_forget_requests

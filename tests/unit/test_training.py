@@ -1,0 +1,300 @@
+"""Training: recipes validate, data never includes evaluation files, every term of eq. 1 can be
+switched, the tiny model learns, checkpoints round-trip and resume from their step."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("lightning")
+
+from larimar_memory.model import LarimarModel  # noqa: E402
+from larimar_memory.testing import tiny_test_model  # noqa: E402
+from larimar_memory.training import (  # noqa: E402
+    TrainingConfigError,
+    TrainingDataError,
+    available_recipes,
+    is_evaluation_file,
+    load_config,
+    train,
+)
+from larimar_memory.training.config import BetaSchedule, DataConfig, LossConfig, OptimConfig  # noqa: E402
+from larimar_memory.training.data import (  # noqa: E402
+    EpisodeCollator,
+    build_chunks,
+    chunk_texts,
+    fact_sentences,
+)
+from larimar_memory.training.module import LarimarLightningModule  # noqa: E402
+from larimar_memory.training.recipe import model_config  # noqa: E402
+
+SUBJECTS = ["Paris", "Berlin", "Rome", "Madrid", "Lisbon", "Vienna", "Oslo", "Prague"]
+ANSWERS = ["France", "Germany", "Italy", "Spain", "Portugal", "Austria", "Norway", "Czechia"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: a second thread only adds contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small training fact file (flat CounterFact schema) and a validation text."""
+    root = tmp_path_factory.mktemp("data")
+    records = [
+        {"prompt": f"{s} is the capital of", "target_new": a, "ground_truth": a}
+        for s, a in zip(SUBJECTS, ANSWERS, strict=True)
+    ] * 4
+    (root / "facts-train.json").write_text(json.dumps(records))
+    (root / "valid.txt").write_text("\n".join(f" {s} lies in {a} ." for s, a in zip(
+        SUBJECTS, ANSWERS, strict=True)))
+    return root
+
+
+def run_overrides(root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"output_dir={out}",
+        f"data.root={root}",
+        "data.sources=[{kind: facts, path: facts-train.json}]",
+        "data.episode_size=4",
+        "data.batch_size=2",
+        "data.heldout_chunks=4",
+        "data.max_chunks=null",
+        "eval.ppl_file=valid.txt",
+        "eval.recon_episodes=1",
+        "trainer.progress_bar=false",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    return train("tiny", run_overrides(data_root, out, "trainer.max_steps=24",
+                                       "trainer.log_every_n_steps=4", "checkpoint.every_n_steps=8"))
+
+
+# -- configs ---------------------------------------------------------------------------------
+
+
+def test_every_recipe_validates_without_building_models() -> None:
+    names = available_recipes()
+    assert {"tiny", "larimar-1.3b", "larimar-6b", "larimar-smol"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.name == name
+        if cfg.model.init == "config":
+            model_config(cfg.model)  # LarimarConfig validates the architecture fields
+        assert cfg.data.chunk_tokens <= model_config(cfg.model).max_text_tokens
+        for source in cfg.data.sources:
+            assert not is_evaluation_file(getattr(source, "path", "") or "x-train.json")
+
+
+def test_recipe_commands_are_in_the_header() -> None:
+    from larimar_memory.training.config import recipe_path
+
+    for name in available_recipes():
+        header = recipe_path(name).read_text().split("\nname:")[0]
+        assert f"larimar train {name}" in header
+
+
+def test_overrides_apply_and_errors_name_the_field() -> None:
+    cfg = load_config("tiny", ["trainer.max_steps=7", "data.episode_size=3", "loss.kl.max=0"])
+    assert (cfg.trainer.max_steps, cfg.data.episode_size, cfg.loss.kl.max) == (7, 3, 0.0)
+    with pytest.raises(TrainingConfigError, match="trainer.max_stepz"):
+        load_config("tiny", ["trainer.max_stepz=7"])
+    with pytest.raises(TrainingConfigError, match="trainer.max_steps"):
+        load_config("tiny", ["trainer.max_steps=0"])
+    with pytest.raises(TrainingConfigError, match="key.path=value"):
+        load_config("tiny", ["trainer.max_steps"])
+    with pytest.raises(TrainingConfigError, match="unknown recipe"):
+        load_config("no-such-recipe")
+    with pytest.raises(TrainingConfigError, match="every loss weight is 0"):
+        load_config("tiny", ["loss.recon_memory=0", "loss.recon_direct=0", "loss.lm=0",
+                             "loss.kl.max=0"])
+
+
+def test_cyclical_beta_schedule() -> None:
+    beta = BetaSchedule(kind="cyclical", max=0.5, cycles=2, ratio_zero=0.5, ratio_increase=0.25)
+    values = [beta.value(s, 40) for s in range(40)]
+    assert values[:10] == [0.0] * 10  # first half of the first cycle at zero
+    assert values[10] == 0.0 and 0 < values[12] < 0.5 and values[15:20] == [0.5] * 5
+    assert values[20:30] == [0.0] * 10  # second cycle restarts
+    assert beta.value(100, 40) == 0.5  # after the schedule
+    assert BetaSchedule(kind="constant", max=0.3).value(7, 40) == 0.3
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["counterfact-val.json", "counterfact-edit.json", "zsre_mend_eval.json",
+     "KnowEdit_ZsRE-test-all.json", "wiki.test.raw", "valid.txt", "my_facts-test.jsonl",
+     "zsre_mend_eval_portability_gpt4.json", "known_1000.json"],
+)
+def test_evaluation_files_are_refused(name: str, tmp_path: Path) -> None:
+    assert is_evaluation_file(name)
+    (tmp_path / name).write_text("[]")
+    cfg = DataConfig(root=str(tmp_path), sources=[{"kind": "facts", "path": name}])
+    with pytest.raises(TrainingDataError, match="evaluation file"):
+        build_chunks(cfg, tiny_test_model().decoder.tokenizer)
+
+
+def test_training_files_are_allowed() -> None:
+    for name in ["counterfact-train.json", "zsre_mend_train-1k.json",
+                 "wiki_counterfact_train_cf.json", "wikibio-train-all.json", "wiki.train.raw"]:
+        assert not is_evaluation_file(name)
+
+
+def test_fact_sentences_of_each_schema() -> None:
+    flat = {"prompt": "BBC One, by", "target_new": "Sega", "ground_truth": "BBC"}
+    assert fact_sentences(flat) == ["BBC One, by Sega", "BBC One, by BBC"]
+    assert fact_sentences(flat, "new") == ["BBC One, by Sega"]
+    rome = {"requested_rewrite": {"prompt": "{} originates from", "subject": "Spike Hughes",
+                                  "target_new": {"str": "Philadelphia"},
+                                  "target_true": {"str": "London"}}}
+    assert fact_sentences(rome, "true") == ["Spike Hughes originates from London"]
+    zsre = {"src": "What is the product made by UniFirst?", "alt": "unmanned aircraft",
+            "answers": ["uniform"]}
+    assert fact_sentences(zsre)[0] == "What is the product made by UniFirst? unmanned aircraft"
+    knowedit = {"prompt": "The gender of X is", "target_new": "female",
+                "ground_truth": [["male", "man"]]}
+    assert fact_sentences(knowedit) == ["The gender of X is female", "The gender of X is male"]
+    with pytest.raises(TrainingDataError, match="unknown fact record schema"):
+        fact_sentences({"foo": 1})
+
+
+def test_chunks_fit_the_decoder_budget_and_episodes_are_shaped() -> None:
+    model = tiny_test_model()
+    tok = model.decoder.tokenizer
+    text = "The European lobster is a species of clawed lobster. " * 5
+    pieces = chunk_texts([text], tok, chunk_tokens=16)[0]
+    assert len(pieces) > 1
+    assert all(len(tok(p, add_special_tokens=False)["input_ids"]) <= 16 for p in pieces)
+    batch = EpisodeCollator(model.tokenize, episode_size=3)(pieces[:6])
+    assert batch["enc_input_ids"].shape[:2] == (2, 3)
+    assert batch["dec_input_ids"].shape[:2] == (2, 3)
+    assert batch["texts"] == [pieces[:3], pieces[3:6]]
+
+
+# -- the loss --------------------------------------------------------------------------------
+
+
+def _module(**loss: object) -> LarimarLightningModule:
+    return LarimarLightningModule(tiny_test_model(), LossConfig(**loss), OptimConfig(),
+                                  max_steps=10)
+
+
+def _batch(model: LarimarModel) -> dict[str, object]:
+    texts = [f"{s} is the capital of {a}." for s, a in zip(SUBJECTS, ANSWERS, strict=True)]
+    return EpisodeCollator(model.tokenize, episode_size=4)(texts)
+
+
+def test_every_loss_term_switches_on_and_off() -> None:
+    module = _module()
+    batch = _batch(module.model)
+    terms = ("recon_memory", "recon_direct", "lm")
+
+    def losses(**weights: float) -> dict[str, float]:
+        module.loss_cfg = LossConfig(**{t: weights.get(t, 0.0) for t in terms},
+                                     kl=BetaSchedule(kind="constant", max=weights.get("kl", 0.0)))
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return {k: float(v) for k, v in module.losses(batch, module.beta()).items()}
+
+    full = losses(recon_memory=1, recon_direct=1, lm=1, kl=0.5)
+    assert all(full[t] > 0 for t in (*terms, "kl"))
+    for term in (*terms, "kl"):
+        alone = losses(**{term: 1.0})
+        assert alone[term] > 0 and alone["total"] == pytest.approx(alone[term])
+        assert all(alone[t] == 0 for t in (*terms, "kl") if t != term)
+        without = losses(**{t: (0.5 if t == "kl" else 1.0) for t in (*terms, "kl") if t != term})
+        assert without[term] == 0 and without["total"] != pytest.approx(full["total"])
+
+
+def test_optimizer_holds_only_trainable_parameters() -> None:
+    module = LarimarLightningModule(
+        tiny_test_model(train_encoder=False, decoder_training="frozen"), LossConfig(),
+        OptimConfig(), max_steps=10,
+    )
+    opt = module.configure_optimizers()["optimizer"]
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in module.model.parameters() if p.requires_grad}
+    assert not any(id(p) in in_opt for p in module.model.encoder.backbone.parameters())
+
+
+# -- training runs ---------------------------------------------------------------------------
+
+
+def test_tiny_model_loss_falls(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    first, last = metrics["train"][0], metrics["train"][-1]
+    assert first["step"] == 1 and last["step"] == 24
+    assert last["total"] < 0.8 * first["total"]
+    assert {"recon_memory", "recon_direct", "lm", "beta"} <= set(first)
+    val = metrics["val"][-1]
+    assert {"recon_exact", "recon_exact_direct", "ppl_no_memory", "total"} <= set(val)
+    assert (trained_run / "metrics.png").stat().st_size > 0
+
+
+def test_exported_model_loads(trained_run: Path) -> None:
+    model = LarimarModel.from_pretrained(trained_run / "model")
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)
+    trained = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    for name, param in model.named_parameters():
+        assert torch.equal(param.detach(), trained[name]), name
+
+
+def test_checkpoint_round_trips(trained_run: Path) -> None:
+    cfg = load_config(trained_run / "config.yaml")
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    modules = []
+    for _ in range(2):
+        from larimar_memory.training.recipe import build_model
+
+        module = LarimarLightningModule(build_model(cfg.model), cfg.loss, cfg.optim,
+                                        max_steps=cfg.trainer.max_steps)
+        modules.append(module)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["global_step"] == 24
+    modules[1].load_state_dict(state["state_dict"])
+    batch = _batch(modules[1].model)
+    outs = []
+    for module in (*modules, modules[1]):
+        module.eval()
+        torch.manual_seed(0)
+        outs.append(module.losses(batch, 0.01)["total"].item())
+    assert outs[1] == outs[2]  # loaded twice → identical outputs
+    assert outs[1] != outs[0]  # and not the untrained model
+    z = modules[1].model.encode(["Paris is the capital of France."])
+    reloaded = LarimarModel.from_pretrained(trained_run / "model")
+    assert torch.equal(z, reloaded.encode(["Paris is the capital of France."]))
+
+
+def test_resume_continues_from_the_saved_step(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resume"
+    common = ("trainer.log_every_n_steps=1", "checkpoint.every_n_steps=3",
+              "checkpoint.save_frozen=false", "eval.recon_episodes=0",
+              "model.config.train_encoder=false")
+    train("tiny", run_overrides(data_root, out, "trainer.max_steps=3", *common))
+    first = json.loads((out / "metrics.json").read_text())["train"]
+    assert [r["step"] for r in first] == [1, 2, 3]
+    train("tiny", run_overrides(data_root, out, "trainer.max_steps=5", *common))
+    rows = json.loads((out / "metrics.json").read_text())["train"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # no restart from step 0
+    assert rows[:3] == first
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 5
+    assert not any(k.startswith("model.encoder.backbone.") for k in state["state_dict"])
+    # a finished run goes straight to export
+    train("tiny", run_overrides(data_root, out, "trainer.max_steps=5", *common))
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 5
