@@ -219,7 +219,7 @@ class ExternalScopeDetector:
     ``loc``), the two negative kinds weighted equally. Threshold grid 0.30-0.89 in steps of 0.01.
 
     ==========================  ===========  ==================  ===================  ========
-    split                       in scope ok  neighbours rejected  unrelated rejected   balanced
+    data, threshold             in scope ok  neighbours rejected  unrelated rejected   balanced
     ==========================  ===========  ==================  ===================  ========
     train (chosen), 0.56        0.962        0.864               0.998                0.947
     val (500 held out), 0.56    0.966        0.834               0.998                0.941

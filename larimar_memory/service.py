@@ -509,8 +509,8 @@ class Larimar:
                 ns = owner._namespaces.get(self.ns_name)
                 if ns is None or ns.version != version:
                     ns = owner._rebuild(self.ns_name, tx.all_facts(), version)
-            except BaseException:
-                self.cm.__exit__(None, None, None)
+            except BaseException as exc:
+                self.cm.__exit__(type(exc), exc, exc.__traceback__)
                 raise
             return tx, ns
 

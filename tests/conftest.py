@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from larimar_memory.testing import tiny_larimar
+
+# Tests use tiny tensors: one thread avoids thread-pool overhead and oversubscription.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
