@@ -144,9 +144,12 @@ class LatentDecoder(nn.Module):
         when the tokenizer has a chat template and the prompt ends with '?' (or ``chat=True``), it
         is wrapped as a user turn so an instruct decoder answers it; ``chat=False`` never wraps.
         """
-        if z is None and prompts is None:
+        if prompts is not None:
+            n = len(prompts)
+        elif z is not None:
+            n = 1 if z.dim() == 1 else z.shape[0]
+        else:
             raise ValueError("generate needs a readout z, prompts, or both")
-        n = len(prompts) if prompts is not None else z.reshape(-1, z.shape[-1]).shape[0]  # type: ignore[union-attr]
         z = None if z is None else self._check_z(z, n)
         rows = [self._start()] * n if prompts is None else [self._prompt(p, chat) for p in prompts]
         device = self.prefix.weight.device

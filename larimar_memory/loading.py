@@ -127,6 +127,11 @@ def load_decoder_backbone(
             folder, dtype=dtype, local_files_only=local_only
         )
     except OSError as exc:
+        if name == PACKAGED_DECODER:
+            raise ModelNotFoundError(
+                f"The decoder cache at {folder} is damaged ({exc}); delete that folder and it "
+                "will be rebuilt from the packaged GGUF."
+            ) from exc
         raise ModelNotFoundError(_not_found_message("decoder", name)) from exc
     return tokenizer, model
 

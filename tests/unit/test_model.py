@@ -361,15 +361,22 @@ def test_shape_mismatch_raises_state_file_error(tmp_path: Path) -> None:
 
 def test_missing_or_unexpected_tensors_raise_state_file_error(tmp_path: Path) -> None:
     folder = _saved(tmp_path, decoder_training="full")
-    _edit_config(folder, decoder_training="frozen")
+    _edit_config(folder, decoder_training="frozen", stored_backbones=["encoder"])
     with pytest.raises(StateFileError, match="unexpected"):
         LarimarModel.from_pretrained(folder)
     _edit_config(folder, decoder_training="full", embedding_shift=False)
     with pytest.raises(StateFileError, match="unexpected"):
         LarimarModel.from_pretrained(folder)
-    _edit_config(folder, embedding_shift=True, train_encoder=False)
-    with pytest.raises(StateFileError):
+    _edit_config(folder, embedding_shift=True, train_encoder=False, stored_backbones=["decoder"])
+    with pytest.raises(StateFileError, match="unexpected"):
         LarimarModel.from_pretrained(folder)
+    _edit_config(folder, stored_backbones=["bogus"])
+    with pytest.raises(StateFileError, match="stored_backbones"):
+        LarimarModel.from_pretrained(folder)
+    frozen = _saved(tmp_path / "frozen", train_encoder=False, decoder_training="frozen")
+    _edit_config(frozen, decoder_training="full")
+    with pytest.raises(StateFileError, match="missing"):
+        LarimarModel.from_pretrained(frozen)
 
 
 def test_nan_weights_raise_state_file_error(tmp_path: Path) -> None:
@@ -529,3 +536,11 @@ def test_freezing_a_fine_tuned_backbone_keeps_its_weights(tmp_path: Path) -> Non
     reloaded.save_pretrained(tmp_path / "b")
     again = LarimarModel.from_pretrained(tmp_path / "b")
     assert torch.equal(again.encode(TEXTS), model.encode(TEXTS))
+
+
+def test_damaged_decoder_cache_says_how_to_fix(fake_gguf: list[int], tmp_path: Path) -> None:
+    folder = loading.packaged_decoder_cache(tmp_path / "cache")
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(ModelNotFoundError, match="delete that folder"):
+        loading.load_decoder_backbone(loading.PACKAGED_DECODER, cache_dir=tmp_path / "cache")
