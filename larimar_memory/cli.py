@@ -203,6 +203,22 @@ def bench_service(
                              indent=1, default=str))
 
 
+def _mount_subcommands() -> None:
+    """Sub-commands whose modules own their options; imported lazily where heavy."""
+    from .eval.cli import eval_app
+    from .server.cli import serve
+    from .training.cli import train_command
+
+    app.command("train", help="Train a recipe (larimar train --list); resumes when rerun.")(
+        train_command
+    )
+    app.command("serve", help="Run the memory server (FastAPI + uvicorn).")(serve)
+    app.add_typer(eval_app, name="eval")
+
+
+_mount_subcommands()
+
+
 def main() -> None:  # pragma: no cover - console entry
     if os.environ.get("LARIMAR_DEBUG"):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)

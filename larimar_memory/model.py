@@ -237,6 +237,16 @@ class LarimarModel(nn.Module):
 
     # -- inference -------------------------------------------------------------------------------
 
+    def merge_adapters(self) -> LarimarModel:
+        """Fold LoRA adapters into the decoder's weights for inference: unmerged LoRA on every
+        linear layer roughly doubles the CPU time per generated token. Irreversible — a merged
+        model saves its decoder in full, so call it only on models used for serving."""
+        merge = getattr(self.decoder.lm, "merge_and_unload", None)
+        if callable(merge):
+            self.decoder.lm = merge()
+            self.config = self.config.model_copy(update={"decoder_training": "full"})
+        return self
+
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
         """Latents ``(N, C)`` of ``texts``; each is cut to ``max_text_tokens`` tokens (callers

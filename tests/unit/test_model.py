@@ -544,3 +544,21 @@ def test_damaged_decoder_cache_says_how_to_fix(fake_gguf: list[int], tmp_path: P
         weights.unlink()
     with pytest.raises(ModelNotFoundError, match="delete that folder"):
         loading.load_decoder_backbone(loading.PACKAGED_DECODER, cache_dir=tmp_path / "cache")
+
+
+def test_merge_adapters_keeps_outputs_and_drops_peft():
+    from larimar_memory.testing import tiny_test_model
+
+    model = tiny_test_model("llama", decoder_training="lora").eval()
+    with torch.no_grad():
+        for p in model.decoder.lm.parameters():  # make the adapters non-zero
+            if p.requires_grad:
+                p.add_(0.05)
+        z = model.encode(["Paris is in France."])
+        ids = torch.tensor([[1, 50, 60, 70]])
+        before, _ = model.decoder(z, ids, torch.ones_like(ids))
+        model.merge_adapters()
+        after, _ = model.decoder(z, ids, torch.ones_like(ids))
+    assert not hasattr(model.decoder.lm, "merge_and_unload")
+    assert model.config.decoder_training == "full"
+    assert torch.allclose(before, after, atol=1e-4)
