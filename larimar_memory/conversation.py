@@ -38,7 +38,11 @@ _NOT_A_FACT = re.compile(
     r"give me|list|remind me|let's|lets)\b",
     re.IGNORECASE,
 )
-_LEAD_IN = re.compile(r"^\s*(?:actually|correction|update|no|sorry|now|oh)\s*[,:!-]?\s+", re.I)
+_LEAD_IN = re.compile(
+    r"^\s*(?:actually|correction|update|no|sorry|now|oh|fyi|btw|by the way|note that|"
+    r"please remember(?: that)?|remember(?: that)?|keep in mind(?: that)?)\s*[,:!-]?\s+",
+    re.I,
+)
 # "<subject of at least two words> is/are/was/were <value>": the subject + copula is the key, so a
 # later "My favourite colour is green." replaces "My favourite colour is blue."
 _COPULA_KEY = re.compile(r"^(?P<key>\S+(?:\s+\S+)+?\s+(?:is|are|was|were)(?:\s+(?:now|called|named))?)\s+\S", re.I)

@@ -202,8 +202,9 @@ class Larimar:
     def recall(self, query: str, *, namespace: str | None = None) -> RecallResult:
         """The memory readout for ``query``, decoded to text, with the scope score."""
         query = self._check_texts(query, "query")[0]
-        ns = self._synced(self._namespace_name(namespace))
-        decision, readout, weight, record = self._read(ns, query)
+        with self._lock:  # writers change the namespace in place; decode outside the lock
+            ns = self._synced(self._namespace_name(namespace))
+            decision, readout, weight, record = self._read(ns, query)
         text = self.model.decode(readout, max_new_tokens=self.settings.max_new_tokens)[0]
         return RecallResult(
             query=query, text=text.strip(), scope=self._scope_info(decision),
@@ -216,8 +217,9 @@ class Larimar:
         """Answer ``question``: memory-conditioned decoding when the scope detector says the
         question is about stored facts, plain decoding otherwise."""
         question = self._check_texts(question, "question")[0]
-        ns = self._synced(self._namespace_name(namespace))
-        decision, readout, _, record = self._read(ns, question)
+        with self._lock:  # writers change the namespace in place; decode outside the lock
+            ns = self._synced(self._namespace_name(namespace))
+            decision, readout, _, record = self._read(ns, question)
         route: Literal["memory", "plain"] = "memory" if decision.in_scope else "plain"
         answer = self.model.decode(
             readout if route == "memory" else None,

@@ -47,7 +47,15 @@ def test_fact_key_uses_subject_and_copula():
     assert fact_key("My favourite colour is blue.") == "My favourite colour is"
     assert fact_key("Actually, my favourite colour is green.") == "My favourite colour is"
     assert fact_key("I am a nurse.") == "I am a nurse."
+    assert extract_facts("Remember that my dog is called Rex.") == [
+        "Remember that my dog is called Rex."
+    ]  # extraction keeps the sentence; observe() strips the lead-in before writing
     assert fact_key("Alice lives in Lisbon.") == "Alice lives in Lisbon."
+
+
+def test_observe_strips_lead_ins(larimar):
+    observe(larimar, "Remember that my dog is called Rex.")
+    assert [f.text for f in larimar.list()] == ["My dog is called Rex."]
 
 
 def test_observe_replaces_a_corrected_fact(larimar):

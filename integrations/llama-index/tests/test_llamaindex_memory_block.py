@@ -7,8 +7,11 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.memory import Memory
 from llama_index.core.storage.chat_store.sql import MessageStatus
-
 from llama_index.memory.larimar import LarimarMemoryBlock
+
+# llama-index-workflows inspects agents with inspect.getmembers, tripping pydantic's
+# deprecation warnings for attributes it never uses: upstream noise.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
 
 SISTER = "My sister is called Ana."
 CITY = "I live in Lisbon."
@@ -35,6 +38,10 @@ async def chat(memory: Memory, *turns: str) -> None:
 def block_text(messages: list[ChatMessage]) -> str:
     system = [m for m in messages if m.role == "system"]
     return system[0].content if system else ""
+
+
+def sister_facts(larimar) -> set[str]:
+    return {f.text for f in larimar.list(namespace="alice") if "sister" in f.text}
 
 
 FILLER = ("The weather was mild today.", "We talked about films for a while.",
@@ -87,13 +94,14 @@ async def test_forget_request_applies_at_once_and_only_once(larimar):
     await chat(memory, SISTER, *FILLER)
     nickname = "My sister is called Ana by her friends."  # near SISTER, but not a correction
     larimar.remember(nickname, namespace="alice")
-    await memory.aput(ChatMessage(role="user", content="Please forget that my sister is called Ana."))
+    request = "Please forget that my sister is called Ana."
+    await memory.aput(ChatMessage(role="user", content=request))
     assert "<larimar_memory>" not in block_text(await memory.aget())
     # Applied as soon as it was read, before the request left the short-term queue.
-    assert {f.text for f in larimar.list(namespace="alice")} == {nickname}
+    assert sister_facts(larimar) == {nickname}
     await memory.aget()  # read again, then flush the request: it must not apply a second time
     await chat(memory, *FILLER, *FILLER)
-    assert {f.text for f in larimar.list(namespace="alice")} == {nickname}
+    assert sister_facts(larimar) == {nickname}
     # ...which would have forgotten the nickname, the nearest fact left:
     [gone] = larimar.forget_matching("my sister is called Ana", namespace="alice")
     assert gone.text == nickname
@@ -141,3 +149,21 @@ async def test_readout_mode_returns_the_decoded_readout(larimar, monkeypatch):
 def test_rejects_an_object_without_the_larimar_interface():
     with pytest.raises(TypeError, match="LarimarMemoryBlock needs a Larimar"):
         LarimarMemoryBlock(larimar=42)
+
+
+async def test_function_agent_sees_recalled_facts(larimar, scripted_llm):
+    """A real FunctionAgent run with Memory: early turns are flushed into Larimar, and the LLM's
+    input for a later question carries the recalled fact."""
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    llm, script = scripted_llm([])  # no tool calls: the LLM just answers
+    agent = FunctionAgent(tools=[], llm=llm, system_prompt="Be brief.")
+    memory = make_memory(LarimarMemoryBlock(larimar))
+    for turn in (SISTER, *FILLER):
+        await agent.run(turn, memory=memory)
+    assert SISTER in {f.text for f in larimar.list(namespace="alice")}
+    await agent.run("What is my sister called?", memory=memory)
+    # The agent's system prompt, then Memory's system message with the block.
+    system = [m.content or "" for m in script.seen[-1] if m.role == "system"]
+    assert system[0] == "Be brief."
+    assert "<larimar_memory>" in system[1] and SISTER in system[1]

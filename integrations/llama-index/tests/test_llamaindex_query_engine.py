@@ -9,7 +9,6 @@ import pytest
 from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools import QueryEngineTool
-
 from llama_index.memory.larimar import LarimarQueryEngine
 
 FACT = "Alice's favourite colour is green."

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from llama_index.core.agent.workflow import FunctionAgent
-
 from llama_index.memory.larimar import LarimarToolSpec
+
+# llama-index-workflows inspects agents with inspect.getmembers, tripping pydantic's
+# deprecation warnings for attributes it never uses: upstream noise.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
 
 FACT = "Alice's favourite colour is green."
 QUESTION = "What is Alice's favourite colour?"
@@ -32,6 +35,14 @@ def test_remember_recall_forget_sync(larimar):
     assert spec.forget("Alice's favourite colour").startswith("Forgot 1 fact")
     assert larimar.list(namespace="alice") == []
     assert spec.forget("Alice's favourite colour").startswith("Nothing forgotten")
+
+
+def test_a_restated_fact_replaces_the_old_one(larimar):
+    spec = LarimarToolSpec(larimar)
+    spec.remember(FACT)
+    said = spec.remember("Alice's favourite colour is blue.")
+    assert f"replaced the earlier fact {FACT!r}" in said
+    assert [f.text for f in larimar.list()] == ["Alice's favourite colour is blue."]
 
 
 async def test_forget_by_id_async(larimar):

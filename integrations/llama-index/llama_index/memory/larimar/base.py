@@ -18,7 +18,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.memory.memory import BaseMemoryBlock
 
-from larimar_memory.conversation import extract_facts, observe, parse_forget_request
+from larimar_memory.conversation import extract_facts, fact_key, observe, parse_forget_request
 from larimar_memory.errors import FactNotFoundError, LarimarError
 from larimar_memory.scope import split_sentences
 from larimar_memory.types import RecallResult
@@ -188,6 +188,7 @@ class LarimarMemoryBlock(BaseMemoryBlock[str]):
     def _remember_each(self, facts: list[str], namespace: str | None) -> None:
         for fact in facts:
             try:
-                self._larimar.remember(fact, namespace=namespace)
+                # the key observe would give it, so a later correction replaces it
+                self._larimar.remember(fact, key=fact_key(fact), namespace=namespace)
             except LarimarError as exc:
                 logger.warning("skipped fact %r: %s", fact[:80], exc)

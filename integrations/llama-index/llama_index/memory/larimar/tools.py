@@ -11,6 +11,7 @@ from pathlib import Path
 
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
 
+from larimar_memory.conversation import fact_key
 from larimar_memory.errors import FactNotFoundError
 from larimar_memory.types import Fact
 
@@ -62,11 +63,14 @@ class LarimarToolSpec(BaseToolSpec):
         Args:
             fact (str): one short self-contained sentence, e.g. "Alice's favourite colour is green."
         """
-        return describe_remembered(self._larimar.remember(fact, namespace=self.namespace), [fact])
+        # Keyed like conversation.observe keys facts ("Alice's favourite colour is"), so a
+        # restatement through either path replaces the other's fact instead of duplicating it.
+        result = self._larimar.remember(fact, key=fact_key(fact), namespace=self.namespace)
+        return describe_remembered(result, [fact])
 
     async def aremember(self, fact: str) -> str:
         """Async `remember`."""
-        result = await self._larimar.aremember(fact, namespace=self.namespace)
+        result = await self._larimar.aremember(fact, key=fact_key(fact), namespace=self.namespace)
         return describe_remembered(result, [fact])
 
     def recall(self, query: str) -> str:

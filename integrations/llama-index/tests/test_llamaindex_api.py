@@ -1,0 +1,39 @@
+"""The public surface: pinned names, the namespace-package layout, and a core that never
+imports LlamaIndex."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import llama_index.memory.larimar as package
+
+import larimar_memory
+
+ROOT = Path(package.__file__).resolve().parents[3]  # integrations/llama-index
+
+
+def test_public_names_are_pinned():
+    assert package.__all__ == [
+        "LarimarLike", "LarimarMemoryBlock", "LarimarQueryEngine", "LarimarToolSpec",
+    ]
+
+
+def test_namespace_package_layout():
+    # An __init__.py above the leaf would shadow llama-index-core's llama_index namespace.
+    assert not (ROOT / "llama_index" / "__init__.py").exists()
+    assert not (ROOT / "llama_index" / "memory" / "__init__.py").exists()
+    assert (ROOT / "llama_index" / "memory" / "larimar" / "py.typed").exists()
+
+
+def test_the_tiny_larimar_has_the_interface(larimar):
+    assert isinstance(larimar, package.LarimarLike)
+
+
+def test_core_never_imports_llama_index():
+    # benchmarks/ may compare against a LlamaIndex baseline (a lazy, optional import).
+    core = Path(larimar_memory.__file__).parent
+    offenders = [
+        str(p.relative_to(core)) for p in core.rglob("*.py")
+        if "benchmarks" not in p.parts and "llama_index" in p.read_text()
+    ]
+    assert offenders == []

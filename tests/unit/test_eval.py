@@ -1,0 +1,313 @@
+"""The evaluation harness: metrics on hand-made cases, loaders on tiny fixtures of every schema,
+the keyed memory, decoder scoring, and every experiment end to end on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from larimar_memory.eval import EXPERIMENTS, KeyedMemory, load_edits
+from larimar_memory.eval import metrics as m
+from larimar_memory.eval.cli import eval_app
+from larimar_memory.eval.data import (
+    DATA_ENV,
+    EvalDataError,
+    last_sentence,
+    load_text_lines,
+    parse_edit,
+    resolve_data,
+)
+from larimar_memory.eval.paper import PAPER
+from larimar_memory.eval.scoring import TargetScore, score_targets
+from larimar_memory.testing import tiny_test_model
+
+# --------------------------------------------------------------------------------------------
+# fixtures: one tiny file per schema, laid out like ../shared/data
+# --------------------------------------------------------------------------------------------
+
+SUBJECTS = ["Alpha Corp", "Beta Town", "Gamma Ray", "Delta Blues", "Echo Park", "Foxtrot Inc",
+            "Golf Club", "Hotel Nine", "India Ink", "Juliet Rose"]
+CITIES = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Quito", "Seoul", "Dakar", "Hanoi", "Perth"]
+
+
+def _flat(i: int) -> dict:
+    s = SUBJECTS[i % 10] + ("" if i < 10 else f" {i}")
+    return {"case_id": i, "prompt": f"{s} is based in", "target_new": CITIES[i % 10],
+            "subject": s, "ground_truth": CITIES[(i + 3) % 10],
+            "rephrase_prompt": f"The home city of {s} is",
+            "locality_prompt": f"Zulu {i} is based in",
+            "locality_ground_truth": CITIES[(i + 3) % 10]}
+
+
+def _rome(i: int) -> dict:
+    s = SUBJECTS[i]
+    return {"case_id": 100 + i,
+            "requested_rewrite": {"prompt": "{} originates from", "relation_id": "P19",
+                                  "target_new": {"str": CITIES[i], "id": "Q1"},
+                                  "target_true": {"str": CITIES[i - 1], "id": "Q2"},
+                                  "subject": s},
+            "paraphrase_prompts": [f"Noise here. {s} is native to", f"Other text. {s} was born in"],
+            "neighborhood_prompts": [f"Zulu {i} originates from", f"Yankee {i} originates from"],
+            "attribute_prompts": [], "generation_prompts": []}
+
+
+def _mend(i: int) -> dict:
+    s = SUBJECTS[i % 10]
+    return {"subject": s, "src": f"Which city is {s} in?", "pred": CITIES[i % 10],
+            "rephrase": f"In which city is {s} located?", "alt": CITIES[(i + 5) % 10],
+            "answers": [CITIES[i % 10]], "loc": f"nq question: who founded {s}",
+            "loc_ans": "John Smith"}
+
+
+KNOWEDIT_ZSRE = {"subject": "Epaspidoceras", "target_new": "Noctuidae",
+                 "prompt": "Which family does Epaspidoceras belong to?",
+                 "ground_truth": ["Aspidoceratidae"],
+                 "rephrase_prompt": "What family are Epaspidoceras?",
+                 "locality": {"Relation_Specificity": [
+                     {"prompt": "The taxon rank of Epaspidoceras is", "ground_truth": ["genus"]}]}}
+KNOWEDIT_RECENT = {"subject": "Ingrida", "prompt": "The gender of Ingrida is",
+                   "target_new": "female", "portability": {},
+                   "locality": {"Relation_Specificity": [
+                       {"prompt": "The place of birth of Ingrida is",
+                        "ground_truth": [["Cesis", "Cēsis"]]}]}}
+QNA = {"case_index": 0, "question": "The mother tongue of Danielle Darrieux is",
+       "subject": "Danielle Darrieux", "answer": "English",
+       "qna_question": "What is the mother tongue of Danielle Darrieux?"}
+WIKI = (" = Robert Boulter = \r\n Robert Boulter is an English actor .\r\n\r\n"
+        " = = Career = = \r\n In 2006 , Boulter starred in a play .\r\n"
+        " He appeared on television in 2008 .\r\n")
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "data"
+    files = {
+        "counterfact/counterfact-edit.json": [_flat(i) for i in range(40)],
+        "counterfact/counterfact-val.json": [_flat(i) for i in range(10)],
+        "counterfact/counterfact_portability_gpt4.json": [_rome(i) for i in range(1, 6)],
+        "zsre/zsre_mend_eval_portability_gpt4.json": [_mend(i) for i in range(12)],
+    }
+    for rel, rows in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(json.dumps(rows, indent=1))
+    wiki = root / "wikitext/wikitext-2-raw/wiki.test.raw"
+    wiki.parent.mkdir(parents=True)
+    wiki.write_bytes(WIKI.encode())
+    monkeypatch.setenv(DATA_ENV, str(root))
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# metrics on hand-made cases
+# --------------------------------------------------------------------------------------------
+
+
+def test_success_and_magnitude_from_given_probabilities():
+    p_new = [[0.5], [0.1, 0.6]]
+    p_true = [[0.2], [0.3, 0.4]]
+    # record 1: success 1, diff 0.3; record 2: successes (0, 1), diffs (-0.2, 0.2)
+    out = m.success_and_magnitude(p_new, p_true)
+    assert out["S"] == pytest.approx(75.0) and out["M"] == pytest.approx(15.0)
+    assert out["records"] == 2
+    nb = m.success_and_magnitude(p_new, p_true, neighborhood=True)
+    assert nb["S"] == pytest.approx(25.0) and nb["M"] == pytest.approx(-15.0)
+    empty = m.success_and_magnitude([[]], [[]])
+    assert empty["S"] is None and empty["records"] == 0
+
+
+def test_probability_is_geometric_mean_of_token_probabilities():
+    lp = math.log(0.25) + math.log(1.0)
+    assert m.geometric_probability(lp, 2) == pytest.approx(0.5)
+    assert TargetScore(lp, 2, 1).probability == pytest.approx(0.5)
+    assert TargetScore(0.0, 0, 0).probability == 0.0
+    assert m.token_accuracy(1, 2) == 0.5 and m.token_accuracy(0, 0) is None
+
+
+def test_em_f1_normalisation():
+    assert m.normalize_answer("  The Cat, sat!  ") == "cat sat"
+    assert m.exact_match("the Eiffel Tower.", "Eiffel tower") == 1.0
+    assert m.exact_match("Eiffel", "Eiffel Tower") == 0.0
+    assert m.token_f1("the cat sat", "cat sat down") == pytest.approx(0.8)
+    assert m.token_f1("dog", "cat") == 0.0
+    assert m.token_f1("", "") == 1.0
+    assert m.contains_answer("It is in Paris, France", "paris")
+    assert not m.contains_answer("Parisian food", "Paris")
+    assert not m.contains_answer("anything", "")
+
+
+def test_retention_perplexity_and_harmonic_mean():
+    assert m.retention([1.0, 0.5, 0.0]) == pytest.approx(0.5)
+    assert m.retention([]) is None
+    assert m.perplexity(4 * math.log(5), 4) == pytest.approx(5.0)
+    assert m.perplexity(1.0, 0) is None
+    assert m.harmonic_mean([50.0, 100.0, 100.0]) == pytest.approx(75.0)
+    assert m.harmonic_mean([0.0, 100.0]) == 0.0
+    assert m.harmonic_mean([None, 100.0]) is None
+
+
+# --------------------------------------------------------------------------------------------
+# loaders
+# --------------------------------------------------------------------------------------------
+
+
+def test_loaders_detect_each_schema(tmp_path: Path):
+    rows = [_flat(0), _rome(1), _mend(2), KNOWEDIT_ZSRE, KNOWEDIT_RECENT, QNA]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(rows))
+    flat, rome, mend, kz, kr, qna = load_edits(path)
+    assert (flat.schema, flat.prompt, flat.target_new, flat.target_true) == (
+        "easyedit", "Alpha Corp is based in", "Paris", "Lima")
+    assert flat.paraphrases == ("The home city of Alpha Corp is",)
+    assert flat.neighborhood == (("Zulu 0 is based in", "Lima"),)
+    assert flat.fact == "Alpha Corp is based in Paris"
+    assert rome.schema == "rome" and rome.prompt == "Beta Town originates from"
+    assert (rome.target_new, rome.target_true) == ("Rome", "Paris")
+    assert len(rome.paraphrases) == 2 and rome.neighborhood[1] == ("Yankee 1 originates from",
+                                                                   "Paris")
+    assert last_sentence(rome.paraphrases[0]) == "Beta Town is native to"
+    assert mend.schema == "mend" and mend.prompt == "Which city is Gamma Ray in?"
+    assert (mend.target_new, mend.target_true) == ("Dakar", "Oslo")
+    assert mend.neighborhood == (("nq question: who founded Gamma Ray", "John Smith"),)
+    assert kz.schema == "knowedit" and kz.target_true == "Aspidoceratidae"
+    assert kz.neighborhood == (("The taxon rank of Epaspidoceras is", "genus"),)
+    assert kr.target_true is None and kr.neighborhood[0][1] == "Cesis"
+    assert qna.schema == "qna" and qna.target_new == "English" and qna.paraphrases
+
+
+def test_loader_reads_jsonl_limits_and_rejects_unknown(tmp_path: Path):
+    path = tmp_path / "cf.jsonl"
+    path.write_text("\n".join(json.dumps(_flat(i)) for i in range(5)) + "\n")
+    assert len(load_edits(path, limit=3)) == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"text": "x", "labels": "y"}]))
+    with pytest.raises(EvalDataError, match="no known schema"):
+        load_edits(bad)
+    with pytest.raises(EvalDataError):
+        parse_edit({"foo": 1})
+
+
+def test_resolve_data_uses_the_data_root(data_root: Path, tmp_path: Path):
+    path = resolve_data(None, "zsre/zsre_mend_eval_portability_gpt4.json")
+    assert path == data_root / "zsre/zsre_mend_eval_portability_gpt4.json"
+    assert resolve_data("counterfact/counterfact-val.json", "x") == (
+        data_root / "counterfact/counterfact-val.json")
+    with pytest.raises(EvalDataError, match="--data"):
+        resolve_data(tmp_path / "missing.json", "x")
+
+
+def test_wikitext_lines_skip_headings_and_crlf(data_root: Path):
+    lines = load_text_lines(data_root / "wikitext/wikitext-2-raw/wiki.test.raw")
+    assert lines == ["Robert Boulter is an English actor .",
+                     "In 2006 , Boulter starred in a play .",
+                     "He appeared on television in 2008 ."]
+    assert len(load_text_lines(data_root / "wikitext/wikitext-2-raw/wiki.test.raw", 2)) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# keyed memory and scoring
+# --------------------------------------------------------------------------------------------
+
+
+def test_keyed_memory_reads_back_and_forgets_exactly():
+    torch.manual_seed(0)
+    keys = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    values = torch.randn(3, 5)
+    memory = KeyedMemory(slots=6, width=5, key_width=8)
+    ids = memory.write(keys, values)
+    assert torch.allclose(memory.read(keys), values.double(), atol=1e-2)
+    alone = KeyedMemory(slots=6, width=5, key_width=8)
+    alone.write(keys[[0, 2]], values[[0, 2]])
+    memory.forget(ids[1])
+    assert memory.live_ids() == [0, 2] and len(memory.used_slots) == 2
+    # the forgotten fact's slot is back to the prior (zeros); the others read as if alone
+    assert memory.memory.memory[memory.fact_slot(ids[1])].abs().max() < 1e-9
+    assert torch.allclose(memory.read(keys[[0, 2]]), alone.read(keys[[0, 2]]), atol=1e-9)
+    noisy = memory.read(keys, sigma_w=0.5, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(noisy, memory.read(keys))
+
+
+def test_keyed_memory_shares_slots_past_capacity_and_pinv_mode():
+    keys = torch.eye(4)
+    memory = KeyedMemory(slots=2, width=3, key_width=4)
+    memory.write(keys, torch.randn(4, 3))
+    assert len(memory.used_slots) == 2 and len(memory) == 4
+    pinv = KeyedMemory(slots=4, width=3, key_width=4, addressing="pseudo_inverse")
+    values = torch.randn(3, 3)
+    pinv.write(keys[:3], values)
+    assert torch.allclose(pinv.read(keys[:3]), values.double(), atol=1e-2)
+
+
+def test_score_targets_matches_a_manual_log_softmax():
+    model = tiny_test_model().eval()
+    scores = score_targets(model, ["ab", "xyz"], ["cd", "q"])
+    tok = model.decoder.tokenizer
+    ids = [model.decoder.start_token_id] + tok("ab cd", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model.decoder.lm(input_ids=torch.tensor([ids])).logits[0]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    begin = 1 + len(tok("ab", add_special_tokens=False)["input_ids"])
+    expected = sum(float(logp[i - 1, ids[i]]) for i in range(begin, len(ids)))
+    assert scores[0].tokens == len(ids) - begin == 3  # " cd" in bytes
+    assert scores[0].logprob == pytest.approx(expected, abs=1e-4)
+    z = torch.zeros(2, model.latent_width)
+    with_z = score_targets(model, ["ab", "xyz"], ["cd", "q"], z)
+    assert len(with_z) == 2 and all(s.tokens > 0 for s in with_z)
+
+
+def test_paper_reference_covers_every_experiment():
+    assert set(PAPER) == set(EXPERIMENTS)
+    assert all("values" in entry and "table" in entry for entry in PAPER.values())
+
+
+# --------------------------------------------------------------------------------------------
+# every experiment end to end on the tiny model
+# --------------------------------------------------------------------------------------------
+
+FAST = ["--model", "tiny", "--max-new-tokens", "4", "--batch-size", "8"]
+RUNS = {
+    "edit-time": ["--limit", "3", "--sweep", "2,3", "--slots", "8"],
+    "counterfact": ["--limit", "3"],
+    "zsre": ["--limit", "3"],
+    "sequential": ["--limit", "4", "--sample", "2", "--slots", "8"],
+    "batch": ["--limit", "4", "--slots", "2", "--sample", "2"],
+    "forgetting": ["--slots", "2", "--sample", "2"],
+    "rephrase": ["--limit", "3"],
+    "robustness": ["--limit", "3", "--sweep", "0,0.1"],
+    "long-context": ["--limit", "2", "--sweep", "4,40"],
+    "reconstruct": ["--limit", "2", "--slots", "4"],
+}
+
+
+@pytest.mark.parametrize("experiment", list(RUNS))
+def test_experiment_runs_end_to_end_on_tiny(experiment: str, data_root: Path, tmp_path: Path):
+    out = tmp_path / "results"
+    result = CliRunner().invoke(eval_app, [experiment, *FAST, *RUNS[experiment],
+                                           "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    payload = json.loads((out / f"eval-{experiment}.json").read_text())
+    assert payload["experiment"] == experiment and payload["model"] == "tiny"
+    assert payload["summary"] and payload["paper"] == PAPER[experiment]
+    for plot in payload.get("plots", []):
+        assert Path(plot).is_file() and Path(plot).suffix == ".png"
+
+
+def test_cli_reports_missing_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(eval_app, ["counterfact", "--model", "tiny", "--limit", "2",
+                                           "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "EvalDataError" in result.output
+
+
+def test_eval_app_mounts_as_a_subcommand():
+    import typer
+
+    parent = typer.Typer()
+    parent.add_typer(eval_app, name="eval")
+    result = CliRunner().invoke(parent, ["eval", "list"])
+    assert result.exit_code == 0
+    assert all(name in result.output for name in EXPERIMENTS)
