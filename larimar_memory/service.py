@@ -199,13 +199,20 @@ class Larimar:
             ids=[r.id for r in records], replaced=[self._fact(r) for r in replaced]
         )
 
-    def recall(self, query: str, *, namespace: str | None = None) -> RecallResult:
-        """The memory readout for ``query``, decoded to text, with the scope score."""
+    def recall(
+        self, query: str, *, namespace: str | None = None, decode: bool = True
+    ) -> RecallResult:
+        """The memory readout for ``query``, decoded to text, with the scope score. With
+        ``decode=False`` the (slow) decoding is skipped: ``text`` is empty and only the
+        addressing (``fact``, ``weight``) and the scope decision are returned."""
         query = self._check_texts(query, "query")[0]
         with self._lock:  # writers change the namespace in place; decode outside the lock
             ns = self._synced(self._namespace_name(namespace))
             decision, readout, weight, record = self._read(ns, query)
-        text = self.model.decode(readout, max_new_tokens=self.settings.max_new_tokens)[0]
+        text = (
+            self.model.decode(readout, max_new_tokens=self.settings.max_new_tokens)[0]
+            if decode else ""
+        )
         return RecallResult(
             query=query, text=text.strip(), scope=self._scope_info(decision),
             fact=self._fact(record) if record else None, weight=weight,

@@ -57,6 +57,12 @@ def test_recall_reads_the_addressed_fact(larimar):
     assert torch.allclose(readout[0].float(), value, rtol=1e-2, atol=1e-3)
 
 
+def test_recall_without_decoding(larimar):
+    larimar.remember(FACTS)
+    result = larimar.recall("Alice lives in which city?", decode=False)
+    assert result.text == "" and result.fact.text == FACTS[0] and result.scope.in_scope
+
+
 def test_ask_routes_by_scope(larimar):
     larimar.remember(FACTS)
     inside = larimar.ask("Alice lives in which city?")
