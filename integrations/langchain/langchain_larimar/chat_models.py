@@ -30,7 +30,7 @@ from ._convert import last_human_text
 DEFAULT_MODEL = "larimar-smol"
 PROVIDER = "larimar"
 _PIECES = re.compile(r"\s*\S+|\s+")  # words with their leading whitespace: "a b" -> "a", " b"
-_CALL_KWARGS = {"namespace", "max_tokens", "model"}
+_CALL_KWARGS = {"namespace", "max_tokens"}  # no per-call model: one Larimar, one checkpoint
 
 
 def _truncate_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
@@ -171,7 +171,7 @@ class ChatLarimar(BaseChatModel):
         if unknown:
             raise TypeError(
                 f"ChatLarimar got unsupported call arguments {sorted(unknown)}; it takes "
-                f"{sorted(_CALL_KWARGS)} (it has no tool calling or sampling)"
+                f"{sorted(_CALL_KWARGS)} (no tool calling, sampling or per-call model)"
             )
         question = last_human_text(messages)
         if question is None or not question.strip():

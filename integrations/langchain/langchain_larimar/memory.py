@@ -51,15 +51,15 @@ class LarimarMemory(RunnableSerializable[Any, str]):
             from langchain_core.prompts import ChatPromptTemplate
             from langchain_core.runnables import RunnablePassthrough
 
-            memory.observe("I live in Lisbon. My sister is called Ana.")
-            memory.invoke("Where do I live?")  # "I live in Lisbon."
+            memory.observe("My favourite colour is green. My sister is called Ana.")
+            memory.invoke("What is my sister called?")  # "My sister is called Ana."
             memory.invoke("What is the capital of Peru?")  # "" (out of scope)
 
             prompt = ChatPromptTemplate.from_template(
                 "Known facts: {context}\\nQuestion: {question}"
             )
             chain = {"context": memory, "question": RunnablePassthrough()} | prompt | llm
-            memory.observe("Please forget where I live.")
+            memory.observe("Please forget my favourite colour.")
 
     The namespace is ``namespace`` when set, else resolved per call from the config (a
     ``user_id`` or ``thread_id``; see ``langchain_larimar._namespace``), else the Larimar's own.
@@ -117,15 +117,24 @@ class LarimarMemory(RunnableSerializable[Any, str]):
         query = query_text(input, self.input_key, type(self).__name__)
         if not query.strip():
             return ""
-        recall = self.client.recall(query, namespace=self.namespace_for(config))
+        recall = self.client.recall(
+            query, namespace=self.namespace_for(config), decode=self.needs_decoding
+        )
         return context_text(recall, self.context_source)
 
     async def _acontext(self, input: Any, config: RunnableConfig) -> str:
         query = query_text(input, self.input_key, type(self).__name__)
         if not query.strip():
             return ""
-        recall = await self.client.arecall(query, namespace=self.namespace_for(config))
+        recall = await self.client.arecall(
+            query, namespace=self.namespace_for(config), decode=self.needs_decoding
+        )
         return context_text(recall, self.context_source)
+
+    @property
+    def needs_decoding(self) -> bool:
+        """Whether the context shows decoded readouts; stored-text context skips the decoder."""
+        return self.context_source != "stored"
 
     # -- conversation memory ---------------------------------------------------------------------
 

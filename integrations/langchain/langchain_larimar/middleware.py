@@ -3,9 +3,12 @@
 Before every model call (``wrap_model_call``) it recalls what the memory holds about the latest
 human message and, when the scope detector says that message is about stored facts, appends the
 recalled fact to the system message. The context rides on the request only, so it never piles
-up in the conversation state. After the model call (``after_model``) it applies the latest
-human message to the memory once (facts stated are written, "forget …" requests honoured; no
-LLM call), so the rest of the turn and every later turn see the change.
+up in the conversation state. When the agent has answered (``after_agent``) it applies the
+latest human message to the memory once: facts stated are written, "forget …" requests
+honoured, with no LLM call. Writing at the end of the turn matters for agents that also have
+the memory tools: the model's own ``remember``/``forget`` calls run first, and the middleware's
+pass then finds the request already honoured instead of racing the tool (the turn's own message
+is in the conversation anyway; memory is for the turns after it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from langchain.agents.middleware.types import (
 )
 from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from larimar_memory.conversation import TurnResult, observe
 from larimar_memory.types import RecallResult
@@ -58,10 +62,8 @@ def _latest_human(messages: list[Any]) -> tuple[str, str] | None:
 
 def _current_config() -> RunnableConfig | None:
     try:
-        from langgraph.config import get_config
-
         return get_config()
-    except RuntimeError:  # called outside a graph run
+    except RuntimeError:  # outside a graph run (or async on Python 3.10): the runtime suffices
         return None
 
 
@@ -69,9 +71,12 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
     """Long-term memory for ``create_agent``: recalled facts in, stated facts out.
 
     Each model call gets the fact recalled for the latest human message appended to its system
-    message (only when the message is in scope); after the model answers, that human message is
-    applied to the memory once: stated facts are written one-shot and "forget …" requests are
-    honoured, with no LLM call. Sync and async agents are both supported.
+    message (only when the message is in scope). When the agent has answered, that human
+    message is applied to the memory once: stated facts are written one-shot and "forget …"
+    requests are honoured, with no LLM call; the next turn sees the change. Sync and async
+    agents are both supported. With the memory tools in the same agent, a fact the user states
+    and the model also stores with ``remember`` in other words may be kept twice; pass
+    ``observe_messages=False`` to leave all writing to the model.
 
     Namespace rule (per call): the ``namespace`` given here, else ``user_id`` from the runtime
     context (``"user:<id>"``), else ``config["configurable"]["user_id"]``, else the thread id
@@ -93,9 +98,9 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         .. code-block:: python
 
             config = {"configurable": {"thread_id": "t1", "user_id": "alice"}}
-            agent.invoke({"messages": [("user", "I live in Lisbon.")]}, config)
-            agent.invoke({"messages": [("user", "Where do I live?")]}, config)
-            # the second model call saw "I live in Lisbon." in its system message
+            agent.invoke({"messages": [("user", "My sister is called Ana.")]}, config)
+            agent.invoke({"messages": [("user", "What is my sister called?")]}, config)
+            # the second turn's model call saw "My sister is called Ana." in its system message
     """
 
     state_schema = LarimarState
@@ -169,7 +174,10 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         if query is not None:
             namespace = self.namespace_for(request.runtime)
             request = self._with_recall(
-                request, self.memory.client.recall(query, namespace=namespace)
+                request,
+                self.memory.client.recall(
+                    query, namespace=namespace, decode=self.memory.needs_decoding
+                ),
             )
         return handler(request)
 
@@ -182,11 +190,14 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         if query is not None:
             namespace = self.namespace_for(request.runtime)
             request = self._with_recall(
-                request, await self.memory.client.arecall(query, namespace=namespace)
+                request,
+                await self.memory.client.arecall(
+                    query, namespace=namespace, decode=self.memory.needs_decoding
+                ),
             )
         return await handler(request)
 
-    # -- after the model call: the user's statements into memory, once per message ---------------
+    # -- after the agent's turn: the user's statements into memory, once per message -------------
 
     def _observe(self, text: str, namespace: str | None) -> TurnResult:
         return observe(self.memory.client, text, namespace=namespace)
@@ -197,7 +208,7 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
             return None
         return None if state.get("larimar_observed") == latest[0] else latest
 
-    def after_model(self, state: LarimarState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+    def after_agent(self, state: LarimarState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         latest = self._unobserved(state)
         if latest is None:
             return None
@@ -205,7 +216,7 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
             self._observe(latest[1], self.namespace_for(runtime))
         return {"larimar_observed": latest[0]}
 
-    async def aafter_model(
+    async def aafter_agent(
         self, state: LarimarState, runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
         latest = self._unobserved(state)

@@ -73,6 +73,18 @@ class _Memory:
     def namespace_for(self, config: RunnableConfig | None) -> str | None:
         return resolve_namespace(self.namespace, config)
 
+    def matcher(self, fact: str, method: str) -> Any:
+        """``client.<method>`` for forgetting by description, or a ToolException saying how
+        to forget without it (a client may lack it; see `OPTIONAL_METHODS`)."""
+        found = getattr(self.client, method, None)
+        if found is None:
+            raise ToolException(
+                f"{fact[:80]!r} is not a stored fact id or exact text, and this memory "
+                f"({type(self.client).__name__}) cannot forget by description (no {method}); "
+                "recall the fact to get its id, then forget it by id"
+            )
+        return found
+
     @staticmethod
     def remembered(fact: str, result: RememberResult) -> str:
         ids = ", ".join(result.ids)
@@ -169,7 +181,7 @@ def create_forget_tool(
             try:
                 removed = memory.client.forget(fact, namespace=ns)
             except FactNotFoundError:
-                removed = memory.client.forget_matching(fact, namespace=ns)
+                removed = memory.matcher(fact, "forget_matching")(fact, namespace=ns)
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.forgotten(removed)
@@ -180,7 +192,7 @@ def create_forget_tool(
             try:
                 removed = await memory.client.aforget(fact, namespace=ns)
             except FactNotFoundError:
-                removed = await memory.client.aforget_matching(fact, namespace=ns)
+                removed = await memory.matcher(fact, "aforget_matching")(fact, namespace=ns)
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.forgotten(removed)

@@ -134,7 +134,9 @@ class LarimarMemoryBlock(BaseMemoryBlock[str]):
         if key not in self._cache:
             if len(self._cache) > 256:
                 self._cache.clear()
-            self._cache[key] = await self._larimar.arecall(sentence, namespace=namespace)
+            self._cache[key] = await self._larimar.arecall(
+                sentence, namespace=namespace, decode=self.use_readout
+            )
         return self._cache[key]
 
     def _forget_requested(self, sentences: list[str], namespace: str | None) -> None:
