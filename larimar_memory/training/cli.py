@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated
 
@@ -39,7 +40,7 @@ def train_command(
         return
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .train import train
+    from .recipe import train
 
     try:
         if check:
@@ -51,9 +52,21 @@ def train_command(
     except LarimarError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from exc
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    first = summary["summary"].get("train_first", {}).get("total")
+    last = summary["summary"].get("train_last", {}).get("total")
+    val = {k: round(v, 4) for k, v in summary["summary"].get("val_last", {}).items()}
+    typer.echo(f"trained {summary['recipe']} for {summary['steps']} steps in "
+               f"{summary['seconds']:.0f}s: total loss {_num(first)} → {_num(last)}")
+    if val:
+        typer.echo(f"validation: {val}")
     typer.echo(f"run folder: {out}")
     typer.echo(f"model:      {out / 'model'}")
     typer.echo(f"metrics:    {out / 'metrics.json'}, {out / 'metrics.png'}")
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
 
 
 train_app.command()(train_command)

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,7 +95,7 @@ def check_training_file(path: str | Path) -> None:
 def check_training_split(split: str) -> None:
     """The same guard for a Hugging Face split name."""
     tokens = set(_SPLIT_NAME.split(split.lower().replace("[", " ").replace(":", " ")))
-    if tokens & (_EVAL_TOKENS | {"validation"}):
+    if tokens & _EVAL_TOKENS:
         raise TrainingDataError(
             f"split {split!r} is an evaluation split; train on 'train' (or a slice of it)"
         )
@@ -340,9 +340,6 @@ class ChunkDataset(Dataset[str]):
 
     def __getitem__(self, idx: int) -> str:
         return self.chunks[idx]
-
-    def __iter__(self) -> Iterator[str]:  # pragma: no cover - convenience
-        return iter(self.chunks)
 
 
 class EpisodeCollator:

@@ -179,25 +179,38 @@ class LarimarLightningModule(pl.LightningModule):
         groups = [{"params": decay, "weight_decay": c.weight_decay}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
-        opt = torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=c.eps)
+        if self._offloads_optimizer():
+            from deepspeed.ops.adam import DeepSpeedCPUAdam  # ZeRO-Offload refuses torch's
+
+            opt: torch.optim.Optimizer = DeepSpeedCPUAdam(
+                groups, lr=c.lr, betas=c.betas, eps=c.eps, adamw_mode=True
+            )
+        else:
+            opt = torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=c.eps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c, self.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _offloads_optimizer(self) -> bool:
+        """True under DeepSpeed ZeRO with the optimizer offloaded to CPU."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        config = getattr(strategy, "config", None)
+        if not isinstance(config, dict):
+            return False
+        return bool(config.get("zero_optimization", {}).get("offload_optimizer"))
 
     # ---------------------------------------------------------------------------- checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.save_frozen:
             return
-        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
-        frozen_params = {f"model.{n}" for n, p in self.model.named_parameters()
-                         if not p.requires_grad}
         state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k in frozen_params and k not in trainable]:
-            del state[key]
+        for name, param in self.model.named_parameters(remove_duplicate=False):
+            if not param.requires_grad:
+                state.pop(f"model.{name}", None)
 
 
-def _same(a: str, b: str) -> bool:
-    return " ".join(a.split()) == " ".join(b.split())
+def _same(decoded: str, original: str) -> bool:
+    return decoded.strip() == original.strip()
 
 
 def _lr_lambda(c: OptimConfig, max_steps: int) -> Any:

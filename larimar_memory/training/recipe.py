@@ -1,4 +1,5 @@
-"""The training recipe, read top to bottom: ``setup`` → ``train`` → ``export`` → ``cleanup``.
+"""The training recipe, read top to bottom: ``setup`` → ``train`` → ``export`` → ``cleanup``,
+and :func:`train`, the one call behind ``larimar train RECIPE [key=value ...]``.
 
 Everything a run needs comes from one validated ``TrainConfig``; the output folder holds
 ``config.yaml`` (what ran), ``checkpoints/`` (periodic + ``last.ckpt`` for resuming), ``logs/``
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import multiprocessing
+import os
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +27,7 @@ from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
 from ..model import LarimarConfig, LarimarModel
-from .config import ModelSection, TrainConfig, TrainingConfigError
+from .config import ModelSection, TrainConfig, TrainingConfigError, load_config
 from .data import (
     ChunkDataset,
     EpisodeCollator,
@@ -47,6 +50,8 @@ _EXPECTED_WARNINGS = (
     r"Found \d+ module\(s\) in eval mode",
     r"Checkpoint directory .* exists and is not empty",
     r"The number of training batches .* is smaller than the logging interval",
+    # a resumed epoch re-draws its episodes (shuffled chunks); the step count carries on
+    r"You're resuming from a checkpoint that ended before the epoch ended",
 )
 
 
@@ -166,9 +171,13 @@ class TrainingRecipe:
         split = build_chunks(d, dec_tok, seed=cfg.seed)
         collate = EpisodeCollator(model.tokenize, d.episode_size)
         per_step = d.episode_size * d.batch_size
-        loader_kw: dict[str, Any] = {
-            "num_workers": d.num_workers, "persistent_workers": d.num_workers > 0,
-        }
+        loader_kw: dict[str, Any] = {"num_workers": d.num_workers}
+        if d.num_workers > 0:
+            loader_kw["persistent_workers"] = True
+            # the collators call the model's tokenizers: fork shares them instead of pickling
+            # the whole model into each worker (spawn/forkserver would)
+            if "fork" in multiprocessing.get_all_start_methods():
+                loader_kw["multiprocessing_context"] = "fork"
         self.train_loader = DataLoader(
             ChunkDataset(split.train), batch_size=per_step, shuffle=d.shuffle, drop_last=True,
             collate_fn=collate, **loader_kw,
@@ -332,3 +341,20 @@ def export_checkpoint(cfg: TrainConfig, ckpt: Path, out_dir: Path) -> Path:
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
+
+
+def train(config_path_or_name: str | os.PathLike[str], overrides: list[str] | None = None) -> Path:
+    """Run a recipe (packaged name such as ``tiny`` or ``larimar-1.3b``, or a YAML path) with
+    ``key.path=value`` overrides; returns the run folder (``model/``, ``metrics.json``,
+    ``metrics.png``, ``checkpoints/``).
+
+    Rerunning the same command resumes from ``checkpoints/last.ckpt``; a run that already
+    reached ``trainer.max_steps`` goes straight to export.
+    """
+    recipe = TrainingRecipe(load_config(config_path_or_name, overrides or []))
+    try:
+        recipe.setup()
+        recipe.train()
+        return recipe.export()
+    finally:
+        recipe.cleanup()

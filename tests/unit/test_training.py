@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("lightning")
 
 from larimar_memory.model import LarimarModel  # noqa: E402
-from larimar_memory.testing import tiny_test_model  # noqa: E402
+from larimar_memory.testing import byte_level_tokenizer, tiny_test_model  # noqa: E402
 from larimar_memory.training import (  # noqa: E402
     TrainingConfigError,
     TrainingDataError,
@@ -146,7 +146,7 @@ def test_evaluation_files_are_refused(name: str, tmp_path: Path) -> None:
     (tmp_path / name).write_text("[]")
     cfg = DataConfig(root=str(tmp_path), sources=[{"kind": "facts", "path": name}])
     with pytest.raises(TrainingDataError, match="evaluation file"):
-        build_chunks(cfg, tiny_test_model().decoder.tokenizer)
+        build_chunks(cfg, byte_level_tokenizer())
 
 
 def test_training_files_are_allowed() -> None:
@@ -255,29 +255,32 @@ def test_exported_model_loads(trained_run: Path) -> None:
 
 
 def test_checkpoint_round_trips(trained_run: Path) -> None:
-    cfg = load_config(trained_run / "config.yaml")
-    ckpt = trained_run / "checkpoints" / "last.ckpt"
-    modules = []
-    for _ in range(2):
-        from larimar_memory.training.recipe import build_model
+    """The Lightning checkpoint, loaded into a fresh module, gives the same outputs as the
+    exported model (both hold the final weights) and not those of an untrained one."""
+    from larimar_memory.training.recipe import build_model
 
-        module = LarimarLightningModule(build_model(cfg.model), cfg.loss, cfg.optim,
-                                        max_steps=cfg.trainer.max_steps)
-        modules.append(module)
-    state = torch.load(ckpt, weights_only=False)
+    cfg = load_config(trained_run / "config.yaml")
+    state = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 24
-    modules[1].load_state_dict(state["state_dict"])
-    batch = _batch(modules[1].model)
-    outs = []
-    for module in (*modules, modules[1]):
-        module.eval()
-        torch.manual_seed(0)
-        outs.append(module.losses(batch, 0.01)["total"].item())
-    assert outs[1] == outs[2]  # loaded twice → identical outputs
-    assert outs[1] != outs[0]  # and not the untrained model
-    z = modules[1].model.encode(["Paris is the capital of France."])
-    reloaded = LarimarModel.from_pretrained(trained_run / "model")
-    assert torch.equal(z, reloaded.encode(["Paris is the capital of France."]))
+
+    def module(model: LarimarModel) -> LarimarLightningModule:
+        return LarimarLightningModule(model, cfg.loss, cfg.optim, max_steps=24).eval()
+
+    untrained = module(build_model(cfg.model))
+    from_ckpt = module(build_model(cfg.model))
+    from_ckpt.load_state_dict(state["state_dict"])
+    exported = module(LarimarModel.from_pretrained(trained_run / "model"))
+    batch = _batch(from_ckpt.model)
+
+    def total(m: LarimarLightningModule) -> float:
+        torch.manual_seed(0)  # the same σ_w / ξ noise draws
+        with torch.no_grad():
+            return m.losses(batch, 0.01)["total"].item()
+
+    assert total(from_ckpt) == total(exported)
+    assert total(from_ckpt) != total(untrained)
+    text = ["Paris is the capital of France."]
+    assert torch.equal(from_ckpt.model.encode(text), exported.model.encode(text))
 
 
 def test_resume_continues_from_the_saved_step(data_root: Path, tmp_path: Path) -> None:
