@@ -224,6 +224,8 @@ class Larimar:
         """Answer ``question``: memory-conditioned decoding when the scope detector says the
         question is about stored facts, plain decoding otherwise."""
         question = self._check_texts(question, "question")[0]
+        # A longer prompt can overrun the decoder's positions (IndexError in GPT-2-style LMs).
+        self._check_lengths([question], what="question")
         with self._lock:  # writers change the namespace in place; decode outside the lock
             ns = self._synced(self._namespace_name(namespace))
             decision, readout, _, record = self._read(ns, question)
@@ -581,17 +583,20 @@ class Larimar:
             texts.append(item)
         return texts
 
-    def _check_lengths(self, texts: list[str]) -> None:
+    def _check_lengths(self, texts: list[str], what: str = "fact") -> None:
         limit_chars = self.settings.max_text_chars
         limit_tokens = self.model.config.max_text_tokens
         counts = self.model.text_token_counts(texts)
         for i, (text, count) in enumerate(zip(texts, counts)):
             if len(text) > limit_chars or count > limit_tokens:
+                advice = (
+                    "Split it into shorter facts (e.g. one sentence each with "
+                    "larimar_memory.scope.split_sentences) and remember those; nothing was written"
+                    if what == "fact" else "Shorten it"
+                )
                 raise TextInputError(
-                    f"text[{i}] is {count} tokens ({len(text)} characters); one fact holds at "
-                    f"most {limit_tokens} tokens and {limit_chars} characters. Split it into "
-                    "shorter facts (e.g. one sentence each with larimar_memory.scope."
-                    "split_sentences) and remember those; nothing was written"
+                    f"{what} [{i}] is {count} tokens ({len(text)} characters); at most "
+                    f"{limit_tokens} tokens and {limit_chars} characters are allowed. {advice}"
                 )
 
     @staticmethod

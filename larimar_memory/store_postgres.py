@@ -38,6 +38,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 
 from .errors import FactNotFoundError, MemoryInputError, StoreError, TextInputError
 from .store import (
@@ -384,7 +385,12 @@ class PostgresStore(MemoryStore):
             raise StoreError(f"PostgreSQL error on {self._where()}: {exc}") from exc
 
     def _connect(self) -> psycopg.Connection[Any]:
-        options = f"-c lock_timeout={int(self.lock_timeout * 1000)}"
+        # Keep the DSN's own options (e.g. ?options=-csearch_path%3Dx) and add ours after them.
+        try:
+            options = conninfo_to_dict(self.dsn).get("options") or ""
+        except psycopg.ProgrammingError as exc:
+            raise StoreError(f"Invalid PostgreSQL DSN {self._where()}: {exc}") from exc
+        options = f"{options} -c lock_timeout={int(self.lock_timeout * 1000)}".strip()
         if self.schema:
             options += f" -c search_path={self.schema}"
         with self._errors():

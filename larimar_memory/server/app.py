@@ -44,13 +44,14 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from .. import __version__
 from ..service import Larimar
 from ..types import AskResult, Fact, RecallResult, RememberResult
-from .auth import NAME_PATTERN, ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
+from .auth import ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
 from .auth import visible_namespaces as _visible
 from .errors import ApiError, install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from .protocol import (
     API_PREFIX,
+    NAME_PATTERN,
     REQUEST_ID_HEADER,
     UNAUTHORIZED,
     AskRequest,
@@ -224,8 +225,10 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         names = await state.call(state.memory.namespaces)
         return NamespaceList(namespaces=_visible(tenant, names))
 
-    @router.post(NS + "/facts", response_model=RememberResult,
-                 status_code=201, responses=_WRITE_ERRORS)
+    @router.post(NS + "/facts", response_model=RememberResult, status_code=201,
+                 responses={**_WRITE_ERRORS, 200: {
+                     "model": RememberResult,
+                     "description": "repeated request id: nothing written, the first ids"}})
     async def remember(
         namespace: Namespace, body: RememberRequest, tenant: Tenant, response: Response,
         idempotency_key: Annotated[
@@ -295,7 +298,8 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                      ) -> RecallResult:
         """The memory readout for the query, decoded to text."""
         result = await state.call(
-            state.memory.recall, body.query, namespace=core_namespace(tenant, namespace)
+            state.memory.recall, body.query, namespace=core_namespace(tenant, namespace),
+            decode=body.decode,
         )
         fact = public(result.fact, namespace) if result.fact else None
         return result.model_copy(update={"fact": fact})

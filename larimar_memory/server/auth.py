@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LarimarError
+from .protocol import NAME_PATTERN
 
 API_KEYS_ENV = "LARIMAR_API_KEYS"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-"""Tenants and namespaces: 1-64 characters, no '/', so a prefix can never be escaped."""
 _NAME = re.compile(NAME_PATTERN)
 MIN_KEY_CHARS = 8
 

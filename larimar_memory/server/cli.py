@@ -41,6 +41,9 @@ def serve(
         8, min=1, help="Core calls running at once per process (the rest queue)."
     ),
     max_body_bytes: int = typer.Option(1_048_576, min=1, help="Larger bodies get 413."),
+    device: str | None = typer.Option(
+        None, help="torch device for encoding and decoding, e.g. cuda (default: CPU)."
+    ),
     torch_threads: int | None = typer.Option(
         None, min=1, help="torch threads per process (default: torch's choice)."
     ),
@@ -56,7 +59,7 @@ def serve(
     settings = ServerSettings(
         auth=not no_auth, api_keys_file=api_keys_file, store=store, tiny=tiny,
         max_body_bytes=max_body_bytes, max_concurrency=max_concurrency,
-        torch_threads=torch_threads,
+        torch_threads=torch_threads, device=device,
     )
     if settings.auth:
         try:  # fail here, with a readable message, rather than inside a worker

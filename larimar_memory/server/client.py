@@ -26,6 +26,7 @@ import asyncio
 import builtins
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from .protocol import (
     API_PREFIX,
     CORE_ERRORS,
     FORBIDDEN,
+    NAME_PATTERN,
     PAYLOAD_TOO_LARGE,
     UNAUTHORIZED,
     VALIDATION_ERROR,
@@ -55,6 +57,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = frozenset({502, 503, 504})
+_NAME = re.compile(NAME_PATTERN)
 
 
 class LarimarHTTPError(LarimarError):
@@ -140,8 +143,11 @@ class _Api:
 
     def _ns(self, namespace: str | None) -> str:
         name = self.namespace if namespace is None else namespace
-        if not isinstance(name, str) or not name:
-            raise TextInputError(f"namespace must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise TextInputError(
+                f"a server namespace is 1-64 letters, digits, '.', '_' or '-' (no '/'), starting "
+                f"with a letter or digit; got {name!r}"
+            )
         return f"{API_PREFIX}/namespaces/{quote(name, safe='')}"
 
     def remember(
@@ -153,9 +159,11 @@ class _Api:
                 "request_id": request_id or uuid.uuid4().hex}  # one id for every retry
         return _Call("POST", f"{self._ns(namespace)}/facts", RememberResult.model_validate, body)
 
-    def recall(self, query: str, *, namespace: str | None = None) -> _Call[RecallResult]:
+    def recall(
+        self, query: str, *, namespace: str | None = None, decode: bool = True
+    ) -> _Call[RecallResult]:
         return _Call("POST", f"{self._ns(namespace)}/recall", RecallResult.model_validate,
-                     {"query": query})
+                     {"query": query, "decode": decode})
 
     def ask(
         self, question: str, *, namespace: str | None = None, max_new_tokens: int | None = None
@@ -272,13 +280,20 @@ class LarimarClient(_Base):
 
     # -- the Larimar interface ---------------------------------------------------------------
 
-    def remember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
-        """Write facts; keyword arguments as `Larimar.remember` (key, namespace, metadata,
-        request_id)."""
-        return self._send(self._api.remember(text, **kwargs))
+    def remember(
+        self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
+        namespace: str | None = None, metadata: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> RememberResult:
+        """Write facts, as `Larimar.remember`; without ``request_id`` one is generated and
+        reused by every retry of this call."""
+        return self._send(self._api.remember(text, key=key, namespace=namespace,
+                                             metadata=metadata, request_id=request_id))
 
-    def recall(self, query: str, *, namespace: str | None = None) -> RecallResult:
-        return self._send(self._api.recall(query, namespace=namespace))
+    def recall(
+        self, query: str, *, namespace: str | None = None, decode: bool = True
+    ) -> RecallResult:
+        return self._send(self._api.recall(query, namespace=namespace, decode=decode))
 
     def ask(self, question: str, *, namespace: str | None = None,
             max_new_tokens: int | None = None) -> AskResult:
@@ -394,11 +409,18 @@ class AsyncLarimarClient(_Base):
         assert last is not None
         raise self._give_up(call, last)
 
-    async def remember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
-        return await self._send(self._api.remember(text, **kwargs))
+    async def remember(
+        self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
+        namespace: str | None = None, metadata: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> RememberResult:
+        return await self._send(self._api.remember(text, key=key, namespace=namespace,
+                                                   metadata=metadata, request_id=request_id))
 
-    async def recall(self, query: str, *, namespace: str | None = None) -> RecallResult:
-        return await self._send(self._api.recall(query, namespace=namespace))
+    async def recall(
+        self, query: str, *, namespace: str | None = None, decode: bool = True
+    ) -> RecallResult:
+        return await self._send(self._api.recall(query, namespace=namespace, decode=decode))
 
     async def ask(self, question: str, *, namespace: str | None = None,
                   max_new_tokens: int | None = None) -> AskResult:

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from ..errors import LarimarError, StoreError
 from .protocol import (
@@ -95,9 +96,25 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
     message = str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
-    return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        message = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+    return error_response(exc.status_code, type_, message, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves on this path (Starlette lists only the first route's,
+    though GET, POST and DELETE on one path are separate routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -39,7 +39,7 @@ def build_larimar(settings: ServerSettings) -> Larimar:
             logger.warning("serving the TINY RANDOM model: for tests and benchmarks only")
             memory: Larimar = tiny_larimar(store)
         else:
-            memory = Larimar(store=store)
+            memory = Larimar(store=store, device=settings.device)
     except BaseException:
         store.close()
         raise

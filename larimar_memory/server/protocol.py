@@ -7,7 +7,7 @@ Errors travel as ``{"error": {"type": "<name>", "message": "..."}}``. For the co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,9 @@ from .. import errors
 from ..types import Fact
 
 API_PREFIX = "/v1"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Tenants and namespaces: 1-64 letters, digits, '.', '_', '-', and never '/', so a tenant's
+prefix cannot be escaped."""
 REQUEST_ID_HEADER = "Idempotency-Key"
 MAX_BATCH = 256
 """Most texts one remember request may carry."""
@@ -83,9 +86,12 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_Batch = Annotated[list[str], Field(max_length=MAX_BATCH)]
+
+
 class RememberRequest(_Request):
-    text: str | list[str] = Field(description="one fact, or a list written in one call")
-    key: str | list[str] | None = Field(
+    text: str | _Batch = Field(description="one fact, or a list written in one call")
+    key: str | _Batch | None = Field(
         None, description="text that addresses each fact (default: the fact itself)"
     )
     metadata: dict[str, Any] | None = Field(None, description="JSON object kept with the facts")
@@ -98,6 +104,10 @@ class RememberRequest(_Request):
 
 class RecallRequest(_Request):
     query: str
+    decode: bool = Field(
+        True, description="False skips the (slow) decoding: only the addressed fact, its "
+        "weight and the scope decision come back"
+    )
 
 
 class AskRequest(_Request):

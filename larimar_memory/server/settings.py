@@ -47,6 +47,9 @@ class ServerSettings(BaseModel):
         description="core calls running at once in worker threads; more wait their turn "
         "(the model is CPU-bound, so many more threads than cores only add contention)",
     )
+    device: str | None = Field(
+        None, description="torch device for the model (e.g. 'cuda', 'cuda:1'); None = CPU"
+    )
     torch_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads; None leaves torch's default"
     )

@@ -9,21 +9,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from server_testing import KEY_A, KEY_B, ThreadedServer, drop_schema
 
 from larimar_memory.server.settings import ServerSettings
 
-from server_testing import KEY_A, KEY_B, ThreadedServer, drop_schema
-
 PG_ENV = "LARIMAR_TEST_PG_DSN"
+# Forked servers must not inherit a tokenizers thread pool (it would deadlock in the child).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread() -> None:
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
     # Tests share 2 cores with other work: one torch thread per call avoids oversubscription
-    # (several times faster under load than torch's default).
+    # (several times faster under load than torch's default). Restored for other tests.
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def warm_imports() -> None:
+    """Import what a tiny server needs once, so forked servers start in about a second."""
+    from larimar_memory.server.app import create_app  # noqa: F401
+    from larimar_memory.testing import tiny_test_model
+
+    tiny_test_model()
 
 
 @pytest.fixture(scope="session")

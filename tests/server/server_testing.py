@@ -66,7 +66,8 @@ class ThreadedServer:
 
 
 class SubprocessServer:
-    """``larimar serve --tiny`` in a child process: can be SIGKILLed and restarted."""
+    """``larimar serve --tiny`` (the real CLI) in a fresh interpreter: can be SIGKILLed and
+    restarted. A start imports torch and transformers (~15-35 s on a loaded 2-core box)."""
 
     def __init__(self, store: str, tmp: Path, keys: str = f"{KEY_A}:acme,{KEY_B}:globex",
                  max_concurrency: int = 4) -> None:
@@ -116,3 +117,54 @@ def drop_schema(dsn: str, schema: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _serve_forked(settings_json: str, port: int) -> None:
+    import uvicorn
+
+    from larimar_memory.server import ServerSettings, create_app
+
+    settings = ServerSettings.model_validate_json(settings_json)
+    uvicorn.run(create_app(None, settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+class ForkedServer:
+    """The server in a forked child of the test process: a real separate process (SIGKILL is
+    a real crash, the store is opened anew), but it starts in about a second because torch
+    and transformers are already imported. Used where a test restarts the server."""
+
+    def __init__(self, store: str, settings: Any) -> None:
+        self.settings = settings.model_copy(update={"store": store, "tiny": True})
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: Any = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        import multiprocessing as mp
+
+        self.proc = mp.get_context("fork").Process(
+            target=_serve_forked, args=(self.settings.model_dump_json(), self.port), daemon=True
+        )
+        self.proc.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.is_alive():
+                raise RuntimeError(f"forked server exited with {self.proc.exitcode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.url} not healthy after {timeout} s")
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.join(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(timeout=20)
+            if self.proc.is_alive():
+                self.kill()

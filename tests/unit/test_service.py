@@ -170,7 +170,7 @@ def test_bad_text_is_refused_and_loses_nothing(larimar, bad, error):
 
 def test_text_longer_than_the_token_limit_is_refused_with_advice(larimar):
     long_text = "word " * 200  # 1000 chars < max_text_chars, but > max_text_tokens
-    with pytest.raises(TextInputError, match="Split it"):
+    with pytest.raises(TextInputError, match="Split it into shorter facts"):
         larimar.remember(long_text)
     assert larimar.list() == []
 
