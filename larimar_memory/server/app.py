@@ -59,6 +59,7 @@ from .protocol import (
     ErrorResponse,
     ExportResponse,
     FactList,
+    ForgetMatchingRequest,
     ForgetRequest,
     ForgetResponse,
     Health,
@@ -292,6 +293,18 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                      ) -> ForgetResponse:
         """Forget by id or by exact text (every fact with that text)."""
         return await _forget(namespace, body.fact, tenant)
+
+    @router.post(NS + "/forget-matching", response_model=ForgetResponse,
+                 responses=_WRITE_ERRORS)
+    async def forget_matching(namespace: Namespace, body: ForgetMatchingRequest,
+                              tenant: Tenant) -> ForgetResponse:
+        """Forget the stored fact a description points to (its key is the nearest, above the
+        threshold); 404 when nothing is near enough."""
+        removed = await state.call(
+            state.memory.forget_matching, body.description,
+            namespace=core_namespace(tenant, namespace), threshold=body.threshold,
+        )
+        return ForgetResponse(forgotten=[public(f, namespace) for f in removed])
 
     @router.post(NS + "/recall", response_model=RecallResult)
     async def recall(namespace: Namespace, body: RecallRequest, tenant: Tenant

@@ -176,6 +176,13 @@ class _Api:
                      lambda j: ForgetResponse.model_validate(j).forgotten, {"fact": fact},
                      resend_safe=False)
 
+    def forget_matching(
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None
+    ) -> _Call[builtins.list[Fact]]:
+        return _Call("POST", f"{self._ns(namespace)}/forget-matching",
+                     lambda j: ForgetResponse.model_validate(j).forgotten,
+                     {"description": description, "threshold": threshold}, resend_safe=False)
+
     def list(self, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
         return _Call("GET", f"{self._ns(namespace)}/facts",
                      lambda j: FactList.model_validate(j).facts)
@@ -303,6 +310,11 @@ class LarimarClient(_Base):
     def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         return self._send(self._api.forget(fact, namespace=namespace))
 
+    def forget_matching(self, description: str, *, namespace: str | None = None,
+                        threshold: float | None = None) -> builtins.list[Fact]:
+        return self._send(self._api.forget_matching(description, namespace=namespace,
+                                                    threshold=threshold))
+
     def list(self, *, namespace: str | None = None) -> builtins.list[Fact]:
         return self._send(self._api.list(namespace=namespace))
 
@@ -342,6 +354,9 @@ class LarimarClient(_Base):
 
     async def aforget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]:
         return await self._aclient().forget(fact, **kwargs)
+
+    async def aforget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]:
+        return await self._aclient().forget_matching(description, **kwargs)
 
     async def alist(self, **kwargs: Any) -> builtins.list[Fact]:
         return await self._aclient().list(**kwargs)
@@ -430,6 +445,11 @@ class AsyncLarimarClient(_Base):
     async def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         return await self._send(self._api.forget(fact, namespace=namespace))
 
+    async def forget_matching(self, description: str, *, namespace: str | None = None,
+                              threshold: float | None = None) -> builtins.list[Fact]:
+        return await self._send(self._api.forget_matching(description, namespace=namespace,
+                                                          threshold=threshold))
+
     async def list(self, *, namespace: str | None = None) -> builtins.list[Fact]:
         return await self._send(self._api.list(namespace=namespace))
 
@@ -449,6 +469,7 @@ class AsyncLarimarClient(_Base):
         return await self._send(self._api.health())
 
     aremember, arecall, aask, aforget = remember, recall, ask, forget
+    aforget_matching = forget_matching
     alist, aclear = list, clear
 
     async def aclose(self) -> None:

@@ -119,6 +119,13 @@ class ForgetRequest(_Request):
     fact: str = Field(description="a fact id, or a fact's exact text")
 
 
+class ForgetMatchingRequest(_Request):
+    description: str = Field(description="what to forget, e.g. 'my address'")
+    threshold: float | None = Field(
+        None, ge=-1, le=1, description="minimum key cosine; default: the scope threshold"
+    )
+
+
 # -- responses ------------------------------------------------------------------------------------
 
 class FactList(BaseModel):
