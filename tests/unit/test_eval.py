@@ -259,6 +259,29 @@ def test_score_targets_matches_a_manual_log_softmax():
     assert len(with_z) == 2 and all(s.tokens > 0 for s in with_z)
 
 
+def test_record_blocks_split_queries_by_record():
+    from larimar_memory.eval.experiments.common import Queries, record_blocks
+
+    queries = Queries()
+    for owner, count in enumerate([2, 1, 3, 1, 2]):
+        for k in range(count):
+            queries.add(owner, "edit", f"q{owner}.{k}", "new", "old")
+    blocks = list(record_blocks(queries, 5, 2))
+    assert blocks == [(slice(0, 2), slice(0, 3)), (slice(2, 4), slice(3, 7)),
+                      (slice(4, 5), slice(7, 9))]
+    sub = queries.subset(blocks[1][1], blocks[1][0].start)
+    assert sub.owner == [0, 0, 0, 1] and sub.prompt[0] == "q2.0"
+    assert sub.by_owner() == {0: [0, 1, 2], 1: [3]}
+
+
+def test_registry_matches_the_experiment_modules():
+    import importlib
+
+    for name, experiment in EXPERIMENTS.items():
+        module = importlib.import_module(f"larimar_memory.eval.experiments.{experiment.module}")
+        assert module.NAME == name and module.DEFAULT_DATA == experiment.default_data
+
+
 def test_paper_reference_covers_every_experiment():
     assert set(PAPER) == set(EXPERIMENTS)
     assert all("values" in entry and "table" in entry for entry in PAPER.values())
