@@ -391,6 +391,17 @@ def _decode_state(blob: bytes, namespace: str) -> StateTensors:
         ) from exc
 
 
+def parse_state_meta(raw: str, namespace: str) -> dict[str, str]:
+    """A namespace's state metadata from its JSON column (shared by every backend)."""
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StoreError(
+            f"State metadata of namespace {namespace!r} is not valid JSON; corrupted store."
+        ) from exc
+    return {str(k): str(v) for k, v in meta.items()}
+
+
 def _check_meta(meta: dict[str, str] | None) -> dict[str, str]:
     meta = dict(meta or {})
     for k, v in meta.items():
@@ -466,15 +477,7 @@ class _SQLiteReader:
 
     def state_meta(self, namespace: str) -> dict[str, str] | None:
         rows = self._q("SELECT meta FROM states WHERE namespace = ?", (namespace,))
-        if not rows:
-            return None
-        try:
-            meta = json.loads(rows[0][0])
-        except json.JSONDecodeError as exc:
-            raise StoreError(
-                f"State metadata of namespace {namespace!r} is not valid JSON; corrupted store."
-            ) from exc
-        return {str(k): str(v) for k, v in meta.items()}
+        return parse_state_meta(rows[0][0], namespace) if rows else None
 
 
 class _SQLiteTransaction(StoreTransaction):

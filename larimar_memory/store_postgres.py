@@ -54,6 +54,7 @@ from .store import (
     _library_version,
     _record_to_row,
     _row_to_record,
+    parse_state_meta,
 )
 
 __all__ = ["PostgresStore"]
@@ -181,15 +182,7 @@ class _Reader:
 
     def state_meta(self, namespace: str) -> dict[str, str] | None:
         rows = self.q("SELECT meta FROM larimar_states WHERE namespace = %s", (namespace,))
-        if not rows:
-            return None
-        try:
-            meta = json.loads(rows[0][0])
-        except json.JSONDecodeError as exc:
-            raise StoreError(
-                f"State metadata of namespace {namespace!r} is not valid JSON; corrupted store."
-            ) from exc
-        return {str(k): str(v) for k, v in meta.items()}
+        return parse_state_meta(rows[0][0], namespace) if rows else None
 
 
 class _PostgresTransaction(StoreTransaction):
