@@ -45,7 +45,9 @@ _LEAD_IN = re.compile(
 )
 # "<subject of at least two words> is/are/was/were <value>": the subject + copula is the key, so a
 # later "My favourite colour is green." replaces "My favourite colour is blue."
-_COPULA_KEY = re.compile(r"^(?P<key>\S+(?:\s+\S+)+?\s+(?:is|are|was|were)(?:\s+(?:now|called|named))?)\s+\S", re.I)
+_COPULA_KEY = re.compile(
+    r"^(?P<key>\S+(?:\s+\S+)+?\s+(?:is|are|was|were)(?:\s+(?:now|called|named))?)\s+\S", re.I
+)
 MIN_FACT_WORDS = 3
 
 

@@ -65,7 +65,8 @@ def run_demo(
             say(f"  decoded readout: {recall.text!r}")
             say(f"  answer: {answer.answer!r}")
             steps.append({"step": "ask", "question": question, **answer.model_dump(
-                include={"answer", "route"}), "addressed": recall.fact.text if recall.fact else None,
+                include={"answer", "route"}),
+                "addressed": recall.fact.text if recall.fact else None,
                 "scope": recall.scope.score, "decoded_readout": recall.text})
 
             correction = "Actually, my favourite colour is green."

@@ -369,7 +369,9 @@ class EpisodicMemory:
                 header = json.loads(handle.read(header_len))
             tensors = load_file(str(path))
         except (SafetensorError, ValueError, OSError, json.JSONDecodeError) as exc:
-            raise StateFileError(f"{path} is not a readable safetensors memory state: {exc}") from exc
+            raise StateFileError(
+                f"{path} is not a readable safetensors memory state: {exc}"
+            ) from exc
         metadata = header.get("__metadata__") or {}
         if metadata.get("format") != FORMAT_NAME:
             raise StateFileError(

@@ -587,7 +587,7 @@ class Larimar:
         limit_chars = self.settings.max_text_chars
         limit_tokens = self.model.config.max_text_tokens
         counts = self.model.text_token_counts(texts)
-        for i, (text, count) in enumerate(zip(texts, counts)):
+        for i, (text, count) in enumerate(zip(texts, counts, strict=True)):
             if len(text) > limit_chars or count > limit_tokens:
                 advice = (
                     "Split it into shorter facts (e.g. one sentence each with "

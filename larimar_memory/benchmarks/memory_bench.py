@@ -101,7 +101,7 @@ def _plot(cases: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    for ax, op in zip(axes, ("write", "forget", "read")):
+    for ax, op in zip(axes, ("write", "forget", "read"), strict=True):
         for C in sorted({c["width"] for c in cases}):
             for n in sorted({c["batch"] for c in cases}):
                 rows = sorted(

@@ -2,7 +2,8 @@
 
 Measures remember (per fact, and 1000 facts in one call), forget, recall and ask (≤ 8 new
 tokens), bytes per namespace; and, on the same all-MiniLM-L6-v2 embeddings, the same writes and
-reads through LangChain's ``InMemoryVectorStore`` and LlamaIndex's in-memory ``VectorStoreIndex`` when
+reads through LangChain's ``InMemoryVectorStore`` and LlamaIndex's in-memory
+``VectorStoreIndex`` when
 those packages are installed (imported lazily: the core never depends on them). Facts are
 CounterFact training sentences when ../shared/data is present.
 """

@@ -198,7 +198,8 @@ def test_incompatible_namespace_state_is_refused(tmp_path):
 async def test_async_methods(larimar):
     ids = (await larimar.aremember(FACTS)).ids
     recalled, answered = await asyncio.gather(
-        larimar.arecall("Alice lives in which city?"), larimar.aask("Bob plays the cello every what?")
+        larimar.arecall("Alice lives in which city?"),
+        larimar.aask("Bob plays the cello every what?"),
     )
     assert recalled.fact.text == FACTS[0]
     assert answered.route == "memory"
