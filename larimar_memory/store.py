@@ -391,6 +391,21 @@ def _decode_state(blob: bytes, namespace: str) -> StateTensors:
         ) from exc
 
 
+def checked_records(records: Iterable[FactRecord], namespace: str) -> list[FactRecord]:
+    """The records of one ``add_facts`` call, checked to be FactRecords of ``namespace``."""
+    checked = []
+    for r in records:
+        if not isinstance(r, FactRecord):
+            raise MemoryInputError(f"add_facts takes FactRecord objects, got {type(r).__name__}.")
+        if r.namespace != namespace:
+            raise StoreError(
+                f"Fact {r.id} belongs to namespace {r.namespace!r} but this transaction is on "
+                f"{namespace!r}; open a transaction on the fact's namespace."
+            )
+        checked.append(r)
+    return checked
+
+
 def parse_state_meta(raw: str, namespace: str) -> dict[str, str]:
     """A namespace's state metadata from its JSON column (shared by every backend)."""
     try:
@@ -536,18 +551,7 @@ class _SQLiteTransaction(StoreTransaction):
 
     def add_facts(self, records: Iterable[FactRecord]) -> None:
         self._check_open()
-        rows = []
-        for r in records:
-            if not isinstance(r, FactRecord):
-                raise MemoryInputError(
-                    f"add_facts takes FactRecord objects, got {type(r).__name__}."
-                )
-            if r.namespace != self.namespace:
-                raise StoreError(
-                    f"Fact {r.id} belongs to namespace {r.namespace!r} but this transaction is on "
-                    f"{self.namespace!r}; open a transaction on the fact's namespace."
-                )
-            rows.append(_record_to_row(r))
+        rows = [_record_to_row(r) for r in checked_records(records, self.namespace)]
         if not rows:
             return
         self._touch()

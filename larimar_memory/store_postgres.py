@@ -40,7 +40,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import FactNotFoundError, MemoryInputError, StoreError, TextInputError
+from .errors import FactNotFoundError, StoreError, TextInputError
 from .store import (
     FORMAT_VERSION,
     FactRecord,
@@ -54,6 +54,7 @@ from .store import (
     _library_version,
     _record_to_row,
     _row_to_record,
+    checked_records,
     parse_state_meta,
 )
 
@@ -234,16 +235,7 @@ class _PostgresTransaction(StoreTransaction):
 
     def add_facts(self, records: Iterable[FactRecord]) -> None:
         rows = []
-        for r in records:
-            if not isinstance(r, FactRecord):
-                raise MemoryInputError(
-                    f"add_facts takes FactRecord objects, got {type(r).__name__}."
-                )
-            if r.namespace != self.namespace:
-                raise StoreError(
-                    f"Fact {r.id} belongs to namespace {r.namespace!r} but this transaction is on "
-                    f"{self.namespace!r}; open a transaction on the fact's namespace."
-                )
+        for r in checked_records(records, self.namespace):
             if _has_nul(r.text, r.key_text, r.id, r.request_id):
                 raise TextInputError(
                     "PostgreSQL text cannot contain NUL characters (\\x00), and this fact does; "

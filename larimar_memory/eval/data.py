@@ -139,15 +139,19 @@ def parse_edit(row: dict[str, Any], index: int = 0) -> EditRecord:
     )
 
 
-def _first_string(value: Any) -> str | None:
-    """The first string in a possibly nested list (KnowEdit nests answer aliases)."""
+def first_string(value: Any) -> str | None:
+    """The first non-empty string in a possibly nested list (KnowEdit nests answer aliases;
+    ROME wraps targets as ``{"str": ...}``). Shared by the training data loader."""
     while isinstance(value, list):
         if not value:
             return None
         value = value[0]
     if isinstance(value, dict):
         value = value.get("str")
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
 
 
 def _case_id(row: dict[str, Any], index: int) -> str:
@@ -161,12 +165,12 @@ def _from_rome(row: dict[str, Any], index: int) -> EditRecord:
     rw = row["requested_rewrite"]
     subject = str(rw.get("subject", ""))
     prompt = str(rw["prompt"]).replace("{}", subject)
-    true = _first_string(rw.get("target_true"))
+    true = first_string(rw.get("target_true"))
     return EditRecord(
         case_id=_case_id(row, index),
         subject=subject,
         prompt=prompt,
-        target_new=_first_string(rw["target_new"]) or "",
+        target_new=first_string(rw["target_new"]) or "",
         target_true=true,
         paraphrases=tuple(str(p) for p in row.get("paraphrase_prompts", [])),
         neighborhood=tuple((str(p), true or "") for p in row.get("neighborhood_prompts", [])),
@@ -183,8 +187,8 @@ def _from_mend(row: dict[str, Any], index: int) -> EditRecord:
         case_id=_case_id(row, index),
         subject=str(row.get("subject", "")),
         prompt=str(row["src"]),
-        target_new=_first_string(row["alt"]) or "",
-        target_true=_first_string(row.get("answers")) or _first_string(row.get("pred")),
+        target_new=first_string(row["alt"]) or "",
+        target_true=first_string(row.get("answers")) or first_string(row.get("pred")),
         paraphrases=(str(rephrase),) if rephrase else (),
         neighborhood=neighborhood,
         schema="mend",
@@ -197,13 +201,13 @@ def _from_prompt_target(row: dict[str, Any], index: int) -> EditRecord:
                         if p)
     neighborhood: list[tuple[str, str]] = []
     if row.get("locality_prompt"):  # flat EasyEdit
-        answer = _first_string(row.get("locality_ground_truth")) or ""
+        answer = first_string(row.get("locality_ground_truth")) or ""
         neighborhood.append((str(row["locality_prompt"]), answer))
     locality = row.get("locality")
     if isinstance(locality, dict):  # KnowEdit
         for items in locality.values():
             for item in items if isinstance(items, list) else []:
-                answer = _first_string(item.get("ground_truth"))
+                answer = first_string(item.get("ground_truth"))
                 if item.get("prompt") and answer:
                     neighborhood.append((str(item["prompt"]), answer))
     schema = "easyedit" if "locality_prompt" in row else "knowedit"
@@ -211,8 +215,8 @@ def _from_prompt_target(row: dict[str, Any], index: int) -> EditRecord:
         case_id=_case_id(row, index),
         subject=str(row.get("subject", "")),
         prompt=str(row["prompt"]),
-        target_new=_first_string(row["target_new"]) or "",
-        target_true=_first_string(row.get("ground_truth")),
+        target_new=first_string(row["target_new"]) or "",
+        target_true=first_string(row.get("ground_truth")),
         paraphrases=paraphrases,
         neighborhood=tuple(neighborhood),
         schema=schema,

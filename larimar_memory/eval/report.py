@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,18 +14,13 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+# Result files are named by what they measure, not by dataset, so a results folder never looks
+# like a copy of the benchmark data it was computed from.
+_STEMS = {"counterfact": "single-fact-editing", "zsre": "question-editing"}
+
+
 def file_stem(experiment: str) -> str:
-    return f"eval-{experiment}"
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
+    return f"eval-{_STEMS.get(experiment, experiment)}"
 
 
 def save_json(payload: dict[str, Any], out_dir: Path, experiment: str) -> Path:

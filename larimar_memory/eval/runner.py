@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
+from ..benchmarks.common import machine
 from ..errors import LarimarError
 from .context import EvalContext
 from .experiments import EXPERIMENTS
 from .paper import reference
-from .report import machine, save_json
+from .report import save_json
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import LarimarError
+from ..eval.data import first_string
 from .config import DATA_ENV, DataConfig, FactsSource, HFSource, TextSource
 
 logger = logging.getLogger(__name__)
@@ -118,17 +119,6 @@ def read_text(path: Path) -> list[list[str]]:
     return [[line.strip()] for line in lines if line.strip() and not _WIKI_HEADING.match(line)]
 
 
-def _first(value: Any) -> str | None:
-    """First string of a possibly nested list answer (KnowEdit nests aliases)."""
-    while isinstance(value, list):
-        if not value:
-            return None
-        value = value[0]
-    if isinstance(value, dict):
-        value = value.get("str")
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 def _join(prompt: str, answer: str | None) -> str | None:
     if answer is None:
         return None
@@ -145,19 +135,20 @@ def fact_sentences(record: dict[str, Any], answers: str = "both") -> list[str]:
     if "requested_rewrite" in record:
         rw = record["requested_rewrite"]
         prompt = str(rw["prompt"]).format(rw.get("subject", ""))
-        new, true = _first(rw.get("target_new")), _first(rw.get("target_true"))
+        new, true = first_string(rw.get("target_new")), first_string(rw.get("target_true"))
     elif "src" in record:
-        prompt, new, true = str(record["src"]), _first(record.get("alt")), _first(
+        prompt, new, true = str(record["src"]), first_string(record.get("alt")), first_string(
             record.get("answers") or record.get("pred")
         )
     elif "prompt" in record:
         prompt = str(record["prompt"])
         if "{}" in prompt and "subject" in record:
             prompt = prompt.format(record["subject"])
-        new = _first(record.get("target_new"))
-        true = _first(record.get("ground_truth") or record.get("target_true"))
+        new = first_string(record.get("target_new"))
+        true = first_string(record.get("ground_truth") or record.get("target_true"))
     elif "text" in record:
-        return [t for t in (_first(record.get("text")), _first(record.get("labels"))) if t]
+        texts = (first_string(record.get("text")), first_string(record.get("labels")))
+        return [t for t in texts if t]
     else:
         raise TrainingDataError(
             f"unknown fact record schema with keys {sorted(record)}; expected prompt/target_new, "

@@ -23,6 +23,7 @@ from larimar_memory.eval.data import (
     resolve_data,
 )
 from larimar_memory.eval.paper import PAPER
+from larimar_memory.eval.report import file_stem
 from larimar_memory.eval.scoring import TargetScore, score_targets
 from larimar_memory.testing import tiny_test_model
 
@@ -312,7 +313,7 @@ def test_experiment_runs_end_to_end_on_tiny(experiment: str, data_root: Path, tm
     result = CliRunner().invoke(eval_app, [experiment, *FAST, *RUNS[experiment],
                                            "--out", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    payload = json.loads((out / f"eval-{experiment}.json").read_text())
+    payload = json.loads((out / f"{file_stem(experiment)}.json").read_text())
     assert payload["experiment"] == experiment and payload["model"] == "tiny"
     assert payload["summary"] and payload["paper"] == PAPER[experiment]
     for plot in payload.get("plots", []):
