@@ -11,11 +11,12 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from .decoder import IGNORE_INDEX, LatentDecoder
@@ -28,6 +29,7 @@ from .loading import (
     load_encoder_backbone,
 )
 from .memory import read_memory, write_episode
+from .token_codes import TokenCodebook, TokenCodeEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = "larimar-smol"
 CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_LOSS_KEYS = ("recon_memory", "recon_direct", "kl", "lm")
+_LOSS_KEYS = ("recon_memory", "recon_direct", "kl", "lm", "qa")
 
 
 class LarimarConfig(BaseModel):
@@ -51,6 +53,12 @@ class LarimarConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    latent: Literal["pooled", "token-codes"] = Field(
+        "pooled",
+        description="'pooled': encoder backbone attention-pooled into P slots, read through a KV "
+        "prefix; 'token-codes': one d-wide code per decoder token (P − 1 tokens + EOS), read as "
+        "a memory block of snapped token embeddings (no encoder backbone)",
+    )
     encoder_name: str = Field(PACKAGED_ENCODER, description="packaged name, HF id or folder")
     decoder_name: str = Field(PACKAGED_DECODER, description="packaged name, HF id or folder")
     num_latent_tokens: int = Field(8, ge=1, le=256, description="P, latent slots per text")
@@ -81,6 +89,16 @@ class LarimarConfig(BaseModel):
     )
     decoder_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
+    @model_validator(mode="after")
+    def _check_token_codes(self) -> LarimarConfig:
+        if self.latent == "token-codes" and self.max_text_tokens > self.num_latent_tokens - 1:
+            raise ValueError(
+                f"token-code latents hold num_latent_tokens - 1 = {self.num_latent_tokens - 1} "
+                f"text tokens (plus EOS); max_text_tokens ({self.max_text_tokens}) must not exceed "
+                "that"
+            )
+        return self
+
     @property
     def latent_width(self) -> int:
         """C = P·d."""
@@ -96,6 +114,22 @@ class LossWeights(BaseModel):
     recon_direct: float = Field(1.0, ge=0, description="α: decode from the encoding, no memory")
     kl: float = Field(0.01, ge=0, description="β: KL(q(w) ‖ N(0, I)), mean per weight entry")
     lm: float = Field(1.0, ge=0, description="plain-text LM loss with no memory (fluency)")
+    qa: float = Field(
+        0.0, ge=0, description="answer a question about a fact from its memory readout"
+    )
+
+
+@dataclass
+class QuestionBatch:
+    """Questions about some facts of an episode batch: ``index`` picks rows of the flattened
+    (B·N) facts; ``input_ids``/``attention_mask``/``labels`` come from
+    ``LatentDecoder.tokenize_answers``. A (non-frozen) dataclass, so Lightning moves it to the
+    device with the rest of the batch."""
+
+    index: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
 
 
 class LarimarModel(nn.Module):
@@ -120,7 +154,8 @@ class LarimarModel(nn.Module):
         # backbones whose full weights a loaded checkpoint held: they stay saved even if the
         # config now freezes them, so freezing never silently drops fine-tuned weights
         self._stored_backbones: set[str] = set()
-        self.encoder.backbone.requires_grad_(config.train_encoder)
+        if isinstance(self.encoder, LatentEncoder):
+            self.encoder.backbone.requires_grad_(config.train_encoder)
         if config.decoder_training == "full":
             self.decoder.lm.requires_grad_(True)
         elif config.decoder_training == "frozen":
@@ -140,27 +175,36 @@ class LarimarModel(nn.Module):
     ) -> LarimarModel:
         """A fresh model: backbones by name (or given as ``(tokenizer, model)``), new heads."""
         config = config or LarimarConfig()
-        enc_tok, enc_model = encoder_backbone or load_encoder_backbone(config.encoder_name)
         dec_tok, lm = decoder_backbone or load_decoder_backbone(
             config.decoder_name, cache_dir=cache_dir, dtype=_DTYPES[config.decoder_dtype]
         )
+        if config.latent == "token-codes":
+            codebook = TokenCodebook(lm.get_input_embeddings(), config.latent_token_dim)
+            decoder = LatentDecoder(
+                dec_tok, lm, config.num_latent_tokens, config.latent_token_dim, codebook=codebook
+            )
+            encoder: LatentEncoder | TokenCodeEncoder = TokenCodeEncoder(
+                dec_tok, codebook, config.num_latent_tokens, decoder.stop_token_ids[0]
+            )
+        else:
+            enc_tok, enc_model = encoder_backbone or load_encoder_backbone(config.encoder_name)
+            encoder = LatentEncoder(
+                enc_tok,
+                enc_model,
+                config.num_latent_tokens,
+                config.latent_token_dim,
+                config.max_text_tokens,
+            )
+            decoder = LatentDecoder(
+                dec_tok,
+                lm,
+                config.num_latent_tokens,
+                config.latent_token_dim,
+                embedding_shift=config.embedding_shift,
+                prefix_init_scale=config.prefix_init_scale,
+            )
         if config.decoder_training == "lora":
-            lm = _with_lora(lm, config)
-        encoder = LatentEncoder(
-            enc_tok,
-            enc_model,
-            config.num_latent_tokens,
-            config.latent_token_dim,
-            config.max_text_tokens,
-        )
-        decoder = LatentDecoder(
-            dec_tok,
-            lm,
-            config.num_latent_tokens,
-            config.latent_token_dim,
-            embedding_shift=config.embedding_shift,
-            prefix_init_scale=config.prefix_init_scale,
-        )
+            decoder.lm = _with_lora(lm, config)
         return cls(config, encoder, decoder)
 
     @classmethod
@@ -237,16 +281,6 @@ class LarimarModel(nn.Module):
 
     # -- inference -------------------------------------------------------------------------------
 
-    def merge_adapters(self) -> LarimarModel:
-        """Fold LoRA adapters into the decoder's weights for inference: unmerged LoRA on every
-        linear layer roughly doubles the CPU time per generated token. Irreversible — a merged
-        model saves its decoder in full, so call it only on models used for serving."""
-        merge = getattr(self.decoder.lm, "merge_and_unload", None)
-        if callable(merge):
-            self.decoder.lm = merge()
-            self.config = self.config.model_copy(update={"decoder_training": "full"})
-        return self
-
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
         """Latents ``(N, C)`` of ``texts``; each is cut to ``max_text_tokens`` tokens (callers
@@ -268,6 +302,8 @@ class LarimarModel(nn.Module):
 
     def text_token_counts(self, texts: list[str]) -> list[int]:
         """Encoder tokens per text before truncation (compare with ``config.max_text_tokens``)."""
+        if isinstance(self.encoder, TokenCodeEncoder):
+            return self.encoder.count_tokens(list(texts))
         ids = self.encoder.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
         return [len(row) for row in ids]
 
@@ -305,13 +341,15 @@ class LarimarModel(nn.Module):
         lm_input_ids: torch.Tensor | None = None,
         lm_attention_mask: torch.Tensor | None = None,
         weights: LossWeights | None = None,
+        questions: QuestionBatch | None = None,
     ) -> dict[str, torch.Tensor]:
         """Eq. 1 on a batch of episodes ``(B, N, T)`` (or one episode ``(N, T)``). Returns the
         weighted terms ``recon_memory``, ``recon_direct``, ``kl``, ``lm`` and their ``total``.
 
         The memory is written one-shot from the episode's own latents with ``M0`` as prior, then
         read back with each latent as its query and σ_w noise on the weights. The LM term uses
-        ``lm_input_ids`` if given, else the episode's decoder targets, with no memory.
+        ``lm_input_ids`` if given, else the episode's decoder targets, with no memory. The QA
+        term answers ``questions`` from the readouts of the facts they ask about.
         """
         w = weights or LossWeights()
         enc_ids, enc_mask = _episodes(enc_input_ids), _episodes(enc_attention_mask)
@@ -325,10 +363,11 @@ class LarimarModel(nn.Module):
         flat_ids, flat_mask = dec_ids.reshape(B * N, -1), dec_mask.reshape(B * N, -1)
         labels = flat_ids.masked_fill(flat_mask == 0, IGNORE_INDEX)
         losses = {key: self.prior_memory.new_zeros(()) for key in _LOSS_KEYS}
-        if w.recon_memory or w.recon_direct or w.kl:
+        asks = bool(w.qa) and questions is not None and questions.index.numel() > 0
+        if w.recon_memory or w.recon_direct or w.kl or asks:
             Z = self.encoder(enc_ids.reshape(B * N, -1), enc_mask.reshape(B * N, -1))
             Z = Z.view(B, N, C).to(self.prior_memory.dtype)
-            if w.recon_memory or w.kl:
+            if w.recon_memory or w.kl or asks:
                 M = write_episode(Z, self.prior_memory, noise_std=self.config.observation_noise)
                 Zr, w_mean = read_memory(Z, M, sigma_w=self.sigma_w)  # (B, N, C), (B, N, K)
                 if w.recon_memory:
@@ -336,6 +375,13 @@ class LarimarModel(nn.Module):
                     losses["recon_memory"] = w.recon_memory * loss
                 if w.kl:
                     losses["kl"] = w.kl * kl_to_standard_normal(w_mean, self.sigma_w)
+                if asks:
+                    assert questions is not None
+                    rows = Zr.reshape(B * N, C)[questions.index]
+                    _, loss = self.decoder(
+                        rows, questions.input_ids, questions.attention_mask, questions.labels
+                    )
+                    losses["qa"] = w.qa * loss
             if w.recon_direct:
                 _, loss = self.decoder(Z.reshape(B * N, C), flat_ids, flat_mask, labels)
                 losses["recon_direct"] = w.recon_direct * loss

@@ -133,8 +133,8 @@ class Larimar:
             self.settings = self.settings.model_copy(update={"namespace": namespace})
         if model is None or isinstance(model, (str, Path)):
             model = LarimarModel.from_pretrained(model or "larimar-smol", device=device)
-        # Serving never trains: fold LoRA adapters in, and no autograd bookkeeping.
-        self.model = model.merge_adapters().eval().requires_grad_(False)
+        # Serving never trains: no autograd bookkeeping.
+        self.model = model.eval().requires_grad_(False)
         self.embedder = embedder or SentenceEmbedder()
         self.scope = ExternalScopeDetector(
             self.embedder,

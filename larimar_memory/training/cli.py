@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,6 +34,14 @@ def train_command(
     check: Annotated[
         bool, typer.Option("--check", help="validate the recipe and overrides, then exit")
     ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="save the run's last checkpoint (or checkpoint.resume=PATH) as a model folder "
+            "at this path, without training; a run in progress keeps going",
+        ),
+    ] = None,
 ) -> None:
     """Train with a recipe; rerun the same command to resume from the last checkpoint."""
     if list_recipes or not recipe:
@@ -47,6 +56,11 @@ def train_command(
             cfg = load_config(recipe, overrides or [])
             typer.echo(f"{cfg.name}: valid ({cfg.trainer.max_steps} steps → "
                        f"{cfg.resolved_output_dir()})")
+            return
+        if export is not None:
+            from .recipe import export_run
+
+            typer.echo(f"model: {export_run(load_config(recipe, overrides or []), export)}")
             return
         out = train(recipe, overrides or [])
     except LarimarError as exc:

@@ -48,6 +48,9 @@ class FactsSource(_Section):
     answers: Literal["new", "true", "both"] = Field(
         "both", description="answer(s) appended to the prompt: counterfactual, original, or both"
     )
+    questions: bool = Field(
+        False, description="also ask each fact's paraphrase prompts (the QA loss term)"
+    )
 
 
 class HFSource(_Section):
@@ -178,11 +181,17 @@ class LossConfig(_Section):
     recon_memory: float = Field(1.0, ge=0.0, description="decode the episode from the readout")
     recon_direct: float = Field(1.0, ge=0.0, description="α: decode from e(X), no memory")
     lm: float = Field(1.0, ge=0.0, description="language-model loss with no memory")
+    qa: float = Field(0.0, ge=0.0, description="answer paraphrased questions from the readout")
+    chat_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of QA questions asked as chat turns"
+    )
     kl: BetaSchedule = Field(default_factory=BetaSchedule, description="β schedule")
 
     @model_validator(mode="after")
     def _check_some_term(self) -> LossConfig:
-        if self.recon_memory == self.recon_direct == self.lm == 0.0 and self.kl.max == 0.0:
+        if self.recon_memory == self.recon_direct == self.lm == self.qa == 0.0 and (
+            self.kl.max == 0.0
+        ):
             raise ValueError("every loss weight is 0: switch on at least one term")
         return self
 

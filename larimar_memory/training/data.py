@@ -13,7 +13,7 @@ import logging
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import LarimarError
-from ..eval.data import first_string
+from ..eval.data import first_string, last_sentence, parse_edit
 from .config import DATA_ENV, DataConfig, FactsSource, HFSource, TextSource
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,11 @@ def fact_sentences(record: dict[str, Any], answers: str = "both") -> list[str]:
 
 def read_facts(path: Path, answers: str = "both") -> list[list[str]]:
     """One group per record: its fact sentences stay together in train or held-out."""
+    groups = [fact_sentences(r, answers) for r in _read_records(path)]
+    return [g for g in groups if g]
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
     check_training_file(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -176,8 +181,32 @@ def read_facts(path: Path, answers: str = "both") -> list[list[str]]:
         raise TrainingDataError(f"cannot read fact source {path}: {exc}") from exc
     if not isinstance(records, list):
         raise TrainingDataError(f"fact source {path} must hold a JSON list of records")
-    groups = [fact_sentences(r, answers) for r in records]
-    return [g for g in groups if g]
+    return records
+
+
+def fact_questions(record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(fact sentence, question, answer)`` for each paraphrase prompt of a record, with both
+    its new and its true answer: the paraphrase asks for what that fact sentence states."""
+    try:
+        edit = parse_edit(record)
+    except LarimarError:
+        return []
+    out = []
+    for answer in (edit.target_new, edit.target_true):
+        if not answer:
+            continue
+        fact = _join(edit.prompt, answer)
+        out += [(fact, last_sentence(p), answer) for p in edit.paraphrases if fact]
+    return out
+
+
+def read_questions(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Questions about the facts of a file, keyed by fact sentence."""
+    questions: dict[str, list[tuple[str, str]]] = {}
+    for record in _read_records(path):
+        for fact, question, answer in fact_questions(record):
+            questions.setdefault(fact, []).append((question, answer))
+    return questions
 
 
 def read_hf(source: HFSource) -> list[list[str]]:
@@ -255,15 +284,21 @@ class ChunkSplit:
 
     train: list[str]
     heldout: list[str]
+    #: questions about training facts, keyed by fact sentence (sources with ``questions: true``)
+    questions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkSplit:
     """Read every source, chunk it, and hold out whole groups for validation."""
     groups: list[list[str]] = []
+    questions: dict[str, list[tuple[str, str]]] = {}
     for source in cfg.sources:
         got = read_source(cfg, source)
         logger.info("data: %s → %d groups", getattr(source, "path", None) or source, len(got))
         groups.extend(got)
+        if isinstance(source, FactsSource) and source.questions:
+            for fact, asked in read_questions(cfg.resolve(source.path)).items():
+                questions.setdefault(fact, []).extend(asked)
     if not groups:
         raise TrainingDataError("the training sources hold no text")
     random.Random(seed).shuffle(groups)
@@ -288,8 +323,11 @@ def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkS
             f"only {len(train)} training chunks, fewer than one batch of "
             f"data.batch_size × data.episode_size = {need}; add sources or lower those"
         )
-    logger.info("data: %d training chunks, %d held out", len(train), len(heldout))
-    return ChunkSplit(train=train, heldout=heldout)
+    held = set(heldout)
+    questions = {fact: asked for fact, asked in questions.items() if fact not in held}
+    logger.info("data: %d training chunks, %d held out, %d facts with questions",
+                len(train), len(heldout), len(questions))
+    return ChunkSplit(train=train, heldout=heldout, questions=questions)
 
 
 def read_ppl_chunks(
@@ -335,12 +373,29 @@ class ChunkDataset(Dataset[str]):
 
 class EpisodeCollator:
     """Tokenises a flat batch of ``B·N`` chunks for the encoder (the text written) and the
-    decoder (the text reconstructed) with the model's own ``tokenize``, shaped (B, N, T)."""
+    decoder (the text reconstructed) with the model's own ``tokenize``, shaped (B, N, T).
 
-    def __init__(self, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
-                 episode_size: int) -> None:
+    With ``questions`` and ``tokenize_answers``, each chunk that has questions gets one of them
+    (a chat turn with probability ``chat_share``) as ``batch["questions"]``."""
+
+    def __init__(
+        self,
+        tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
+        episode_size: int,
+        questions: dict[str, list[tuple[str, str]]] | None = None,
+        tokenize_answers: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+        | None = None,
+        chat_share: float = 0.5,
+        max_question_tokens: int = 64,
+        seed: int = 0,
+    ) -> None:
         self.tokenize = tokenize
         self.episode_size = episode_size
+        self.questions = questions or {}
+        self.tokenize_answers = tokenize_answers
+        self.chat_share = chat_share
+        self.max_question_tokens = max_question_tokens
+        self.rng = random.Random(seed)
 
     def __call__(self, texts: list[str]) -> dict[str, Any]:
         n = self.episode_size
@@ -351,6 +406,21 @@ class EpisodeCollator:
         flat = self.tokenize(texts)  # each (B·N, T)
         batch: dict[str, Any] = {k: v.view(b, n, -1) for k, v in flat.items()}
         batch["texts"] = [texts[i * n : (i + 1) * n] for i in range(b)]
+        if self.questions and self.tokenize_answers is not None:
+            asked = [(i, self.rng.choice(self.questions[t])) for i, t in enumerate(texts)
+                     if t in self.questions]
+            if asked:
+                from ..model import QuestionBatch
+
+                ids, mask, labels = self.tokenize_answers(
+                    [q for _, (q, _) in asked], [a for _, (_, a) in asked],
+                    [self.rng.random() < self.chat_share for _ in asked],
+                    self.max_question_tokens,
+                )
+                batch["questions"] = QuestionBatch(
+                    index=torch.tensor([i for i, _ in asked]), input_ids=ids,
+                    attention_mask=mask, labels=labels,
+                )
         return batch
 
 

@@ -54,8 +54,9 @@ class LarimarLightningModule(pl.LightningModule):
         eval mode; noise in a frozen part only blurs the signal the trained parts learn from)."""
         model = self.model
         model.train()
-        if not model.config.train_encoder:
-            model.encoder.backbone.eval()
+        backbone = getattr(model.encoder, "backbone", None)
+        if backbone is not None and not model.config.train_encoder:
+            backbone.eval()
         if model.config.decoder_training == "frozen":
             model.decoder.lm.eval()
 
@@ -69,7 +70,7 @@ class LarimarLightningModule(pl.LightningModule):
         """The model's LossWeights at KL weight ``beta``."""
         c = self.loss_cfg
         return LossWeights(
-            recon_memory=c.recon_memory, recon_direct=c.recon_direct, kl=beta, lm=c.lm
+            recon_memory=c.recon_memory, recon_direct=c.recon_direct, kl=beta, lm=c.lm, qa=c.qa
         )
 
     def losses(self, batch: dict[str, Any], beta: float) -> dict[str, torch.Tensor]:
@@ -80,6 +81,7 @@ class LarimarLightningModule(pl.LightningModule):
             batch["dec_input_ids"],
             batch["dec_attention_mask"],
             weights=self.loss_weights(beta),
+            questions=batch.get("questions"),
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -86,7 +86,9 @@ def build_model(section: ModelSection) -> LarimarModel:
         )
     if "train_encoder" in section.config:
         model.config.train_encoder = bool(section.config["train_encoder"])
-        model.encoder.backbone.requires_grad_(model.config.train_encoder)
+        backbone = getattr(model.encoder, "backbone", None)
+        if backbone is not None:
+            backbone.requires_grad_(model.config.train_encoder)
     mode = section.config.get("decoder_training", model.config.decoder_training)
     if mode != model.config.decoder_training:
         if "lora" in (mode, model.config.decoder_training):
@@ -169,7 +171,12 @@ class TrainingRecipe:
             )
         dec_tok = model.decoder.tokenizer
         split = build_chunks(d, dec_tok, seed=cfg.seed)
-        collate = EpisodeCollator(model.tokenize, d.episode_size)
+        collate = EpisodeCollator(
+            model.tokenize, d.episode_size,
+            questions=split.questions if cfg.loss.qa else None,
+            tokenize_answers=model.decoder.tokenize_answers,
+            chat_share=cfg.loss.chat_share, max_question_tokens=d.chunk_tokens, seed=cfg.seed,
+        )
         per_step = d.episode_size * d.batch_size
         loader_kw: dict[str, Any] = {"num_workers": d.num_workers}
         if d.num_workers > 0:
@@ -337,6 +344,18 @@ def export_checkpoint(cfg: TrainConfig, ckpt: Path, out_dir: Path) -> Path:
     model.load_state_dict(state, strict=cfg.checkpoint.save_frozen)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def export_run(cfg: TrainConfig, out_dir: Path) -> Path:
+    """``export_checkpoint`` of a run's ``checkpoint.resume`` (default: its last checkpoint)."""
+    resume = cfg.checkpoint.resume or "last"
+    ckpt = (
+        cfg.resolved_output_dir() / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if resume == "last" else Path(resume).expanduser()
+    )
+    if not ckpt.is_file():
+        raise TrainingConfigError(f"no checkpoint to export at {ckpt}; train the recipe first")
+    return export_checkpoint(cfg, ckpt, Path(out_dir))
 
 
 def _fmt(x: float | None) -> str:

@@ -301,3 +301,46 @@ def test_resume_continues_from_the_saved_step(data_root: Path, tmp_path: Path) -
     # a finished run goes straight to export
     train("tiny", run_overrides(data_root, out, "trainer.max_steps=5", *common))
     assert json.loads((out / "metrics.json").read_text())["steps"] == 5
+
+
+def test_fact_questions_ask_each_paraphrase_for_both_answers() -> None:
+    from larimar_memory.training.data import fact_questions
+
+    cf = {"prompt": "Toko Yasuda, the", "target_new": "piano", "ground_truth": "guitar",
+          "rephrase_prompt": "Toko Yasuda is incredible at"}
+    assert fact_questions(cf) == [
+        ("Toko Yasuda, the piano", "Toko Yasuda is incredible at", "piano"),
+        ("Toko Yasuda, the guitar", "Toko Yasuda is incredible at", "guitar"),
+    ]
+    zsre = {"src": "What did UniFirst make?", "alt": "drones", "answers": ["uniforms"],
+            "rephrase": "What does UniFirst produce?"}
+    assert [q[1:] for q in fact_questions(zsre)] == [
+        ("What does UniFirst produce?", "drones"), ("What does UniFirst produce?", "uniforms")]
+    assert fact_questions({"text": "a biography"}) == []  # no paraphrases, no questions
+
+
+def test_token_code_run_trains_the_qa_term_and_exports(tmp_path: Path) -> None:
+    from larimar_memory.training.recipe import export_run
+
+    records = [{"prompt": f"{s} is the capital of", "target_new": a, "ground_truth": a,
+                "rephrase_prompt": f"The country whose capital is {s} is"}
+               for s, a in zip(SUBJECTS, ANSWERS, strict=True)] * 2
+    (tmp_path / "qa-train.json").write_text(json.dumps(records))
+    out = tmp_path / "run"
+    overrides = run_overrides(
+        tmp_path, out, "trainer.max_steps=3", "trainer.log_every_n_steps=1",
+        "data.sources=[{kind: facts, path: qa-train.json, questions: true}]",
+        "data.chunk_tokens=47", "eval.ppl_file=null", "eval.recon_episodes=0",
+        "model.config.latent=token-codes", "model.config.num_latent_tokens=48",
+        "model.config.max_text_tokens=47", "model.config.train_encoder=false",
+        "loss.qa=1.0", "loss.chat_share=0.5",
+    )
+    train("tiny", overrides)
+    rows = json.loads((out / "metrics.json").read_text())["train"]
+    assert all(r["qa"] > 0 for r in rows)
+    exported = export_run(load_config(out / "config.yaml"), tmp_path / "exported")
+    model = LarimarModel.from_pretrained(exported)
+    assert model.config.latent == "token-codes"
+    with pytest.raises(TrainingConfigError, match="no checkpoint"):
+        export_run(load_config(out / "config.yaml", ["output_dir=" + str(tmp_path / "none")]),
+                   tmp_path / "x")

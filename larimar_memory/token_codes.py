@@ -1,0 +1,136 @@
+"""Token-code latents: each of the ``P`` slots holds a ``d``-wide code of one decoder token.
+
+Why: a pooled sentence latent from a separate encoder has to be *learned* into something a
+decoder can spell back, which takes GPU-weeks (DESIGN §2). Codes of the decoder's own token
+embeddings are decodable from the start: even a random 64-wide projection of SmolLM2's 576-wide
+embeddings keeps every token its own nearest neighbour, so training only has to teach the decoder
+to read its memory, not a new language. The memory math is unchanged (``C = P·d``), and a noisy
+readout is cleaned by snapping each slot to its nearest codes.
+
+``TokenCodebook`` maps token ids → codes (the encoder side) and codes → soft input embeddings of
+the decoder (the decoder side); ``TokenCodeEncoder`` is the encoder built on it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+class TokenCodebook(nn.Module):
+    """``code(v) = (e_v − μ)·A`` for every decoder token ``v``; ``A`` (h × d) is learned,
+    initialised orthonormal and scaled so that code entries have unit RMS. The embedding table
+    is the decoder's own (frozen) and is not registered here."""
+
+    def __init__(self, embeddings: nn.Embedding, code_dim: int, top_k: int = 8) -> None:
+        super().__init__()
+        weight = embeddings.weight.detach().float()
+        hidden = weight.shape[1]
+        if code_dim > hidden:
+            raise ValueError(f"code_dim ({code_dim}) cannot exceed the embedding width ({hidden})")
+        generator = torch.Generator().manual_seed(0)
+        basis, _ = torch.linalg.qr(torch.randn(hidden, code_dim, generator=generator))
+        center = weight.mean(dim=0)
+        rms = ((weight - center) @ basis).pow(2).mean().sqrt().clamp_min(1e-8)
+        self.register_buffer("center", center, persistent=False)
+        self.proj = nn.Parameter(basis / rms)
+        # softmax temperature over candidate tokens; exact codes sit ~d apart in logit space
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(4.0)))
+        self.top_k = top_k
+        object.__setattr__(self, "_embeddings", embeddings)  # owned by the decoder LM
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.proj.shape[1])
+
+    def codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """Codes ``(…, d)`` of token ids ``(…)``."""
+        embeds = self._embeddings(ids).to(self.proj.dtype)
+        return (embeds - self.center.to(embeds.dtype)) @ self.proj
+
+    def vocabulary_codes(self) -> torch.Tensor:
+        """Codes ``(V, d)`` of the whole vocabulary."""
+        weight = self._embeddings.weight.to(self.proj.dtype)
+        return (weight - self.center.to(weight.dtype)) @ self.proj
+
+    def soft_embeddings(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slots ``(N, P, d)`` → decoder input embeddings ``(N, P, h)`` and a mask ``(N, P)`` of
+        slots that hold a token (an all-zero slot is empty: it is nearer to zero than to any
+        code). Each embedding mixes the ``top_k`` nearest tokens' embeddings by a softmax over
+        −‖slot − code‖²/τ, so gradients reach the slots and a noisy readout snaps to tokens."""
+        book = self.vocabulary_codes()  # (V, d)
+        # −‖z − c‖² = −‖z‖² + 2 z·c − ‖c‖²; the −‖z‖² term is shared, and the empty slot scores 0
+        scores = 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)  # (N, P, V)
+        top, index = scores.topk(min(self.top_k, book.shape[0]), dim=-1)
+        present = top[..., 0] > 0
+        weights = torch.softmax(top / self.log_temperature.exp(), dim=-1)
+        embeds = self._embeddings(index)  # (N, P, k, h)
+        mixed = (weights.unsqueeze(-1).to(embeds.dtype) * embeds).sum(dim=-2)
+        return mixed, present
+
+    def nearest_tokens(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots."""
+        book = self.vocabulary_codes()
+        scores = 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)
+        best, index = scores.max(dim=-1)
+        return index, best > 0
+
+
+class TokenCodeEncoder(nn.Module):
+    """``forward(input_ids, attention_mask) -> (N, P·d)``: the text in the decoder's tokens, one
+    code per token, then EOS's code, zero slots after it. Texts keep their first ``P − 1``
+    tokens. The only trained parameters are the codebook's, which the decoder shares."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        codebook: TokenCodebook,
+        num_latent_tokens: int,
+        eos_token_id: int,
+    ) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.num_latent_tokens = num_latent_tokens
+        self.latent_token_dim = codebook.code_dim
+        self.max_length = num_latent_tokens - 1
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        object.__setattr__(self, "codebook", codebook)  # registered under the decoder
+
+    @property
+    def latent_width(self) -> int:
+        return self.num_latent_tokens * self.latent_token_dim
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Decoder token ids of each text (cut to ``P − 1``) plus EOS, right-padded."""
+        body = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length
+        )["input_ids"]
+        rows = [list(ids) + [self.eos_token_id] for ids in body]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens per text before truncation, EOS not counted (compare with ``P − 1``)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(row) for row in ids]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        t = input_ids.shape[1]
+        if t > self.num_latent_tokens:
+            raise ValueError(f"{t} tokens do not fit in {self.num_latent_tokens} latent slots")
+        keep = attention_mask.unsqueeze(-1).to(self.codebook.proj.dtype)
+        codes = self.codebook.codes(input_ids) * keep  # (N, T, d), zero where padded
+        return F.pad(codes, (0, 0, 0, self.num_latent_tokens - t)).flatten(1)

@@ -1,0 +1,173 @@
+"""Token-code latents (``latent="token-codes"``) on tiny random models: the codebook, the
+encoder, the memory block the decoder reads, and their round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from larimar_memory.model import LarimarConfig, LarimarModel
+from larimar_memory.testing import tiny_test_model
+
+TEXTS = ["Paris is the capital of France.", "Bob drinks tea.", "x", "Ada wrote code in 1843."]
+P, D = 16, 16
+
+
+def _model(decoder: str = "llama", **overrides: object) -> LarimarModel:
+    fields = {"latent": "token-codes", "num_latent_tokens": P, "latent_token_dim": D,
+              "max_text_tokens": P - 1, **overrides}
+    return tiny_test_model(decoder, **fields).eval()
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def model(request: pytest.FixtureRequest) -> LarimarModel:
+    return _model(request.param)
+
+
+def test_config_keeps_text_within_the_slots() -> None:
+    with pytest.raises(ValidationError, match="max_text_tokens"):
+        LarimarConfig(latent="token-codes", num_latent_tokens=8, max_text_tokens=8)
+    assert LarimarConfig(latent="token-codes", num_latent_tokens=8, max_text_tokens=7)
+
+
+def test_every_slot_snaps_back_to_its_token(model: LarimarModel) -> None:
+    batch = model.encoder.tokenize(TEXTS)
+    z = model.encode(TEXTS)
+    assert z.shape == (len(TEXTS), P * D)
+    tokens, present = model.decoder.codebook.nearest_tokens(z.view(len(TEXTS), P, D))
+    for row, (ids, mask) in enumerate(zip(batch["input_ids"], batch["attention_mask"], strict=True)):
+        n = int(mask.sum())
+        assert tokens[row, :n].tolist() == ids[:n].tolist()
+        assert ids[n - 1] == model.decoder.stop_token_ids[0]  # EOS closes every text
+        assert present[row, :n].all() and not present[row, n:].any()
+    noisy = z + 0.05 * torch.randn_like(z)  # a readout with interference snaps to the same tokens
+    again, _ = model.decoder.codebook.nearest_tokens(noisy.view(len(TEXTS), P, D))
+    assert torch.equal(again[present], tokens[present])
+
+
+def test_long_texts_keep_their_first_tokens(model: LarimarModel) -> None:
+    long = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+    assert model.text_token_counts([long])[0] > P - 1
+    ids = model.encoder.tokenize([long])["input_ids"][0]
+    assert len(ids) == P and ids[-1] == model.decoder.stop_token_ids[0]
+
+
+def test_memory_block_masks_empty_slots(model: LarimarModel) -> None:
+    z = model.encode(TEXTS[:2])
+    block, mask = model.decoder.memory_block(z)
+    pre, post = len(model.decoder._block_pre), len(model.decoder._block_post)
+    counts = model.encoder.tokenize(TEXTS[:2])["attention_mask"].sum(dim=1)
+    assert block.shape[:2] == mask.shape
+    assert mask.shape[1] == pre + int(counts.max()) + post  # trailing empty slots dropped
+    assert mask.sum(dim=1).tolist() == [pre + int(c) + post for c in counts]
+    empty, empty_mask = model.decoder.memory_block(torch.zeros_like(z))
+    assert empty_mask.shape[1] == pre + post  # an all-empty readout still decodes
+    assert model.decode(torch.zeros_like(z), max_new_tokens=3) is not None
+
+
+def test_conditioned_logits_do_not_depend_on_padding(model: LarimarModel) -> None:
+    ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
+    z = model.encode(TEXTS)
+    batched, _ = model.decoder(z, ids, mask)
+    assert batched.shape[:2] == ids.shape
+    for i in range(len(TEXTS)):
+        n = int(mask[i].sum())
+        alone, _ = model.decoder(z[i : i + 1], ids[i : i + 1, :n], mask[i : i + 1, :n])
+        assert torch.allclose(batched[i, :n], alone[0], atol=1e-4)
+
+
+def test_cached_generation_matches_full_recompute(model: LarimarModel) -> None:
+    z = model.encode(["Bob drinks tea.", "Ada wrote code in 1843."])
+    prompts = ["Paris is", "A much longer prompt here"]
+    fast = model.decode(z, prompts, max_new_tokens=6, chat=False)
+    for i, prompt in enumerate(prompts):
+        ids = model.decoder._prompt(prompt, chat=False)
+        for _ in range(6):
+            x = torch.tensor([ids])
+            logits, _ = model.decoder(z[i : i + 1], x, torch.ones_like(x))
+            ids.append(int(logits[0, -1].argmax()))
+        start = len(model.decoder._prompt(prompt, chat=False))
+        assert fast[i] == model.decoder._decode_row(ids[start:])
+
+
+def test_chat_question_after_memory_has_no_second_system_turn() -> None:
+    model = _model("llama")
+    if not model.decoder._block_pre:
+        pytest.skip("the tiny chat template takes no system turn")
+    text = model.decoder.tokenizer.decode(model.decoder._prompt("Who?", None, after_memory=True))
+    assert "Who?" in text and "system" not in text
+
+
+def test_gradients_reach_codebook_adapters_and_memory() -> None:
+    model = _model("llama", decoder_training="lora").train()
+    batch = {k: v.view(2, 2, -1) for k, v in model.tokenize(TEXTS).items()}
+    losses = model.training_losses(
+        batch["enc_input_ids"], batch["enc_attention_mask"],
+        batch["dec_input_ids"], batch["dec_attention_mask"],
+    )
+    losses["total"].backward()
+    codebook = model.decoder.codebook
+    assert codebook.proj.grad is not None and codebook.proj.grad.abs().sum() > 0
+    assert codebook.log_temperature.grad is not None
+    assert model.prior_memory.grad is not None
+    assert any(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    model = _model("llama", decoder_training="lora")
+    with torch.no_grad():
+        model.decoder.codebook.proj.mul_(1.5)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.1)
+    model.save_pretrained(tmp_path)
+    again = LarimarModel.from_pretrained(tmp_path).eval()
+    z = model.encode(TEXTS)
+    assert torch.equal(again.encode(TEXTS), z)
+    ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
+    with torch.no_grad():
+        assert torch.allclose(again.decoder(z, ids, mask)[0], model.decoder(z, ids, mask)[0])
+
+
+def test_service_remembers_recalls_and_forgets_token_codes(tmp_path: Path) -> None:
+    from larimar_memory.testing import tiny_larimar
+
+    overrides = {"latent": "token-codes", "num_latent_tokens": 32, "latent_token_dim": D,
+                 "max_text_tokens": 31}  # the tiny tokenizer spells out characters
+    larimar = tiny_larimar(tmp_path / "store.sqlite3", decoder="llama", model_overrides=overrides)
+    try:
+        ids = larimar.remember(["Alice lives in Lisbon.", "Bob plays the cello."]).ids
+        recalled = larimar.recall("Where does Alice live?")
+        assert recalled.fact is not None and recalled.fact.text == "Alice lives in Lisbon."
+        assert isinstance(larimar.ask("Where does Alice live?").answer, str)
+        larimar.forget(ids[0])
+        assert [f.text for f in larimar.list()] == ["Bob plays the cello."]
+    finally:
+        larimar.close()
+
+
+def test_qa_term_scores_only_the_answer_from_the_asked_facts_readout() -> None:
+    from larimar_memory.model import LossWeights, QuestionBatch
+
+    model = _model("llama", num_latent_tokens=48, max_text_tokens=47)
+    texts = ["Bob drinks tea.", "Ada wrote code."]
+    batch = model.tokenize(texts)
+    ids, mask, labels = model.decoder.tokenize_answers(["What does Bob drink?"], ["tea"],
+                                                       [True], 32)
+    answer = [t for t in labels[0].tolist() if t != -100]
+    assert model.decoder.tokenizer.decode(answer[:-1]) == "tea"  # then EOS
+    assert answer[-1] == model.decoder.stop_token_ids[0]
+    questions = QuestionBatch(index=torch.tensor([0]), input_ids=ids, attention_mask=mask,
+                              labels=labels)
+    args = (batch["enc_input_ids"], batch["enc_attention_mask"], batch["dec_input_ids"],
+            batch["dec_attention_mask"])
+    losses = model.training_losses(*args, weights=LossWeights(qa=1.0), questions=questions)
+    assert losses["qa"].item() > 0
+    only = model.training_losses(
+        *args, weights=LossWeights(recon_memory=0, recon_direct=0, kl=0, lm=0, qa=1.0),
+        questions=questions,
+    )
+    assert only["qa"].item() > 0 and torch.allclose(only["total"], only["qa"])
