@@ -60,6 +60,10 @@ class TurnResult(BaseModel):
         default_factory=list, description="forget requests that matched no stored fact"
     )
     questions: list[str] = Field(default_factory=list, description="sentences that ask")
+    too_long: list[str] = Field(
+        default_factory=list,
+        description="fact sentences over the model's max_text_tokens, not written",
+    )
 
 
 def parse_forget_request(sentence: str) -> str | None:
@@ -117,6 +121,11 @@ def observe(larimar: Larimar, message: str, *, namespace: str | None = None) -> 
             result.questions.append(sentence)
         elif is_fact(sentence):
             facts.append(_strip_lead_in(sentence))
+    if facts:  # one over-long sentence must not cost the turn its other facts
+        limit = larimar.model.config.max_text_tokens
+        counts = larimar.model.text_token_counts(facts)
+        result.too_long = [f for f, n in zip(facts, counts, strict=True) if n > limit]
+        facts = [f for f, n in zip(facts, counts, strict=True) if n <= limit]
     if facts:
         keys = [fact_key(f) for f in facts]
         result.remembered = larimar.remember(facts, key=keys, namespace=namespace).ids

@@ -85,11 +85,11 @@ def test_memory_conditioned_decoding(model: LarimarModel) -> None:
     assert any(s.strip() for s in prompted)
 
 
-def test_untrained_default_checkpoint_loads(
+def test_packaged_checkpoint_loads_by_default(
     decoder_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
         model = LarimarModel.from_pretrained("larimar-smol", cache_dir=decoder_cache)
-    if "UNTRAINED" not in caplog.text:  # a trained checkpoint has been packaged since
-        assert model.latent_width == model.config.latent_width
+    assert "UNTRAINED" not in caplog.text
+    assert model.config.latent == "token-codes"
     assert model.encode(SENTENCES[:1]).shape == (1, model.latent_width)

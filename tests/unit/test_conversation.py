@@ -73,3 +73,11 @@ def test_observe_writes_facts_and_forgets_on_request(larimar):
     assert [f.text for f in larimar.list()] == ["Alice lives in Lisbon."]
     turn = observe(larimar, "Forget quantum chromodynamics entirely.")
     assert turn.forgotten == [] and turn.unmatched_forget_requests
+
+
+def test_observe_skips_an_over_long_sentence_and_keeps_the_rest(larimar):
+    long = "My grandmother " + "really " * 40 + "likes tea."
+    assert larimar.model.text_token_counts([long])[0] > larimar.model.config.max_text_tokens
+    result = observe(larimar, f"I live in Lisbon. {long}")
+    assert result.too_long == [long]
+    assert [f.text for f in larimar.list()] == ["I live in Lisbon."]

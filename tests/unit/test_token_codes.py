@@ -38,7 +38,8 @@ def test_every_slot_snaps_back_to_its_token(model: LarimarModel) -> None:
     z = model.encode(TEXTS)
     assert z.shape == (len(TEXTS), P * D)
     tokens, present = model.decoder.codebook.nearest_tokens(z.view(len(TEXTS), P, D))
-    for row, (ids, mask) in enumerate(zip(batch["input_ids"], batch["attention_mask"], strict=True)):
+    rows = zip(batch["input_ids"], batch["attention_mask"], strict=True)
+    for row, (ids, mask) in enumerate(rows):
         n = int(mask.sum())
         assert tokens[row, :n].tolist() == ids[:n].tolist()
         assert ids[n - 1] == model.decoder.stop_token_ids[0]  # EOS closes every text
