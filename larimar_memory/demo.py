@@ -93,7 +93,9 @@ def run_demo(
             facts = [f.text for f in memory.list()]
             say(f"\n[bold]memory now holds[/bold] {len(facts)} facts: {facts}")
             stats = memory.stats()
-            checkpoint = memory.model.config.model_dump(include={"encoder_name", "decoder_name"})
+            checkpoint = memory.model.config.model_dump(
+                include={"latent", "encoder_name", "decoder_name"}
+            )
 
     table = Table(title="timings")
     table.add_column("step")
@@ -101,8 +103,6 @@ def run_demo(
     for name, seconds in timings.items():
         table.add_row(name, f"{seconds * 1e3:.0f}")
     say(table)
-    say("[dim]Decoding quality depends on the trained larimar-smol checkpoint; until one is "
-        "packaged the decoder is untrained and the readout text is not faithful.[/dim]")
     result = {"steps": steps, "timings_s": timings, "facts": facts, "stats": stats,
               "model": checkpoint}
     if as_json:

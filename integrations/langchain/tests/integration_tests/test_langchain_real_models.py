@@ -2,8 +2,8 @@
 ``larimar-smol``): the LCEL chain, ChatLarimar, the retriever, and an agent with the middleware
 and the tools. Slow (model load ~30 s, each recall decodes on the CPU), hence ``integration``.
 
-The packaged checkpoint is untrained for now, so these tests check routing, scope and the
-stored text, never what the decoded readout says.
+These tests check routing, scope and the stored text; what the trained checkpoint decodes is
+checked in the core's tests/integration/test_trained_checkpoint.py.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SISTER_Q = "What is my sister called?"
 COLOUR = "My favourite colour is green."
 COLOUR_Q = "What is my favourite colour?"
 UNRELATED = "What is the capital of Peru?"
-# Decoded readouts are not checked (untrained checkpoint): keep them short so recalls are quick.
+# Decoded readouts are checked in the core's tests: keep them short so recalls are quick.
 SETTINGS = LarimarSettings(max_new_tokens=8)
 
 

@@ -1,5 +1,5 @@
 """LangChain's standard integration tests (langchain-tests) for `ChatLarimar` on the real
-packaged models. Answers are checked for shape only (the checkpoint is untrained)."""
+packaged models. Answers are checked for shape (the standard suite's contract)."""
 
 from __future__ import annotations
 
