@@ -15,10 +15,9 @@ tool-calling chat model (e.g. ``init_chat_model("openai:gpt-5-mini")``) to run t
 against a real LLM.
 
 With the real models, loading takes ~30 s (longer the first time: the packaged GGUF decoder is
-converted once and cached) and every recall decodes a memory readout on the CPU. The packaged
-``larimar-smol`` checkpoint is untrained for now, so the agent is shown the fact-log text of the
-addressed slot (``context_source="stored"``, the default), not the decoded readout; a short
-readout (``max_new_tokens=8``) keeps each recall quick. With ``--tiny`` the scope detector uses
+converted once and cached) and every recall decodes a memory readout on the CPU. The agent is
+shown the fact-log text of the addressed slot (``context_source="stored"``, the default);
+``context_source="decoded"`` shows the decoded readout instead. With ``--tiny`` the scope detector uses
 a bag-of-words hashing embedder, so only questions sharing words with a fact are in scope.
 """
 

@@ -6,6 +6,8 @@ queries, and a decoder conditioned on the memory readout (Das et al., ICML 2024)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CapacityError,
     EmptyInputError,
@@ -20,14 +22,39 @@ from .errors import (
 )
 from .memory import EpisodicMemory, MemoryConfig
 
+if TYPE_CHECKING:
+    from .model import LarimarConfig, LarimarModel
+    from .service import Larimar, LarimarSettings
+
 __version__ = "0.1.0"
+
+# the model stack (transformers, peft) loads on first use, so `import larimar_memory` stays cheap
+_LAZY = {
+    "Larimar": "service",
+    "LarimarSettings": "service",
+    "LarimarModel": "model",
+    "LarimarConfig": "model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CapacityError",
     "EmptyInputError",
     "EpisodicMemory",
     "FactNotFoundError",
+    "Larimar",
+    "LarimarConfig",
     "LarimarError",
+    "LarimarModel",
+    "LarimarSettings",
     "MemoryConfig",
     "MemoryInputError",
     "ModelNotFoundError",
