@@ -17,8 +17,9 @@ against a real LLM.
 With the real models, loading takes ~30 s (longer the first time: the packaged GGUF decoder is
 converted once and cached) and every recall decodes a memory readout on the CPU. The agent is
 shown the fact-log text of the addressed slot (``context_source="stored"``, the default);
-``context_source="decoded"`` shows the decoded readout instead. With ``--tiny`` the scope detector uses
-a bag-of-words hashing embedder, so only questions sharing words with a fact are in scope.
+``context_source="decoded"`` shows the decoded readout instead. With ``--tiny`` the scope
+detector uses a bag-of-words hashing embedder, so only questions sharing words with a fact are
+in scope.
 """
 
 from __future__ import annotations
