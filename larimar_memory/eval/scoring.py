@@ -191,19 +191,16 @@ def lm_nll(
 
 @contextlib.contextmanager
 def _decoder_lm(model: LarimarModel, base: bool) -> Iterator[Any]:
-    """A forward ``(ids, mask) -> logits`` of the no-memory decoder, or of the base LM: LoRA
-    adapters disabled, or the backbone reloaded by name when the decoder was fully trained."""
-    lm = model.decoder.lm
+    """A forward ``(ids, mask) -> logits`` of the no-memory decoder, or of the base LM. They
+    differ only for a fully trained decoder (LoRA is off without memory, a frozen one is the
+    base), whose base is reloaded by name."""
     was_training = model.training
     model.eval()
-    untouched = (model.config.decoder_training == "frozen"
-                 and "decoder" not in getattr(model, "_stored_backbones", set()))
+    changed = model.config.decoder_training == "full" or "decoder" in getattr(
+        model, "_stored_backbones", set())
     try:
-        if not base or untouched:
+        if not base or not changed:
             yield lambda ids, mask: model.decoder(None, ids, mask)[0]
-        elif hasattr(lm, "disable_adapter"):
-            with lm.disable_adapter():
-                yield lambda ids, mask: lm(input_ids=ids, attention_mask=mask).logits
         else:
             from ..loading import load_decoder_backbone
 
