@@ -65,10 +65,8 @@ class TokenCodebook(nn.Module):
         slots that hold a token (an all-zero slot is empty: it is nearer to zero than to any
         code). Each embedding mixes the ``top_k`` nearest tokens' embeddings by a softmax over
         −‖slot − code‖²/τ, so gradients reach the slots and a noisy readout snaps to tokens."""
-        book = self.vocabulary_codes()  # (V, d)
-        # −‖z − c‖² = −‖z‖² + 2 z·c − ‖c‖²; the −‖z‖² term is shared, and the empty slot scores 0
-        scores = 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)  # (N, P, V)
-        top, index = scores.topk(min(self.top_k, book.shape[0]), dim=-1)
+        scores = self._scores(slots)
+        top, index = scores.topk(min(self.top_k, scores.shape[-1]), dim=-1)
         present = top[..., 0] > 0
         weights = torch.softmax(top / self.log_temperature.exp(), dim=-1)
         embeds = self._embeddings(index)  # (N, P, k, h)
@@ -77,10 +75,14 @@ class TokenCodebook(nn.Module):
 
     def nearest_tokens(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots."""
-        book = self.vocabulary_codes()
-        scores = 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)
-        best, index = scores.max(dim=-1)
+        best, index = self._scores(slots).max(dim=-1)
         return index, best > 0
+
+    def _scores(self, slots: torch.Tensor) -> torch.Tensor:
+        """``(N, P, V)``: −‖z − c‖² + ‖z‖² = 2 z·c − ‖c‖² (the −‖z‖² term is the same for every
+        token, and an empty slot, z = 0, scores 0), so a positive best score means a token."""
+        book = self.vocabulary_codes()  # (V, d)
+        return 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)
 
 
 class TokenCodeEncoder(nn.Module):

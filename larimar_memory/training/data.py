@@ -8,7 +8,6 @@ train on what the benchmarks later measure.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -21,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import LarimarError
-from ..eval.data import first_string, last_sentence, parse_edit
+from ..eval.data import first_string, last_sentence, parse_edit, read_json_records
 from .config import DATA_ENV, DataConfig, FactsSource, HFSource, TextSource
 
 logger = logging.getLogger(__name__)
@@ -172,16 +171,9 @@ def read_facts(path: Path, answers: str = "both") -> list[list[str]]:
 def _read_records(path: Path) -> list[dict[str, Any]]:
     check_training_file(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            records = json.loads(text)
-    except (OSError, json.JSONDecodeError) as exc:
+        return read_json_records(path)
+    except LarimarError as exc:
         raise TrainingDataError(f"cannot read fact source {path}: {exc}") from exc
-    if not isinstance(records, list):
-        raise TrainingDataError(f"fact source {path} must hold a JSON list of records")
-    return records
 
 
 def fact_questions(record: dict[str, Any]) -> list[tuple[str, str, str]]:
