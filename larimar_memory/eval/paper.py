@@ -19,7 +19,7 @@ retention and held-out F1 curve, exact batch-editing curve values, and robustnes
 
 The paper's models are Larimar-1.3B (BERT-large encoder + GPT-2 large decoder) and Larimar-6B
 (GPT-J decoder), memory K x C = 512 x 768, trained on WikiText; ours is larimar-smol
-(MiniLM + SmolLM2-135M). Larimar rows use the scope detector unless a key says otherwise.
+(token codes + SmolLM2-135M). Larimar rows use the scope detector unless a key says otherwise.
 """
 
 from __future__ import annotations
