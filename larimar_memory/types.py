@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class Fact(BaseModel):
@@ -14,9 +14,17 @@ class Fact(BaseModel):
     namespace: str
     text: str = Field(description="the fact as written")
     key: str = Field(description="the text that addresses the fact (the fact itself by default)")
-    slot: int = Field(description="memory row the fact is written to")
+    rows: list[int] = Field(
+        default_factory=list, description="memory rows that hold the fact (one per ≤47 tokens)"
+    )
     created_at: float = Field(description="seconds since the epoch")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slot(self) -> int:
+        """The first memory row (kept for code written against single-row facts)."""
+        return self.rows[0] if self.rows else -1
 
 
 class ScopeInfo(BaseModel):
@@ -27,16 +35,23 @@ class ScopeInfo(BaseModel):
     threshold: float
 
 
+class RecallHit(BaseModel):
+    """One recalled fact: what the memory holds for it, and how well its key matched."""
+
+    fact: Fact
+    score: float = Field(description="how well the query matched the fact's key (higher first)")
+    text: str = Field("", description="the fact's text read back from the memory rows")
+
+
 class RecallResult(BaseModel):
-    """The memory readout for a query, decoded to text."""
+    """The k facts a query addresses, best first. The top-level fields describe the best one."""
 
     query: str
-    text: str = Field(description="the memory readout decoded by the memory-conditioned decoder")
+    text: str = Field("", description="the best hit's text read from the memory ('' if none)")
     scope: ScopeInfo
-    fact: Fact | None = Field(
-        None, description="the stored fact whose slot the query addressed most strongly"
-    )
-    weight: float = Field(0.0, description="addressing weight on that fact's slot (0..1)")
+    fact: Fact | None = Field(None, description="the best hit's fact")
+    weight: float = Field(0.0, description="the best hit's score")
+    hits: list[RecallHit] = Field(default_factory=list, description="up to k hits, best first")
 
 
 class AskResult(BaseModel):
@@ -45,17 +60,49 @@ class AskResult(BaseModel):
     question: str
     answer: str
     route: Literal["memory", "plain"] = Field(
-        description="'memory': decoded conditioned on the readout; 'plain': no memory"
+        description="'memory': decoded conditioned on the readouts; 'plain': no memory"
     )
     scope: ScopeInfo
-    fact: Fact | None = None
+    fact: Fact | None = Field(None, description="the best fact read (memory route only)")
+    facts: list[Fact] = Field(
+        default_factory=list, description="every fact whose readout conditioned the answer"
+    )
+
+
+WriteStatus = Literal["written", "replaced", "duplicate"]
+
+
+class WriteOutcome(BaseModel):
+    """What one input of a `remember` call did."""
+
+    id: str = Field(description="the id that now holds this input")
+    status: WriteStatus = Field(
+        description="'written': a new fact; 'replaced': it took the place of `replaced` (same "
+        "explicit key or id from the same owner); 'duplicate': the same text from the same owner "
+        "was stored already as `id`, nothing was written"
+    )
+    replaced: Fact | None = None
 
 
 class RememberResult(BaseModel):
-    """Ids written by one remember call, and the facts a correction replaced."""
+    """One entry per input, in input order."""
 
-    ids: list[str]
-    replaced: list[Fact] = Field(default_factory=list)
+    ids: list[str] = Field(description="one id per input, in input order")
+    outcomes: list[WriteOutcome] = Field(default_factory=list, description="one per input")
     duplicate_request: bool = Field(
         False, description="True when the request id was seen before and nothing was written"
     )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def replaced(self) -> list[Fact]:
+        """Every fact a correction replaced."""
+        return [o.replaced for o in self.outcomes if o.replaced is not None]
+
+
+class MemoryLimits(BaseModel):
+    """What a memory accepts, so callers can split or refuse input before sending it."""
+
+    max_fact_tokens: int = Field(description="decoder tokens one fact may have")
+    max_text_chars: int = Field(description="characters one fact, key or query may have")
+    max_key_chars: int = Field(description="characters an explicit key may have")

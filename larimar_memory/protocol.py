@@ -1,0 +1,123 @@
+"""`MemoryBackend`: the one interface every integration talks to.
+
+`Larimar` (in process), `LarimarClient` (HTTP) implement `MemoryBackend`; `AsyncLarimarClient`
+implements `AsyncMemoryBackend`. Integrations (LangChain, LangGraph, LlamaIndex) and
+`conversation.observe` use nothing outside these, so the same code runs against a local memory
+or a server. A test checks all three against the protocols.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Protocol, runtime_checkable
+
+from .types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
+
+Metadata = dict[str, Any]
+Filter = dict[str, Any]
+
+
+@runtime_checkable
+class MemoryBackend(Protocol):
+    """Remember / recall / ask / forget per namespace, with sync and async twins."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    def limits(self) -> MemoryLimits: ...
+
+    def remember(
+        self,
+        text: str | builtins.list[str],
+        *,
+        key: str | builtins.list[str] | None = None,
+        namespace: str | None = None,
+        metadata: Metadata | builtins.list[Metadata] | None = None,
+        request_id: str | None = None,
+        ids: str | builtins.list[str] | None = None,
+    ) -> RememberResult: ...
+
+    def recall(
+        self,
+        query: str,
+        *,
+        k: int = 1,
+        namespace: str | None = None,
+        decode: bool = True,
+        filter: Filter | None = None,
+    ) -> RecallResult: ...
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        namespace: str | None = None,
+        max_new_tokens: int | None = None,
+        filter: Filter | None = None,
+    ) -> AskResult: ...
+
+    def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]: ...
+
+    def forget_matching(
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None
+    ) -> builtins.list[Fact]: ...
+
+    def list(
+        self,
+        *,
+        namespace: str | None = None,
+        filter: Filter | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Fact]: ...
+
+    def get(self, fact_id: str, *, namespace: str | None = None) -> Fact: ...
+
+    def clear(self, *, namespace: str | None = None) -> int: ...
+
+    def namespaces(self) -> builtins.list[str]: ...
+
+    async def aremember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult: ...
+
+    async def arecall(self, query: str, **kwargs: Any) -> RecallResult: ...
+
+    async def aask(self, question: str, **kwargs: Any) -> AskResult: ...
+
+    async def aforget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]: ...
+
+    async def aforget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]: ...
+
+    async def alist(self, **kwargs: Any) -> builtins.list[Fact]: ...
+
+    async def aget(self, fact_id: str, **kwargs: Any) -> Fact: ...
+
+    async def aclear(self, **kwargs: Any) -> int: ...
+
+
+@runtime_checkable
+class AsyncMemoryBackend(Protocol):
+    """The same operations, each a coroutine (`AsyncLarimarClient`)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    async def limits(self) -> MemoryLimits: ...
+
+    async def remember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult: ...
+
+    async def recall(self, query: str, **kwargs: Any) -> RecallResult: ...
+
+    async def ask(self, question: str, **kwargs: Any) -> AskResult: ...
+
+    async def forget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]: ...
+
+    async def forget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]: ...
+
+    async def list(self, **kwargs: Any) -> builtins.list[Fact]: ...
+
+    async def get(self, fact_id: str, **kwargs: Any) -> Fact: ...
+
+    async def clear(self, **kwargs: Any) -> int: ...
+
+    async def namespaces(self) -> builtins.list[str]: ...
