@@ -153,11 +153,11 @@ class EpisodicMemory:
         self.device = torch.device(device)
         self.dtype = cfg.torch_dtype
         K, C, D = cfg.slots, cfg.width, cfg.resolved_key_width
-        if prior is None:
-            prior = torch.zeros(K, C)
         if reference is None:
             reference = random_reference(K, D, seed=cfg.seed)
-        self.prior = self._as_state_tensor(prior, (K, C), "prior")
+        # A zero prior (the default) is not stored: for a memory of many small blocks it would
+        # be a third of the bytes.
+        self._prior = None if prior is None else self._as_state_tensor(prior, (K, C), "prior")
         self.reference = self._as_state_tensor(reference, (K, D), "reference")
         self.reset()
 
@@ -169,10 +169,17 @@ class EpisodicMemory:
         lam = self.config.ridge
         eye = torch.eye(K, dtype=self.dtype, device=self.device)
         self.precision = lam * eye
-        self.moment = lam * self.prior.clone()
+        self.moment = lam * self.prior
         self.memory = self.prior.clone()
         self._inverse = eye / lam
         self._updates_since_refresh = 0
+
+    @property
+    def prior(self) -> torch.Tensor:
+        """The prior memory ``M_prior (K, C)`` (a fresh zero tensor when none was given)."""
+        if self._prior is None:
+            return torch.zeros(self.slots, self.width, dtype=self.dtype, device=self.device)
+        return self._prior
 
     @property
     def slots(self) -> int:
@@ -181,6 +188,29 @@ class EpisodicMemory:
     @property
     def width(self) -> int:
         return self.config.width
+
+    def grow(self, slots: int) -> None:
+        """Add empty rows up to ``slots``. Exact: a row no fact has addressed contributes ``λI``
+        to the precision and its prior row to the moment, so the solution over the old rows is
+        unchanged and the new rows read their prior (zero). Lets a memory hold as many rows as
+        it has facts instead of allocating all ``K`` up front."""
+        K = self.slots
+        if slots < K:
+            raise MemoryInputError(f"a memory can only grow: {slots} < {K} slots")
+        if slots == K:
+            return
+        lam, extra = self.config.ridge, slots - K
+        C, D = self.width, self.config.resolved_key_width
+        kw = {"dtype": self.dtype, "device": self.device}
+        self.precision = torch.block_diag(self.precision, lam * torch.eye(extra, **kw))
+        self._inverse = torch.block_diag(self._inverse, torch.eye(extra, **kw) / lam)
+        self.memory = torch.cat([self.memory, torch.zeros(extra, C, **kw)])
+        self.moment = torch.cat([self.moment, torch.zeros(extra, C, **kw)])
+        if self._prior is not None:
+            self._prior = torch.cat([self._prior, torch.zeros(extra, C, **kw)])
+        fresh = random_reference(slots, D, seed=self.config.seed, dtype=self.dtype)[K:]
+        self.reference = torch.cat([self.reference, fresh.to(self.device)])
+        self.config = self.config.model_copy(update={"slots": slots})
 
     def refresh(self) -> None:
         """Recompute ``M = Cov⁻¹·B`` and the cached inverse by Cholesky (removes drift)."""
@@ -342,7 +372,8 @@ class EpisodicMemory:
             L = torch.linalg.cholesky(loaded["precision"])
         except torch.linalg.LinAlgError as exc:
             raise StateFileError("memory state precision is not positive definite") from exc
-        self.memory, self.prior = loaded["memory"], loaded["prior"]
+        self.memory = loaded["memory"]
+        self._prior = loaded["prior"] if bool(loaded["prior"].any()) else None
         self.precision, self.moment = loaded["precision"], loaded["moment"]
         self.reference = loaded["reference"]
         self._set_solution(self.memory, torch.cholesky_inverse(L))
@@ -393,7 +424,9 @@ class EpisodicMemory:
 
     def state_bytes(self) -> int:
         """Bytes held by the state (independent of how many facts were written)."""
-        tensors = list(self.state_dict().values()) + [self._inverse]
+        tensors = [self.memory, self.precision, self.moment, self.reference, self._inverse]
+        if self._prior is not None:
+            tensors.append(self._prior)
         return sum(t.numel() * t.element_size() for t in tensors)
 
     # -- internals -----------------------------------------------------------------------------

@@ -300,6 +300,47 @@ class LarimarModel(nn.Module):
             self.encoder.train(was_training)
         return torch.cat(chunks).to(self.dtype)
 
+    @torch.no_grad()
+    def encode_facts(self, texts: list[str]) -> list[torch.Tensor]:
+        """Each text as the memory rows that keep it whole, ``(n_i, C)``: one row per
+        ``max_text_tokens`` tokens (token codes: decoder tokens; pooled: encoder tokens)."""
+        if isinstance(self.encoder, TokenCodeEncoder):
+            split = self.encoder.split(list(texts))
+            pieces = [piece for text_pieces in split for piece in text_pieces]
+            flat = torch.cat([
+                self.encoder.encode_pieces(pieces[i : i + 64]) for i in range(0, len(pieces), 64)
+            ]).to(self.dtype)
+        else:
+            split = [self._text_pieces(text) for text in texts]
+            flat = self.encode([piece for text_pieces in split for piece in text_pieces])
+        return list(torch.split(flat, [len(p) for p in split]))
+
+    @torch.no_grad()
+    def read_facts(self, readouts: list[torch.Tensor]) -> list[str]:
+        """The texts memory readouts hold, one per fact ``(n_i, C)``. Token codes are read by
+        snapping each slot to its nearest code (no language model, a few ms); a pooled latent
+        has to be decoded by the language model, row by row."""
+        if isinstance(self.encoder, TokenCodeEncoder):
+            tokenizer = self.encoder.tokenizer
+            return [
+                tokenizer.decode(self.encoder.read(rows.to(self.dtype)),
+                                 clean_up_tokenization_spaces=False)
+                for rows in readouts
+            ]
+        return [" ".join(self.decode(rows.to(self.dtype))).strip() for rows in readouts]
+
+    def _text_pieces(self, text: str) -> list[str]:
+        """A text cut at encoder-token boundaries into pieces the pooled encoder takes whole."""
+        tokenizer = self.encoder.tokenizer
+        step = max(1, self.config.max_text_tokens - 2)  # room for [CLS]/[SEP]
+        spans = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = spans["offset_mapping"]
+        if len(offsets) <= step:
+            return [text]
+        cuts = [offsets[i][0] for i in range(step, len(offsets), step)]
+        bounds = [0, *cuts, len(text)]
+        return [text[a:b].strip() or text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
     def text_token_counts(self, texts: list[str]) -> list[int]:
         """Encoder tokens per text before truncation (compare with ``config.max_text_tokens``)."""
         if isinstance(self.encoder, TokenCodeEncoder):

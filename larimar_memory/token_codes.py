@@ -56,7 +56,19 @@ class TokenCodebook(nn.Module):
         return (embeds - self.center.to(embeds.dtype)) @ self.proj
 
     def vocabulary_codes(self) -> torch.Tensor:
-        """Codes ``(V, d)`` of the whole vocabulary."""
+        """Codes ``(V, d)`` of the whole vocabulary. Without autograd (serving) they are cached
+        until the projection changes: computing them is a (V × h)·(h × d) product, ~2 GFLOP for
+        SmolLM2, far more than snapping a readout to them."""
+        if torch.is_grad_enabled():
+            return self._compute_vocabulary_codes()
+        stamp = (self.proj.data_ptr(), self.proj._version, self.proj.dtype)
+        cached = getattr(self, "_codes_cache", None)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self._compute_vocabulary_codes())
+            object.__setattr__(self, "_codes_cache", cached)  # a cache, not module state
+        return cached[1]
+
+    def _compute_vocabulary_codes(self) -> torch.Tensor:
         weight = self._embeddings.weight.to(self.proj.dtype)
         return (weight - self.center.to(weight.dtype)) @ self.proj
 
@@ -123,6 +135,41 @@ class TokenCodeEncoder(nn.Module):
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
             mask[i, : len(row)] = 1
         return {"input_ids": ids, "attention_mask": mask}
+
+    def split(self, texts: list[str]) -> list[list[list[int]]]:
+        """Each text's token ids cut into pieces of at most ``P − 1`` tokens: one memory row
+        each, so a fact of any length is kept whole over several rows."""
+        body = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        step = self.max_length
+        return [[list(ids[i : i + step]) for i in range(0, max(len(ids), 1), step)]
+                for ids in body]
+
+    def encode_pieces(self, pieces: list[list[int]]) -> torch.Tensor:
+        """Latents ``(N, C)`` of token-id pieces (each at most ``P − 1`` ids), EOS appended."""
+        rows = [list(piece) + [self.eos_token_id] for piece in pieces]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        device = self.codebook.proj.device
+        return self(ids.to(device), mask.to(device))
+
+    def read(self, rows: torch.Tensor) -> list[int]:
+        """The token ids a fact's readout rows ``(n, C)`` hold: each slot snapped to its
+        nearest code, each row read up to its EOS (or first empty slot). No language model."""
+        slots = rows.reshape(rows.shape[0], self.num_latent_tokens, -1)
+        filled = slots.abs().amax(dim=-1) > 0  # all-zero slots are empty: skip their scores
+        ids = torch.full(filled.shape, self.eos_token_id, dtype=torch.long)
+        if bool(filled.any()):
+            nearest, present = self.codebook.nearest_tokens(slots[filled][None])
+            ids[filled] = torch.where(present[0], nearest[0], self.eos_token_id).cpu()
+        out: list[int] = []
+        for row in ids.tolist():
+            end = row.index(self.eos_token_id) if self.eos_token_id in row else len(row)
+            out.extend(row[:end])
+        return out
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens per text before truncation, EOS not counted (compare with ``P − 1``)."""

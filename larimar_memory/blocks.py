@@ -1,0 +1,260 @@
+"""`BlockMemory`: the memory of one namespace, any number of facts, each read back exactly.
+
+The paper sizes the memory to what it holds (K = 1000 rows for 1000 edits) and reads long inputs
+through several memories (recursive search). Here a namespace's memory is a list of blocks; each
+block is an `EpisodicMemory` of at most ``block_rows`` rows, the exact (ridge) least-squares
+memory of the facts written to it (eq. 4). A fact takes as many rows as its value has (a long
+fact several), all in one block; its key routes a query to it (a top-k cosine search over the
+keys), and its readout is ``w·M`` with the weights it was written with.
+
+Addressing: Gaussian addressing (eq. 7-8) against a reference whose row ``r`` is the key that owns
+it has ``σ = 0`` for that key, so its weights are exactly ``e_r``, the one-hot limit; rows of
+one block are therefore linearly independent and every fact reads back what was written (up to
+the ridge factor ``1/(1+λ)``). A write or forget touches one block: its cost does not depend on
+how many facts the namespace holds. Blocks grow by doubling up to ``block_rows``, so bytes grow
+with the facts stored, not with a fixed K.
+
+Pure tensors: ids are opaque strings, no text enters this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .errors import FactNotFoundError, MemoryInputError
+from .memory import EpisodicMemory, MemoryConfig
+
+_FIRST_BLOCK_ROWS = 1
+
+
+@dataclass(frozen=True)
+class BlockWrite:
+    """One fact to write: its id, its key ``(D,)`` and its value rows ``(n, C)``; ``rows`` are
+    its global memory rows when they are known already (rebuilding from the fact log)."""
+
+    fact_id: str
+    key: torch.Tensor
+    values: torch.Tensor
+    rows: tuple[int, ...] | None = None
+
+
+class BlockMemory:
+    """Facts in blocks of exact least-squares memories, routed by their keys.
+
+    >>> mem = BlockMemory(width=4, key_width=3, block_rows=2)
+    >>> rows = mem.write([BlockWrite("a", torch.ones(3), torch.ones(2, 4))])
+    >>> rows["a"], mem.search(torch.ones(3), k=1)
+    ((0, 1), [('a', 1.0)])
+    """
+
+    def __init__(
+        self,
+        width: int,
+        key_width: int,
+        *,
+        block_rows: int = 512,
+        ridge: float = 1e-3,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if block_rows < 1:
+            raise MemoryInputError(f"block_rows must be >= 1, got {block_rows}")
+        self.width, self.key_width, self.block_rows = width, key_width, block_rows
+        self.ridge, self.dtype = ridge, dtype
+        self.blocks: list[EpisodicMemory] = []
+        self._used: list[int] = []  # rows in use per block
+        self._owner: dict[int, str] = {}  # global row -> fact id
+        self._rows: dict[str, tuple[int, ...]] = {}  # fact id -> global rows
+        # the key index: one row per fact, reused after a forget
+        self._keys = torch.zeros(0, key_width, dtype=torch.float32)
+        self._key_ids: list[str | None] = []
+        self._key_pos: dict[str, int] = {}
+        self._free_pos: list[int] = []
+
+    # -- sizes -----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, fact_id: object) -> bool:
+        return fact_id in self._rows
+
+    def rows_of(self, fact_id: str) -> tuple[int, ...]:
+        return self._rows[self._known(fact_id)]
+
+    def nbytes(self) -> int:
+        """In-process bytes: every block's state plus the key index."""
+        keys = self._keys.numel() * self._keys.element_size()
+        return keys + sum(block.state_bytes() for block in self.blocks)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def write(self, facts: Sequence[BlockWrite]) -> dict[str, tuple[int, ...]]:
+        """Write facts, one least-squares update per block touched; returns each fact's rows."""
+        placed: dict[int, list[tuple[int, torch.Tensor]]] = {}
+        out: dict[str, tuple[int, ...]] = {}
+        for fact in facts:
+            values = self._check_values(fact)
+            if fact.fact_id in self._rows:
+                raise MemoryInputError(f"fact {fact.fact_id!r} is in the memory already")
+            rows = fact.rows if fact.rows is not None else self._allocate(values.shape[0])
+            self._claim(fact.fact_id, rows, values.shape[0])
+            for row, value in zip(rows, values, strict=True):
+                placed.setdefault(row // self.block_rows, []).append((row, value))
+            self._index_key(fact.fact_id, fact.key)
+            out[fact.fact_id] = tuple(rows)
+        for block_index, items in placed.items():
+            self._apply(block_index, items, sign=1.0)
+        return out
+
+    def forget(self, fact_id: str, values: torch.Tensor) -> tuple[int, ...]:
+        """The exact −1 update of the block holding ``fact_id``; ``values`` are the rows it was
+        written with (kept in the fact log). Its rows and key slot are freed for reuse."""
+        rows = self._rows[self._known(fact_id)]
+        values = values.to(self.dtype).reshape(len(rows), self.width)
+        self._apply(rows[0] // self.block_rows, list(zip(rows, values, strict=True)), sign=-1.0)
+        for row in rows:
+            del self._owner[row]
+            self._used[row // self.block_rows] -= 1
+        del self._rows[fact_id]
+        pos = self._key_pos.pop(fact_id)
+        self._key_ids[pos] = None
+        self._keys[pos] = 0
+        self._free_pos.append(pos)
+        return rows
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def search(
+        self, query: torch.Tensor, k: int, allowed: Iterable[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The ``k`` facts whose keys have the highest cosine with ``query`` (keys and query are
+        unit vectors), best first; ``allowed`` restricts the candidates."""
+        if not self._rows or k < 1:
+            return []
+        scores = self._keys[: len(self._key_ids)] @ query.to(self._keys.dtype).reshape(-1)
+        if allowed is None:
+            live = torch.tensor([fid is not None for fid in self._key_ids])
+        else:
+            live = torch.zeros(len(self._key_ids), dtype=torch.bool)
+            positions = [self._key_pos[f] for f in allowed if f in self._key_pos]
+            live[positions] = True
+        scores = scores.masked_fill(~live, float("-inf"))
+        top = torch.topk(scores, min(k, int(live.sum())))
+        return [
+            (self._key_ids[int(i)], float(s))  # type: ignore[misc]
+            for s, i in zip(top.values, top.indices, strict=True)
+        ]
+
+    def readout(self, fact_id: str) -> torch.Tensor:
+        """``w·M`` for the fact's rows ``(n, C)``: what the memory holds for it."""
+        rows = self._rows[self._known(fact_id)]
+        block = self.blocks[rows[0] // self.block_rows]
+        local = [row % self.block_rows for row in rows]
+        weights = torch.zeros(len(rows), block.slots, dtype=self.dtype)
+        weights[torch.arange(len(rows)), local] = 1.0
+        return block.read(weights=weights)
+
+    def keys(self) -> tuple[list[str], torch.Tensor]:
+        """Live fact ids and their keys ``(n, D)``, in index order."""
+        positions = [i for i, fid in enumerate(self._key_ids) if fid is not None]
+        return [self._key_ids[i] for i in positions], self._keys[positions]  # type: ignore[misc]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _known(self, fact_id: str) -> str:
+        if fact_id not in self._rows:
+            raise FactNotFoundError(f"fact {fact_id!r} is not in this memory")
+        return fact_id
+
+    def _check_values(self, fact: BlockWrite) -> torch.Tensor:
+        values = fact.values
+        if values.dim() != 2 or values.shape[1] != self.width or values.shape[0] == 0:
+            raise MemoryInputError(
+                f"fact {fact.fact_id!r}: values must be (n >= 1, {self.width}), got "
+                f"{tuple(values.shape)}"
+            )
+        if values.shape[0] > self.block_rows:
+            raise MemoryInputError(
+                f"fact {fact.fact_id!r} needs {values.shape[0]} rows but a block holds "
+                f"{self.block_rows}; raise block_rows or shorten the fact"
+            )
+        if fact.key.numel() != self.key_width:
+            raise MemoryInputError(
+                f"fact {fact.fact_id!r}: key must have {self.key_width} values, got "
+                f"{fact.key.numel()}"
+            )
+        if not (torch.isfinite(values).all() and torch.isfinite(fact.key).all()):
+            raise MemoryInputError(f"fact {fact.fact_id!r}: key or values contain NaN or Inf")
+        return values.to(self.dtype)
+
+    def _allocate(self, n: int) -> tuple[int, ...]:
+        """``n`` free rows in the first block that has them (a new block if none has)."""
+        for b in range(len(self.blocks) + 1):
+            if b == len(self.blocks) or self.block_rows - self._used[b] >= n:
+                break
+        start = b * self.block_rows
+        free = [r for r in range(start, start + self.block_rows) if r not in self._owner]
+        return tuple(free[:n])
+
+    def _claim(self, fact_id: str, rows: Sequence[int], n: int) -> None:
+        if len(rows) != n or len(set(rows)) != n:
+            raise MemoryInputError(f"fact {fact_id!r}: {n} values need {n} distinct rows")
+        blocks = {row // self.block_rows for row in rows}
+        if len(blocks) != 1 or min(rows) < 0:
+            raise MemoryInputError(f"fact {fact_id!r}: its rows {list(rows)} must lie in one block")
+        taken = [row for row in rows if row in self._owner]
+        if taken:
+            raise MemoryInputError(
+                f"fact {fact_id!r}: rows {taken} hold {self._owner[taken[0]]!r} already"
+            )
+        block_index = blocks.pop()
+        self._ensure_block(block_index, max(rows) % self.block_rows + 1)
+        for row in rows:
+            self._owner[row] = fact_id
+        self._used[block_index] += n
+        self._rows[fact_id] = tuple(rows)
+
+    def _ensure_block(self, block_index: int, rows_needed: int) -> None:
+        while len(self.blocks) <= block_index:
+            config = MemoryConfig(
+                slots=_FIRST_BLOCK_ROWS, width=self.width, key_width=self.key_width,
+                ridge=self.ridge, dtype="float64" if self.dtype == torch.float64 else "float32",
+                woodbury_fraction=1.0, refresh_every=0,
+            )
+            self.blocks.append(EpisodicMemory(config))
+            self._used.append(0)
+        block = self.blocks[block_index]
+        if block.slots < rows_needed:
+            size = block.slots
+            while size < rows_needed:
+                size *= 2
+            block.grow(min(size, self.block_rows))
+
+    def _apply(self, block_index: int, items: list[tuple[int, torch.Tensor]], sign: float) -> None:
+        block = self.blocks[block_index]
+        local = torch.tensor([row % self.block_rows for row, _ in items])
+        weights = torch.zeros(len(items), block.slots, dtype=self.dtype)
+        weights[torch.arange(len(items)), local] = 1.0
+        values = torch.stack([value for _, value in items])
+        if sign > 0:
+            block.write(values, weights=weights)
+        else:
+            block.forget(values, weights=weights)
+
+    def _index_key(self, fact_id: str, key: torch.Tensor) -> None:
+        key = key.to(torch.float32).reshape(-1)
+        if self._free_pos:
+            pos = self._free_pos.pop()
+        else:
+            pos = len(self._key_ids)
+            if pos == self._keys.shape[0]:
+                grown = torch.zeros(max(16, 2 * pos), self.key_width, dtype=torch.float32)
+                grown[:pos] = self._keys
+                self._keys = grown
+            self._key_ids.append(None)
+        self._keys[pos] = key
+        self._key_ids[pos] = fact_id
+        self._key_pos[fact_id] = pos
