@@ -131,14 +131,15 @@ def list_facts(
         # Listing needs no model: read the fact log directly.
         with SQLiteStore(store) as db:
             facts = db.list_facts(namespace)
-        rows = [{"id": f.id, "slot": f.slot, "text": f.text, "key": f.key_text} for f in facts]
+        rows = [{"id": f.id, "rows": f.rows.tolist(), "text": f.text, "key": f.key_text}
+                for f in facts]
 
         def render(items: list[dict[str, Any]]) -> None:
             table = Table(title=f"namespace {namespace!r}: {len(items)} fact(s)")
-            for column in ("id", "slot", "text"):
+            for column in ("id", "rows", "text"):
                 table.add_column(column)
             for item in items:
-                table.add_row(item["id"], str(item["slot"]), item["text"])
+                table.add_row(item["id"], " ".join(map(str, item["rows"])), item["text"])
             console.print(table)
         _emit(rows, as_json, render)
     _run(body)

@@ -46,3 +46,9 @@ class CapacityError(LarimarError, RuntimeError):
 
 class StoreError(LarimarError, RuntimeError):
     """The persistent store is unusable: wrong schema version, locked too long, or corrupted."""
+
+
+class PurgePendingError(StoreError):
+    """A delete committed (the fact is gone from every answer), but its bytes could not be
+    purged from the store's files yet: another connection holds an old snapshot. The purge is
+    retried on the next write and at close."""

@@ -1,0 +1,661 @@
+"""`SQLStore`: the one SQL implementation of `MemoryStore`, parameterised by a `Dialect`.
+
+The schema and every query are written here once; a dialect (``store_sqlite.py``,
+``store_postgres.py``) supplies what differs: connections, column types, the placeholder, how a
+transaction takes the namespace's write lock, the metadata filter, error messages and the purge
+of deleted bytes. Queries are written with ``?`` placeholders; `Dialect.sql` rewrites them.
+
+Layout (format version 2)::
+
+    larimar_meta(key, value)                       format_version, created_by, version_floor
+    larimar_namespaces(name, version, meta, created_at)
+    larimar_facts(seq, namespace, id, text, key_text, key, key_dim, vals, n_rows, value_dim,
+                  mem_rows, metadata, created_at, request_id)   unique (namespace, id)
+
+`key` is raw little-endian float32 (key_dim), `vals` float32 (n_rows x value_dim, row-major),
+`mem_rows` int64 (n_rows). Versions: a new namespace starts above ``version_floor``, which
+`clear` raises to the cleared namespace's last version, so no version is ever reused.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import numpy as np
+
+from .errors import (
+    FactNotFoundError,
+    MemoryInputError,
+    PurgePendingError,
+    StoreError,
+    TextInputError,
+)
+from .store import FORMAT_VERSION, FactRecord, MemoryStore, StoreTransaction, check_metadata
+
+__all__ = ["Dialect", "SQLStore", "SQLTransaction"]
+
+logger = logging.getLogger(__name__)
+
+READABLE_FORMATS = (1, 2)
+"""Format versions this library opens (1 is migrated to 2 in place)."""
+
+SCHEMA = """
+CREATE TABLE larimar_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE larimar_namespaces (
+    name       TEXT PRIMARY KEY,
+    version    {bigint} NOT NULL,           -- bumped once per committed change
+    meta       TEXT,                        -- JSON object of strings, or NULL
+    created_at {real} NOT NULL
+);
+CREATE TABLE larimar_facts (
+    seq        {serial_pk},                 -- insertion order, breaks created_at ties
+    namespace  TEXT NOT NULL REFERENCES larimar_namespaces(name) ON DELETE CASCADE,
+    id         TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    key_text   TEXT NOT NULL,
+    key        {blob} NOT NULL,             -- float32 (key_dim,)
+    key_dim    INTEGER NOT NULL,
+    vals       {blob} NOT NULL,             -- float32 (n_rows, value_dim)
+    n_rows     INTEGER NOT NULL,
+    value_dim  INTEGER NOT NULL,
+    mem_rows   {blob} NOT NULL,             -- int64 (n_rows,)
+    metadata   TEXT NOT NULL,               -- JSON object, as written (key order kept)
+    created_at {real} NOT NULL,
+    request_id TEXT,
+    UNIQUE (namespace, id)
+);
+CREATE INDEX larimar_facts_by_age ON larimar_facts(namespace, created_at, seq);
+CREATE INDEX larimar_facts_by_request ON larimar_facts(namespace, request_id)
+"""
+
+_COLUMNS = (
+    "namespace, id, text, key_text, key, key_dim, vals, n_rows, value_dim, mem_rows, metadata, "
+    "created_at, request_id"
+)
+_ORDER = "ORDER BY created_at, seq"
+_NO_LIMIT = 2**62  # LIMIT for "all rows" that both SQLite and PostgreSQL accept
+_CHUNK = 500  # ids per IN (...) list, under SQLite's bound-parameter limit
+_F32 = np.dtype("<f4")
+_I64 = np.dtype("<i8")
+FLOOR_KEY = "version_floor"
+
+
+class Dialect(abc.ABC):
+    """What differs between SQL backends. One instance per store."""
+
+    placeholder = "?"
+    types: dict[str, str]
+    """Substitutions for the schema: blob, real, bigint, serial_pk."""
+    purges = False
+    """Whether deletes leave bytes that `purge` must clear (SQLite's WAL)."""
+    v1_tables: tuple[str, str, str]
+    """Format-1 table names (namespaces, states, facts) and the order column of v1 facts."""
+    v1_order: str
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """The store's location for messages (no password)."""
+
+    def sql(self, query: str) -> str:
+        return query if self.placeholder == "?" else query.replace("?", self.placeholder)
+
+    @abc.abstractmethod
+    def connection(self) -> AbstractContextManager[Any]:
+        """A DB-API connection in autocommit mode for one call or one transaction."""
+
+    @abc.abstractmethod
+    def begin(self, conn: Any, lock: str | None) -> None:
+        """BEGIN a transaction holding the write lock of namespace `lock` (None: the schema)."""
+
+    @abc.abstractmethod
+    def rollback(self, conn: Any) -> None:
+        """ROLLBACK, tolerating a transaction the database already ended."""
+
+    @abc.abstractmethod
+    def errors(self) -> AbstractContextManager[None]:
+        """Translate driver exceptions into `StoreError` messages that say what to do."""
+
+    @abc.abstractmethod
+    def tables(self, conn: Any) -> set[str]:
+        """Tables of this store's database (or schema) that may belong to larimar."""
+
+    @abc.abstractmethod
+    def metadata_equals(self, field: str, value: Any) -> tuple[str, list[Any]]:
+        """A WHERE fragment (and its parameters): top-level metadata `field` equals `value`."""
+
+    def storable(self, *texts: str | None) -> bool:
+        """Whether the backend can hold these strings (PostgreSQL: no NUL)."""
+        return True
+
+    def purge(self, conn: Any, wait: bool) -> bool:
+        """Remove deleted bytes from every file; False when a reader prevents it for now."""
+        return True
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the dialect's connections."""
+
+
+def _blob(array: np.ndarray, dtype: np.dtype[Any]) -> bytes:
+    return array.astype(dtype, copy=False).tobytes()
+
+
+def _array(blob: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: str, fid: str) -> Any:
+    blob = bytes(blob) if isinstance(blob, (memoryview, bytearray)) else blob
+    n = int(np.prod(shape))
+    if not isinstance(blob, bytes) or len(blob) != n * dtype.itemsize:
+        size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
+        raise StoreError(
+            f"Fact {fid}: stored {what} has {size} bytes but shape {shape} needs "
+            f"{n * dtype.itemsize}; the store is corrupted. Forget this fact or restore the "
+            "store from a backup."
+        )
+    return np.frombuffer(blob, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape)
+
+
+def _to_row(r: FactRecord) -> tuple[Any, ...]:
+    return (
+        r.namespace, r.id, r.text, r.key_text, _blob(r.key, _F32), int(r.key.shape[0]),
+        _blob(r.values, _F32), int(r.values.shape[0]), int(r.values.shape[1]),
+        _blob(r.rows, _I64), check_metadata(r.metadata), float(r.created_at), r.request_id,
+    )
+
+
+def _from_row(row: Sequence[Any]) -> FactRecord:
+    (ns, fid, text, key_text, key, key_dim, vals, n_rows, value_dim, rows, metadata, created_at,
+     request_id) = row
+    try:
+        meta = json.loads(metadata)
+    except json.JSONDecodeError as exc:
+        raise StoreError(
+            f"Fact {fid}: metadata is not valid JSON ({exc}); corrupted store."
+        ) from exc
+    arrays = {"key": _array(key, _F32, (key_dim,), "key", fid),
+              "values": _array(vals, _F32, (n_rows, value_dim), "values", fid),
+              "rows": _array(rows, _I64, (n_rows,), "rows", fid)}
+    try:
+        return FactRecord(namespace=ns, id=fid, text=text, key_text=key_text, metadata=meta,
+                          created_at=created_at, request_id=request_id, **arrays)
+    except (MemoryInputError, TextInputError) as exc:
+        raise StoreError(f"Fact {fid} as stored is invalid ({exc}); corrupted store. Forget "
+                         "this fact or restore the store from a backup.") from exc
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every key and string inside a (validated, so bounded-depth) JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _check_namespace(namespace: Any) -> None:
+    if not isinstance(namespace, str) or not namespace:
+        raise TextInputError(f"namespace must be a non-empty string, got {namespace!r}.")
+
+
+def _check_namespace_meta(meta: Any) -> str:
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise TextInputError(
+            f"namespace meta must map str to str, got {meta!r:.120}; convert values with str()."
+        )
+    return json.dumps(meta, ensure_ascii=False)
+
+
+def _parse_namespace_meta(raw: str | None, namespace: str) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StoreError(
+            f"Meta of namespace {namespace!r} is not valid JSON; corrupted store."
+        ) from exc
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def _library_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("larimar-memory")
+    except Exception:
+        return "unknown"
+
+
+class _Queries:
+    """The read and write statements, on one connection (a transaction's or a snapshot read's)."""
+
+    def __init__(self, store: SQLStore, conn: Any) -> None:
+        self.d = store.dialect
+        self.conn = conn
+
+    def q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.d.errors():
+            return list(self.conn.execute(self.d.sql(sql), tuple(params)).fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.d.errors():
+            self.conn.execute(self.d.sql(sql), tuple(params))
+
+    def many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            with self.d.errors():
+                self.conn.cursor().executemany(self.d.sql(sql), rows)
+
+    def facts(self, ns: str, where: str = "", params: Sequence[Any] = (),
+              page: tuple[int | None, int] | None = None) -> list[FactRecord]:
+        if not self.d.storable(ns):
+            return []
+        sql = f"SELECT {_COLUMNS} FROM larimar_facts WHERE namespace = ? {where} {_ORDER}"
+        args: list[Any] = [ns, *params]
+        if page is not None and (page[0] is not None or page[1]):
+            sql += " LIMIT ? OFFSET ?"
+            args += [_NO_LIMIT if page[0] is None else page[0], page[1]]
+        return [_from_row(r) for r in self.q(sql, args)]
+
+    def facts_by_ids(self, ns: str, ids: Sequence[str]) -> list[FactRecord]:
+        if isinstance(ids, str):
+            ids = [ids]
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, FactRecord] = {}
+        searchable = [i for i in wanted if isinstance(i, str) and self.d.storable(i)]
+        for start in range(0, len(searchable), _CHUNK):
+            chunk = searchable[start:start + _CHUNK]
+            for rec in self.facts(ns, f"AND id IN ({','.join('?' * len(chunk))})", chunk):
+                found[rec.id] = rec
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            shown = ", ".join(map(str, missing[:5])) + (" …" if len(missing) > 5 else "")
+            raise FactNotFoundError(
+                f"{len(missing)} fact id(s) not found in namespace {ns!r}: {shown}. "
+                "List the namespace's facts to see the ids it holds."
+            )
+        return [found[i] for i in wanted]
+
+    def namespace_row(self, ns: str) -> tuple[int, str | None] | None:
+        if not self.d.storable(ns):
+            return None
+        rows = self.q("SELECT version, meta FROM larimar_namespaces WHERE name = ?", (ns,))
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    def count(self, ns: str) -> int:
+        if not self.d.storable(ns):
+            return 0
+        return int(self.q("SELECT COUNT(*) FROM larimar_facts WHERE namespace = ?", (ns,))[0][0])
+
+
+class SQLTransaction(StoreTransaction):
+    """A `StoreTransaction` on one connection that holds the namespace's write lock."""
+
+    def __init__(self, store: SQLStore, conn: Any, namespace: str) -> None:
+        self.namespace = namespace
+        self._q = _Queries(store, conn)
+        self._version: int | None = None  # set once this transaction bumped the version
+        self.deleted = False
+        self.open = True
+
+    def _check_open(self) -> _Queries:
+        if not self.open:
+            raise StoreError("This transaction has ended; start a new `with store.transaction()`.")
+        return self._q
+
+    def _bump(self) -> int:
+        """Create the namespace row if needed and bump its version, once per transaction."""
+        q = self._check_open()
+        if self._version is None:
+            if q.namespace_row(self.namespace) is None:
+                floor = q.q("SELECT value FROM larimar_meta WHERE key = ?", (FLOOR_KEY,))
+                q.run("INSERT INTO larimar_namespaces(name, version, meta, created_at) "
+                      "VALUES (?, ?, NULL, ?)",
+                      (self.namespace, int(floor[0][0]) if floor else 0, time.time()))
+            rows = q.q("UPDATE larimar_namespaces SET version = version + 1 WHERE name = ? "
+                       "RETURNING version", (self.namespace,))
+            self._version = int(rows[0][0])
+        return self._version
+
+    def namespace_meta(self) -> dict[str, str] | None:
+        row = self._check_open().namespace_row(self.namespace)
+        return _parse_namespace_meta(row[1], self.namespace) if row else None
+
+    def set_namespace_meta(self, meta: dict[str, str]) -> None:
+        raw = _check_namespace_meta(meta)
+        self._bump()
+        self._q.run("UPDATE larimar_namespaces SET meta = ? WHERE name = ?", (raw, self.namespace))
+
+    def version(self) -> int:
+        row = self._check_open().namespace_row(self.namespace)
+        return row[0] if row else 0
+
+    def all_facts(self) -> list[FactRecord]:
+        return self._check_open().facts(self.namespace)
+
+    def add_facts(self, records: Iterable[FactRecord]) -> None:
+        q = self._check_open()
+        records = list(records)
+        for r in records:
+            if not isinstance(r, FactRecord):
+                raise MemoryInputError(
+                    f"add_facts takes FactRecord objects, got {type(r).__name__}."
+                )
+            if r.namespace != self.namespace:
+                raise StoreError(
+                    f"Fact {r.id} belongs to namespace {r.namespace!r} but this transaction is on "
+                    f"{self.namespace!r}; open a transaction on the fact's namespace."
+                )
+            if not q.d.storable(r.text, r.key_text, r.id, r.request_id, *_strings(r.metadata)):
+                raise TextInputError(
+                    "PostgreSQL text cannot contain NUL characters (\\x00), and this fact does "
+                    "(in its text, id, request id or metadata); remove them. Nothing was written."
+                )
+        if not records:
+            return
+        ids = [r.id for r in records]
+        taken = [i for i in dict.fromkeys(ids) if ids.count(i) > 1]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            taken += [row[0] for row in q.q(
+                f"SELECT id FROM larimar_facts WHERE namespace = ? AND id IN "
+                f"({','.join('?' * len(chunk))})", (self.namespace, *chunk))]
+        if taken:
+            raise StoreError(
+                f"Fact id(s) already exist in namespace {self.namespace!r} or repeat within the "
+                f"batch: {', '.join(taken[:5])}; ids must be unique within a namespace. Nothing "
+                "was written."
+            )
+        self._bump()
+        q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 13)})",
+               [_to_row(r) for r in records])
+
+    def delete_facts(self, ids: Sequence[str]) -> list[FactRecord]:
+        records = self._check_open().facts_by_ids(self.namespace, ids)  # raises before any change
+        if records:
+            self._bump()
+            self._q.many("DELETE FROM larimar_facts WHERE namespace = ? AND id = ?",
+                         [(self.namespace, r.id) for r in records])
+            self.deleted = True
+        return records
+
+    def get_facts(self, ids: Sequence[str]) -> list[FactRecord]:
+        return self._check_open().facts_by_ids(self.namespace, ids)
+
+    def find_by_request_id(self, request_id: str) -> list[FactRecord]:
+        q = self._check_open()
+        if not q.d.storable(request_id):
+            return []
+        return q.facts(self.namespace, "AND request_id = ?", (request_id,))
+
+    def commit_version(self) -> int:
+        return self._bump()
+
+    def clear(self) -> int:
+        """Delete the namespace's facts and row; raise the version floor past its version."""
+        q = self._check_open()
+        row = q.namespace_row(self.namespace)
+        if row is None:
+            return 0
+        n = q.count(self.namespace)
+        q.run("DELETE FROM larimar_facts WHERE namespace = ?", (self.namespace,))
+        q.run("DELETE FROM larimar_namespaces WHERE name = ?", (self.namespace,))
+        q.run("UPDATE larimar_meta SET value = CAST(CASE WHEN CAST(value AS {bigint}) < ? THEN ? "
+              "ELSE CAST(value AS {bigint}) END AS TEXT) WHERE key = ?"
+              .format(**q.d.types), (row[0], row[0], FLOOR_KEY))
+        self.deleted = True
+        return n
+
+
+class SQLStore(MemoryStore):
+    """`MemoryStore` over any `Dialect`; see the module docstring. Construct a backend class
+    (`SQLiteStore`, `PostgresStore`) rather than this one."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._local = threading.local()
+        self._purge_lock = threading.Lock()
+        self._pending = 0
+        self._closed = False
+        try:
+            self._init_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- schema and migration --------------------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        d = self.dialect
+        with d.connection() as conn:
+            with d.errors():
+                d.begin(conn, None)
+            try:
+                q = _Queries(self, conn)
+                migrated = False
+                tables = d.tables(conn)
+                if "larimar_meta" not in tables:
+                    if tables - {*d.v1_tables}:
+                        raise StoreError(
+                            f"{d.where} is a database but not a larimar store (tables: "
+                            f"{', '.join(sorted(tables))}). Point the store at a new file."
+                        )
+                    self._create(q, {"created_at": str(time.time())})
+                else:
+                    meta = dict(q.q("SELECT key, value FROM larimar_meta"))
+                    found = meta.get("format_version")
+                    if found == "1":
+                        self._migrate_v1(q, meta)
+                        migrated = True
+                    elif found != str(FORMAT_VERSION):
+                        raise StoreError(
+                            f"The store {d.where} has format version {found!r} (written by "
+                            f"larimar-memory {meta.get('created_by', 'unknown')}), but this "
+                            f"larimar-memory ({_library_version()}) reads format versions "
+                            f"{', '.join(map(str, READABLE_FORMATS))}. Open it with the version "
+                            "that wrote it, or point the store at a new file or schema."
+                        )
+                with d.errors():
+                    conn.execute("COMMIT")
+            except BaseException:
+                d.rollback(conn)
+                raise
+        if migrated and d.purges and not self._purge(wait=True):
+            self._pending += 1  # the format-1 rows' bytes; retried on the next write
+
+    def _create(self, q: _Queries, extra: dict[str, str]) -> None:
+        for statement in SCHEMA.format(**self.dialect.types).split(";"):
+            if statement.strip():
+                q.run(statement)
+        meta = {"format_version": str(FORMAT_VERSION), "created_by": _library_version(),
+                FLOOR_KEY: "0", **extra}
+        q.many("INSERT INTO larimar_meta(key, value) VALUES (?, ?)", list(meta.items()))
+
+    def _migrate_v1(self, q: _Queries, meta: dict[str, str]) -> None:
+        """Format 1 -> 2 inside the open transaction: each fact's value becomes one row at its
+        index (created_at order) in its namespace; the state's meta becomes the namespace meta;
+        states are dropped."""
+        d = self.dialect
+        ns_t, states_t, facts_t = d.v1_tables
+        old = {t: f"larimar_v1_{i}" for i, t in enumerate(d.v1_tables)}
+        for table, tmp in old.items():
+            q.run(f"ALTER TABLE {table} RENAME TO {tmp}")
+        q.run("DROP TABLE larimar_meta")
+        self._create(q, {"created_at": meta.get("created_at", str(time.time())),
+                         "migrated_from": "1", "migrated_at": str(time.time())})
+        state_meta = dict(q.q(f"SELECT namespace, meta FROM {old[states_t]}"))
+        q.many("INSERT INTO larimar_namespaces(name, version, meta, created_at) VALUES (?,?,?,?)",
+               [(name, int(version), state_meta.get(name), created_at) for name, version, created_at
+                in q.q(f"SELECT name, version, created_at FROM {old[ns_t]}")])
+        index: dict[str, int] = {}
+        rows = []
+        for (fid, ns, text, key_text, key, key_dim, value, value_dim, metadata, created_at,
+             request_id) in q.q(
+                "SELECT id, namespace, text, key_text, key, key_dim, value, value_dim, metadata, "
+                f"created_at, request_id FROM {old[facts_t]} ORDER BY namespace, created_at, "
+                f"{d.v1_order}"):
+            i = index[ns] = index.get(ns, -1) + 1
+            rows.append((ns, fid, text, key_text, bytes(key), key_dim, bytes(value), 1, value_dim,
+                         _blob(np.array([i]), _I64), metadata, created_at, request_id))
+        q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 13)})", rows)
+        for tmp in (old[facts_t], old[states_t], old[ns_t]):
+            q.run(f"DROP TABLE {tmp}")
+        logger.info("%s: migrated %d facts from format version 1 to 2", d.where, len(rows))
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def _in_tx(self) -> bool:
+        return bool(getattr(self._local, "in_tx", False))
+
+    @contextmanager
+    def _tx(self, namespace: str) -> Iterator[SQLTransaction]:
+        _check_namespace(namespace)
+        if not self.dialect.storable(namespace):
+            raise TextInputError("namespace must not contain NUL characters (\\x00).")
+        self._check_open()
+        if self._in_tx():
+            raise StoreError(
+                "A transaction is already open on this thread; finish it before starting another "
+                "(nested transactions would deadlock on the write lock)."
+            )
+        if self._pending:
+            self._purge(wait=False)
+        d = self.dialect
+        self._local.in_tx = True
+        try:
+            with d.connection() as conn:
+                with d.errors():
+                    d.begin(conn, namespace)
+                tx = SQLTransaction(self, conn, namespace)
+                try:
+                    try:
+                        yield tx
+                    finally:
+                        tx.open = False
+                    with d.errors():
+                        conn.execute("COMMIT")
+                except BaseException:
+                    d.rollback(conn)
+                    raise
+        finally:
+            self._local.in_tx = False
+        self._after_write(tx.deleted)
+
+    def transaction(self, namespace: str) -> AbstractContextManager[StoreTransaction]:
+        return self._tx(namespace)
+
+    def clear(self, namespace: str) -> int:
+        with self._tx(namespace) as tx:
+            return tx.clear()
+
+    # -- purging deleted bytes -------------------------------------------------------------------
+
+    @property
+    def pending_purges(self) -> int:
+        return self._pending
+
+    def _purge(self, wait: bool) -> bool:
+        with self.dialect.connection() as conn:
+            done = self.dialect.purge(conn, wait)
+        if done:
+            with self._purge_lock:
+                self._pending = 0
+        return done
+
+    def _after_write(self, deleted: bool) -> None:
+        if not self.dialect.purges or (not deleted and not self._pending):
+            return
+        if deleted:
+            with self._purge_lock:
+                self._pending += 1
+        if not self._purge(wait=deleted) and deleted:
+            raise PurgePendingError(
+                "The delete committed (the fact is gone from every answer), but "
+                f"{self.dialect.where} could not be purged: another connection, a reader "
+                "holding an old snapshot, kept the write-ahead log in use. The forgotten text may "
+                "remain in the -wal file until that reader finishes; the purge is retried on the "
+                "next write and at close."
+            )
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"The store {self.dialect.where} is closed; open a new one.")
+
+    @contextmanager
+    def _read(self) -> Iterator[_Queries]:
+        self._check_open()
+        with self.dialect.connection() as conn:
+            yield _Queries(self, conn)
+
+    def version(self, namespace: str) -> int:
+        with self._read() as q:
+            row = q.namespace_row(namespace)
+        return row[0] if row else 0
+
+    def namespace_meta(self, namespace: str) -> dict[str, str] | None:
+        with self._read() as q:
+            row = q.namespace_row(namespace)
+        return _parse_namespace_meta(row[1], namespace) if row else None
+
+    def list_facts(self, namespace: str, limit: int | None = None, offset: int = 0,
+                   where: dict[str, Any] | None = None) -> list[FactRecord]:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}.")
+        clauses, params = [], []
+        for field, value in (where or {}).items():
+            if not isinstance(field, str) or (
+                    value is not None and not isinstance(value, (str, int, float))):
+                raise TextInputError(
+                    f"where filters top-level metadata fields by equality with str, int, float, "
+                    f"bool or None; got {field!r}: {type(value).__name__}."
+                )
+            if isinstance(value, float) and not np.isfinite(value):
+                raise TextInputError(f"where value for {field!r} must be finite, got {value}.")
+            if not self.dialect.storable(field, value if isinstance(value, str) else None):
+                return []
+            sql, args = self.dialect.metadata_equals(field, value)
+            clauses.append(f"AND {sql}")
+            params += args
+        with self._read() as q:
+            return q.facts(namespace, " ".join(clauses), params, page=(limit, int(offset)))
+
+    def get_fact(self, namespace: str, id: str) -> FactRecord:
+        with self._read() as q:
+            return q.facts_by_ids(namespace, [id])[0]
+
+    def count(self, namespace: str) -> int:
+        with self._read() as q:
+            return q.count(namespace)
+
+    def namespaces(self) -> list[str]:
+        with self._read() as q:
+            return sorted(r[0] for r in q.q("SELECT name FROM larimar_namespaces"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._pending:
+            try:
+                if not self._purge(wait=True):
+                    logger.warning("%s: closing with %d purge(s) pending; a reader still holds "
+                                   "an old snapshot", self.dialect.where, self._pending)
+            except StoreError:
+                logger.warning("purge at close failed", exc_info=True)
+        self._closed = True
+        self.dialect.close()
