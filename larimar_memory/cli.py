@@ -57,37 +57,68 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to st
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 
+FilterOption = typer.Option(
+    None, "--filter", help="Metadata equality, FIELD=VALUE (repeatable), e.g. speaker=Ann."
+)
+
+
+def _parse_filter(items: list[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"--filter takes FIELD=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
 @app.command()
 def remember(
     text: list[str] = typer.Argument(..., help="One or more facts."),
     key: str = typer.Option(None, help="Text that addresses the fact (default: the fact)."),
+    metadata: str = typer.Option(None, help="JSON object stored with each fact."),
     store: Path = StoreOption,
     namespace: str = NamespaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Write facts to memory in one shot."""
+    """Write facts to memory in one shot; prints what each input did."""
     def body() -> None:
+        meta = json.loads(metadata) if metadata else None
         with _open(store, namespace) as memory:
-            result = memory.remember(text, key=None if key is None else [key] * len(text))
-        _emit(result, as_json, lambda r: console.print(
-            f"remembered {len(r.ids)} fact(s): {', '.join(r.ids)}"
-            + (f" (replaced {len(r.replaced)})" if r.replaced else "")))
+            result = memory.remember(text, key=None if key is None else [key] * len(text),
+                                     metadata=meta)
+
+        def render(r: Any) -> None:
+            for given, outcome in zip(text, r.outcomes, strict=True):
+                line = f"{outcome.status}: {outcome.id}  {given[:70]}"
+                if outcome.replaced is not None:
+                    line += f"\n  replaced {outcome.replaced.id}: {outcome.replaced.text[:70]}"
+                console.print(line)
+        _emit(result, as_json, render)
     _run(body)
 
 
 @app.command()
 def recall(
     query: str, store: Path = StoreOption, namespace: str = NamespaceOption,
+    k: int = typer.Option(1, "--k", min=1, help="How many facts to return, best first."),
+    filter: list[str] = FilterOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Read the memory for a query and decode the readout."""
+    """The k facts a query addresses, each with its text read back from the memory."""
     def body() -> None:
         with _open(store, namespace) as memory:
-            result = memory.recall(query)
-        _emit(result, as_json, lambda r: console.print(
-            f"[bold]{r.text}[/bold]\nscope {r.scope.score:.2f} "
-            f"({'in' if r.scope.in_scope else 'out of'} scope); addressed fact: "
-            f"{r.fact.text if r.fact else '-'}"))
+            result = memory.recall(query, k=k, filter=_parse_filter(filter))
+
+        def render(r: Any) -> None:
+            console.print(f"scope {r.scope.score:.2f} "
+                          f"({'in' if r.scope.in_scope else 'out of'} scope)")
+            for i, hit in enumerate(r.hits, 1):
+                console.print(f"{i}. [bold]{hit.text}[/bold]  (score {hit.score:.2f}, "
+                              f"id {hit.fact.id})")
+        _emit(result, as_json, render)
     _run(body)
 
 
@@ -95,14 +126,27 @@ def recall(
 def ask(
     question: str, store: Path = StoreOption, namespace: str = NamespaceOption,
     as_json: bool = JsonOption,
+    k: int = typer.Option(None, "--k", min=1, help="Facts read into the decoder."),
     max_new_tokens: int = typer.Option(32, help="Answer length in tokens."),
 ) -> None:
     """Answer a question; in-scope questions are decoded from memory."""
     def body() -> None:
         with _open(store, namespace) as memory:
-            result = memory.ask(question, max_new_tokens=max_new_tokens)
+            result = memory.ask(question, k=k, max_new_tokens=max_new_tokens)
         _emit(result, as_json, lambda r: console.print(
             f"[bold]{r.answer}[/bold]\nroute: {r.route} (scope {r.scope.score:.2f})"))
+    _run(body)
+
+
+@app.command()
+def reencode(store: Path = StoreOption, namespace: str = NamespaceOption) -> None:
+    """Re-write a namespace with the current model, embedder and settings (after a change of
+    any of them): texts, ids and metadata are kept, keys and latents are recomputed."""
+    def body() -> None:
+        from .service import Larimar
+
+        with Larimar(store=store, namespace=namespace) as memory:
+            console.print(f"re-encoded {memory.reencode()} fact(s) of {namespace!r}")
     _run(body)
 
 
@@ -202,6 +246,33 @@ def bench_service(
     console.print(table)
     console.print(json.dumps({k: v for k, v in results.items() if k not in ("larimar",)},
                              indent=1, default=str))
+
+
+@bench_app.command("capacity")
+def bench_capacity(
+    out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
+    sizes: str = typer.Option("100,1000,10000,20000", help="Namespace sizes, comma-separated."),
+    sample: int = typer.Option(1000, help="Facts checked for exact readback at each size."),
+    tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+) -> None:
+    """One namespace at 100 … 20,000 real facts: exact readback, write/forget/recall time,
+    bytes per fact; LoCoMo dev evidence recall@k against cosine top-k."""
+    from .benchmarks import capacity_bench
+
+    results = capacity_bench.run(
+        out=out, sizes=tuple(int(s) for s in sizes.split(",")), sample=sample, tiny=tiny
+    )
+    table = Table(title="Larimar capacity (p50 ms)")
+    for column in ("facts", "exact", "remember", "forget", "recall k=5", "KB/fact"):
+        table.add_column(column, justify="right")
+    for row in results["sizes"]:
+        table.add_row(
+            str(row["facts"]), f"{row['exact_readback']:.3f}",
+            f"{row['remember_one']['p50_ms']:.1f}", f"{row['forget_one']['p50_ms']:.1f}",
+            f"{row['recall_k5']['p50_ms']:.1f}", f"{row['bytes_per_fact'] / 1e3:.1f}",
+        )
+    console.print(table)
+    console.print(json.dumps(results["locomo_dev"], indent=1))
 
 
 def _mount_subcommands() -> None:

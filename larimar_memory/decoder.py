@@ -92,10 +92,11 @@ class LatentDecoder(nn.Module):
 
     def memory_block(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token-code mode: input embeddings ``(N, L, h)`` and mask ``(N, L)`` of the memory
-        block ``pre + slots + post``; empty slots are masked out, and slots after the last one
+        block ``pre + slots + post`` (``z`` may hold several rows, ``R·P`` slots, each row's
+        text ending in its EOS); empty slots are masked out, and slots after the last one
         holding a token in any row are dropped."""
         assert self.codebook is not None
-        slots = z.reshape(z.shape[0], self.num_latent_tokens, -1)
+        slots = z.reshape(z.shape[0], -1, self.latent_token_dim)  # R rows × P slots
         embeds, present = self.codebook.soft_embeddings(slots)
         used = int(present.any(dim=0).nonzero().max().item()) + 1 if bool(present.any()) else 0
         embeds, present = embeds[:, :used].to(self._lm_dtype()), present[:, :used]
@@ -133,8 +134,14 @@ class LatentDecoder(nn.Module):
     def _check_z(self, z: torch.Tensor, n: int) -> torch.Tensor:
         z = z.unsqueeze(0) if z.dim() == 1 else z
         width = self.num_latent_tokens * self.latent_token_dim
-        if z.dim() != 2 or z.shape[1] != width or z.shape[0] != n:
-            raise ValueError(f"z must have shape ({n}, {width}), got {tuple(z.shape)}")
+        # a memory block reads any number of rows (several facts, or a long one): R·C wide
+        rows_ok = z.dim() == 2 and z.shape[1] % width == 0 and z.shape[1] > 0
+        if not rows_ok or z.shape[0] != n or (self.codebook is None and z.shape[1] != width):
+            raise ValueError(
+                f"z must have shape ({n}, {width})"
+                + (" or (n, R·that) for R rows" if self.codebook is not None else "")
+                + f", got {tuple(z.shape)}"
+            )
         return z
 
     # -- training --------------------------------------------------------------------------------

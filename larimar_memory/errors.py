@@ -52,3 +52,15 @@ class PurgePendingError(StoreError):
     """A delete committed (the fact is gone from every answer), but its bytes could not be
     purged from the store's files yet: another connection holds an old snapshot. The purge is
     retried on the next write and at close."""
+
+
+class ArgumentError(LarimarError, ValueError):
+    """An argument has the wrong type or value (k < 1, a malformed filter, ids twice)."""
+
+
+class RequestConflictError(LarimarError, ValueError):
+    """A request id was reused for different facts: retries must send the same facts."""
+
+
+class StoreMismatchError(StoreError):
+    """A namespace was written with another model, embedder or memory settings."""

@@ -329,6 +329,14 @@ class LarimarModel(nn.Module):
             ]
         return [" ".join(self.decode(rows.to(self.dtype))).strip() for rows in readouts]
 
+    def memory_context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
+        """What conditions the decoder on several facts' readouts ``(n_i, C)``: token codes
+        read them all as one memory block ``(1, R·C)``; a KV prefix takes one latent, so a
+        pooled model reads the best fact's first row."""
+        if isinstance(self.encoder, TokenCodeEncoder):
+            return torch.cat(readouts).reshape(1, -1).to(self.dtype)
+        return readouts[0][:1].to(self.dtype)
+
     def _text_pieces(self, text: str) -> list[str]:
         """A text cut at encoder-token boundaries into pieces the pooled encoder takes whole."""
         tokenizer = self.encoder.tokenizer

@@ -2,26 +2,31 @@
 
 How a fact is kept (see docs/architecture.md):
 
-* its **key** (the sentence embedding of the fact, or of a separate key text) takes a free slot
-  ``k`` of the namespace's reference memory (``R_k = key``) and addresses the memory with
-  Gaussian weights (a = 1e-3, almost one-hot on ``k``);
-* its **value** (the Larimar encoder's latent) is written with the exact sequential
-  least-squares update; the weights used are kept in the fact log, so forgetting replays the
-  write with sign −1 and the memory becomes exactly what it would be had the fact never been
-  written;
+* its **key** (the sentence embedding of the fact, or of a separate key text) routes queries to
+  it: recall is a top-k search over the namespace's keys;
+* its **value** (the model's latents, one memory row per ``max_text_tokens`` tokens) is written
+  into a block of the namespace's `BlockMemory` by the exact least-squares update; reading the
+  fact's rows back gives its text (for token-code models by snapping to codes, no LM);
 * the fact log (SQLite by default) is the durable truth: every change of a namespace is one
-  store transaction, and the in-process memory is rebuilt from the log whenever another writer
-  moved the namespace's version on. Past ``K`` facts a new fact shares the slot of its nearest
-  key (``overflow="share"``: both read back as their mean, a graceful degradation) or is
-  refused (``overflow="error"``).
+  store transaction, and the in-process memory is a cache rebuilt from the log whenever another
+  writer moved the namespace's version on, or after it was evicted under ``cache_bytes``.
+
+Nothing a user stores is replaced unless the user says so: the same caller-chosen id, or the same
+explicit ``key=`` from the same owner (metadata ``speaker``/``user_id``/``agent_id``/``run_id``).
+The same text from the same owner is a duplicate and is not written twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import threading
 import unicodedata
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,26 +35,38 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .addressing import gaussian_weights, random_reference
+from .blocks import BlockMemory, BlockWrite
 from .errors import (
-    CapacityError,
+    ArgumentError,
     EmptyInputError,
     FactNotFoundError,
-    StoreError,
+    RequestConflictError,
+    StoreMismatchError,
     TextInputError,
 )
-from .memory import EpisodicMemory, MemoryConfig
-from .scope import ExternalScopeDetector, ScopeDecision, SentenceEmbedder
-from .store import FactRecord, MemoryStore, SQLiteStore
-from .types import AskResult, Fact, RecallResult, RememberResult, ScopeInfo
+from .scope import ExternalScopeDetector, ScopeDecision, SentenceEmbedder, split_sentences
+from .store import FactRecord, MemoryStore, check_metadata
+from .store_sqlite import SQLiteStore
+from .types import (
+    AskResult,
+    Fact,
+    MemoryLimits,
+    RecallHit,
+    RecallResult,
+    RememberResult,
+    ScopeInfo,
+    WriteOutcome,
+)
 
 if TYPE_CHECKING:
     from .model import LarimarModel
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = "larimar-memory/namespace"
-STATE_FORMAT_VERSION = "1"
+NAMESPACE_FORMAT = "larimar-memory/namespace-v2"
+OWNER_FIELDS = ("speaker", "user_id", "agent_id", "run_id")
+"""Metadata fields that say whose a fact is: replacements and duplicates never cross owners."""
+MAX_NAME_CHARS = 200
 
 
 class LarimarSettings(BaseModel):
@@ -57,49 +74,92 @@ class LarimarSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = Field("default", min_length=1, max_length=200)
-    slots: int | None = Field(
-        None, gt=0, le=65536, description="K per namespace; None = the model's memory_slots"
+    namespace: str = Field("default", min_length=1, max_length=MAX_NAME_CHARS)
+    block_rows: int = Field(
+        512, gt=0, le=65536, description="K: rows per memory block (the paper's memory size)"
     )
-    ridge: float = Field(1e-3, gt=0, description="λ of the memory's ridge prior")
-    gaussian_a: float = Field(1e-3, gt=0, description="sharpness of Gaussian addressing")
+    ridge: float = Field(1e-3, gt=0, le=1, description="λ of each block's ridge prior")
+    memory_dtype: Literal["float32", "float64"] = Field(
+        "float64",
+        description="dtype of the memory blocks. float64: a forget divides by λ/(1+λ), so "
+        "float32 rounding in the cached inverse comes back ~1000× larger (10 % residue "
+        "measured after one write and forget); float32 halves the bytes but is not exact",
+    )
     scope_threshold: float | None = Field(
         None, ge=-1, le=1, description="ESD cosine threshold; None = the detector's default"
     )
-    correction_threshold: float = Field(
-        0.95, ge=0, le=1.0001,
-        description=(
-            "a new fact whose key has at least this cosine to a stored key replaces it. High on "
-            "purpose: with all-MiniLM-L6-v2, 'Alice lives in Lisbon.' vs 'Alice works in Lisbon.'"
-            " is 0.92, so free-text facts replace only near-duplicates; pass key= for corrections"
-        ),
+    correction_threshold: float | None = Field(
+        None, ge=0, le=1.0001,
+        description="opt-in: a new fact whose key has at least this cosine to a stored key of "
+        "the same owner replaces it (reported per input). None: never replace by similarity",
     )
-    overflow: Literal["share", "error"] = Field(
-        "share", description="what happens past K facts: share the nearest slot, or refuse"
+    max_fact_tokens: int = Field(512, gt=0, le=8192, description="decoder tokens per fact")
+    max_text_chars: int = Field(16000, gt=0, description="characters per fact or query")
+    max_key_chars: int = Field(2000, gt=0, description="characters per explicit key")
+    max_new_tokens: int = Field(32, gt=0, le=1024, description="decoding length for ask")
+    ask_k: int = Field(1, ge=1, le=64, description="facts read into the decoder by ask")
+    cache_bytes: int = Field(
+        2 * 1024**3, ge=0,
+        description="in-process memories beyond this many bytes are evicted (least recently "
+        "used first) and rebuilt from the fact log on their next call",
     )
-    max_text_chars: int = Field(4000, gt=0, description="longer texts are refused")
-    max_new_tokens: int = Field(32, gt=0, le=1024, description="decoding length for recall/ask")
+
+
+@dataclass
+class _Entry:
+    """What the process keeps of a stored fact (its latents stay in the log and the blocks)."""
+
+    id: str
+    text: str
+    key_text: str
+    metadata: dict[str, Any]
+    created_at: float
+    request_id: str | None
+    rows: tuple[int, ...] = ()
+
+    @property
+    def owner(self) -> tuple[Any, ...]:
+        return _owner(self.metadata)
 
 
 @dataclass
 class _Namespace:
     """The in-process memory of one namespace, in sync with the store at ``version``."""
 
-    memory: EpisodicMemory
-    base_reference: torch.Tensor
-    version: int = -1
-    facts: dict[str, FactRecord] = field(default_factory=dict)  # id -> record
-    slot_owner: dict[int, str] = field(default_factory=dict)  # slot -> id (latest writer)
+    memory: BlockMemory
+    version: int = 0
+    facts: dict[str, _Entry] = field(default_factory=dict)
+    by_text: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, text) -> id
+    by_key: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, key) -> id
 
-    def key_matrix(self) -> tuple[list[str], torch.Tensor]:
-        ids = list(self.facts)
-        if not ids:
-            return ids, torch.zeros(0, self.memory.config.resolved_key_width)
-        return ids, torch.from_numpy(np.stack([self.facts[i].key for i in ids]))
+    def add(self, entry: _Entry) -> None:
+        self.facts[entry.id] = entry
+        self.by_text.setdefault((entry.owner, entry.text), entry.id)
+        if entry.key_text != entry.text:
+            self.by_key[(entry.owner, entry.key_text)] = entry.id
+
+    def remove(self, fact_id: str) -> _Entry:
+        entry = self.facts.pop(fact_id)
+        for index, name in ((self.by_text, entry.text), (self.by_key, entry.key_text)):
+            if index.get((entry.owner, name)) == fact_id:
+                del index[(entry.owner, name)]
+        return entry
 
 
-def _float32_exact(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.float().double()
+@dataclass
+class _Write:
+    """One input of a remember call, as it is resolved."""
+
+    text: str
+    key_text: str
+    metadata: dict[str, Any]
+    id: str
+    key: torch.Tensor
+    values: torch.Tensor
+    status: Literal["written", "replaced", "duplicate"] = "written"
+    replaces: str | None = None  # a stored fact this input replaces
+    superseded: _Write | None = None  # an earlier input of the same call it replaces
+    written: bool = True  # False when a later input of the same call superseded it
 
 
 class Larimar:
@@ -112,6 +172,7 @@ class Larimar:
         ``memory = Larimar(store="facts.sqlite3", namespace="alice")``
     Use:
         ``ids = memory.remember("Alice's favourite colour is green.").ids``
+        ``memory.recall("Alice's colour?", k=3).hits``
         ``memory.ask("What is Alice's favourite colour?").answer``
         ``memory.forget(ids[0])``
     """
@@ -131,7 +192,9 @@ class Larimar:
         self.settings = settings or LarimarSettings()
         if namespace is not None:
             self.settings = self.settings.model_copy(update={"namespace": namespace})
+        self._model_name = str(model) if isinstance(model, (str, Path)) else None
         if model is None or isinstance(model, (str, Path)):
+            self._model_name = str(model or "larimar-smol")
             model = LarimarModel.from_pretrained(model or "larimar-smol", device=device)
         # Serving never trains: no autograd bookkeeping.
         self.model = model.eval().requires_grad_(False)
@@ -143,7 +206,7 @@ class Larimar:
         )
         self.store = store if isinstance(store, MemoryStore) else SQLiteStore(store)
         self._owns_store = not isinstance(store, MemoryStore)
-        self._namespaces: dict[str, _Namespace] = {}
+        self._cache: OrderedDict[str, _Namespace] = OrderedDict()
         self._lock = threading.RLock()
 
     # -- public API ------------------------------------------------------------------------------
@@ -152,158 +215,252 @@ class Larimar:
     def namespace(self) -> str:
         return self.settings.namespace
 
-    @property
-    def slots(self) -> int:
-        return self.settings.slots or self.model.config.memory_slots
+    def limits(self) -> MemoryLimits:
+        return MemoryLimits(
+            max_fact_tokens=self.settings.max_fact_tokens,
+            max_text_chars=self.settings.max_text_chars,
+            max_key_chars=self.settings.max_key_chars,
+        )
 
     def remember(
         self,
-        text: str | list[str],
+        text: str | builtins.list[str],
         *,
-        key: str | list[str] | None = None,
+        key: str | builtins.list[str] | None = None,
         namespace: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | builtins.list[dict[str, Any]] | None = None,
         request_id: str | None = None,
+        ids: str | builtins.list[str] | None = None,
     ) -> RememberResult:
-        """Write facts in one shot (no gradient step, no LLM call). A fact whose key matches a
-        stored key (cosine ≥ ``correction_threshold``) replaces it. With ``request_id``, a
-        repeated call writes nothing and returns the ids of the first."""
-        texts = self._check_texts(text, "text")
-        keys = texts if key is None else self._check_texts(key, "key")
-        if len(keys) != len(texts):
-            raise TextInputError(f"got {len(keys)} keys for {len(texts)} texts; pass one per text")
-        self._check_lengths(texts)
+        """Write facts in one shot (no gradient step, no LLM call); one outcome per input.
+
+        A fact replaces a stored one only when the caller says so: the same ``ids`` entry, or
+        the same explicit ``key`` from the same owner. The same text from the same owner is a
+        duplicate (nothing written). With ``request_id``, a repeated call writes nothing and
+        returns the ids of the first."""
+        texts = self._check_texts(text, "text", self.settings.max_text_chars)
+        keys = (texts if key is None
+                else self._check_texts(key, "key", self.settings.max_key_chars))
+        metas = self._check_metadata(metadata, len(texts))
+        fact_ids = None if ids is None else self._check_ids(ids)
+        for name, values in (("keys", keys), ("ids", fact_ids), ("metadata", metas)):
+            if values is not None and len(values) != len(texts):
+                raise ArgumentError(
+                    f"got {len(values)} {name} for {len(texts)} texts; pass one per text"
+                )
+        if request_id is not None:
+            request_id = self._check_name(request_id, "request_id")
+        self._check_token_counts(texts)
         ns_name = self._namespace_name(namespace)
-        key_emb = self.embedder.embed(keys).to(torch.float64)
-        values = self.model.encode(texts).to(torch.float64).cpu()
+        key_emb = self.embedder.embed(keys)
+        values = self.model.encode_facts(texts)
+        writes = [
+            _Write(text=t, key_text=k, metadata=m,
+                   id=fact_ids[i] if fact_ids else uuid.uuid4().hex,
+                   key=key_emb[i], values=values[i].float().cpu())
+            for i, (t, k, m) in enumerate(zip(texts, keys, metas, strict=True))
+        ]
         with self._lock, self._transaction(ns_name) as (tx, ns):
             if request_id is not None:
                 seen = tx.find_by_request_id(request_id)
                 if seen:
-                    return RememberResult(ids=[r.id for r in seen], duplicate_request=True)
-            replaced: list[FactRecord] = []
-            pending: dict[str, FactRecord] = {}  # written in this call, not yet in the store
-            for i, text_i in enumerate(texts):
-                match = self._correction_target(ns, key_emb[i])
-                if match is not None:
-                    old = self._forget_record(tx, ns, match, in_store=match not in pending)
-                    if pending.pop(match, None) is None:
-                        replaced.append(old)
-                record = self._write_fact(ns, text_i, keys[i], key_emb[i], values[i],
-                                          metadata, request_id, ns_name)
-                pending[record.id] = record
-            records = list(pending.values())
+                    return self._replayed(seen, texts, request_id)
+            self._resolve(ns, writes, caller_ids=fact_ids is not None)
+            replaced = self._forget_targets(tx, ns, [w.replaces for w in writes if w.replaces])
+            new = [w for w in writes if w.status != "duplicate" and w.written]
+            rows = ns.memory.write([BlockWrite(w.id, w.key, w.values) for w in new])
+            records = [
+                FactRecord(
+                    namespace=ns_name, text=w.text, key_text=w.key_text,
+                    key=w.key.numpy(), values=w.values.numpy(), rows=np.asarray(rows[w.id]),
+                    metadata=w.metadata, request_id=request_id, id=w.id,
+                )
+                for w in new
+            ]
             tx.add_facts(records)
-            self._save_version(tx, ns)
+            for record in records:
+                ns.add(_entry(record))
+            self._commit(tx, ns)
         return RememberResult(
-            ids=[r.id for r in records], replaced=[self._fact(r) for r in replaced]
+            ids=[w.id for w in writes],
+            outcomes=[
+                WriteOutcome(id=w.id, status=w.status,
+                             replaced=self._replaced_fact(w, replaced, ns_name))
+                for w in writes
+            ],
         )
 
     def recall(
-        self, query: str, *, namespace: str | None = None, decode: bool = True
+        self,
+        query: str,
+        *,
+        k: int = 1,
+        namespace: str | None = None,
+        decode: bool = True,
+        filter: dict[str, Any] | None = None,
     ) -> RecallResult:
-        """The memory readout for ``query``, decoded to text, with the scope score. With
-        ``decode=False`` the (slow) decoding is skipped: ``text`` is empty and only the
-        addressing (``fact``, ``weight``) and the scope decision are returned."""
-        query = self._check_texts(query, "query")[0]
-        with self._lock:  # writers change the namespace in place; decode outside the lock
-            ns = self._synced(self._namespace_name(namespace))
-            decision, readout, weight, record = self._read(ns, query)
-        text = (
-            self.model.decode(readout, max_new_tokens=self.settings.max_new_tokens)[0]
-            if decode else ""
-        )
+        """The ``k`` facts whose keys best match ``query``, best first, each with its text read
+        back from the memory rows (``decode=False`` skips reading). ``filter`` keeps facts whose
+        metadata equals every given field."""
+        query = self._check_texts(query, "query", self.settings.max_text_chars)[0]
+        k = self._check_k(k)
+        ns_name = self._namespace_name(namespace)
+        with self._lock:
+            ns = self._synced(ns_name)
+            decision, hits = self._search(ns, query, k, filter)
+            readouts = [ns.memory.readout(fid) for fid, _ in hits] if decode else []
+            entries = [ns.facts[fid] for fid, _ in hits] if ns else []
+        texts = self.model.read_facts(readouts) if readouts else [""] * len(hits)
+        results = [
+            RecallHit(fact=self._fact(entry, ns_name), score=score, text=text)
+            for entry, (_, score), text in zip(entries, hits, texts, strict=True)
+        ]
+        best = results[0] if results else None
         return RecallResult(
-            query=query, text=text.strip(), scope=self._scope_info(decision),
-            fact=self._fact(record) if record else None, weight=weight,
+            query=query, scope=self._scope_info(decision), hits=results,
+            text=best.text if best else "", fact=best.fact if best else None,
+            weight=best.score if best else 0.0,
         )
 
     def ask(
-        self, question: str, *, namespace: str | None = None, max_new_tokens: int | None = None
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        namespace: str | None = None,
+        max_new_tokens: int | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> AskResult:
-        """Answer ``question``: memory-conditioned decoding when the scope detector says the
-        question is about stored facts, plain decoding otherwise."""
-        question = self._check_texts(question, "question")[0]
-        # A longer prompt can overrun the decoder's positions (IndexError in GPT-2-style LMs).
-        self._check_lengths([question], what="question")
-        with self._lock:  # writers change the namespace in place; decode outside the lock
-            ns = self._synced(self._namespace_name(namespace))
-            decision, readout, _, record = self._read(ns, question)
-        route: Literal["memory", "plain"] = "memory" if decision.in_scope else "plain"
+        """Answer ``question``: decoding conditioned on the readouts of the ``k`` best facts
+        together when the scope detector says the question is about stored facts, plain
+        decoding otherwise."""
+        question = self._check_texts(question, "question", self.settings.max_text_chars)[0]
+        k = self._check_k(self.settings.ask_k if k is None else k)
+        ns_name = self._namespace_name(namespace)
+        with self._lock:
+            ns = self._synced(ns_name)
+            decision, hits = self._search(ns, question, k, filter)
+            in_scope = decision.in_scope and bool(hits)
+            readouts = [ns.memory.readout(fid) for fid, _ in hits] if in_scope else []
+            entries = [ns.facts[fid] for fid, _ in hits] if in_scope else []
+        context = self.model.memory_context(readouts) if readouts else None
         answer = self.model.decode(
-            readout if route == "memory" else None,
-            prompts=[question],
+            context, prompts=[question],
             max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
         )[0]
+        facts = [self._fact(entry, ns_name) for entry in entries]
         return AskResult(
-            question=question, answer=answer.strip(), route=route,
-            scope=self._scope_info(decision),
-            fact=self._fact(record) if (record and route == "memory") else None,
+            question=question, answer=answer.strip(),
+            route="memory" if context is not None else "plain",
+            scope=self._scope_info(decision), fact=facts[0] if facts else None, facts=facts,
         )
 
-    def forget(self, fact: str, *, namespace: str | None = None) -> list[Fact]:
-        """Remove a fact by id or by its exact text: the −1 update, then its text and
-        embeddings are deleted from the store. Unknown → ``FactNotFoundError``."""
-        target = self._check_texts(fact, "fact")[0]
+    def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
+        """Remove a fact by id or by its exact text: the exact −1 update of its block, then its
+        text and embeddings are deleted from the store. Unknown → ``FactNotFoundError``."""
+        target = self._check_texts(fact, "fact", self.settings.max_text_chars)[0]
         ns_name = self._namespace_name(namespace)
         with self._lock, self._transaction(ns_name) as (tx, ns):
             if target in ns.facts:
                 ids = [target]
             else:
-                ids = [r.id for r in ns.facts.values() if r.text.strip() == target]
+                ids = [e.id for e in ns.facts.values() if e.text == target]
             if not ids:
                 raise FactNotFoundError(self._not_found_message(ns, target, ns_name))
-            removed = [self._forget_record(tx, ns, fact_id) for fact_id in ids]
-            self._save_version(tx, ns)
-        return [self._fact(r) for r in removed]
+            removed = self._forget_targets(tx, ns, ids)
+            self._commit(tx, ns)
+        return [self._fact(removed[i], ns_name) for i in ids]
 
     def forget_matching(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None
-    ) -> list[Fact]:
+    ) -> builtins.list[Fact]:
         """Forget the stored fact a description points to ("my address", "that I live in
         Paris"): the fact whose key is nearest, if its cosine reaches ``threshold`` (default:
         the scope detector's). Nothing near enough → ``FactNotFoundError``."""
-        description = self._check_texts(description, "description")[0]
-        ns_name = self._namespace_name(namespace)
-        ids, keys = self._synced(ns_name).key_matrix()
-        decision = self.scope.score(description, keys)
-        limit = self.scope.threshold if threshold is None else threshold
-        if decision.nearest is None or decision.score < limit:
-            raise FactNotFoundError(
-                f"no stored fact in namespace {ns_name!r} matches {description[:80]!r} "
-                f"(best cosine {decision.score:.2f} < {limit:.2f}); use list() and forget by id"
-            )
-        return self.forget(ids[decision.nearest], namespace=ns_name)
-
-    def list(self, *, namespace: str | None = None) -> list[Fact]:
-        """Every stored fact of the namespace, oldest first."""
-        ns_name = self._namespace_name(namespace)
-        return [self._fact(r) for r in self.store.list_facts(ns_name)]
-
-    def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
-        return self._fact(self.store.get_fact(self._namespace_name(namespace), fact_id))
-
-    def clear(self, *, namespace: str | None = None) -> int:
-        """Delete every fact of the namespace; returns how many were deleted."""
+        description = self._check_texts(description, "description", self.settings.max_text_chars)[0]
         ns_name = self._namespace_name(namespace)
         with self._lock:
-            count = self.store.clear(ns_name)
-            self._namespaces.pop(ns_name, None)
-        return count
+            decision, hits = self._search(self._synced(ns_name), description, 1, None)
+        limit = self.scope.threshold if threshold is None else threshold
+        if not hits or hits[0][1] < limit:
+            best = hits[0][1] if hits else 0.0
+            raise FactNotFoundError(
+                f"no stored fact in namespace {ns_name!r} matches {description[:80]!r} "
+                f"(best cosine {best:.2f} < {limit:.2f}); use list() and forget by id"
+            )
+        return self.forget(hits[0][0], namespace=ns_name)
 
-    def namespaces(self) -> list[str]:
+    def list(
+        self,
+        *,
+        namespace: str | None = None,
+        filter: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Fact]:
+        """Stored facts of the namespace, oldest first; ``filter`` as in `recall`."""
+        ns_name = self._namespace_name(namespace)
+        if limit is not None and limit < 0 or offset < 0:
+            raise ArgumentError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        where = self._check_filter(filter)
+        return [self._fact(_entry(r), ns_name)
+                for r in self.store.list_facts(ns_name, limit=limit, offset=offset, where=where)]
+
+    def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
+        ns_name = self._namespace_name(namespace)
+        return self._fact(_entry(self.store.get_fact(ns_name, fact_id)), ns_name)
+
+    def clear(self, *, namespace: str | None = None) -> int:
+        """Delete every fact of the namespace and every trace of it (its name included)."""
+        ns_name = self._namespace_name(namespace)
+        with self._lock:
+            self._cache.pop(ns_name, None)
+            return self.store.clear(ns_name)
+
+    def namespaces(self) -> builtins.list[str]:
         return self.store.namespaces()
 
     def stats(self, *, namespace: str | None = None) -> dict[str, Any]:
-        """Sizes of a namespace: facts, slots, in-process state bytes."""
-        ns = self._synced(self._namespace_name(namespace))
-        return {
-            "facts": len(ns.facts),
-            "slots": ns.memory.slots,
-            "slots_used": len(ns.slot_owner),
-            "latent_width": ns.memory.width,
-            "state_bytes": ns.memory.state_bytes(),
-        }
+        """Sizes of a namespace: facts, memory rows and blocks, in-process bytes."""
+        with self._lock:
+            ns = self._synced(self._namespace_name(namespace))
+            memory = ns.memory if ns else None
+            return {
+                "facts": len(ns.facts) if ns else 0,
+                "rows": sum(len(e.rows) for e in ns.facts.values()) if ns else 0,
+                "blocks": len(memory.blocks) if memory else 0,
+                "block_rows": self.settings.block_rows,
+                "latent_width": self.model.latent_width,
+                "state_bytes": memory.nbytes() if memory else 0,
+                "cached_namespaces": len(self._cache),
+                "cached_bytes": self._cached_bytes(),
+            }
+
+    def reencode(self, *, namespace: str | None = None) -> int:
+        """Re-write every fact of a namespace with this memory's models and settings (after a
+        model or embedder change): texts, keys, ids and metadata are kept. Returns the count."""
+        ns_name = self._namespace_name(namespace)
+        with self._lock, self.store.transaction(ns_name) as tx:
+            records = tx.all_facts()
+            if not records:
+                return 0
+            keys = self.embedder.embed([r.key_text for r in records])
+            values = self.model.encode_facts([r.text for r in records])
+            memory = self._new_memory()
+            rows = memory.write([BlockWrite(r.id, keys[i], values[i].float())
+                                 for i, r in enumerate(records)])
+            tx.delete_facts([r.id for r in records])
+            tx.add_facts([
+                FactRecord(namespace=ns_name, text=r.text, key_text=r.key_text,
+                           key=keys[i].numpy(), values=values[i].float().numpy(),
+                           rows=np.asarray(rows[r.id]), metadata=r.metadata,
+                           request_id=r.request_id, id=r.id, created_at=r.created_at)
+                for i, r in enumerate(records)
+            ])
+            tx.set_namespace_meta(self._namespace_meta())
+            tx.commit_version()
+            self._cache.pop(ns_name, None)
+        return len(records)
 
     def close(self) -> None:
         if self._owns_store:
@@ -317,7 +474,7 @@ class Larimar:
 
     # -- async: the same operations in a worker thread, so the event loop never blocks ------------
 
-    async def aremember(self, text: str | list[str], **kwargs: Any) -> RememberResult:
+    async def aremember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
         return await asyncio.to_thread(self.remember, text, **kwargs)
 
     async def arecall(self, query: str, **kwargs: Any) -> RecallResult:
@@ -326,39 +483,47 @@ class Larimar:
     async def aask(self, question: str, **kwargs: Any) -> AskResult:
         return await asyncio.to_thread(self.ask, question, **kwargs)
 
-    async def aforget(self, fact: str, **kwargs: Any) -> list[Fact]:
+    async def aforget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]:
         return await asyncio.to_thread(self.forget, fact, **kwargs)
 
-    async def aforget_matching(self, description: str, **kwargs: Any) -> list[Fact]:
+    async def aforget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]:
         return await asyncio.to_thread(self.forget_matching, description, **kwargs)
 
-    async def alist(self, **kwargs: Any) -> list[Fact]:
+    async def alist(self, **kwargs: Any) -> builtins.list[Fact]:
         return await asyncio.to_thread(self.list, **kwargs)
+
+    async def aget(self, fact_id: str, **kwargs: Any) -> Fact:
+        return await asyncio.to_thread(self.get, fact_id, **kwargs)
 
     async def aclear(self, **kwargs: Any) -> int:
         return await asyncio.to_thread(self.clear, **kwargs)
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _read(
-        self, ns: _Namespace, query: str
-    ) -> tuple[ScopeDecision, torch.Tensor, float, FactRecord | None]:
-        """Scope decision, readout ``(1, C)``, weight on the best slot, and that slot's fact."""
-        ids, keys = ns.key_matrix()
-        decision = self.scope.score(query, keys)
-        memory = ns.memory
-        if not ids:
-            return decision, memory.prior[:1].to(self.model.dtype), 0.0, None
-        # Address only slots that hold facts: an empty slot reads the prior, never a fact.
-        used = sorted(ns.slot_owner)
-        q = self.embedder.embed([query]).to(memory.dtype)
-        w_used = gaussian_weights(q, memory.reference[used], self.settings.gaussian_a)
-        weights = torch.zeros(1, memory.slots, dtype=memory.dtype)
-        weights[0, used] = w_used[0]
-        readout = memory.read(weights=weights)
-        best = int(w_used[0].argmax())
-        record = ns.facts.get(ns.slot_owner[used[best]])
-        return decision, readout.to(self.model.dtype), float(w_used[0, best]), record
+    def _search(
+        self, ns: _Namespace | None, query: str, k: int, filter: dict[str, Any] | None
+    ) -> tuple[ScopeDecision, builtins.list[tuple[str, float]]]:
+        """The scope decision (max cosine of the query or any of its sentences to a key) and
+        the ``k`` best facts for the whole query."""
+        where = self._check_filter(filter)
+        empty = ScopeDecision(score=0.0, in_scope=False, nearest=None)
+        if ns is None or not ns.facts:
+            return empty, []
+        allowed = None if not where else [
+            e.id for e in ns.facts.values()
+            if all(e.metadata.get(f, _MISSING) == v for f, v in where.items())
+        ]
+        sentences = split_sentences(query)
+        queries = [query, *sentences] if len(sentences) > 1 else [query]
+        emb = self.embedder.embed(queries)
+        hits = ns.memory.search(emb[0], k, allowed)
+        score = hits[0][1] if hits else 0.0
+        for sentence in emb[1:]:  # a sentence may match better than the whole message
+            top = ns.memory.search(sentence, 1, allowed)
+            score = max([score, *(s for _, s in top)])
+        decision = ScopeDecision(score=score, in_scope=score >= self.scope.threshold,
+                                 nearest=None, sentence=None)
+        return decision, hits
 
     def _scope_info(self, decision: ScopeDecision) -> ScopeInfo:
         return ScopeInfo(
@@ -367,195 +532,261 @@ class Larimar:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _write_fact(
-        self, ns: _Namespace, text: str, key_text: str, key: torch.Tensor, value: torch.Tensor,
-        metadata: dict[str, Any] | None, request_id: str | None, ns_name: str,
-    ) -> FactRecord:
-        memory = ns.memory
-        # The store keeps float32; round first so the in-process memory and one rebuilt from the
-        # store are the same, and a later forget subtracts exactly what was added.
-        key, value = _float32_exact(key), _float32_exact(value)
-        slot = self._allocate_slot(ns, key)
-        if slot not in ns.slot_owner:
-            memory.set_reference_rows([slot], key[None])
-        weights = _float32_exact(
-            gaussian_weights(key[None], memory.reference, self.settings.gaussian_a)
-        )
-        memory.write(value[None], weights=weights)
-        record = FactRecord(
-            namespace=ns_name, text=text, key_text=key_text, key=key.float().numpy(),
-            value=value.float().numpy(), weights=weights[0].float().numpy(), slot=slot,
-            metadata=dict(metadata or {}), request_id=request_id,
-        )
-        ns.facts[record.id] = record
-        ns.slot_owner[slot] = record.id
-        return record
-
-    def _allocate_slot(self, ns: _Namespace, key: torch.Tensor) -> int:
-        free = next((k for k in range(ns.memory.slots) if k not in ns.slot_owner), None)
-        if free is not None:
-            return free
-        if self.settings.overflow == "error":
-            raise CapacityError(
-                f"all {ns.memory.slots} memory slots of this namespace hold facts; forget some, "
-                "use another namespace, or set LarimarSettings(overflow='share')"
-            )
-        used = sorted(ns.slot_owner)
-        sims = ns.memory.reference[used] @ key
-        return used[int(sims.argmax())]
-
-    def _correction_target(self, ns: _Namespace, key: torch.Tensor) -> str | None:
-        ids, keys = ns.key_matrix()
-        if not ids:
-            return None
-        sims = keys.to(key.dtype) @ key
-        best = int(sims.argmax())
-        return ids[best] if float(sims[best]) >= self.settings.correction_threshold else None
-
-    def _forget_record(
-        self, tx: Any, ns: _Namespace, fact_id: str, in_store: bool = True
-    ) -> FactRecord:
-        record = ns.facts[fact_id]
-        memory = ns.memory
-        value = torch.from_numpy(record.value).to(memory.dtype)[None]
-        weights = torch.from_numpy(record.weights).to(memory.dtype)[None]
-        memory.forget(value, weights=weights)
-        if in_store:
-            tx.delete_facts([fact_id])
-        del ns.facts[fact_id]
-        if ns.slot_owner.get(record.slot) == fact_id:
-            sharers = [r for r in ns.facts.values() if r.slot == record.slot]
-            if sharers:
-                ns.slot_owner[record.slot] = sharers[-1].id
+    def _resolve(self, ns: _Namespace, writes: builtins.list[_Write], caller_ids: bool) -> None:
+        """Decide per input: written, replaced (and what), or duplicate (of which id). Inputs
+        see the ones before them in the same call: a later input with the same id or key
+        supersedes an earlier one, which is then not written."""
+        if caller_ids and len({w.id for w in writes}) != len(writes):
+            raise ArgumentError("an id is given twice in one call; ids must differ")
+        pending: dict[str, _Write] = {}
+        by_text: dict[tuple[Any, ...], str] = {}
+        by_key: dict[tuple[Any, ...], str] = {}
+        for w in writes:
+            owner = _owner(w.metadata)
+            explicit_key = w.key_text != w.text
+            target = None
+            if caller_ids:
+                target = w.id if w.id in ns.facts else None
             else:
-                del ns.slot_owner[record.slot]
-                memory.set_reference_rows([record.slot], ns.base_reference[record.slot][None])
-        return record
+                if explicit_key:
+                    target = by_key.get((owner, w.key_text)) or ns.by_key.get((owner, w.key_text))
+                if target is None and self.settings.correction_threshold is not None:
+                    target = self._similar(ns, w, owner)
+                duplicate = by_text.get((owner, w.text)) or ns.by_text.get((owner, w.text))
+                if target is None and duplicate is not None:
+                    w.status, w.id = "duplicate", duplicate
+                    continue
+                w.id = w.id if target is None else uuid.uuid4().hex
+            if target in pending:
+                superseded = pending.pop(target)
+                w.status, w.superseded = "replaced", superseded
+            elif target is not None:
+                w.status, w.replaces = "replaced", target
+            pending[w.id] = w
+            by_text[(owner, w.text)] = w.id
+            if explicit_key:
+                by_key[(owner, w.key_text)] = w.id
+        for w in writes:
+            if w.status != "duplicate" and w.id not in pending:
+                w.written = False
+
+    def _replaced_fact(
+        self, w: _Write, replaced: dict[str, _Entry], ns_name: str
+    ) -> Fact | None:
+        if w.replaces is not None:
+            return self._fact(replaced[w.replaces], ns_name)
+        if w.superseded is not None:
+            old = w.superseded
+            return Fact(id=old.id, namespace=ns_name, text=old.text, key=old.key_text,
+                        created_at=0.0, metadata=old.metadata)
+        return None
+
+    def _similar(self, ns: _Namespace, w: _Write, owner: tuple[Any, ...]) -> str | None:
+        threshold = self.settings.correction_threshold
+        allowed = [e.id for e in ns.facts.values() if e.owner == owner]
+        hits = ns.memory.search(w.key, 1, allowed)
+        return hits[0][0] if hits and threshold is not None and hits[0][1] >= threshold else None
+
+    def _forget_targets(
+        self, tx: Any, ns: _Namespace, ids: builtins.list[str]
+    ) -> dict[str, _Entry]:
+        """The exact −1 update of each fact's block and its deletion from the log."""
+        if not ids:
+            return {}
+        records = tx.get_facts(ids)
+        for record in records:
+            ns.memory.forget(record.id, torch.from_numpy(record.values))
+        tx.delete_facts(ids)
+        return {record.id: ns.remove(record.id) for record in records}
+
+    def _replayed(
+        self, seen: builtins.list[FactRecord], texts: builtins.list[str], request_id: str
+    ) -> RememberResult:
+        if [r.text for r in seen] != texts[: len(seen)] or len(seen) > len(texts):
+            raise RequestConflictError(
+                f"request_id {request_id!r} was already used for other facts "
+                f"({seen[0].text[:60]!r}…); use a new request_id for new facts"
+            )
+        return RememberResult(
+            ids=[r.id for r in seen], duplicate_request=True,
+            outcomes=[WriteOutcome(id=r.id, status="duplicate") for r in seen],
+        )
 
     # -- namespace state -------------------------------------------------------------------------
 
-    def _new_namespace(self) -> _Namespace:
-        config = MemoryConfig(
-            slots=self.slots, width=self.model.latent_width, key_width=self.embedder.dim,
-            addressing="gaussian", gaussian_a=self.settings.gaussian_a,
-            ridge=self.settings.ridge, dtype="float64",
+    def _new_memory(self) -> BlockMemory:
+        return BlockMemory(
+            self.model.latent_width, self.embedder.dim, block_rows=self.settings.block_rows,
+            ridge=self.settings.ridge,
+            dtype=torch.float64 if self.settings.memory_dtype == "float64" else torch.float32,
         )
-        base = random_reference(config.slots, config.resolved_key_width, dtype=torch.float64)
-        return _Namespace(memory=EpisodicMemory(config, reference=base), base_reference=base)
 
-    def _state_meta(self) -> dict[str, str]:
+    def _namespace_meta(self) -> dict[str, str]:
+        """Everything that changes what a namespace's stored latents and keys mean."""
+        config = self.model.config
         return {
-            "format": STATE_FORMAT,
-            "format_version": STATE_FORMAT_VERSION,
-            "model": self.model.config.decoder_name + "|" + self.model.config.encoder_name,
-            "latent_width": str(self.model.latent_width),
-            "key_width": str(self.embedder.dim),
-            "embedder": str(getattr(self.embedder, "name", "")),
-            "slots": str(self.slots),
+            "format": NAMESPACE_FORMAT,
+            "model": self._model_name or type(self.model).__name__,
+            "latent": f"{config.latent}:{config.decoder_name}:P{config.num_latent_tokens}"
+                      f"xd{config.latent_token_dim}:rows{config.max_text_tokens}",
+            "embedder": f"{getattr(self.embedder, 'name', '')}:{self.embedder.dim}",
+            "block_rows": str(self.settings.block_rows),
+            "ridge": repr(self.settings.ridge),
+            "memory_dtype": self.settings.memory_dtype,
         }
 
     def _check_meta(self, meta: dict[str, str] | None, ns_name: str) -> None:
         if not meta:
             return
-        if meta.get("format") != STATE_FORMAT or meta.get("format_version") != STATE_FORMAT_VERSION:
-            raise StoreError(
-                f"namespace {ns_name!r} was written by an incompatible larimar-memory "
-                f"(format {meta.get('format')!r} v{meta.get('format_version')}); open it with "
-                "that version or clear the namespace"
-            )
-        mine = self._state_meta()
-        for field_name in ("latent_width", "key_width", "slots"):
-            if meta.get(field_name) != mine[field_name]:
-                raise StoreError(
-                    f"namespace {ns_name!r} was written with {field_name}={meta.get(field_name)}"
-                    f" but this Larimar uses {mine[field_name]}: open it with the same model and "
-                    "settings, or clear the namespace"
+        mine = self._namespace_meta()
+        for name in ("latent", "embedder", "block_rows", "ridge", "memory_dtype"):
+            if name in meta and meta[name] != mine[name]:
+                raise StoreMismatchError(
+                    f"namespace {ns_name!r} was written with {name}={meta[name]!r}, but this "
+                    f"Larimar uses {name}={mine[name]!r}. Open it with the same model, embedder "
+                    f"and settings, or re-encode it with this one: `larimar reencode --store "
+                    f"<file> --namespace {ns_name}` (or Larimar(...).reencode(namespace=...))"
                 )
 
-    def _rebuild(self, ns_name: str, records: list[FactRecord], version: int) -> _Namespace:
-        ns = self._new_namespace()
-        memory = ns.memory
-        for record in records:
-            if record.weights.shape[0] != memory.slots or record.value.shape[0] != memory.width:
-                raise StoreError(
-                    f"fact {record.id} in namespace {ns_name!r} has {record.weights.shape[0]} "
-                    f"weights and a {record.value.shape[0]}-wide value, but this memory has "
-                    f"{memory.slots} slots and width {memory.width}"
-                )
-            ns.facts[record.id] = record
-            if record.slot not in ns.slot_owner:
-                memory.set_reference_rows(
-                    [record.slot], torch.from_numpy(record.key).to(memory.dtype)[None]
-                )
-            ns.slot_owner[record.slot] = record.id
+    def _rebuild(
+        self, ns_name: str, records: builtins.list[FactRecord], version: int
+    ) -> _Namespace:
+        ns = _Namespace(memory=self._new_memory(), version=version)
         if records:
-            W = torch.from_numpy(np.stack([r.weights for r in records])).to(memory.dtype)
-            Z = torch.from_numpy(np.stack([r.value for r in records])).to(memory.dtype)
-            memory.rebuild(W, Z)
-        ns.version = version
-        self._namespaces[ns_name] = ns
+            ns.memory.write([
+                BlockWrite(r.id, torch.from_numpy(r.key), torch.from_numpy(r.values),
+                           tuple(int(x) for x in r.rows))
+                for r in records
+            ])
+        for r in records:
+            ns.add(_entry(r))
+        self._cache[ns_name] = ns
+        self._evict(keep=ns_name)
         return ns
 
-    def _synced(self, ns_name: str) -> _Namespace:
-        """The namespace's memory, rebuilt from the store if another writer changed it."""
-        with self._lock:
-            version = self.store.version(ns_name)
-            ns = self._namespaces.get(ns_name)
-            if ns is not None and ns.version == version:
-                return ns
-            self._check_meta(self.store.state_meta(ns_name), ns_name)
-            return self._rebuild(ns_name, self.store.list_facts(ns_name), version)
+    def _synced(self, ns_name: str) -> _Namespace | None:
+        """The namespace's memory, rebuilt from the store if another writer changed it or it
+        was evicted; None (and nothing allocated) for a namespace that holds nothing."""
+        version = self.store.version(ns_name)
+        ns = self._cache.get(ns_name)
+        if ns is not None and ns.version == version:
+            self._cache.move_to_end(ns_name)
+            return ns
+        if version == 0:
+            self._cache.pop(ns_name, None)
+            return None
+        self._check_meta(self.store.namespace_meta(ns_name), ns_name)
+        records = self.store.list_facts(ns_name)
+        if not records:
+            self._cache.pop(ns_name, None)
+            return None
+        return self._rebuild(ns_name, records, version)
 
-    class _TransactionContext:
-        def __init__(self, owner: Larimar, ns_name: str) -> None:
-            self.owner, self.ns_name = owner, ns_name
-
-        def __enter__(self) -> tuple[Any, _Namespace]:
-            owner = self.owner
-            self.cm = owner.store.transaction(self.ns_name)
-            tx = self.cm.__enter__()
+    @contextmanager
+    def _transaction(self, ns_name: str) -> Iterator[tuple[Any, _Namespace]]:
+        """The store transaction of a namespace and its in-process memory, in sync. On any
+        error the store rolls back and the cached memory is dropped (it may hold half an update)."""
+        with self.store.transaction(ns_name) as tx:
             try:
-                owner._check_meta(tx.state_meta(), self.ns_name)
-                state = tx.load_state()
-                version = state[1] if state else 0
-                ns = owner._namespaces.get(self.ns_name)
+                self._check_meta(tx.namespace_meta(), ns_name)
+                version = tx.version()
+                ns = self._cache.get(ns_name)
                 if ns is None or ns.version != version:
-                    ns = owner._rebuild(self.ns_name, tx.all_facts(), version)
-            except BaseException as exc:
-                self.cm.__exit__(type(exc), exc, exc.__traceback__)
+                    ns = self._rebuild(ns_name, tx.all_facts(), version)
+                self._cache.move_to_end(ns_name)
+                yield tx, ns
+            except BaseException:
+                self._cache.pop(ns_name, None)
                 raise
-            return tx, ns
+        self._evict(keep=ns_name)
 
-        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-            if exc_type is not None:
-                # The in-process memory may hold half an update; the store rolls back, so drop
-                # the cache and rebuild from the store next time.
-                self.owner._namespaces.pop(self.ns_name, None)
-            return self.cm.__exit__(exc_type, exc, tb)
+    def _commit(self, tx: Any, ns: _Namespace) -> None:
+        if tx.namespace_meta() is None:
+            tx.set_namespace_meta(self._namespace_meta())
+        ns.version = tx.commit_version()
 
-    def _transaction(self, ns_name: str) -> Larimar._TransactionContext:
-        return Larimar._TransactionContext(self, ns_name)
+    def _cached_bytes(self) -> int:
+        return sum(ns.memory.nbytes() for ns in self._cache.values())
 
-    def _save_version(self, tx: Any, ns: _Namespace) -> None:
-        # The memory itself is a function of the fact log (rebuilt on load); the state row holds
-        # the format/model metadata and the counts, and moves the namespace version on.
-        counts = torch.tensor([len(ns.facts), len(ns.slot_owner)], dtype=torch.int64)
-        ns.version = tx.save_state({"counts": counts}, self._state_meta())
+    def _evict(self, keep: str) -> None:
+        """Drop least recently used memories until the cache fits ``cache_bytes``."""
+        budget = self.settings.cache_bytes
+        total = self._cached_bytes()
+        for name in builtins.list(self._cache):
+            if total <= budget:
+                break
+            if name != keep:
+                total -= self._cache.pop(name).memory.nbytes()
 
     # -- validation and conversion ---------------------------------------------------------------
 
     def _namespace_name(self, namespace: str | None) -> str:
-        name = self.namespace if namespace is None else namespace
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise TextInputError(
-                f"namespace must be a non-empty string of at most 200 characters, got {name!r}"
-            )
-        return name
+        return self._check_name(self.namespace if namespace is None else namespace, "namespace")
 
     @staticmethod
-    def _check_texts(value: str | list[str] | bytes, what: str) -> list[str]:
+    def _check_name(name: Any, what: str) -> str:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
+            raise TextInputError(
+                f"{what} must be a non-empty string of at most {MAX_NAME_CHARS} characters, got "
+                f"{name!r:.80}"
+            )
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TextInputError(
+                f"{what} is not valid UTF-8 text ({exc.reason}); remove lone surrogates"
+            ) from exc
+        return name
+
+    def _check_ids(self, ids: str | builtins.list[str]) -> builtins.list[str]:
+        items = [ids] if isinstance(ids, str) else ids
+        if not isinstance(items, (builtins.list, tuple)):
+            raise ArgumentError(f"ids must be a string or a list of strings, got {type(ids)}")
+        return [self._check_name(i, "id") for i in items]
+
+    @staticmethod
+    def _check_k(k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ArgumentError(f"k must be an integer >= 1, got {k!r}")
+        return k
+
+    @staticmethod
+    def _check_filter(filter: dict[str, Any] | None) -> dict[str, Any]:
+        if filter is None:
+            return {}
+        if not isinstance(filter, dict) or not all(isinstance(f, str) for f in filter):
+            raise ArgumentError(f"filter must be a dict of metadata field -> value, got {filter!r}")
+        for name, value in filter.items():
+            if not isinstance(value, (str, int, float, bool)) and value is not None:
+                raise ArgumentError(
+                    f"filter[{name!r}] must be a str, number, bool or None (equality), got "
+                    f"{type(value).__name__}"
+                )
+        return filter
+
+    @staticmethod
+    def _check_metadata(
+        metadata: dict[str, Any] | builtins.list[dict[str, Any]] | None, n: int
+    ) -> builtins.list[dict[str, Any]]:
+        if metadata is None:
+            return [{} for _ in range(n)]
+        if not isinstance(metadata, (builtins.list, tuple)):
+            check_metadata(metadata)
+            return [dict(metadata) for _ in range(n)]
+        for item in metadata:
+            check_metadata(item)
+        if len(metadata) != n:
+            raise ArgumentError(
+                f"got {len(metadata)} metadata dicts for {n} texts; pass one per text"
+            )
+        return [dict(item) for item in metadata]
+
+    @staticmethod
+    def _check_texts(
+        value: str | builtins.list[str] | bytes, what: str, max_chars: int
+    ) -> builtins.list[str]:
         items = [value] if isinstance(value, (str, bytes)) else value
-        if not isinstance(items, (list, tuple)):
+        if not isinstance(items, (builtins.list, tuple)):
             raise TextInputError(f"{what} must be a string or a list of strings, got {type(value)}")
         if not items:
             raise EmptyInputError(f"{what} is an empty list; pass at least one string")
@@ -578,32 +809,33 @@ class Larimar:
                     f"{what}[{i}] is not valid UTF-8 text ({exc.reason}); remove lone surrogates"
                 ) from exc
             item = unicodedata.normalize("NFC", item).strip()
-            if not item:
-                raise EmptyInputError(f"{what}[{i}] is empty or whitespace; pass some text")
+            if not _visible(item):
+                raise EmptyInputError(
+                    f"{what}[{i}] is empty, whitespace or invisible characters only; pass some text"
+                )
+            if len(item) > max_chars:
+                raise TextInputError(
+                    f"{what}[{i}] has {len(item)} characters; at most {max_chars} are allowed. "
+                    "Shorten or split it; nothing was written"
+                )
             texts.append(item)
         return texts
 
-    def _check_lengths(self, texts: list[str], what: str = "fact") -> None:
-        limit_chars = self.settings.max_text_chars
-        limit_tokens = self.model.config.max_text_tokens
-        counts = self.model.text_token_counts(texts)
-        for i, (text, count) in enumerate(zip(texts, counts, strict=True)):
-            if len(text) > limit_chars or count > limit_tokens:
-                advice = (
-                    "Split it into shorter facts (e.g. one sentence each with "
-                    "larimar_memory.scope.split_sentences) and remember those; nothing was written"
-                    if what == "fact" else "Shorten it"
-                )
+    def _check_token_counts(self, texts: builtins.list[str]) -> None:
+        limit = self.settings.max_fact_tokens
+        for i, count in enumerate(self.model.text_token_counts(texts)):
+            if count > limit:
                 raise TextInputError(
-                    f"{what} [{i}] is {count} tokens ({len(text)} characters); at most "
-                    f"{limit_tokens} tokens and {limit_chars} characters are allowed. {advice}"
+                    f"fact [{i}] is {count} tokens; at most max_fact_tokens={limit} are allowed. "
+                    "Split it into shorter facts (e.g. by paragraph) and remember those; nothing "
+                    "was written"
                 )
 
     @staticmethod
-    def _fact(record: FactRecord) -> Fact:
+    def _fact(entry: _Entry, ns_name: str) -> Fact:
         return Fact(
-            id=record.id, namespace=record.namespace, text=record.text, key=record.key_text,
-            slot=record.slot, created_at=record.created_at, metadata=record.metadata,
+            id=entry.id, namespace=ns_name, text=entry.text, key=entry.key_text,
+            rows=builtins.list(entry.rows), created_at=entry.created_at, metadata=entry.metadata,
         )
 
     @staticmethod
@@ -612,3 +844,24 @@ class Larimar:
             f"no fact with id or exact text {target[:80]!r} in namespace {ns_name!r} "
             f"({len(ns.facts)} facts stored); use list() to see ids"
         )
+
+
+_MISSING = object()
+
+
+def _owner(metadata: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(metadata.get(name) for name in OWNER_FIELDS)
+
+
+def _visible(text: str) -> bool:
+    """True when the text has a character that is not whitespace, a control or a format
+    character (zero-width spaces and joiners alone are not a fact)."""
+    return any(unicodedata.category(c)[0] not in "ZC" for c in text)
+
+
+def _entry(record: FactRecord) -> _Entry:
+    return _Entry(
+        id=record.id, text=record.text, key_text=record.key_text, metadata=record.metadata,
+        created_at=record.created_at, request_id=record.request_id,
+        rows=tuple(int(x) for x in record.rows),
+    )

@@ -62,7 +62,7 @@ def test_many_facts_use_several_blocks_and_rows_stay_in_one_block():
     facts = [_fact(i, 1 + i % 3, gen) for i in range(12)]
     rows = mem.write(facts)  # one batched update per block
     assert len(mem.blocks) >= 4
-    for fid, fact_rows in rows.items():
+    for fact_rows in rows.values():
         assert len({r // BLOCK_ROWS for r in fact_rows}) == 1
     _check_blocks(mem, {f.fact_id: f for f in facts})
 
