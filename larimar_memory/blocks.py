@@ -148,6 +148,11 @@ class BlockMemory:
             for s, i in zip(top.values, top.indices, strict=True)
         ]
 
+    def similarity(self, query: torch.Tensor, fact_ids: Sequence[str]) -> list[float]:
+        """Cosine of ``query`` with the keys of ``fact_ids``."""
+        positions = [self._key_pos[self._known(f)] for f in fact_ids]
+        return (self._keys[positions] @ query.to(self._keys.dtype).reshape(-1)).tolist()
+
     def readout(self, fact_id: str) -> torch.Tensor:
         """``w·M`` for the fact's rows ``(n, C)``: what the memory holds for it."""
         rows = self._rows[self._known(fact_id)]
@@ -156,6 +161,15 @@ class BlockMemory:
         weights = torch.zeros(len(rows), block.slots, dtype=self.dtype)
         weights[torch.arange(len(rows)), local] = 1.0
         return block.read(weights=weights)
+
+    def read(
+        self, query: torch.Tensor, k: int = 1, allowed: Iterable[str] | None = None
+    ) -> list[tuple[str, float, torch.Tensor]]:
+        """What a query reads: the ``k`` best facts by `search`, best first, each as
+        ``(fact_id, cosine, readout (n, C))``. ``model.memory_context`` of the readouts is what
+        conditions the decoder (``Larimar.ask``); ``model.read_facts`` gives their texts
+        (``Larimar.recall``). Empty when the memory (or ``allowed``) holds no fact."""
+        return [(fid, score, self.readout(fid)) for fid, score in self.search(query, k, allowed)]
 
     def keys(self) -> tuple[list[str], torch.Tensor]:
         """Live fact ids and their keys ``(n, D)``, in index order."""

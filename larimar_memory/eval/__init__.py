@@ -1,9 +1,10 @@
 """The paper's experiments as commands writing JSON and plots (``larimar eval EXPERIMENT``).
 
 Layout: `data` (loaders for every benchmark schema), `metrics` (pure metric functions),
-`keyed` (facts in memory the way the service keys them), `scoring` (decoder log-probs, answers,
-perplexity), `context` (model + embedder + options), `experiments/` (one module each),
-`runner` (JSON with settings and the paper's numbers from `paper`), `cli` (the typer sub-app).
+`scoring` (decoder log-probs, answers, perplexity), `context` (model + embedder + options, and
+the memories: the service's `BlockMemory` or the paper's single `EpisodicMemory`),
+`experiments/` (one module each), `runner` (JSON with settings and the paper's numbers from
+`paper`), `cli` (the typer sub-app).
 
 Names are imported lazily, so ``larimar --help`` does not pay for torch/transformers here.
 """
@@ -20,7 +21,6 @@ _EXPORTS = {
     "EvalDataError": "data",
     "EvalOptions": "options",
     "EvalResult": "runner",
-    "KeyedMemory": "keyed",
     "load_context": "context",
     "load_edits": "data",
     "run_experiment": "runner",

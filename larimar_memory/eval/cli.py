@@ -62,7 +62,12 @@ def _make_command(experiment: Experiment) -> None:
         data: Path = DataOption,
         limit: int = typer.Option(None, "--limit", min=1, help="Records / edits / queries to use."),
         out: Path = OutOption,
-        slots: int = typer.Option(512, "--slots", min=1, help="K, memory rows (paper: 512)."),
+        block_rows: int = typer.Option(
+            512, "--block-rows", min=1,
+            help="K per block of the service's memory (BlockMemory, LarimarSettings.block_rows)."),
+        paper_slots: int = typer.Option(
+            512, "--paper-slots", min=1,
+            help="K of the paper's single memory (sequential, batch; paper: 512)."),
         sample: int = typer.Option(None, "--sample", min=1,
                                    help="Cap on facts decoded per point of a sweep."),
         sweep: str = typer.Option(None, "--sweep",
@@ -82,8 +87,8 @@ def _make_command(experiment: Experiment) -> None:
         if verbose:
             logging.basicConfig(level=logging.INFO)
         options = EvalOptions(
-            data=data, limit=limit, out_dir=out, slots=slots, sample=sample,
-            sweep=_parse_sweep(sweep), seed=seed, batch_size=batch_size,
+            data=data, limit=limit, out_dir=out, block_rows=block_rows, paper_slots=paper_slots,
+            sample=sample, sweep=_parse_sweep(sweep), seed=seed, batch_size=batch_size,
             max_new_tokens=max_new_tokens,
         )
         try:

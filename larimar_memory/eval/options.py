@@ -18,7 +18,15 @@ class EvalOptions(BaseModel):
     limit: int | None = Field(None, ge=1, description="records (or edits) to use; None = default")
     out_dir: Path = Field(RESULTS_DIR, description="where JSON and PNG files go")
     seed: int = 0
-    slots: int = Field(512, ge=1, le=65536, description="K, rows of each memory (paper: 512)")
+    block_rows: int = Field(
+        512, ge=1, le=65536,
+        description="K per block of the service's BlockMemory (LarimarSettings.block_rows)",
+    )
+    paper_slots: int = Field(
+        512, ge=1, le=65536,
+        description="K, rows of the paper's single EpisodicMemory where an experiment uses one "
+        "(paper: 512)",
+    )
     sample: int | None = Field(
         None, ge=1, description="cap on facts decoded per evaluation point in sweeps"
     )

@@ -57,9 +57,67 @@ def fit_prompt(model: LarimarModel, prompt: str, reserve: int) -> str:
     return str(tok.decode(ids[len(ids) - max(room, 1):], skip_special_tokens=True))
 
 
+Conditioning = torch.Tensor | Sequence[torch.Tensor | None] | None
+"""What conditions each row: ``None`` (the plain decoder), a tensor ``(N, W)`` (row ``i``
+conditions row ``i``), or one context per row, each ``(1, W_i)`` or ``None`` (that row plain):
+``model.memory_context`` of a query's readouts, as `Larimar.ask` builds it. Rows of different
+widths (facts of several memory rows) run in separate forwards."""
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+def _batches(n: int, size: int, z: Conditioning) -> Iterator[slice]:
+    """Consecutive rows in batches of at most ``size`` whose contexts have the same width
+    (``None`` rows apart from conditioned ones)."""
+    if z is None or isinstance(z, torch.Tensor):
+        yield from _chunks(n, size)
+        return
+    widths = [0 if row is None else row.numel() for row in z]
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and stop - start < size and widths[stop] == widths[start]:
+            stop += 1
+        yield slice(start, stop)
+        start = stop
+
+
+def _take(model: LarimarModel, z: Conditioning, part: slice) -> torch.Tensor | None:
+    if z is None:
+        return None
+    if isinstance(z, torch.Tensor):
+        rows = z[part]
+    else:
+        picked = list(z[part])
+        if picked[0] is None:  # _batches keeps None rows together
+            return None
+        rows = torch.stack([row.reshape(-1) for row in picked])  # type: ignore[union-attr]
+    return rows.to(device=model.device, dtype=model.dtype)
+
+
+def _rows(z: Conditioning) -> int | None:
+    return None if z is None else (z.shape[0] if isinstance(z, torch.Tensor) else len(z))
+
+
+def repeat_each(z: Conditioning, times: int) -> Conditioning:
+    """Each row's conditioning ``times`` times in a row (scoring several targets per prompt)."""
+    if z is None:
+        return None
+    if isinstance(z, torch.Tensor):
+        return z.repeat_interleave(times, dim=0)
+    return [row for row in z for _ in range(times)]
+
+
+def take_rows(z: Conditioning, rows: Sequence[int]) -> Conditioning:
+    """The conditioning of ``rows`` only."""
+    if z is None:
+        return None
+    if isinstance(z, torch.Tensor):
+        return z[list(rows)]
+    return [z[i] for i in rows]
 
 
 def _start_ids(model: LarimarModel) -> list[int]:
@@ -82,13 +140,13 @@ def score_targets(
     model: LarimarModel,
     prompts: Sequence[str],
     targets: Sequence[str],
-    z: torch.Tensor | None = None,
+    z: Conditioning = None,
     batch_size: int = 16,
     desc: str | None = None,
 ) -> list[TargetScore]:
-    """Score ``target`` after ``prompt`` for each row, conditioned on readout row ``z[i]``
-    (``None``: the plain decoder). A space separates prompt and target."""
-    if len(prompts) != len(targets) or (z is not None and z.shape[0] != len(prompts)):
+    """Score ``target`` after ``prompt`` for each row, conditioned on row ``i`` of ``z`` (see
+    `Conditioning`; ``None``: the plain decoder). A space separates prompt and target."""
+    if len(prompts) != len(targets) or (z is not None and _rows(z) != len(prompts)):
         raise ValueError("prompts, targets and z must have the same number of rows")
     tok = model.decoder.tokenizer
     start = _start_ids(model)
@@ -107,10 +165,10 @@ def score_targets(
     model.eval()
     out: list[TargetScore] = []
     try:
-        batches = list(_chunks(len(rows), batch_size))
+        batches = list(_batches(len(rows), batch_size, z))
         for part in tqdm(batches, desc=desc or "scoring", leave=False, disable=len(batches) < 4):
             ids, mask = _right_pad(rows[part], model.decoder.pad_token_id)
-            zb = None if z is None else z[part].to(device=device, dtype=model.dtype)
+            zb = _take(model, z, part)
             logits, _ = model.decoder(zb, ids.to(device), mask.to(device))
             for i, (begin, end) in enumerate(spans[part]):
                 if end <= begin:
@@ -129,20 +187,21 @@ def score_targets(
 def generate(
     model: LarimarModel,
     prompts: Sequence[str] | None,
-    z: torch.Tensor | None = None,
+    z: Conditioning = None,
     max_new_tokens: int = 12,
     batch_size: int = 16,
     desc: str | None = None,
     **kwargs: Any,
 ) -> list[str]:
-    """Continuations of ``prompts`` (``None``: decode from the readout alone), batched."""
-    n = len(prompts) if prompts is not None else (0 if z is None else z.shape[0])
+    """Continuations of ``prompts`` (``None``: decode from the context alone), batched; ``z``
+    as in `score_targets`."""
+    n = len(prompts) if prompts is not None else (_rows(z) or 0)
     if prompts is not None:
         prompts = [fit_prompt(model, p, max_new_tokens) for p in prompts]
     texts: list[str] = []
-    batches = list(_chunks(n, batch_size))
+    batches = list(_batches(n, batch_size, z))
     for part in tqdm(batches, desc=desc or "decoding", leave=False, disable=len(batches) < 4):
-        zb = None if z is None else z[part].to(device=model.device, dtype=model.dtype)
+        zb = _take(model, z, part)
         pb = None if prompts is None else list(prompts[part])
         texts += model.decode(zb, pb, max_new_tokens=max_new_tokens, chat=False, **kwargs)
     return texts

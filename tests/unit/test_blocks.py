@@ -90,6 +90,21 @@ def test_search_ranks_by_cosine_and_respects_allowed():
     assert len(mem.search(torch.tensor([1.0, 0.0]), k=10)) == 3
 
 
+def test_read_is_search_then_readout():
+    mem = BlockMemory(2, 2, block_rows=4)
+    assert mem.read(torch.tensor([1.0, 0.0]), k=1) == []
+    keys = {"a": [1.0, 0.0], "b": [0.6, 0.8], "c": [0.0, 1.0]}
+    mem.write([BlockWrite(f, torch.tensor(k), torch.full((1 + (f == "b"), 2), float(i + 1)))
+               for i, (f, k) in enumerate(keys.items())])
+    query = torch.tensor([0.0, 1.0])
+    hits = mem.read(query, k=2, allowed=["a", "b"])
+    assert [(f, s) for f, s, _ in hits] == mem.search(query, k=2, allowed=["a", "b"])
+    assert [f for f, _, _ in hits] == ["b", "a"]
+    for fid, _, readout in hits:
+        torch.testing.assert_close(readout, mem.readout(fid))
+    assert hits[0][2].shape == (2, 2)
+
+
 def test_bytes_grow_with_facts_not_with_block_size():
     one = BlockMemory(3072, 384, block_rows=512)
     one.write([BlockWrite("a", torch.ones(384), torch.ones(1, 3072))])

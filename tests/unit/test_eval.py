@@ -1,5 +1,6 @@
 """The evaluation harness: metrics on hand-made cases, loaders on tiny fixtures of every schema,
-the keyed memory, decoder scoring, and every experiment end to end on the tiny model."""
+the memories experiments measure (the service's BlockMemory, the paper's single EpisodicMemory),
+decoder scoring, and every experiment end to end on the tiny model."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from larimar_memory.eval import EXPERIMENTS, KeyedMemory, load_edits
+from larimar_memory.eval import EXPERIMENTS, EvalOptions, load_context, load_edits
 from larimar_memory.eval import metrics as m
 from larimar_memory.eval.cli import eval_app
+from larimar_memory.eval.context import PAPER_MEMORY, SERVICE_MEMORY
 from larimar_memory.eval.data import (
     DATA_ENV,
     EvalDataError,
@@ -210,37 +212,113 @@ def test_wikitext_lines_skip_headings_and_crlf(data_root: Path):
 
 
 # --------------------------------------------------------------------------------------------
-# keyed memory and scoring
+# the memories experiments measure, and scoring
 # --------------------------------------------------------------------------------------------
 
 
-def test_keyed_memory_reads_back_and_forgets_exactly():
+@pytest.fixture(scope="module")
+def tiny_ctx():
+    return load_context("tiny", EvalOptions(block_rows=2, paper_slots=4))
+
+
+def test_service_memory_reads_back_routes_and_forgets_exactly(tiny_ctx):
+    from larimar_memory.blocks import BlockMemory
+
+    ctx = tiny_ctx
     torch.manual_seed(0)
-    keys = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
-    values = torch.randn(3, 5)
-    memory = KeyedMemory(slots=6, width=5, key_width=8)
-    ids = memory.write(keys, values)
-    assert torch.allclose(memory.read(keys), values.double(), atol=1e-2)
-    alone = KeyedMemory(slots=6, width=5, key_width=8)
-    alone.write(keys[[0, 2]], values[[0, 2]])
-    memory.forget(ids[1])
-    assert memory.live_ids() == [0, 2] and len(memory.used_slots) == 2
-    # the forgotten fact's slot is back to the prior (zeros); the others read as if alone
-    assert memory.memory.memory[memory.fact_slot(ids[1])].abs().max() < 1e-9
-    assert torch.allclose(memory.read(keys[[0, 2]]), alone.read(keys[[0, 2]]), atol=1e-9)
-    noisy = memory.read(keys, sigma_w=0.5, generator=torch.Generator().manual_seed(0))
-    assert not torch.allclose(noisy, memory.read(keys))
+    keys = torch.nn.functional.normalize(torch.randn(3, ctx.embedder.dim), dim=-1)
+    values = [torch.randn(1, ctx.model.latent_width), torch.randn(2, ctx.model.latent_width),
+              torch.randn(1, ctx.model.latent_width)]
+    memory = ctx.new_memory()
+    assert isinstance(memory, BlockMemory) and memory.block_rows == 2
+    ctx.write(memory, ["a", "b", "c"], keys, values)
+    # the 2-row fact needs a block of its own; the third fact fills the first block's free row
+    assert len(memory.blocks) == 2 and memory.rows_of("b") == (2, 3)
+    # a query reads what Larimar.ask reads: top-1 search, readout, model.memory_context
+    contexts = ctx.contexts(memory, keys)
+    for context, value, fid, key in zip(contexts, values, "abc", keys, strict=True):
+        (hit, score, readout), = memory.read(key, 1)
+        assert hit == fid and score == pytest.approx(1.0, abs=1e-5)
+        assert torch.allclose(readout, value.to(readout.dtype), atol=1e-2)
+        assert torch.equal(context, ctx.model.memory_context([readout]).cpu())
+    assert ctx.hits(memory, keys) == ["a", "b", "c"]
+    alone = ctx.new_memory()
+    ctx.write(alone, ["a", "c"], keys[[0, 2]], [values[0], values[2]])
+    rows = memory.rows_of("b")
+    memory.forget("b", values[1])
+    block = memory.blocks[rows[0] // 2]
+    assert block.memory[[r % 2 for r in rows]].abs().max() < 1e-6  # back to the zero prior
+    assert ctx.hits(memory, keys[1:2])[0] in ("a", "c")  # b's key now reads another fact
+    for fid in ("a", "c"):
+        assert torch.allclose(memory.readout(fid), alone.readout(fid), atol=1e-6)
+    assert ctx.contexts(ctx.new_memory(), keys[:1]) == [None]  # empty: ask decodes plainly
+    with pytest.raises(Exception, match="is not in this memory"):
+        memory.readout("b")
 
 
-def test_keyed_memory_shares_slots_past_capacity_and_pinv_mode():
-    keys = torch.eye(4)
-    memory = KeyedMemory(slots=2, width=3, key_width=4)
-    memory.write(keys, torch.randn(4, 3))
-    assert len(memory.used_slots) == 2 and len(memory) == 4
-    pinv = KeyedMemory(slots=4, width=3, key_width=4, addressing="pseudo_inverse")
-    values = torch.randn(3, 3)
-    pinv.write(keys[:3], values)
-    assert torch.allclose(pinv.read(keys[:3]), values.double(), atol=1e-2)
+def test_robustness_noise_is_on_the_block_rows_only(tiny_ctx):
+    from larimar_memory.eval.experiments.robustness import noisy_readout
+
+    ctx = tiny_ctx
+    memory = ctx.new_memory(block_rows=4)
+    keys = torch.eye(ctx.embedder.dim)[:3].double()
+    values = [torch.randn(1, ctx.model.latent_width) for _ in range(3)]
+    ctx.write(memory, ["a", "b", "c"], keys, values)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(noisy_readout(memory, "b", 0.0, gen), memory.readout("b"))
+    noisy = noisy_readout(memory, "b", 0.5, gen)
+    assert noisy.shape == (1, ctx.model.latent_width)
+    assert not torch.allclose(noisy, memory.readout("b"), atol=1e-3)
+    assert noisy_readout(memory, None, 0.5, gen) is None
+
+
+def test_paper_memory_capacity_and_pseudo_inverse(tiny_ctx):
+    from larimar_memory.addressing import random_reference
+    from larimar_memory.memory import EpisodicMemory
+
+    ctx = tiny_ctx
+    D, C = ctx.embedder.dim, ctx.model.latent_width
+    keys = torch.eye(D)[:6].double()
+    values = torch.randn(6, C, dtype=torch.float64)
+    # batch: one K=4 Gaussian memory whose reference starts with the batch's keys
+    reference = random_reference(4, D, seed=0, dtype=torch.float64)
+    reference[:4] = keys[:4]
+    memory = ctx.paper_memory(addressing="gaussian", reference=reference)
+    assert isinstance(memory, EpisodicMemory) and memory.slots == 4
+    weights = memory.address(keys)
+    memory.write(values, weights=weights)
+    readouts = memory.read(weights=weights)
+    cos = torch.nn.functional.cosine_similarity(readouts, values, dim=-1)
+    assert cos[:4].min() > 0.7 and cos.min() < 0.99  # past K = 4 facts share rows
+    within = ctx.paper_memory(addressing="gaussian", reference=reference)
+    within.write(values[:4], weights=weights[:4])
+    assert torch.allclose(within.read(weights=weights[:4]), values[:4], atol=1e-2)
+    # sequential: pseudo-inverse weights key·R⁺ against the fixed random reference
+    pinv = ctx.paper_memory(slots=8, addressing="pseudo_inverse")
+    assert pinv.config.addressing == "pseudo_inverse"
+    for i in range(3):
+        pinv.write(values[i : i + 1], keys[i : i + 1])
+    cos = torch.nn.functional.cosine_similarity(pinv.read(keys=keys[:3]), values[:3], dim=-1)
+    assert cos.min() > 0.999  # within capacity: back up to the ridge's shrinkage
+
+
+def test_scoring_takes_one_context_per_row_with_plain_rows(tiny_ctx):
+    from larimar_memory.eval.scoring import generate
+
+    model = tiny_ctx.model
+    z = torch.randn(3, model.latent_width)
+    prompts, targets = ["ab", "xyz", "q"], ["cd", "q", "r"]
+    dense = score_targets(model, prompts, targets, z, batch_size=2)
+    rows = [z[0:1], None, z[2:3]]
+    mixed = score_targets(model, prompts, targets, rows, batch_size=2)
+    plain = score_targets(model, prompts, targets, None)
+    for i, expected in ((0, dense[0]), (1, plain[1]), (2, dense[2])):
+        assert mixed[i].logprob == pytest.approx(expected.logprob, abs=1e-4)
+    torch.manual_seed(0)
+    texts = generate(model, prompts, rows, 3, batch_size=8)
+    assert len(texts) == 3
+    with pytest.raises(ValueError):
+        score_targets(model, prompts, targets, rows[:2])
 
 
 def test_score_targets_matches_a_manual_log_softmax():
@@ -294,16 +372,16 @@ def test_paper_reference_covers_every_experiment():
 
 FAST = ["--model", "tiny", "--max-new-tokens", "4", "--batch-size", "8"]
 RUNS = {
-    "edit-time": ["--limit", "3", "--sweep", "2,3", "--slots", "8"],
+    "edit-time": ["--limit", "3", "--sweep", "2,3", "--block-rows", "8"],
     "counterfact": ["--limit", "3"],
     "zsre": ["--limit", "3"],
-    "sequential": ["--limit", "4", "--sample", "2", "--slots", "8"],
-    "batch": ["--limit", "4", "--slots", "2", "--sample", "2"],
-    "forgetting": ["--slots", "2", "--sample", "2"],
+    "sequential": ["--limit", "4", "--sample", "2", "--block-rows", "2", "--paper-slots", "8"],
+    "batch": ["--limit", "4", "--block-rows", "2", "--paper-slots", "2", "--sample", "2"],
+    "forgetting": ["--block-rows", "2", "--sample", "2"],
     "rephrase": ["--limit", "3"],
     "robustness": ["--limit", "3", "--sweep", "0,0.1"],
-    "long-context": ["--limit", "2", "--sweep", "4,40"],
-    "reconstruct": ["--limit", "2", "--slots", "4"],
+    "long-context": ["--limit", "2", "--sweep", "4,40", "--block-rows", "16"],
+    "reconstruct": ["--limit", "2", "--block-rows", "4"],
 }
 
 
@@ -316,6 +394,10 @@ def test_experiment_runs_end_to_end_on_tiny(experiment: str, data_root: Path, tm
     payload = json.loads((out / f"{file_stem(experiment)}.json").read_text())
     assert payload["experiment"] == experiment and payload["model"] == "tiny"
     assert payload["summary"] and payload["paper"] == PAPER[experiment]
+    # every payload says which memory it measures: the service's or the paper's
+    memory = payload["memory"]
+    kinds = [memory["memory"]] if "memory" in memory else [m["memory"] for m in memory.values()]
+    assert kinds and set(kinds) <= {SERVICE_MEMORY, PAPER_MEMORY}
     for plot in payload.get("plots", []):
         assert Path(plot).is_file() and Path(plot).suffix == ".png"
 

@@ -41,18 +41,18 @@ EXPERIMENTS: dict[str, Experiment] = {
                    "neighbourhood", data.COUNTERFACT, "counterfact"),
         Experiment("zsre", "zsRE editing: token accuracy and greedy EM/F1 on edit, paraphrase, "
                    "neighbourhood", data.ZSRE, "zsre"),
-        Experiment("sequential", "N sequential zsRE edits: retention, held-out F1 curve, pinv vs "
-                   "Gaussian keys", data.ZSRE, "sequential"),
+        Experiment("sequential", "N sequential zsRE edits: retention, held-out F1 curve, service "
+                   "blocks vs the paper's pseudo-inverse memory", data.ZSRE, "sequential"),
         Experiment("batch", "batch editing: rewrite accuracy for 1 … 2048 edits written at once, "
-                   "K = 512", data.COUNTERFACT, "batch"),
+                   "service blocks vs one K = 512 memory", data.COUNTERFACT, "batch"),
         Experiment("forgetting", "forget one of N = 1, K, 2K facts; leakage after forget "
                    "(+ 'unknown'), 20-try attack", data.COUNTERFACT, "forgetting"),
         Experiment("rephrase", "rephrase-augmented memory: recall on held-out paraphrases "
                    "with/without extra keys", data.COUNTERFACT_FULL, "rephrase"),
         Experiment("robustness", "readout robustness: edit success and recall against weight "
                    "noise σ_w", data.COUNTERFACT, "robustness"),
-        Experiment("long-context", "long inputs (n_fact = 64 … 256): recursive memory search vs "
-                   "whole-text prompt", data.COUNTERFACT, "long_context"),
+        Experiment("long-context", "long inputs (n_fact = 64 … 256): memory search vs whole-text "
+                   "prompt", data.COUNTERFACT, "long_context"),
         Experiment("reconstruct", "reconstruction of held-out facts (1 and 512 in memory), QA "
                    "from memory, perplexity", data.COUNTERFACT_HELDOUT, "reconstruct"),
     )

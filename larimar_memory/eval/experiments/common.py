@@ -1,5 +1,5 @@
-"""Pieces several experiments share: loading records, one-fact memories, scope routing,
-and turning target scores into CounterFact / zsRE metrics."""
+"""Pieces several experiments share: loading records, one-fact memories, fidelity, scope
+routing, and turning target scores into CounterFact / zsRE metrics."""
 
 from __future__ import annotations
 
@@ -8,13 +8,23 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from ...blocks import BlockMemory
 from .. import metrics
 from ..context import EvalContext
 from ..data import EditRecord, load_edits, resolve_data
-from ..scoring import TargetScore, answer_prefix, answer_tokens, generate, score_targets
+from ..scoring import (
+    Conditioning,
+    TargetScore,
+    answer_prefix,
+    answer_tokens,
+    generate,
+    repeat_each,
+    score_targets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,19 +103,45 @@ def record_blocks(queries: Queries, n_records: int, size: int) -> Iterator[tuple
 
 def one_fact_readouts(
     ctx: EvalContext, records: Sequence[EditRecord], queries: Queries
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each record's fact written alone to a fresh memory (key = its prompt, value = the
-    encoded fact), read with the keys of that record's queries. Returns the readouts
-    ``(len(queries), C)`` and the records' keys ``(len(records), D)``."""
+) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+    """Each record's fact written alone to a fresh service memory (key = its prompt, value =
+    the fact's rows), read with the keys of that record's queries as ``Larimar.ask`` reads
+    (`EvalContext.contexts`). Returns one context per query and the records' keys
+    ``(len(records), D)``."""
     keys = ctx.embed([r.prompt for r in records])
-    values = ctx.encode([r.fact for r in records])
+    values = ctx.encode_facts([r.fact for r in records])
     query_keys = ctx.embed(queries.prompt)
-    out = torch.zeros(len(queries), ctx.model.latent_width, dtype=torch.float64)
+    out: list[torch.Tensor | None] = [None] * len(queries)
     for i, rows in queries.by_owner().items():
         memory = ctx.new_memory()
-        memory.write(keys[i : i + 1], values[i : i + 1])
-        out[rows] = memory.read(query_keys[rows])
+        ctx.write(memory, [str(i)], keys[i : i + 1], values[i : i + 1])
+        for row, context in zip(rows, ctx.contexts(memory, query_keys[rows]), strict=True):
+            out[row] = context
     return out, keys
+
+
+def fact_ids(n: int, start: int = 0) -> list[str]:
+    """Fact ids of records ``start … start+n-1`` (their index as text)."""
+    return [str(i) for i in range(start, start + n)]
+
+
+def cosine(readout: torch.Tensor | None, value: torch.Tensor) -> float:
+    """Cosine between a readout and a stored value, both flattened (0 for no readout)."""
+    if readout is None:
+        return 0.0
+    return float(torch.nn.functional.cosine_similarity(
+        readout.reshape(1, -1).double(), value.reshape(1, -1).double()))
+
+
+def fidelity(memory: BlockMemory, query_keys: torch.Tensor,
+             values: Sequence[torch.Tensor]) -> float | None:
+    """Mean cosine between what each query reads (top-1 search, readout) and the value it is
+    about: the memory and its routing alone, independent of the decoder."""
+    if query_keys.shape[0] == 0:
+        return None
+    reads = [memory.read(q, 1) for q in query_keys]
+    return metrics.mean(cosine(r[0][2] if r else None, v)
+                        for r, v in zip(reads, values, strict=True))
 
 
 def scope_routes(ctx: EvalContext, queries: Queries, fact_keys: torch.Tensor) -> list[bool]:
@@ -121,13 +157,13 @@ def scope_routes(ctx: EvalContext, queries: Queries, fact_keys: torch.Tensor) ->
 
 
 def pair_scores(
-    ctx: EvalContext, queries: Queries, z: torch.Tensor | None, desc: str
+    ctx: EvalContext, queries: Queries, z: Conditioning, desc: str
 ) -> tuple[list[TargetScore], list[TargetScore]]:
     """Scores of the new and the other answer for every query (one forward per pair)."""
     prompts = [p for p in queries.prompt for _ in range(2)]
     targets = [t for pair in zip(queries.new, queries.other, strict=True) for t in pair]
-    zz = None if z is None else z.repeat_interleave(2, dim=0)
-    scores = score_targets(ctx.model, prompts, targets, zz, ctx.options.batch_size, desc)
+    scores = score_targets(ctx.model, prompts, targets, repeat_each(z, 2),
+                           ctx.options.batch_size, desc)
     return scores[0::2], scores[1::2]
 
 
@@ -156,10 +192,10 @@ def routed(memory: Sequence[TargetScore], plain: Sequence[TargetScore],
 
 
 def answer_quality(
-    ctx: EvalContext, prompts: Sequence[str], answers: Sequence[str], z: torch.Tensor | None,
+    ctx: EvalContext, prompts: Sequence[str], answers: Sequence[str], z: Conditioning,
     desc: str,
-) -> list[dict[str, float]]:
-    """Greedy answers to ``prompts`` (from readouts ``z`` or plain) judged against ``answers``:
+) -> list[dict[str, Any]]:
+    """Greedy answers to ``prompts`` (from contexts ``z`` or plain) judged against ``answers``:
     EM and F1 on the answer-length prefix, and whether the answer occurs anywhere."""
     if not prompts:
         return []
@@ -175,6 +211,17 @@ def answer_quality(
             "text": text,
         })
     return out
+
+
+def edit_success(ctx: EvalContext, prompts: Sequence[str], new: Sequence[str],
+                 true: Sequence[str], z: Conditioning, desc: str) -> list[float]:
+    """Per prompt 1.0 when P(new) > P(true) given its conditioning, else 0.0."""
+    pairs = [p for p in prompts for _ in range(2)]
+    targets = [t for pair in zip(new, true, strict=True) for t in pair]
+    scores = score_targets(ctx.model, pairs, targets, repeat_each(z, 2), ctx.options.batch_size,
+                           desc)
+    return [float(a.probability > b.probability)
+            for a, b in zip(scores[0::2], scores[1::2], strict=True)]
 
 
 def routed_share(routes: Sequence[bool], groups: Sequence[str]) -> dict[str, float | None]:

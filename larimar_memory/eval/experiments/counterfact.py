@@ -1,11 +1,13 @@
 """`counterfact`: single-fact editing, ROME's S and M on edit, paraphrase and neighbourhood prompts.
 
-Per record, ``prompt + target_new`` is written alone to a fresh memory (key = the prompt). Each
-query reads the memory with its own key and the decoder scores P(target_new) against P(target_true)
-(neighbourhood prompts: against the neighbour's answer). Variants: ``with_scope`` (the external
-scope detector routes each query to memory-conditioned or plain scoring), ``memory`` (always
-memory-conditioned), ``no_memory`` (the plain decoder: the unedited model). Probabilities are
-``exp(mean token log-prob)``, as in ROME's and Larimar's released evaluation.
+Memory: ``service: BlockMemory``. Per record, ``prompt + target_new`` is written alone to a
+fresh service memory (key = the prompt). Each query reads it as ``Larimar.ask`` does (its own
+key, top-1 search, readout, ``model.memory_context``) and the decoder scores P(target_new)
+against P(target_true) (neighbourhood prompts: against the neighbour's answer). Variants:
+``with_scope`` (the external scope detector routes each query to memory-conditioned or plain
+scoring), ``memory`` (always memory-conditioned), ``no_memory`` (the plain decoder: the unedited
+model). Probabilities are ``exp(mean token log-prob)``, as in ROME's and Larimar's released
+evaluation.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         "data": str(path),
         "records": len(records),
         "queries": len(queries),
+        "memory": ctx.service_memory_info(),
         "definitions": {
             "probability": "exp(mean log-prob of the target's tokens), decoder given the readout",
             "S": "% of prompts with P[new] > P[true] (neighbourhood: P[true] > P[new]), "

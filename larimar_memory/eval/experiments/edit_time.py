@@ -1,8 +1,10 @@
 """`edit-time`: wall-clock seconds per edit (write) and per forget, over 10 and over 1000 edits.
 
-An edit is what a user waits for: embed the key, encode the fact, and the least-squares memory
-update; the parts are timed separately too. Each count runs on a fresh memory: ``n`` edits one
-at a time, then ``n`` forgets. The same is timed end to end through `Larimar` (the service, with
+Memory: ``service: BlockMemory`` (``--block-rows`` rows per block). An edit is what a user waits
+for: embed the key, encode the fact's rows (``model.encode_facts``), and the least-squares update
+of its block; the parts are timed separately too. Each count runs on a fresh memory: ``n`` edits
+one at a time, then ``n`` forgets (``BlockMemory.forget``, the exact −1 update of one block). The
+same is timed end to end through `Larimar` (the service, ``LarimarSettings(block_rows=…)``, with
 its SQLite fact log), which adds the store's transaction per call.
 """
 
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from ..context import EvalContext
@@ -32,7 +35,7 @@ def run(ctx: EvalContext) -> dict[str, Any]:
     records, path = load_records(ctx, DEFAULT_DATA, max(counts))
     counts = sorted({min(c, len(records)) for c in counts})
     ctx.embed([records[0].prompt])  # warm up: first calls pay one-off allocation costs
-    ctx.encode([records[0].fact])
+    ctx.encode_facts([records[0].fact])
     memory_rows = {str(n): _time_memory(ctx, records[:n]) for n in counts}
     service_rows = {str(n): _time_service(ctx, records[:n]) for n in counts}
     summary = {}
@@ -43,10 +46,10 @@ def run(ctx: EvalContext) -> dict[str, Any]:
     return {
         "data": str(path),
         "counts": counts,
-        "slots": ctx.options.slots,
+        "memory": ctx.service_memory_info(),
         "definitions": {
-            "edit": "embed key + encode fact + memory write, one fact at a time",
-            "forget": "the exact -1 memory update with the stored weights",
+            "edit": "embed key + encode fact rows + block write, one fact at a time",
+            "forget": "the exact -1 update of the fact's block with its stored rows",
             "service": "Larimar.remember / Larimar.forget(id) with a fresh SQLite store",
         },
         "metrics": {"memory": memory_rows, "service": service_rows},
@@ -58,21 +61,23 @@ def _time_memory(ctx: EvalContext, records: list[EditRecord]) -> dict[str, Any]:
     memory = ctx.new_memory()
     parts: dict[str, list[float]] = {"embed": [], "encode": [], "write": [], "edit": []}
     forgets: list[float] = []
-    for r in tqdm(records, desc=f"{len(records)} edits", leave=False):
+    written: list[torch.Tensor] = []
+    for i, r in enumerate(tqdm(records, desc=f"{len(records)} edits", leave=False)):
         t0 = time.perf_counter()
         key = ctx.embed([r.prompt])
         t1 = time.perf_counter()
-        value = ctx.encode([r.fact])
+        value = ctx.encode_facts([r.fact])
         t2 = time.perf_counter()
-        memory.write(key, value)
+        ctx.write(memory, [str(i)], key, value)
         t3 = time.perf_counter()
+        written.append(value[0])
         parts["embed"].append(t1 - t0)
         parts["encode"].append(t2 - t1)
         parts["write"].append(t3 - t2)
         parts["edit"].append(t3 - t0)
-    for fact_id in tqdm(range(len(records)), desc=f"{len(records)} forgets", leave=False):
+    for i in tqdm(range(len(records)), desc=f"{len(records)} forgets", leave=False):
         t0 = time.perf_counter()
-        memory.forget(fact_id)
+        memory.forget(str(i), written[i])
         forgets.append(time.perf_counter() - t0)
     row: dict[str, Any] = {"edits": len(records)}
     for name, values in parts.items():
@@ -91,7 +96,7 @@ def _time_service(ctx: EvalContext, records: list[EditRecord]) -> dict[str, Any]
     remember, forget = [], []
     refused = 0
     with tempfile.TemporaryDirectory() as tmp:
-        settings = LarimarSettings(slots=ctx.options.slots)
+        settings = LarimarSettings(block_rows=ctx.options.block_rows)
         with Larimar(ctx.model, store=Path(tmp) / "facts.sqlite3", embedder=ctx.embedder,
                      settings=settings) as service:
             ids = []

@@ -1,10 +1,12 @@
 """`long-context`: facts concatenated into one long input, answered through recursive memory
 search vs. the plain decoder reading the whole text.
 
-Larimar (DESIGN.md): the n facts are cut into chunks of ``CHUNK_FACTS``; each chunk becomes its
-own memory (key = the fact's prompt embedding, value = its encoding). A query reads every chunk
-memory; each readout, keyed by the key of the slot it weighed most, goes into a new, smaller
-memory level; this repeats until one memory remains, whose readout conditions the decoder.
+Memory: ``service: BlockMemory``. Larimar: the n facts are written to one service memory (key =
+the fact's prompt embedding, value = its rows), in blocks of ``--block-rows`` rows, and a query
+reads as ``Larimar.ask`` does: top-1 key search over every fact, the readout, then
+``model.memory_context`` conditions the decoder. (The paper's recursive search, one memory per
+chunk whose best readouts form the next level, keeps at each level the readout whose key is
+nearest the query; with exact per-fact keys that is the top-1 search over all keys.)
 Baseline: the plain decoder given all facts followed by the query, left-truncated to fit its
 context window. Recall = the greedy answer contains the fact's answer. Input tokens: Larimar
 reads every fact once through the encoder when writing (``larimar_write_tokens``), then per
@@ -17,21 +19,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
 from .. import metrics
 from ..context import EvalContext
 from ..data import COUNTERFACT
 from ..report import plot_curves
 from ..scoring import context_window
-from .common import answer_quality, load_records, sample_indices
+from .common import answer_quality, fact_ids, load_records, sample_indices
 
 NAME = "long-context"
 DEFAULT_DATA = COUNTERFACT
 DEFAULT_SIZES = (64, 96, 128, 256)
 DEFAULT_QUERIES = 8
-CHUNK_FACTS = 16
 
 
 def run(ctx: EvalContext) -> dict[str, Any]:
@@ -40,7 +38,7 @@ def run(ctx: EvalContext) -> dict[str, Any]:
     records, path = load_records(ctx, DEFAULT_DATA, max(sizes))
     sizes = sorted({min(n, len(records)) for n in sizes})
     keys = ctx.embed([r.prompt for r in records])
-    values = ctx.encode([r.fact for r in records])
+    values = ctx.encode_facts([r.fact for r in records])
     encoder_tokens = ctx.model.text_token_counts([r.fact for r in records])
     window = context_window(ctx.model)
     rows = []
@@ -48,12 +46,10 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         chosen = sample_indices(n, opts.limit or DEFAULT_QUERIES, opts.seed)
         prompts = [records[i].prompt for i in chosen]
         answers = [records[i].target_new for i in chosen]
-        query_keys = ctx.embed(prompts)
-        readouts = torch.cat([
-            recursive_read(ctx, keys[:n], values[:n], query_keys[j : j + 1])
-            for j in tqdm(range(len(chosen)), desc=f"recursive search n={n}", leave=False)
-        ])
-        larimar = answer_quality(ctx, prompts, answers, readouts, f"larimar n={n}")
+        memory = ctx.new_memory()
+        ctx.write(memory, fact_ids(n), keys[:n], values[:n])
+        contexts = ctx.contexts(memory, ctx.embed(prompts))
+        larimar = answer_quality(ctx, prompts, answers, contexts, f"larimar n={n}")
         text = " ".join(f"{r.fact}." for r in records[:n])
         long_prompts = [_fit(ctx, text, p, window) for p in prompts]
         plain = answer_quality(ctx, long_prompts, answers, None, f"whole text n={n}")
@@ -69,14 +65,14 @@ def run(ctx: EvalContext) -> dict[str, Any]:
             "baseline_tokens_per_query": metrics.mean(_decoder_tokens(ctx, p)
                                                       for p in long_prompts),
             "baseline_truncated": _decoder_tokens(ctx, text) > window,
-            "memory_levels": _levels(n),
+            "blocks": len(memory.blocks),
         })
     plot = plot_curves(
         opts.out_dir, NAME,
         {"Larimar (recursive memory search)": (sizes, [r["larimar_recall"] for r in rows]),
          "decoder with whole text": (sizes, [r["baseline_recall"] for r in rows])},
         "facts in the input (n_fact)", "recall (%)",
-        f"long-context recall, chunks of {CHUNK_FACTS} facts ({ctx.label})",
+        f"long-context recall, blocks of {opts.block_rows} rows ({ctx.label})",
     )
     summary: dict[str, float | None] = {}
     for r in rows:
@@ -84,40 +80,12 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         summary[f"baseline_recall@{r['n_fact']}"] = r["baseline_recall"]
     return {
         "data": str(path),
-        "chunk_facts": CHUNK_FACTS,
+        "memory": ctx.service_memory_info(),
         "decoder_context_window": window,
         "metrics": {"by_n_fact": rows},
         "plots": [str(plot)],
         "summary": summary,
     }
-
-
-def recursive_read(ctx: EvalContext, keys: torch.Tensor, values: torch.Tensor,
-                   query_key: torch.Tensor) -> torch.Tensor:
-    """Readout ``(1, C)`` of a hierarchical memory search: one memory per chunk, readouts of a
-    level form the next level's memories, until one memory remains."""
-    while True:
-        starts = list(range(0, keys.shape[0], CHUNK_FACTS))
-        next_keys, next_values = [], []
-        for start in starts:
-            part = slice(start, start + CHUNK_FACTS)
-            memory = ctx.new_memory(slots=CHUNK_FACTS)
-            memory.write(keys[part], values[part])
-            readout = memory.read(query_key)
-            if len(starts) == 1:
-                return readout
-            slot = memory.nearest_fact_slot(query_key)[0]
-            next_keys.append(memory.memory.reference[slot])
-            next_values.append(readout[0])
-        keys, values = torch.stack(next_keys), torch.stack(next_values)
-
-
-def _levels(n: int) -> int:
-    levels = 1
-    while n > CHUNK_FACTS:
-        n = -(-n // CHUNK_FACTS)
-        levels += 1
-    return levels
 
 
 def _decoder_tokens(ctx: EvalContext, text: str) -> int:

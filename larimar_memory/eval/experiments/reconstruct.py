@@ -1,11 +1,18 @@
 """`reconstruct`: the acceptance test of a trained checkpoint (issue 9), on held-out facts.
 
-1. one fact written to an empty memory, read back with its own key, decoded with no prompt:
-   exact match with the fact sentence (strict, and SQuAD-normalised);
-2. K (512) facts written one at a time (Gaussian keys), each read back: exact match;
+Memory: ``service: BlockMemory`` throughout (``--block-rows`` rows per block), written with the
+fact's key and rows as ``Larimar.remember`` writes them and read as the service reads them.
+
+1. one fact written to an empty memory, read back with its own key (top-1 search, readout):
+   exact match with the fact sentence (strict, and SQuAD-normalised), both for the text
+   ``Larimar.recall`` returns (``model.read_facts``, ``recall_*``) and for the decoder
+   conditioned on the readout with no prompt (``model.memory_context``);
+2. ``--block-rows`` (512) facts written one at a time (one full block), each read back the same
+   way: exact match;
 3. question answering from memory: zsRE questions and CounterFact paraphrases read the memory
-   holding the facts and are answered with the question as prompt: % containing the stored
-   answer;
+   holding the facts as ``Larimar.ask`` does (top-1 search by the question's key, readout,
+   ``model.memory_context``) and are answered with the question as prompt: % containing the
+   stored answer (always from memory: the scope detector is not consulted);
 4. CounterFact edit success (P new > P true) from the one-fact readouts;
 5. WikiText-2 test perplexity with no memory, against the base decoder (the plain LM, Larimar's
    adaptation removed): the price of training on the language model.
@@ -18,6 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ...blocks import BlockMemory
 from .. import metrics
 from ..context import EvalContext
 from ..data import (
@@ -30,8 +38,15 @@ from ..data import (
     load_text_lines,
     resolve_data,
 )
-from ..scoring import generate, lm_nll, score_targets
-from .common import answer_quality, load_records, sample_indices
+from ..scoring import generate, lm_nll
+from .common import (
+    answer_quality,
+    edit_success,
+    fact_ids,
+    fidelity,
+    load_records,
+    sample_indices,
+)
 
 NAME = "reconstruct"
 DEFAULT_DATA = COUNTERFACT_HELDOUT
@@ -40,29 +55,38 @@ DEFAULT_DECODED = 64
 
 def run(ctx: EvalContext) -> dict[str, Any]:
     opts = ctx.options
-    K = opts.slots
+    K = opts.block_rows
     records, path = load_records(ctx, DEFAULT_DATA, K, need_true=True)
     decoded = sample_indices(len(records), opts.limit or DEFAULT_DECODED, opts.seed)
+    ids = fact_ids(len(records))
     keys = ctx.embed([r.prompt for r in records])
-    values = ctx.encode([r.fact for r in records])
+    values = ctx.encode_facts([r.fact for r in records])
+    facts = [records[i].fact for i in decoded]
 
-    single = torch.cat([_one_fact(ctx, keys[i : i + 1], values[i : i + 1]) for i in decoded])
-    single_em = _reconstruction(ctx, single, [records[i].fact for i in decoded], "one fact")
+    single = [_one_fact(ctx, ids[i], keys[i], values[i]) for i in decoded]
+    single_em = _reconstruction(ctx, [r for r, _ in single], [c for _, c in single], facts,
+                                "one fact")
 
     memory = ctx.new_memory()
     for i in tqdm(range(len(records)), desc=f"writing {len(records)} facts", leave=False):
-        memory.write(keys[i : i + 1], values[i : i + 1])
-    full = memory.read(keys[decoded])
-    full_em = _reconstruction(ctx, full, [records[i].fact for i in decoded], f"{K} facts")
-    fidelity = torch.nn.functional.cosine_similarity(memory.read(keys), values, dim=-1)
+        ctx.write(memory, ids[i : i + 1], keys[i : i + 1], values[i : i + 1])
+    reads = [memory.read(keys[i], 1) for i in decoded]
+    full_em = _reconstruction(ctx, [r[0][2] for r in reads],
+                              [ctx.model.memory_context([r[0][2]]) for r in reads], facts,
+                              f"{len(records)} facts")
+    full_em["routed_to_own_fact"] = metrics.percent(metrics.mean(
+        float(r[0][0] == ids[i]) for r, i in zip(reads, decoded, strict=True)))
+    fidelity_mean = fidelity(memory, keys, values)
 
     qa_cf = _qa(ctx, memory, [records[i] for i in decoded], paraphrase=True)
     qa_zsre = _zsre_qa(ctx, len(decoded))
-    edit = _edit_success(ctx, [records[i] for i in decoded], single)
+    edit = _edit_success(ctx, [records[i] for i in decoded], [c for _, c in single])
     ppl = _perplexity(ctx)
     summary = {
         "one_fact_exact_match": single_em["exact_match"],
+        "one_fact_recall_exact_match": single_em["recall_exact_match"],
         f"{len(records)}_facts_exact_match": full_em["exact_match"],
+        f"{len(records)}_facts_recall_exact_match": full_em["recall_exact_match"],
         "qa_counterfact_paraphrase": qa_cf["answer_produced"],
         "qa_zsre": qa_zsre["answer_produced"],
         "counterfact_edit_success": edit,
@@ -73,11 +97,11 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         "data": str(path),
         "facts_written": len(records),
         "decoded": len(decoded),
-        "slots": K,
+        "memory": ctx.service_memory_info(),
         "metrics": {
             "one_fact": single_em,
-            "many_facts": {**full_em, "facts": len(records),
-                           "fidelity_mean": float(fidelity.mean())},
+            "many_facts": {**full_em, "facts": len(records), "blocks": len(memory.blocks),
+                           "fidelity_mean": fidelity_mean},
             "qa_counterfact_paraphrase": qa_cf,
             "qa_zsre": qa_zsre,
             "counterfact_edit_success": edit,
@@ -87,37 +111,45 @@ def run(ctx: EvalContext) -> dict[str, Any]:
     }
 
 
-def _one_fact(ctx: EvalContext, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def _one_fact(ctx: EvalContext, fact_id: str, key: torch.Tensor, value: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fact alone in a fresh memory, read by its key: its readout and decoder context."""
     memory = ctx.new_memory()
-    memory.write(key, value)
-    return memory.read(key)
+    ctx.write(memory, [fact_id], key[None], [value])
+    readout = memory.read(key, 1)[0][2]
+    return readout, ctx.model.memory_context([readout])
 
 
-def _reconstruction(ctx: EvalContext, readouts: torch.Tensor, facts: list[str],
-                    desc: str) -> dict[str, Any]:
+def _reconstruction(ctx: EvalContext, readouts: list[torch.Tensor],
+                    contexts: list[torch.Tensor], facts: list[str], desc: str) -> dict[str, Any]:
+    """Exact match of the decoder's text from each context (no prompt), and of the text
+    ``Larimar.recall`` returns for the readout (``model.read_facts``)."""
     tok = ctx.model.decoder.tokenizer
     budget = max(len(tok(f, add_special_tokens=False)["input_ids"]) for f in facts) + 2
-    texts = generate(ctx.model, None, readouts, min(budget, 128), ctx.options.batch_size, desc)
+    texts = generate(ctx.model, None, contexts, min(budget, 128), ctx.options.batch_size, desc)
+    recalled = ctx.model.read_facts(readouts)
     strict = [float(t.strip() == f.strip()) for t, f in zip(texts, facts, strict=True)]
     loose = [metrics.exact_match(t, f) for t, f in zip(texts, facts, strict=True)]
+    recall = [float(t.strip() == f.strip()) for t, f in zip(recalled, facts, strict=True)]
     return {
         "exact_match": metrics.percent(metrics.mean(strict)),
         "exact_match_normalised": metrics.percent(metrics.mean(loose)),
         "token_f1": metrics.percent(metrics.mean(metrics.token_f1(t, f)
                                                  for t, f in zip(texts, facts, strict=True))),
-        "examples": [{"fact": f, "decoded": t}
-                     for f, t in list(zip(facts, texts, strict=True))[:4]],
+        "recall_exact_match": metrics.percent(metrics.mean(recall)),
+        "examples": [{"fact": f, "decoded": t, "recalled": r}
+                     for f, t, r in list(zip(facts, texts, recalled, strict=True))[:4]],
     }
 
 
-def _qa(ctx: EvalContext, memory: Any, records: list[EditRecord], paraphrase: bool
+def _qa(ctx: EvalContext, memory: BlockMemory, records: list[EditRecord], paraphrase: bool
         ) -> dict[str, Any]:
-    """Questions (paraphrases, else prompts) read the memory by their own key."""
+    """Questions (paraphrases, else prompts) read the memory by their own key (top-1)."""
     questions = [last_sentence(r.paraphrases[0]) if paraphrase and r.paraphrases else r.prompt
                  for r in records]
     answers = [r.target_new for r in records]
-    readouts = memory.read(ctx.embed(questions))
-    judged = answer_quality(ctx, questions, answers, readouts, "QA from memory")
+    contexts = ctx.contexts(memory, ctx.embed(questions))
+    judged = answer_quality(ctx, questions, answers, contexts, "QA from memory")
     return {
         "answer_produced": metrics.percent(metrics.mean(x["contains"] for x in judged)),
         "questions": len(questions),
@@ -129,22 +161,19 @@ def _qa(ctx: EvalContext, memory: Any, records: list[EditRecord], paraphrase: bo
 def _zsre_qa(ctx: EvalContext, n: int) -> dict[str, Any]:
     """zsRE edits (question + new answer) written to one memory, asked by question."""
     path = resolve_data(None, ZSRE)
-    records = load_edits(path, min(ctx.options.slots, max(n, 1)))
+    records = load_edits(path, min(ctx.options.block_rows, max(n, 1)))
     memory = ctx.new_memory()
-    memory.write(ctx.embed([r.prompt for r in records]), ctx.encode([r.fact for r in records]))
+    ctx.write(memory, fact_ids(len(records)), ctx.embed([r.prompt for r in records]),
+              ctx.encode_facts([r.fact for r in records]))
     result = _qa(ctx, memory, records, paraphrase=False)
     return {"data": str(path), **result}
 
 
-def _edit_success(ctx: EvalContext, records: list[EditRecord], readouts: torch.Tensor
+def _edit_success(ctx: EvalContext, records: list[EditRecord], contexts: list[torch.Tensor]
                   ) -> float | None:
-    prompts = [r.prompt for r in records for _ in range(2)]
-    targets = [t for r in records for t in (r.target_new, r.target_true or "")]
-    scores = score_targets(ctx.model, prompts, targets, readouts.repeat_interleave(2, dim=0),
-                           ctx.options.batch_size, "edit success")
-    return metrics.percent(metrics.mean(float(a.probability > b.probability)
-                                        for a, b in zip(scores[0::2], scores[1::2],
-                                                        strict=True)))
+    wins = edit_success(ctx, [r.prompt for r in records], [r.target_new for r in records],
+                        [r.target_true or "" for r in records], contexts, "edit success")
+    return metrics.percent(metrics.mean(wins))
 
 
 def _perplexity(ctx: EvalContext) -> dict[str, Any]:

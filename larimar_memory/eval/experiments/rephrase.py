@@ -1,11 +1,14 @@
 """`rephrase`: recall with a rephrase-augmented memory (the paper's Table 13).
 
-All facts share one memory. ``base``: each fact is written once, keyed by its edit prompt.
-``augmented``: each fact is also written under its other paraphrases as extra keys (same value),
-leaving out the paraphrase being tested, so every test query is a rephrasing the memory never
-saw (leave-one-out over the ROME file's paraphrase prompts). Measured on the held-out
-paraphrases: recall (greedy answer contains target_new), paraphrase success S (P new > P true),
-addressing accuracy (the query's heaviest slot holds its own fact) and readout fidelity.
+Memory: ``service: BlockMemory``; all facts share one. ``base``: each fact is written once,
+keyed by its edit prompt. ``augmented``: each fact is also written under each of its other
+paraphrases as an extra fact with that key and the same rows (what a user gets by remembering
+the fact again under another ``key``), leaving out the paraphrase being tested, so every test
+query is a rephrasing the memory never saw (leave-one-out over the ROME file's paraphrase
+prompts). Queries read as ``Larimar.ask`` does (top-1 key search, readout,
+``model.memory_context``). Measured on the held-out paraphrases: recall (greedy answer contains
+target_new), paraphrase success S (P new > P true), addressing accuracy (the top-1 key belongs
+to the query's own fact) and readout fidelity.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import Any
 
 import torch
 
+from ...blocks import BlockMemory
 from .. import metrics
 from ..context import EvalContext
 from ..data import COUNTERFACT_FULL, last_sentence
-from ..scoring import score_targets
-from .common import answer_quality, load_records
+from .common import answer_quality, cosine, edit_success, fact_ids, load_records
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ def run(ctx: EvalContext) -> dict[str, Any]:
     if width < 2:
         logger.warning("%s has at most one paraphrase per record: the augmented memory gets no "
                        "extra keys (use a full ROME-schema file)", path)
-    values = ctx.encode([r.fact for r in records])
+    values = ctx.encode_facts([r.fact for r in records])
     prompt_keys = ctx.embed([r.prompt for r in records])
     results: dict[str, dict[str, list[float]]] = {
         v: {"recall": [], "S": [], "addressing": [], "fidelity": []} for v in ("base", "augmented")
@@ -45,18 +48,14 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         query_keys = ctx.embed(queries)
         for variant in ("base", "augmented"):
             memory = ctx.new_memory()
-            ids = memory.write(prompt_keys, values)
-            slots_of = {i: {memory.fact_slot(f)} for i, f in enumerate(ids)}
+            ctx.write(memory, fact_ids(len(records)), prompt_keys, values)
             if variant == "augmented":
-                extra = [(i, p) for i, ps in enumerate(paraphrases)
+                extra = [(i, j, p) for i, ps in enumerate(paraphrases)
                          for j, p in enumerate(ps) if j != held]
                 if extra:
-                    extra_ids = memory.write(ctx.embed([p for _, p in extra]),
-                                             values[[i for i, _ in extra]])
-                    for (i, _), f in zip(extra, extra_ids, strict=True):
-                        slots_of[i].add(memory.fact_slot(f))
-            _measure(ctx, memory, records, owners, queries, query_keys, values, slots_of,
-                     results[variant])
+                    ctx.write(memory, [f"{i}/{j}" for i, j, _ in extra],
+                              ctx.embed([p for _, _, p in extra]), [values[i] for i, _, _ in extra])
+            _measure(ctx, memory, records, owners, queries, query_keys, values, results[variant])
     out = {
         v: {
             "recall": metrics.percent(metrics.mean(r["recall"])),
@@ -71,26 +70,24 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         "data": str(path),
         "records": len(records),
         "paraphrases_per_record": width,
-        "slots": ctx.options.slots,
+        "memory": ctx.service_memory_info(),
         "metrics": out,
         "summary": {f"{v}/{k}": out[v][k] for v in out for k in ("recall", "paraphrase_S")},
     }
 
 
-def _measure(ctx: EvalContext, memory: Any, records: list[Any], owners: list[int],
-             queries: list[str], query_keys: torch.Tensor, values: torch.Tensor,
-             slots_of: dict[int, set[int]], into: dict[str, list[float]]) -> None:
-    readouts = memory.read(query_keys)
+def _measure(ctx: EvalContext, memory: BlockMemory, records: list[Any], owners: list[int],
+             queries: list[str], query_keys: torch.Tensor, values: list[torch.Tensor],
+             into: dict[str, list[float]]) -> None:
+    contexts = ctx.contexts(memory, query_keys)
     answers = [records[i].target_new for i in owners]
-    judged = answer_quality(ctx, queries, answers, readouts, "held-out paraphrases")
+    judged = answer_quality(ctx, queries, answers, contexts, "held-out paraphrases")
     into["recall"] += [x["contains"] for x in judged]
-    prompts = [q for q in queries for _ in range(2)]
-    targets = [t for i in owners for t in (records[i].target_new, records[i].target_true)]
-    scores = score_targets(ctx.model, prompts, targets, readouts.repeat_interleave(2, dim=0),
-                           ctx.options.batch_size, "paraphrase S")
-    into["S"] += [float(a.probability > b.probability)
-                  for a, b in zip(scores[0::2], scores[1::2], strict=True)]
-    slots = memory.nearest_fact_slot(query_keys)
-    into["addressing"] += [float(s in slots_of[i]) for s, i in zip(slots, owners, strict=True)]
-    cos = torch.nn.functional.cosine_similarity(readouts, values[owners], dim=-1)
-    into["fidelity"] += cos.tolist()
+    into["S"] += edit_success(ctx, queries, answers, [records[i].target_true for i in owners],
+                              contexts, "paraphrase S")
+    top = ctx.hits(memory, query_keys)
+    into["addressing"] += [float(t is not None and t.split("/")[0] == str(i))
+                           for t, i in zip(top, owners, strict=True)]
+    for query, i in zip(query_keys, owners, strict=True):
+        hits = memory.read(query, 1)
+        into["fidelity"].append(cosine(hits[0][2] if hits else None, values[i]))

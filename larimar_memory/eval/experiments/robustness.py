@@ -1,9 +1,12 @@
 """`robustness`: how readouts degrade with noise σ_w on the addressing weights.
 
-N CounterFact facts share one memory; each is read back with its prompt's key and weights
-``w = w̄ + σ_w·ε`` (the paper's stochastic read, noise on all K slots), for a sweep of σ_w.
-Measured: edit success (P new > P true), recall (greedy answer contains target_new), and the
-readout's cosine to the stored value (memory only). Noise draws are seeded.
+Memory: ``service: BlockMemory``. N CounterFact facts share one service memory; each is read
+with its prompt's key as ``Larimar.ask`` reads (top-1 key search), but with the paper's
+stochastic read: the fact's one-hot weights over the rows of its block plus noise,
+``w = w̄ + σ_w·ε`` on every row of that block (the block's rows, up to ``--block-rows``), then
+``model.memory_context``; σ_w = 0 is exactly the service's readout. Measured for a sweep of σ_w:
+edit success (P new > P true), recall (greedy answer contains target_new), and the readout's
+cosine to the stored value (memory only). Noise draws are seeded.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from typing import Any
 
 import torch
 
+from ...blocks import BlockMemory
 from .. import metrics
 from ..context import EvalContext
 from ..data import COUNTERFACT
 from ..report import plot_curves
-from ..scoring import score_targets
-from .common import answer_quality, load_records, sample_indices
+from .common import answer_quality, cosine, edit_success, fact_ids, load_records, sample_indices
 
 NAME = "robustness"
 DEFAULT_DATA = COUNTERFACT
@@ -30,37 +33,36 @@ def run(ctx: EvalContext) -> dict[str, Any]:
     sigmas = sorted({float(s) for s in (opts.sweep or DEFAULT_SIGMAS) if s >= 0})
     records, path = load_records(ctx, DEFAULT_DATA, opts.limit or DEFAULT_FACTS, need_true=True)
     keys = ctx.embed([r.prompt for r in records])
-    values = ctx.encode([r.fact for r in records])
+    values = ctx.encode_facts([r.fact for r in records])
     memory = ctx.new_memory()
-    memory.write(keys, values)
+    ids = fact_ids(len(records))
+    ctx.write(memory, ids, keys, values)
+    top = ctx.hits(memory, keys)
     chosen = sample_indices(len(records), opts.sample, opts.seed)
     rows = [records[i] for i in chosen]
     out = []
     for sigma in sigmas:
         generator = torch.Generator().manual_seed(opts.seed)
-        readouts = memory.read(keys, sigma_w=sigma, generator=generator)
-        fidelity = torch.nn.functional.cosine_similarity(readouts, values, dim=-1)
-        z = readouts[chosen]
+        readouts = [noisy_readout(memory, fid, sigma, generator) for fid in top]
+        fidelity = metrics.mean(cosine(r, v) for r, v in zip(readouts, values, strict=True))
+        z = [None if (r := readouts[i]) is None else ctx.model.memory_context([r])
+             for i in chosen]
         judged = answer_quality(ctx, [r.prompt for r in rows], [r.target_new for r in rows], z,
                                 f"σ_w={sigma}")
-        prompts = [r.prompt for r in rows for _ in range(2)]
-        targets = [t for r in rows for t in (r.target_new, r.target_true)]
-        scores = score_targets(ctx.model, prompts, targets, z.repeat_interleave(2, dim=0),
-                               opts.batch_size, f"σ_w={sigma}")
-        wins = [float(a.probability > b.probability)
-                for a, b in zip(scores[0::2], scores[1::2], strict=True)]
+        wins = edit_success(ctx, [r.prompt for r in rows], [r.target_new for r in rows],
+                            [r.target_true for r in rows], z, f"σ_w={sigma}")
         out.append({
             "sigma_w": sigma,
             "edit_success": metrics.percent(metrics.mean(wins)),
             "recall": metrics.percent(metrics.mean(x["contains"] for x in judged)),
-            "fidelity": float(fidelity.mean()),
+            "fidelity": fidelity,
         })
     plot = plot_curves(
         opts.out_dir, NAME,
         {"edit success (%)": (sigmas, [r["edit_success"] for r in out]),
          "recall (%)": (sigmas, [r["recall"] for r in out])},
         "σ_w (std of noise on addressing weights)", "%",
-        f"readout robustness, {len(records)} facts, K={opts.slots} ({ctx.label})",
+        f"readout robustness, {len(records)} facts, blocks of {opts.block_rows} ({ctx.label})",
         secondary={"fidelity": (sigmas, [r["fidelity"] for r in out])},
         secondary_label="readout cosine to stored value",
     )
@@ -68,8 +70,25 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         "data": str(path),
         "facts": len(records),
         "evaluated": len(chosen),
-        "slots": opts.slots,
+        "memory": {**ctx.service_memory_info(),
+                   "read": "top-1 key search, one-hot weights over the block's rows + σ_w·ε, "
+                           "model.memory_context"},
         "metrics": {"by_sigma_w": out},
         "plots": [str(plot)],
         "summary": {f"edit_success@σ={r['sigma_w']}": r["edit_success"] for r in out},
     }
+
+
+def noisy_readout(memory: BlockMemory, fact_id: str | None, sigma: float,
+                  generator: torch.Generator) -> torch.Tensor | None:
+    """The fact's readout ``(n, C)`` with weights ``e_row + σ·ε`` over every row of its block
+    (σ = 0: exactly ``memory.readout(fact_id)``); ``None`` for no fact."""
+    if fact_id is None:
+        return None
+    rows = memory.rows_of(fact_id)
+    block = memory.blocks[rows[0] // memory.block_rows]
+    weights = torch.zeros(len(rows), block.slots, dtype=torch.float64)
+    weights[torch.arange(len(rows)), [row % memory.block_rows for row in rows]] = 1.0
+    if sigma > 0:
+        weights += sigma * torch.randn(weights.shape, generator=generator, dtype=torch.float64)
+    return block.read(weights=weights.to(block.dtype))

@@ -1,6 +1,8 @@
 """`zsre`: single-fact editing on zsRE questions, accuracy on edit, paraphrase and neighbourhood.
 
-Per record, ``question + new answer`` is written alone to a fresh memory (key = the question).
+Memory: ``service: BlockMemory``. Per record, ``question + new answer`` is written alone to a
+fresh service memory (key = the question), read as ``Larimar.ask`` does (top-1 search, readout,
+``model.memory_context``).
 Queries: the edit question and its rephrasing expect the new answer; the neighbourhood question
 (``loc``) expects ``loc_ans``. Two accuracies, as in the paper's Table 12 and ROME/MEMIT:
 
@@ -87,6 +89,7 @@ def run(ctx: EvalContext) -> dict[str, Any]:
         "data": str(path),
         "records": len(records),
         "queries": len(queries),
+        "memory": ctx.service_memory_info(),
         "definitions": {
             "token_accuracy": "% answer tokens = argmax given gold prefix (teacher forcing)",
             "greedy_em": "% greedy continuations whose answer-length prefix equals the answer "
