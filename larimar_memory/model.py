@@ -275,6 +275,15 @@ class LarimarModel(nn.Module):
         return self.prior_memory.dtype
 
     @property
+    def context_length(self) -> int | None:
+        """Positions the decoder LM can attend to (None when its config does not say)."""
+        config = self.decoder.lm.config.get_text_config(decoder=True)
+        value = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+        return int(value) if value else None
+
+    @property
     def sigma_w(self) -> torch.Tensor:
         """Readout noise σ_w (learned through its log)."""
         return self.log_sigma_w.exp()

@@ -44,6 +44,7 @@ from .errors import (
     StoreMismatchError,
     TextInputError,
 )
+from .lexical import LexicalIndex, reciprocal_rank_fusion
 from .scope import ExternalScopeDetector, ScopeDecision, SentenceEmbedder, split_sentences
 from .store import FactRecord, MemoryStore, check_metadata
 from .store_sqlite import SQLiteStore
@@ -98,6 +99,11 @@ class LarimarSettings(BaseModel):
     max_key_chars: int = Field(2000, gt=0, description="characters per explicit key")
     max_new_tokens: int = Field(32, gt=0, le=1024, description="decoding length for ask")
     ask_k: int = Field(1, ge=1, le=64, description="facts read into the decoder by ask")
+    lexical_weight: float = Field(
+        1.0, ge=0, le=10,
+        description="weight of BM25 over the key texts, fused with the dense keys' cosine by "
+        "reciprocal rank (0: dense keys only)",
+    )
     cache_bytes: int = Field(
         2 * 1024**3, ge=0,
         description="in-process memories beyond this many bytes are evicted (least recently "
@@ -129,17 +135,20 @@ class _Namespace:
     memory: BlockMemory
     version: int = 0
     facts: dict[str, _Entry] = field(default_factory=dict)
+    lexical: LexicalIndex = field(default_factory=LexicalIndex)
     by_text: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, text) -> id
     by_key: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, key) -> id
 
     def add(self, entry: _Entry) -> None:
         self.facts[entry.id] = entry
+        self.lexical.add(entry.id, entry.key_text)
         self.by_text.setdefault((entry.owner, entry.text), entry.id)
         if entry.key_text != entry.text:
             self.by_key[(entry.owner, entry.key_text)] = entry.id
 
     def remove(self, fact_id: str) -> _Entry:
         entry = self.facts.pop(fact_id)
+        self.lexical.remove(fact_id)
         for index, name in ((self.by_text, entry.text), (self.by_key, entry.key_text)):
             if index.get((entry.owner, name)) == fact_id:
                 del index[(entry.owner, name)]
@@ -336,6 +345,7 @@ class Larimar:
         decoding otherwise."""
         question = self._check_texts(question, "question", self.settings.max_text_chars)[0]
         k = self._check_k(self.settings.ask_k if k is None else k)
+        self._check_question_fits(question, max_new_tokens or self.settings.max_new_tokens)
         ns_name = self._namespace_name(namespace)
         with self._lock:
             ns = self._synced(ns_name)
@@ -516,14 +526,32 @@ class Larimar:
         sentences = split_sentences(query)
         queries = [query, *sentences] if len(sentences) > 1 else [query]
         emb = self.embedder.embed(queries)
-        hits = ns.memory.search(emb[0], k, allowed)
-        score = hits[0][1] if hits else 0.0
+        hits = self._rank(ns, query, emb[0], k, allowed)
+        score = max([0.0, *ns.memory.similarity(emb[0], [f for f, _ in hits[:1]])])
         for sentence in emb[1:]:  # a sentence may match better than the whole message
             top = ns.memory.search(sentence, 1, allowed)
             score = max([score, *(s for _, s in top)])
         decision = ScopeDecision(score=score, in_scope=score >= self.scope.threshold,
                                  nearest=None, sentence=None)
         return decision, hits
+
+    def _rank(
+        self, ns: _Namespace, query: str, emb: torch.Tensor, k: int,
+        allowed: builtins.list[str] | None,
+    ) -> builtins.list[tuple[str, float]]:
+        """The ``k`` best facts with their key cosine: dense cosine and BM25 over the key texts
+        fused by reciprocal rank (dense alone when ``lexical_weight`` is 0)."""
+        weight = self.settings.lexical_weight
+        if weight == 0:
+            return ns.memory.search(emb, k, allowed)
+        depth = max(4 * k, 50)
+        dense = ns.memory.search(emb, depth, allowed)
+        lexical = ns.lexical.search(query, depth, allowed)
+        fused = reciprocal_rank_fusion(
+            [([f for f, _ in dense], 1.0), ([f for f, _ in lexical], weight)], k
+        )
+        ids = [f for f, _ in fused]
+        return list(zip(ids, ns.memory.similarity(emb, ids), strict=True))
 
     def _scope_info(self, decision: ScopeDecision) -> ScopeInfo:
         return ScopeInfo(
@@ -830,6 +858,19 @@ class Larimar:
                     "Split it into shorter facts (e.g. by paragraph) and remember those; nothing "
                     "was written"
                 )
+
+    def _check_question_fits(self, question: str, new_tokens: int) -> None:
+        """A question plus its answer (plus a memory block of k facts' rows, which a
+        context of a few thousand positions holds) must fit the decoder's positions; a GPT-2
+        style LM would otherwise fail with an IndexError."""
+        positions = self.model.context_length
+        count = self.model.text_token_counts([question])[0]
+        if positions is not None and count + new_tokens > positions // 2:
+            raise TextInputError(
+                f"question is {count} tokens; with {new_tokens} new tokens it must stay under "
+                f"{positions // 2} (half of the decoder's {positions} positions, the rest is "
+                "for the memory block). Shorten it"
+            )
 
     @staticmethod
     def _fact(entry: _Entry, ns_name: str) -> Fact:

@@ -90,7 +90,7 @@ def bench_size(larimar: Any, facts: list[str], probe: list[str], size: int,
     start = time.perf_counter()
     ids: list[str] = []
     for i in range(0, size, 500):
-        ids += larimar.remember(facts[i: i + 500], namespace=ns).ids
+        ids += larimar.remember(facts[i: min(i + 500, size)], namespace=ns).ids
     fill_s = time.perf_counter() - start
     rng = random.Random(seed)
     picks = rng.sample(range(size), min(sample, size))
