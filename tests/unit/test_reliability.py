@@ -79,7 +79,7 @@ class ServiceAgainstADict(RuleBasedStateMachine):
     def stored_equals_model(self):
         stored = {f.id: (f.text, f.metadata.get("speaker")) for f in self.larimar.list()}
         assert stored == self.model
-        for fact_id, (text, owner) in list(self.model.items())[:3]:
+        for fact_id, (text, _) in list(self.model.items())[:3]:
             hits = self.larimar.recall(text, k=len(self.model), decode=False).hits
             assert fact_id in [h.fact.id for h in hits]
 
