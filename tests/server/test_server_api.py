@@ -81,8 +81,8 @@ def test_remember_list_get_recall_ask_forget_export_clear(client: TestClient) ->
     client.post(FACTS, json={"text": "Carol drinks tea."}, headers=A)
     export = client.get("/v1/namespaces/notes/export", headers=A).json()
     assert export["count"] == 1 and export["facts"][0]["text"] == "Carol drinks tea."
-    assert set(export["facts"][0]) == {"id", "namespace", "text", "key", "slot", "created_at",
-                                       "metadata"}  # never embeddings
+    assert set(export["facts"][0]) == {"id", "namespace", "text", "key", "rows", "slot",
+                                       "created_at", "metadata"}  # never embeddings
     assert client.get("/v1/namespaces", headers=A).json() == {"namespaces": ["notes"]}
     assert client.delete(FACTS, headers=A).json() == {"deleted": 1}
     assert client.get(FACTS, headers=A).json()["facts"] == []
@@ -153,8 +153,8 @@ def test_bad_input_is_a_structured_4xx(client: TestClient) -> None:
         (dict(json={"text": "a", "key": ["k1", "k2"]}), 422, "TextInputError"),
         (dict(json={"text": "a", "metadata": "not a dict"}), 422, "ValidationError"),
         (dict(json={"text": [f"fact {i}" for i in range(257)]}), 422, "ValidationError"),
-        (dict(content=b"text=plain", headers={"Content-Type": "text/plain"}), 422,
-         "ValidationError"),
+        (dict(content=b"text=plain", headers={"Content-Type": "text/plain"}), 415,
+         "UnsupportedMediaType"),
     ]
     for kwargs, status, type_ in cases:
         kwargs.setdefault("headers", {})
