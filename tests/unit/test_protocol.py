@@ -58,9 +58,10 @@ def _check_signature(impl: Any, protocol_fn: Any, reference: Any, where: str) ->
     assert impl_pos == proto_pos, f"{where}: positional parameters {impl_pos} != {proto_pos}"
     if impl_var and not impl_kw:
         return  # forwards **kwargs to a method checked on its own
-    assert set(impl_kw) == set(ref_kw), (
+    missing, extra = sorted(set(ref_kw) - set(impl_kw)), sorted(set(impl_kw) - set(ref_kw))
+    assert not missing and not extra, (
         f"{where}: keyword parameters {sorted(impl_kw)} != protocol's {sorted(ref_kw)} "
-        f"(missing {sorted(set(ref_kw) - set(impl_kw))}, extra {sorted(set(impl_kw) - set(ref_kw))})"
+        f"(missing {missing}, extra {extra})"
     )
     for name, default in ref_kw.items():
         assert impl_kw[name] == default, (
@@ -129,6 +130,7 @@ def test_the_check_catches_a_missing_parameter() -> None:
                  offset: int = 0) -> Any:
             raise NotImplementedError
 
-    for cls, needle in ((Missing, re.escape("missing ['k']")), (WrongDefault, "default of 'limit'")):
+    cases = ((Missing, re.escape("missing ['k']")), (WrongDefault, "default of 'limit'"))
+    for cls, needle in cases:
         with cls("http://127.0.0.1:9") as client, pytest.raises(AssertionError, match=needle):
             check_backend(client, MemoryBackend, coroutines=False)
