@@ -115,23 +115,41 @@ class _Call(Generic[T]):
 
 def _error_from(response: httpx.Response) -> LarimarError:
     """The exception the local `Larimar` would have raised for this error response."""
+    details: Any = None
     try:
         body = response.json()["error"]
         type_, message = str(body["type"]), str(body["message"])
-    except (ValueError, KeyError, TypeError):
+        details = body.get("details")
+    except (ValueError, KeyError, TypeError, AttributeError):
         type_, message = "HTTPError", response.text[:500] or response.reason_phrase
     status = response.status_code
     cls = CORE_ERRORS.get(type_)
     if cls is not None:
         exc: LarimarError = cls(message)
     elif type_ in (VALIDATION_ERROR, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE):
-        exc = TextInputError(message)  # what the core raises for input it cannot take
+        exc = _input_error(details)(message)  # what the core raises for input it cannot take
     elif status in (401, 403) or type_ in (UNAUTHORIZED, FORBIDDEN):
         exc = AuthenticationError(status, type_, message)
     else:
         exc = LarimarHTTPError(status, type_, message)
     exc.status_code = status  # type: ignore[attr-defined]
     return exc
+
+
+_TEXT_FIELDS = frozenset({"text", "key", "query", "question", "fact", "description", "metadata"})
+
+
+def _input_error(details: Any) -> type[LarimarError]:
+    """`ArgumentError` (when the core has it) for a wrong argument such as ``k=0`` or a
+    malformed filter, as the local `Larimar` raises; `TextInputError` for text it cannot take."""
+    argument_error = CORE_ERRORS.get("ArgumentError")
+    try:
+        fields = {str(d["loc"][1]) for d in details if len(d["loc"]) > 1}
+    except (TypeError, KeyError, IndexError):
+        fields = set()
+    if argument_error is not None and fields and not fields & _TEXT_FIELDS:
+        return argument_error
+    return TextInputError
 
 
 def _error_type(response: httpx.Response) -> str | None:

@@ -49,10 +49,12 @@ CORE_ERROR_STATUS_BY_NAME: dict[str, int] = {
     # Matched on the class name (and its bases' names) before the table above, so classes that
     # newer cores add map correctly whether or not this module can import them.
     "RequestConflictError": 409,  # a request id reused with different content
+    "ArgumentError": 422,  # k < 1, a malformed filter, an id given twice
     "PurgePendingError": 503,  # forget committed, bytes not yet purged: do not resend
+    "StoreMismatchError": 503,  # namespace written with another model: an operator's problem
 }
 
-NOT_RETRYABLE = frozenset({"PurgePendingError"})
+NOT_RETRYABLE = frozenset({"PurgePendingError", "StoreMismatchError"})
 """Error types a client must not resend even on a retryable status (the change happened)."""
 
 

@@ -160,6 +160,13 @@ def test_recall_ask_list_forward_k_filter_and_map_hits(client, memory, monkeypat
     for bad in (0, -1, 10**6, "two"):
         r = client.post(NS + "/recall", json={"query": "q", "k": bad}, headers=A)
         assert r.status_code == 422 and error_of(r)["type"] == "ValidationError", bad
+    with local(client) as c:  # the client raises what the local Larimar raises for k=0
+        with pytest.raises(ValueError) as info:
+            c.recall("q", k=0)
+        expected = "ArgumentError" if hasattr(errors, "ArgumentError") else "TextInputError"
+        assert type(info.value).__name__ == expected
+        with pytest.raises(errors.TextInputError):  # a text field: TextInputError
+            c.remember(["a b c"] * 300)
 
     r = client.post(NS + "/ask", json={"question": "q", "k": 3, "filter": {"speaker": "Ana"},
                                        "max_new_tokens": 4}, headers=A)
@@ -354,8 +361,12 @@ def test_the_contract_end_to_end_through_the_client(client):
         assert [f.id for f in c.list(filter={"speaker": "Ana"})] == ["ch", "t"]
         assert [f.id for f in c.list(limit=1, offset=1)] == ["ch"]
         assert c.list(filter={"speaker": "Nobody"}) == []
-        with pytest.raises(errors.TextInputError):
-            c.recall("q", k=0)
+        for bad in ({"k": 0}, {"k": -3}):
+            with pytest.raises(ValueError) as info:  # ArgumentError, as the local Larimar
+                c.recall("q", **bad)
+            assert type(info.value).__name__ == "ArgumentError"
+        with pytest.raises(errors.EmptyInputError):
+            c.recall(" ")
 
 
 @new_service
