@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from .errors import FactNotFoundError
+from .errors import FactNotFoundError, TextInputError
 from .scope import split_sentences
-from .types import Fact
+from .types import Fact, MemoryLimits
 
 if TYPE_CHECKING:
-    from .service import Larimar
+    from .protocol import MemoryBackend
 
 _FORGET = re.compile(
     r"^\s*(?:please\s+|can you\s+|could you\s+|kindly\s+)?"
@@ -49,6 +49,8 @@ _COPULA_KEY = re.compile(
     r"^(?P<key>\S+(?:\s+\S+)+?\s+(?:is|are|was|were)(?:\s+(?:now|called|named))?)\s+\S", re.I
 )
 MIN_FACT_WORDS = 3
+SPECIAL_TOKENS_MARGIN = 8
+"""Tokens a tokenizer may add around a text (BOS/EOS and the like)."""
 
 
 class TurnResult(BaseModel):
@@ -62,7 +64,7 @@ class TurnResult(BaseModel):
     questions: list[str] = Field(default_factory=list, description="sentences that ask")
     too_long: list[str] = Field(
         default_factory=list,
-        description="fact sentences over the model's max_text_tokens, not written",
+        description="fact sentences over the memory's limits (MemoryLimits), not written",
     )
 
 
@@ -105,28 +107,59 @@ def extract_facts(message: str) -> list[str]:
     return [s for s in split_sentences(message) if is_fact(s)]
 
 
-def observe(larimar: Larimar, message: str, *, namespace: str | None = None) -> TurnResult:
+def surely_fits(sentence: str, limits: MemoryLimits) -> bool | None:
+    """Whether a sentence fits one fact, decided without a tokenizer: True when its UTF-8 bytes
+    (an upper bound on byte-level BPE and byte-fallback tokens) fit ``max_fact_tokens``; False
+    when it has more characters than ``max_text_chars``; None when only the memory's own
+    tokenizer can tell."""
+    if len(sentence) > limits.max_text_chars:
+        return False
+    if len(sentence.encode("utf-8")) + SPECIAL_TOKENS_MARGIN <= limits.max_fact_tokens:
+        return True
+    return None
+
+
+def observe(memory: MemoryBackend, message: str, *, namespace: str | None = None) -> TurnResult:
     """Apply one user message to the memory: forget what it asks to forget, write what it
-    states. One-shot writes; no model call except the encoders."""
+    states. One-shot writes; no model call except the encoders. Uses only `MemoryBackend`
+    methods, so it works the same on a local `Larimar` and on a `LarimarClient`.
+
+    Sentences over the memory's limits are reported in ``too_long`` and the others are still
+    written. Most sentences are short enough to be sure from their byte count (one batched
+    write); a long one is written on its own, and a `TextInputError` (nothing written) puts it
+    in ``too_long``: the memory's tokenizer decides, so no fact that fits is refused and no
+    tokenizer is needed on this side."""
     result = TurnResult()
     facts: list[str] = []
     for sentence in split_sentences(message):
         target = parse_forget_request(sentence)
         if target is not None:
             try:
-                result.forgotten += larimar.forget_matching(target, namespace=namespace)
+                result.forgotten += memory.forget_matching(target, namespace=namespace)
             except FactNotFoundError:
                 result.unmatched_forget_requests.append(target)
         elif is_question(sentence):
             result.questions.append(sentence)
         elif is_fact(sentence):
             facts.append(_strip_lead_in(sentence))
-    if facts:  # one over-long sentence must not cost the turn its other facts
-        limit = larimar.model.config.max_text_tokens
-        counts = larimar.model.text_token_counts(facts)
-        result.too_long = [f for f, n in zip(facts, counts, strict=True) if n > limit]
-        facts = [f for f, n in zip(facts, counts, strict=True) if n <= limit]
-    if facts:
-        keys = [fact_key(f) for f in facts]
-        result.remembered = larimar.remember(facts, key=keys, namespace=namespace).ids
+    if not facts:
+        return result
+    limits = memory.limits()
+    fits = [surely_fits(f, limits) for f in facts]
+    ids: dict[int, list[str]] = {}
+    sure = [i for i, ok in enumerate(fits) if ok]
+    if sure:
+        written = memory.remember([facts[i] for i in sure],
+                                  key=[fact_key(facts[i]) for i in sure], namespace=namespace)
+        ids.update({i: [fid] for i, fid in zip(sure, written.ids, strict=True)})
+    for i, ok in enumerate(fits):  # one over-long sentence must not cost the turn the others
+        if ok is None:
+            try:
+                ids[i] = memory.remember([facts[i]], key=[fact_key(facts[i])],
+                                         namespace=namespace).ids
+            except TextInputError:
+                ok = False
+        if ok is False:
+            result.too_long.append(facts[i])
+    result.remembered = [fid for i in sorted(ids) for fid in ids[i]]
     return result

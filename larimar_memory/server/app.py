@@ -19,6 +19,7 @@ answering health checks and metrics while the model works.
 # No ``from __future__ import annotations`` here: FastAPI resolves route annotations at runtime
 # and `Tenant` is local to `create_app`.
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,18 +43,21 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import __version__
-from ..service import Larimar
-from ..types import AskResult, Fact, RecallResult, RememberResult
+from ..protocol import MemoryBackend
+from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
 from .auth import ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
 from .auth import visible_namespaces as _visible
 from .errors import ApiError, install_error_handlers
 from .limits import BodyLimitMiddleware
-from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from .metrics import Metrics, MetricsMiddleware
 from .protocol import (
     API_PREFIX,
+    JSON_CONTENT_TYPES,
     NAME_PATTERN,
     REQUEST_ID_HEADER,
     UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION_ERROR,
     AskRequest,
     ClearResponse,
     ErrorResponse,
@@ -66,6 +70,7 @@ from .protocol import (
     NamespaceList,
     RecallRequest,
     RememberRequest,
+    check_json_value,
 )
 from .settings import ServerSettings
 
@@ -79,11 +84,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or unknown API key",
         404: "no such fact (in this tenant's namespace) or route",
         413: "request body too large",
+        415: "the body is not JSON: send Content-Type: application/json",
         422: "input the memory cannot take (empty, too long, wrong type)",
         503: "store unavailable; retry",
     }.items()
 }
-_WRITE_ERRORS = {**_ERRORS, 409: {"model": ErrorResponse, "description": "namespace full"}}
+_WRITE_ERRORS = {**_ERRORS, 409: {
+    "model": ErrorResponse,
+    "description": "namespace full, or a request id reused with different content"}}
 
 Namespace = Annotated[
     str,
@@ -96,15 +104,26 @@ FactId = Annotated[str, Path(min_length=1, max_length=200, description="a fact i
 class _State:
     """What the routes share: the memory, the thread limiter and the metrics."""
 
-    def __init__(self, larimar: Larimar | None, settings: ServerSettings) -> None:
+    def __init__(self, larimar: Any, settings: ServerSettings) -> None:
         self.larimar = larimar
         self.owned = larimar is None
         self.settings = settings
         self.limiter: anyio.CapacityLimiter | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(pending_purges=self._pending_purges)
+
+    def _pending_purges(self) -> float:
+        """Forgets committed whose bytes the store has not purged yet (0 for stores that purge
+        in the forget's own transaction)."""
+        store = getattr(self.larimar, "store", None)
+        pending = getattr(store, "pending_purges", None)
+        if pending is None:
+            return 0.0
+        if callable(pending):
+            pending = pending()
+        return float(len(pending) if hasattr(pending, "__len__") else pending)
 
     @property
-    def memory(self) -> Larimar:
+    def memory(self) -> Any:  # a Larimar (any MemoryBackend with a ``store`` works)
         if self.larimar is None:  # only between app creation and startup
             raise ApiError(503, "NotReady", "the server is still loading the model; retry")
         return self.larimar
@@ -152,7 +171,42 @@ def _auth_dependency(settings: ServerSettings) -> Callable[..., Any]:
     return tenant
 
 
-def create_app(larimar: Larimar | None, settings: ServerSettings | None = None) -> FastAPI:
+async def require_json(request: Request) -> None:
+    """415 for a body that is not JSON (a missing Content-Type is read as JSON)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in JSON_CONTENT_TYPES or (media.startswith("application/") and
+                                       media.endswith("+json")):
+        return
+    raise ApiError(
+        415, UNSUPPORTED_MEDIA_TYPE,
+        f"the body was sent as {media or 'an empty Content-Type'!r}; send a JSON object with "
+        "Content-Type: application/json",
+    )
+
+
+def _json_query(raw: str | None, name: str) -> dict[str, Any] | None:
+    """A JSON object passed as a query parameter (``?filter={"speaker":"Ana"}``)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError(f"it is a {type(value).__name__}")
+        check_json_value(value, name)
+    except ValueError as exc:
+        raise ApiError(
+            422, VALIDATION_ERROR,
+            f"query parameter {name!r} must be a JSON object of metadata fields, e.g. "
+            f'{name}={{"speaker":"Ana"}} (URL-encoded): {exc}',
+        ) from None
+    return value
+
+
+def create_app(larimar: MemoryBackend | None, settings: ServerSettings | None = None
+               ) -> FastAPI:
     """The FastAPI app serving ``larimar``; with None, it opens the store and model named in
     ``settings`` at startup and closes them at shutdown."""
     settings = settings or ServerSettings()
@@ -205,8 +259,12 @@ def create_app(larimar: Larimar | None, settings: ServerSettings | None = None) 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"],
              dependencies=metrics_deps)
     async def metrics() -> PlainTextResponse:
-        """Prometheus text exposition: requests by route and status, latency histograms."""
-        return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
+        """Prometheus text exposition: requests by route and status, latency histograms,
+        requests in flight, pending purges."""
+        # Collecting reads the store (pending purges): off the event loop, outside the limiter
+        # so a busy model never blocks a scrape.
+        body = await anyio.to_thread.run_sync(state.metrics.render)
+        return PlainTextResponse(body, media_type=state.metrics.content_type)
 
     # Full paths on the routes (no include prefix): the route template is the metrics label.
     app.include_router(_memory_router(state, Tenant))
@@ -215,10 +273,19 @@ def create_app(larimar: Larimar | None, settings: ServerSettings | None = None) 
 
 def _memory_router(state: _State, Tenant: Any) -> APIRouter:
     router = APIRouter(tags=["memory"], responses=_ERRORS)
+    JSON = [Depends(require_json)]
 
     def public(fact: Fact, namespace: str) -> Fact:
         # The core sees "tenant/ns"; callers only ever see their own name for it.
         return fact.model_copy(update={"namespace": namespace})
+
+    def public_opt(fact: Fact | None, namespace: str) -> Fact | None:
+        return None if fact is None else public(fact, namespace)
+
+    @router.get(API_PREFIX + "/limits", response_model=MemoryLimits)
+    async def limits(tenant: Tenant) -> MemoryLimits:
+        """What one fact, key or query may hold, so callers can split input before sending."""
+        return await state.call(state.memory.limits)
 
     @router.get(API_PREFIX + "/namespaces", response_model=NamespaceList)
     async def namespaces(tenant: Tenant) -> NamespaceList:
@@ -227,7 +294,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         return NamespaceList(namespaces=_visible(tenant, names))
 
     @router.post(NS + "/facts", response_model=RememberResult, status_code=201,
-                 responses={**_WRITE_ERRORS, 200: {
+                 dependencies=JSON, responses={**_WRITE_ERRORS, 200: {
                      "model": RememberResult,
                      "description": "repeated request id: nothing written, the first ids"}})
     async def remember(
@@ -236,30 +303,40 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
             str | None, Header(alias=REQUEST_ID_HEADER, min_length=1, max_length=200)
         ] = None,
     ) -> RememberResult:
-        """Write facts in one shot. A repeated request id writes nothing and returns the ids
-        of the first request (status 200), so retries never write twice."""
+        """Write facts in one shot; one outcome per text ("written", "replaced",
+        "duplicate"). A repeated request id writes nothing and returns the ids of the first
+        request (status 200), so retries never write twice; the same id with different content
+        is a 409."""
         memory = state.memory
         result = await state.call(
             memory.remember, body.text, key=body.key,
             namespace=core_namespace(tenant, namespace), metadata=body.metadata,
-            request_id=body.request_id or idempotency_key,
+            request_id=body.request_id or idempotency_key, ids=body.ids,
         )
         if result.duplicate_request:
             response.status_code = 200
-        return result.model_copy(
-            update={"replaced": [public(f, namespace) for f in result.replaced]}
-        )
+        outcomes = [
+            o.model_copy(update={"replaced": public_opt(o.replaced, namespace)})
+            for o in result.outcomes
+        ]
+        return result.model_copy(update={"outcomes": outcomes})
 
     @router.get(NS + "/facts", response_model=FactList)
     async def list_facts(
         namespace: Namespace, tenant: Tenant,
         limit: Annotated[int | None, Query(ge=0, le=state.settings.max_list_limit)] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
+        filter: Annotated[str | None, Query(
+            max_length=4096,
+            description='JSON object: equality on top-level metadata, e.g. {"speaker":"Ana"}',
+        )] = None,
     ) -> FactList:
         """Stored facts, oldest first (an unknown namespace is empty)."""
-        facts = await state.call(state.memory.list, namespace=core_namespace(tenant, namespace))
-        page = facts[offset:] if limit is None else facts[offset : offset + limit]
-        return FactList(namespace=namespace, facts=[public(f, namespace) for f in page])
+        facts = await state.call(
+            state.memory.list, namespace=core_namespace(tenant, namespace),
+            filter=_json_query(filter, "filter"), limit=limit, offset=offset,
+        )
+        return FactList(namespace=namespace, facts=[public(f, namespace) for f in facts])
 
     @router.delete(NS + "/facts", response_model=ClearResponse)
     async def clear(namespace: Namespace, tenant: Tenant) -> ClearResponse:
@@ -288,14 +365,14 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         return await _forget(namespace, fact_id, tenant)
 
     @router.post(NS + "/forget", response_model=ForgetResponse,
-                 responses=_WRITE_ERRORS)
+                 dependencies=JSON, responses=_WRITE_ERRORS)
     async def forget(namespace: Namespace, body: ForgetRequest, tenant: Tenant
                      ) -> ForgetResponse:
         """Forget by id or by exact text (every fact with that text)."""
         return await _forget(namespace, body.fact, tenant)
 
     @router.post(NS + "/forget-matching", response_model=ForgetResponse,
-                 responses=_WRITE_ERRORS)
+                 dependencies=JSON, responses=_WRITE_ERRORS)
     async def forget_matching(namespace: Namespace, body: ForgetMatchingRequest,
                               tenant: Tenant) -> ForgetResponse:
         """Forget the stored fact a description points to (its key is the nearest, above the
@@ -306,26 +383,31 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         )
         return ForgetResponse(forgotten=[public(f, namespace) for f in removed])
 
-    @router.post(NS + "/recall", response_model=RecallResult)
+    @router.post(NS + "/recall", response_model=RecallResult, dependencies=JSON)
     async def recall(namespace: Namespace, body: RecallRequest, tenant: Tenant
                      ) -> RecallResult:
-        """The memory readout for the query, decoded to text."""
+        """Up to k facts the query addresses, best first, each read back from the memory."""
         result = await state.call(
-            state.memory.recall, body.query, namespace=core_namespace(tenant, namespace),
-            decode=body.decode,
+            state.memory.recall, body.query, k=body.k,
+            namespace=core_namespace(tenant, namespace), decode=body.decode, filter=body.filter,
         )
-        fact = public(result.fact, namespace) if result.fact else None
-        return result.model_copy(update={"fact": fact})
+        hits = [h.model_copy(update={"fact": public(h.fact, namespace)}) for h in result.hits]
+        return result.model_copy(
+            update={"fact": public_opt(result.fact, namespace), "hits": hits}
+        )
 
-    @router.post(NS + "/ask", response_model=AskResult)
+    @router.post(NS + "/ask", response_model=AskResult, dependencies=JSON)
     async def ask(namespace: Namespace, body: AskRequest, tenant: Tenant) -> AskResult:
         """Answer from memory when the question is in scope, plainly otherwise."""
         result = await state.call(
-            state.memory.ask, body.question, namespace=core_namespace(tenant, namespace),
-            max_new_tokens=body.max_new_tokens,
+            state.memory.ask, body.question, k=body.k,
+            namespace=core_namespace(tenant, namespace), max_new_tokens=body.max_new_tokens,
+            filter=body.filter,
         )
-        fact = public(result.fact, namespace) if result.fact else None
-        return result.model_copy(update={"fact": fact})
+        return result.model_copy(update={
+            "fact": public_opt(result.fact, namespace),
+            "facts": [public(f, namespace) for f in result.facts],
+        })
 
     @router.get(NS + "/export", response_model=ExportResponse)
     async def export(namespace: Namespace, tenant: Tenant) -> ExportResponse:

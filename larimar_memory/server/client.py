@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
 import random
 import re
@@ -37,20 +38,24 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import LarimarError, TextInputError
-from ..types import AskResult, Fact, RecallResult, RememberResult
+from ..protocol import Filter, Metadata
+from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
 from .protocol import (
     API_PREFIX,
     CORE_ERRORS,
     FORBIDDEN,
     NAME_PATTERN,
+    NOT_RETRYABLE,
     PAYLOAD_TOO_LARGE,
     UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
     VALIDATION_ERROR,
     ClearResponse,
     ExportResponse,
     FactList,
     ForgetResponse,
     NamespaceList,
+    check_json_value,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,23 +115,60 @@ class _Call(Generic[T]):
 
 def _error_from(response: httpx.Response) -> LarimarError:
     """The exception the local `Larimar` would have raised for this error response."""
+    details: Any = None
     try:
         body = response.json()["error"]
         type_, message = str(body["type"]), str(body["message"])
-    except (ValueError, KeyError, TypeError):
+        details = body.get("details")
+    except (ValueError, KeyError, TypeError, AttributeError):
         type_, message = "HTTPError", response.text[:500] or response.reason_phrase
     status = response.status_code
     cls = CORE_ERRORS.get(type_)
     if cls is not None:
         exc: LarimarError = cls(message)
-    elif type_ in (VALIDATION_ERROR, PAYLOAD_TOO_LARGE):
-        exc = TextInputError(message)  # what the core raises for input it cannot take
+    elif type_ in (VALIDATION_ERROR, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE):
+        exc = _input_error(details)(message)  # what the core raises for input it cannot take
     elif status in (401, 403) or type_ in (UNAUTHORIZED, FORBIDDEN):
         exc = AuthenticationError(status, type_, message)
     else:
         exc = LarimarHTTPError(status, type_, message)
     exc.status_code = status  # type: ignore[attr-defined]
     return exc
+
+
+_TEXT_FIELDS = frozenset({"text", "key", "query", "question", "fact", "description", "metadata"})
+
+
+def _input_error(details: Any) -> type[LarimarError]:
+    """`ArgumentError` (when the core has it) for a wrong argument such as ``k=0`` or a
+    malformed filter, as the local `Larimar` raises; `TextInputError` for text it cannot take."""
+    argument_error = CORE_ERRORS.get("ArgumentError")
+    try:
+        fields = {str(d["loc"][1]) for d in details if len(d["loc"]) > 1}
+    except (TypeError, KeyError, IndexError):
+        fields = set()
+    if argument_error is not None and fields and not fields & _TEXT_FIELDS:
+        return argument_error
+    return TextInputError
+
+
+def _error_type(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _json_checked(value: Any, what: str) -> Any:
+    """``value`` if it survives JSON as itself: the local `Larimar` refuses NaN, non-string
+    keys and lone surrogates, so the client refuses them before sending (json would turn an int
+    key into a string and NaN into invalid JSON)."""
+    if value is None:
+        return None
+    try:
+        return check_json_value(value, what)
+    except ValueError as exc:
+        raise TextInputError(f"{exc}; nothing was sent") from None
 
 
 def _resendable(exc: httpx.TransportError, call: _Call[Any]) -> bool:
@@ -152,24 +194,35 @@ class _Api:
 
     def remember(
         self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
-        namespace: str | None = None, metadata: dict[str, Any] | None = None,
-        request_id: str | None = None,
+        namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
+        request_id: str | None = None, ids: str | builtins.list[str] | None = None,
     ) -> _Call[RememberResult]:
-        body = {"text": text, "key": key, "metadata": metadata,
-                "request_id": request_id or uuid.uuid4().hex}  # one id for every retry
-        return _Call("POST", f"{self._ns(namespace)}/facts", RememberResult.model_validate, body)
+        path = f"{self._ns(namespace)}/facts"
+        body = {"text": _json_checked(text, "text"), "key": _json_checked(key, "key"),
+                "metadata": _json_checked(metadata, "metadata"),
+                "request_id": request_id or uuid.uuid4().hex,  # one id for every retry
+                "ids": _json_checked(ids, "ids")}
+        return _Call("POST", path, RememberResult.model_validate,
+                     {k: v for k, v in body.items() if v is not None})
 
     def recall(
-        self, query: str, *, namespace: str | None = None, decode: bool = True
+        self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
+        filter: Filter | None = None,
     ) -> _Call[RecallResult]:
-        return _Call("POST", f"{self._ns(namespace)}/recall", RecallResult.model_validate,
-                     {"query": query, "decode": decode})
+        path = f"{self._ns(namespace)}/recall"
+        return _Call("POST", path, RecallResult.model_validate,
+                     {"query": _json_checked(query, "query"), "k": k, "decode": decode,
+                      "filter": _json_checked(filter, "filter")})
 
     def ask(
-        self, question: str, *, namespace: str | None = None, max_new_tokens: int | None = None
+        self, question: str, *, k: int | None = None, namespace: str | None = None,
+        max_new_tokens: int | None = None, filter: Filter | None = None,
     ) -> _Call[AskResult]:
-        return _Call("POST", f"{self._ns(namespace)}/ask", AskResult.model_validate,
-                     {"question": question, "max_new_tokens": max_new_tokens})
+        path = f"{self._ns(namespace)}/ask"
+        return _Call("POST", path, AskResult.model_validate,
+                     {"question": _json_checked(question, "question"), "k": k,
+                      "max_new_tokens": max_new_tokens,
+                      "filter": _json_checked(filter, "filter")})
 
     def forget(self, fact: str, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
         return _Call("POST", f"{self._ns(namespace)}/forget",
@@ -183,9 +236,18 @@ class _Api:
                      lambda j: ForgetResponse.model_validate(j).forgotten,
                      {"description": description, "threshold": threshold}, resend_safe=False)
 
-    def list(self, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
+    def list(
+        self, *, namespace: str | None = None, filter: Filter | None = None,
+        limit: int | None = None, offset: int = 0,
+    ) -> _Call[builtins.list[Fact]]:
+        params: dict[str, Any] = {"offset": offset}
+        if limit is not None:
+            params["limit"] = limit
+        if filter is not None:
+            params["filter"] = json.dumps(_json_checked(filter, "filter"), allow_nan=False,
+                                          separators=(",", ":"))
         return _Call("GET", f"{self._ns(namespace)}/facts",
-                     lambda j: FactList.model_validate(j).facts)
+                     lambda j: FactList.model_validate(j).facts, params=params)
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> _Call[Fact]:
         return _Call("GET", f"{self._ns(namespace)}/facts/{quote(fact_id, safe='')}",
@@ -197,6 +259,9 @@ class _Api:
 
     def export(self, *, namespace: str | None = None) -> _Call[ExportResponse]:
         return _Call("GET", f"{self._ns(namespace)}/export", ExportResponse.model_validate)
+
+    def limits(self) -> _Call[MemoryLimits]:
+        return _Call("GET", f"{API_PREFIX}/limits", MemoryLimits.model_validate)
 
     def namespaces(self) -> _Call[builtins.list[str]]:
         return _Call("GET", f"{API_PREFIX}/namespaces",
@@ -227,7 +292,7 @@ class _Base:
         """(retry?, result): raises for a final error response."""
         if response.is_success:
             return False, call.parse(response.json())
-        if response.status_code in RETRY_STATUSES:
+        if response.status_code in RETRY_STATUSES and _error_type(response) not in NOT_RETRYABLE:
             return True, None
         raise _error_from(response)
 
@@ -287,25 +352,33 @@ class LarimarClient(_Base):
 
     # -- the Larimar interface ---------------------------------------------------------------
 
+    def limits(self) -> MemoryLimits:
+        """What one fact, key or query may hold on this server."""
+        return self._send(self._api.limits())
+
     def remember(
         self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
-        namespace: str | None = None, metadata: dict[str, Any] | None = None,
-        request_id: str | None = None,
+        namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
+        request_id: str | None = None, ids: str | builtins.list[str] | None = None,
     ) -> RememberResult:
         """Write facts, as `Larimar.remember`; without ``request_id`` one is generated and
         reused by every retry of this call."""
         return self._send(self._api.remember(text, key=key, namespace=namespace,
-                                             metadata=metadata, request_id=request_id))
+                                             metadata=metadata, request_id=request_id, ids=ids))
 
     def recall(
-        self, query: str, *, namespace: str | None = None, decode: bool = True
+        self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
+        filter: Filter | None = None,
     ) -> RecallResult:
-        return self._send(self._api.recall(query, namespace=namespace, decode=decode))
+        return self._send(self._api.recall(query, k=k, namespace=namespace, decode=decode,
+                                           filter=filter))
 
-    def ask(self, question: str, *, namespace: str | None = None,
-            max_new_tokens: int | None = None) -> AskResult:
-        return self._send(self._api.ask(question, namespace=namespace,
-                                        max_new_tokens=max_new_tokens))
+    def ask(
+        self, question: str, *, k: int | None = None, namespace: str | None = None,
+        max_new_tokens: int | None = None, filter: Filter | None = None,
+    ) -> AskResult:
+        return self._send(self._api.ask(question, k=k, namespace=namespace,
+                                        max_new_tokens=max_new_tokens, filter=filter))
 
     def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         return self._send(self._api.forget(fact, namespace=namespace))
@@ -315,8 +388,12 @@ class LarimarClient(_Base):
         return self._send(self._api.forget_matching(description, namespace=namespace,
                                                     threshold=threshold))
 
-    def list(self, *, namespace: str | None = None) -> builtins.list[Fact]:
-        return self._send(self._api.list(namespace=namespace))
+    def list(
+        self, *, namespace: str | None = None, filter: Filter | None = None,
+        limit: int | None = None, offset: int = 0,
+    ) -> builtins.list[Fact]:
+        return self._send(self._api.list(namespace=namespace, filter=filter, limit=limit,
+                                         offset=offset))
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         return self._send(self._api.get(fact_id, namespace=namespace))
@@ -360,6 +437,9 @@ class LarimarClient(_Base):
 
     async def alist(self, **kwargs: Any) -> builtins.list[Fact]:
         return await self._aclient().list(**kwargs)
+
+    async def aget(self, fact_id: str, **kwargs: Any) -> Fact:
+        return await self._aclient().get(fact_id, **kwargs)
 
     async def aclear(self, **kwargs: Any) -> int:
         return await self._aclient().clear(**kwargs)
@@ -424,23 +504,32 @@ class AsyncLarimarClient(_Base):
         assert last is not None
         raise self._give_up(call, last)
 
+    async def limits(self) -> MemoryLimits:
+        return await self._send(self._api.limits())
+
     async def remember(
         self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
-        namespace: str | None = None, metadata: dict[str, Any] | None = None,
-        request_id: str | None = None,
+        namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
+        request_id: str | None = None, ids: str | builtins.list[str] | None = None,
     ) -> RememberResult:
-        return await self._send(self._api.remember(text, key=key, namespace=namespace,
-                                                   metadata=metadata, request_id=request_id))
+        return await self._send(self._api.remember(
+            text, key=key, namespace=namespace, metadata=metadata, request_id=request_id,
+            ids=ids,
+        ))
 
     async def recall(
-        self, query: str, *, namespace: str | None = None, decode: bool = True
+        self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
+        filter: Filter | None = None,
     ) -> RecallResult:
-        return await self._send(self._api.recall(query, namespace=namespace, decode=decode))
+        return await self._send(self._api.recall(query, k=k, namespace=namespace,
+                                                 decode=decode, filter=filter))
 
-    async def ask(self, question: str, *, namespace: str | None = None,
-                  max_new_tokens: int | None = None) -> AskResult:
-        return await self._send(self._api.ask(question, namespace=namespace,
-                                              max_new_tokens=max_new_tokens))
+    async def ask(
+        self, question: str, *, k: int | None = None, namespace: str | None = None,
+        max_new_tokens: int | None = None, filter: Filter | None = None,
+    ) -> AskResult:
+        return await self._send(self._api.ask(question, k=k, namespace=namespace,
+                                              max_new_tokens=max_new_tokens, filter=filter))
 
     async def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         return await self._send(self._api.forget(fact, namespace=namespace))
@@ -450,8 +539,12 @@ class AsyncLarimarClient(_Base):
         return await self._send(self._api.forget_matching(description, namespace=namespace,
                                                           threshold=threshold))
 
-    async def list(self, *, namespace: str | None = None) -> builtins.list[Fact]:
-        return await self._send(self._api.list(namespace=namespace))
+    async def list(
+        self, *, namespace: str | None = None, filter: Filter | None = None,
+        limit: int | None = None, offset: int = 0,
+    ) -> builtins.list[Fact]:
+        return await self._send(self._api.list(namespace=namespace, filter=filter, limit=limit,
+                                               offset=offset))
 
     async def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         return await self._send(self._api.get(fact_id, namespace=namespace))
@@ -470,7 +563,7 @@ class AsyncLarimarClient(_Base):
 
     aremember, arecall, aask, aforget = remember, recall, ask, forget
     aforget_matching = forget_matching
-    alist, aclear = list, clear
+    alist, aget, aclear = list, get, clear
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,92 +1,79 @@
-"""Prometheus text exposition, hand-written: request counts and latency histograms by route and
-status, plus requests in flight. No dependency, thread-safe, bounded label sets (routes are the
-path templates, never raw paths, so a scan of random URLs cannot grow the series)."""
+"""Prometheus metrics (``prometheus-client``): request counts and latency histograms by route and
+status, requests in flight, forgets whose bytes are not purged yet.
+
+Each app has its own registry, so several apps in one process (tests) never share series. Label
+sets are bounded: routes are the path templates, never raw paths, so a scan of random URLs cannot
+grow the series. With several uvicorn worker processes each worker answers for itself.
+"""
 
 from __future__ import annotations
 
-import bisect
-import threading
+import logging
 import time
-from collections import defaultdict
+from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text format, which every Prometheus version scrapes."""
 UNMATCHED = "unmatched"
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
-
-
 class Metrics:
-    """Counters and histograms of HTTP requests."""
+    """The server's metrics in their own registry; ``render`` is the exposition text."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        # (method, route) -> (bucket counts, sum, count)
-        self._hist: dict[tuple[str, str], list[float]] = {}
-        self._in_flight = 0
+    content_type = CONTENT_TYPE
+
+    def __init__(self, pending_purges: Callable[[], float] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "larimar_http_requests", "HTTP requests by method, route and status.",
+            ("method", "route", "status"), registry=self.registry,
+        )
+        self.latency = Histogram(
+            "larimar_http_request_duration_seconds", "Latency of HTTP requests.",
+            ("method", "route"), buckets=BUCKETS, registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "larimar_http_requests_in_flight", "HTTP requests being served now.",
+            registry=self.registry,
+        )
         self.started_at = time.time()
+        Gauge(
+            "larimar_process_start_time_seconds", "Start time of the server.",
+            registry=self.registry,
+        ).set(self.started_at)
+        pending = Gauge(
+            "larimar_store_pending_purges",
+            "Forgets committed whose text and embeddings the store has not purged yet.",
+            registry=self.registry,
+        )
+        source = pending_purges or (lambda: 0.0)
+
+        def read_pending() -> float:
+            try:
+                return float(source())
+            except Exception as exc:  # a scrape must never fail because the store is down
+                logger.debug("pending purges unavailable: %r", exc)
+                return float("nan")
+
+        pending.set_function(read_pending)
 
     def begin(self) -> None:
-        with self._lock:
-            self._in_flight += 1
+        self.in_flight.inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            self._counts[(method, route, str(status))] += 1
-            row = self._hist.setdefault((method, route), [0.0] * (len(BUCKETS) + 2))
-            index = bisect.bisect_left(BUCKETS, seconds)
-            row[index] += 1  # per-bucket (made cumulative on render); last slot = +Inf
-            row[-1] += seconds
+        self.in_flight.dec()
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
     def render(self) -> str:
-        with self._lock:
-            counts = dict(self._counts)
-            hist = {k: list(v) for k, v in self._hist.items()}
-            in_flight = self._in_flight
-        lines = [
-            "# HELP larimar_http_requests_total HTTP requests by method, route and status.",
-            "# TYPE larimar_http_requests_total counter",
-        ]
-        for (method, route, status), n in sorted(counts.items()):
-            lines.append(
-                f"larimar_http_requests_total{_labels(method=method, route=route, status=status)}"
-                f" {n}"
-            )
-        lines += [
-            "# HELP larimar_http_request_duration_seconds Latency of HTTP requests.",
-            "# TYPE larimar_http_request_duration_seconds histogram",
-        ]
-        for (method, route), row in sorted(hist.items()):
-            cumulative = 0.0
-            for bound, n in zip((*BUCKETS, float("inf")), row[:-1], strict=True):
-                cumulative += n
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(
-                    "larimar_http_request_duration_seconds_bucket"
-                    f"{_labels(method=method, route=route, le=le)} {int(cumulative)}"
-                )
-            base = _labels(method=method, route=route)
-            lines.append(f"larimar_http_request_duration_seconds_sum{base} {row[-1]:.6f}")
-            lines.append(f"larimar_http_request_duration_seconds_count{base} {int(cumulative)}")
-        lines += [
-            "# HELP larimar_http_requests_in_flight HTTP requests being served now.",
-            "# TYPE larimar_http_requests_in_flight gauge",
-            f"larimar_http_requests_in_flight {in_flight}",
-            "# HELP larimar_process_start_time_seconds Start time of the server.",
-            "# TYPE larimar_process_start_time_seconds gauge",
-            f"larimar_process_start_time_seconds {self.started_at:.3f}",
-        ]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
 
 class MetricsMiddleware:

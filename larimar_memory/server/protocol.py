@@ -7,9 +7,10 @@ Errors travel as ``{"error": {"type": "<name>", "message": "..."}}``. For the co
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .. import errors
 from ..types import Fact
@@ -22,6 +23,10 @@ REQUEST_ID_HEADER = "Idempotency-Key"
 MAX_BATCH = 256
 """Most texts one remember request may carry."""
 MAX_NEW_TOKENS = 256
+MAX_K = 100
+"""Most hits one recall or ask may read."""
+JSON_CONTENT_TYPES = ("application/json",)
+"""Request bodies are JSON; ``application/<x>+json`` is accepted too."""
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -40,19 +45,34 @@ CORE_ERROR_STATUS: dict[type[errors.LarimarError], int] = {
 }
 """HTTP status of each core exception; any other `LarimarError` is a 400."""
 
-CORE_ERRORS: dict[str, type[errors.LarimarError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.LarimarError, errors.MemoryInputError, errors.EmptyInputError,
-        errors.NotWrittenError, errors.StateFileError, errors.ModelNotFoundError,
-        errors.FactNotFoundError, errors.TextInputError, errors.CapacityError, errors.StoreError,
-    )
+CORE_ERROR_STATUS_BY_NAME: dict[str, int] = {
+    # Matched on the class name (and its bases' names) before the table above, so classes that
+    # newer cores add map correctly whether or not this module can import them.
+    "RequestConflictError": 409,  # a request id reused with different content
+    "ArgumentError": 422,  # k < 1, a malformed filter, an id given twice
+    "PurgePendingError": 503,  # forget committed, bytes not yet purged: do not resend
+    "StoreMismatchError": 503,  # namespace written with another model: an operator's problem
 }
-"""Error ``type`` -> the exception class the client raises."""
+
+NOT_RETRYABLE = frozenset({"PurgePendingError", "StoreMismatchError"})
+"""Error types a client must not resend even on a retryable status (the change happened)."""
+
+
+def _core_errors() -> dict[str, type[errors.LarimarError]]:
+    return {
+        name: cls for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.LarimarError)
+    }
+
+
+CORE_ERRORS: dict[str, type[errors.LarimarError]] = _core_errors()
+"""Error ``type`` -> the exception class the client raises (every class in
+`larimar_memory.errors`, including ones added after this module was written)."""
 
 # Error types produced by the HTTP layer itself (not core exceptions).
 VALIDATION_ERROR = "ValidationError"  # a body or parameter of the wrong shape or type -> 422
 INVALID_JSON = "InvalidJSON"  # 400
+UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"  # 415: a body that is not JSON
 PAYLOAD_TOO_LARGE = "PayloadTooLarge"  # 413
 UNAUTHORIZED = "Unauthorized"  # 401
 FORBIDDEN = "Forbidden"  # 403
@@ -61,10 +81,61 @@ INTERNAL_ERROR = "InternalError"  # 500: a bug, never bad input
 
 
 def status_for(exc: errors.LarimarError) -> int:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in CORE_ERROR_STATUS_BY_NAME:
+            return CORE_ERROR_STATUS_BY_NAME[cls.__name__]
     for cls, status in CORE_ERROR_STATUS.items():
         if isinstance(exc, cls):
             return status
     return 400
+
+
+# -- JSON value checks ----------------------------------------------------------------------------
+
+def check_json_value(value: Any, where: str = "value") -> Any:
+    """``value`` if it is plain JSON that every store can keep: string keys, finite numbers, and
+    strings that are valid Unicode (no lone surrogates). Raises ValueError naming the place."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where} contains a lone surrogate (invalid Unicode); send valid UTF-8 text"
+            ) from None
+    elif isinstance(value, bool) or value is None or isinstance(value, int):
+        pass
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{where} is {value!r}; JSON has no NaN or Infinity: send a finite number, a "
+                "string or null"
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(
+                    f"{where} has the key {k!r} of type {type(k).__name__}; object keys must be "
+                    "strings"
+                )
+            check_json_value(k, f"{where} key {k[:40]!r}")
+            check_json_value(v, f"{where}[{k[:40]!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_json_value(v, f"{where}[{i}]")
+    else:
+        raise ValueError(
+            f"{where} is a {type(value).__name__}; only JSON values (str, number, bool, null, "
+            "list, object with string keys) can be stored"
+        )
+    return value
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    return check_json_value(value, "the object")  # type: ignore[no-any-return]
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+"""A JSON object: string keys, finite numbers, valid Unicode."""
 
 
 class ErrorBody(BaseModel):
@@ -85,8 +156,19 @@ class _Request(BaseModel):
     # Unknown fields are refused: a misspelt "metdata" must not be silently dropped.
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # JSON may carry "\ud800": a lone surrogate that no store can encode. Refuse it here
+        # (422) instead of failing deep in the store (500).
+        if isinstance(data, dict):
+            for name, value in data.items():
+                check_json_value(value, str(name))
+        return data
+
 
 _Batch = Annotated[list[str], Field(max_length=MAX_BATCH)]
+_Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class RememberRequest(_Request):
@@ -94,25 +176,42 @@ class RememberRequest(_Request):
     key: str | _Batch | None = Field(
         None, description="text that addresses each fact (default: the fact itself)"
     )
-    metadata: dict[str, Any] | None = Field(None, description="JSON object kept with the facts")
+    metadata: JsonObject | Annotated[list[JsonObject], Field(max_length=MAX_BATCH)] | None = (
+        Field(None, description="JSON object kept with every fact, or a list: one per text")
+    )
     request_id: str | None = Field(
         None, min_length=1, max_length=200,
         description="idempotency key: a repeated id writes nothing and returns the first ids "
-        f"(the {REQUEST_ID_HEADER} header is used when this is absent)",
+        f"(the {REQUEST_ID_HEADER} header is used when this is absent); the same id with "
+        "different content is a 409",
+    )
+    ids: _Id | Annotated[list[_Id], Field(max_length=MAX_BATCH)] | None = Field(
+        None, description="caller-chosen fact ids, one per text; a stored id is replaced"
     )
 
 
 class RecallRequest(_Request):
     query: str
+    k: int = Field(1, ge=1, le=MAX_K, description="how many facts to read, best first")
     decode: bool = Field(
-        True, description="False skips the (slow) decoding: only the addressed fact, its "
-        "weight and the scope decision come back"
+        True, description="False skips the (slow) decoding: only the addressed facts, their "
+        "scores and the scope decision come back"
+    )
+    filter: JsonObject | None = Field(
+        None, description="equality on top-level metadata fields, e.g. {\"speaker\": \"Ana\"}"
     )
 
 
 class AskRequest(_Request):
     question: str
+    k: int | None = Field(
+        None, ge=1, le=MAX_K, description="facts whose readouts condition the answer "
+        "(default: the service's measured default)"
+    )
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
+    filter: JsonObject | None = Field(
+        None, description="equality on top-level metadata fields"
+    )
 
 
 class ForgetRequest(_Request):

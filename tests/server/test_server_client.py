@@ -166,19 +166,15 @@ async def test_async_client_and_a_methods(served) -> None:
         await client.aclose()
 
 
-def test_capacity_error_travels(tmp_path) -> None:
-    from server_testing import ThreadedServer
+def test_capacity_error_travels(served, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The block memory grows with its facts; a core that refuses a write raises CapacityError,
+    # and the client raises it too.
+    def full(*args: object, **kwargs: object) -> None:
+        raise CapacityError("namespace 'acme/default' is full; forget facts or use another")
 
-    from larimar_memory.server import ServerSettings, create_app
-    from larimar_memory.testing import tiny_larimar
-
-    memory = tiny_larimar(tmp_path / "s.sqlite3", overflow="error")
-    app = create_app(memory, ServerSettings(api_keys={KEY_A: "acme"}))
-    with ThreadedServer(app) as server, LarimarClient(server.url, KEY_A, retry=FAST) as c:
-        c.remember([f"word{i} thing{i} item{i}" for i in range(16)])
-        with pytest.raises(CapacityError):
-            c.remember("one too many facts")
-    memory.close()
+    monkeypatch.setattr(served.memory, "remember", full)
+    with LarimarClient(served.url, KEY_A, retry=FAST) as c, pytest.raises(CapacityError):
+        c.remember("one too many facts")
 
 
 def test_concurrent_reads_and_forgets_never_500(served) -> None:

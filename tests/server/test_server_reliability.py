@@ -163,7 +163,7 @@ def test_cli_serve_end_to_end(tmp_path: Path) -> None:
     finally:
         server.stop()
     with closing(sqlite3.connect(tmp_path / "cli.sqlite3")) as conn:
-        rows = conn.execute("SELECT namespace, text, id FROM facts").fetchall()
+        rows = conn.execute("SELECT namespace, text, id FROM larimar_facts").fetchall()
     assert rows == [("acme/cli", "Written through the CLI server.", ids[0])]
 
 

@@ -76,8 +76,52 @@ def test_observe_writes_facts_and_forgets_on_request(larimar):
 
 
 def test_observe_skips_an_over_long_sentence_and_keeps_the_rest(larimar):
-    long = "My grandmother " + "really " * 40 + "likes tea."
-    assert larimar.model.text_token_counts([long])[0] > larimar.model.config.max_text_tokens
+    limit = larimar.limits().max_fact_tokens
+    long = "My grandmother " + "really " * (limit // 7 + 1) + "likes tea."
+    assert larimar.model.text_token_counts([long])[0] > limit
     result = observe(larimar, f"I live in Lisbon. {long}")
     assert result.too_long == [long]
     assert [f.text for f in larimar.list()] == ["I live in Lisbon."]
+
+
+class _CountingBackend:
+    """Just enough of a MemoryBackend for `observe`: a limit in 'tokens' (words here, so the
+    byte bound is loose) that only `remember` knows exactly."""
+
+    def __init__(self, max_tokens: int) -> None:
+        from larimar_memory.types import MemoryLimits
+
+        self._limits = MemoryLimits(max_fact_tokens=max_tokens, max_text_chars=400,
+                                    max_key_chars=400)
+        self.calls: list[list[str]] = []
+
+    def limits(self):
+        return self._limits
+
+    def forget_matching(self, description, *, namespace=None, threshold=None):
+        raise AssertionError("no forget in this test")
+
+    def remember(self, text, *, key=None, namespace=None, **_):
+        from larimar_memory.errors import TextInputError
+        from larimar_memory.types import RememberResult
+
+        self.calls.append(list(text))
+        if any(len(t.split()) > self._limits.max_fact_tokens for t in text):
+            raise TextInputError("too many tokens; nothing was written")
+        start = sum(len(c) for c in self.calls[:-1])
+        return RememberResult(ids=[f"id{start + i}" for i in range(len(text))])
+
+
+def test_observe_uses_limits_not_the_model():
+    """Short facts go in one batch; a sentence the byte bound cannot clear is tried on its own,
+    and refused ones (TextInputError, nothing written) land in too_long. No tokenizer here."""
+    memory = _CountingBackend(max_tokens=30)
+    fits = "Ana keeps " + "very " * 10 + "many old books."  # 14 words, > 30 bytes
+    over = "Bo keeps " + "very " * 40 + "many old maps."  # 44 words
+    huge = "Cy keeps " + "x" * 500 + " things."  # over max_text_chars: never sent
+    turn = observe(memory, f"I live in Lisbon. {fits} {over} {huge} My cat is Tom.")
+    assert turn.too_long == [over, huge]
+    assert memory.calls[0] == ["I live in Lisbon.", "My cat is Tom."]  # surely fit: one batch
+    assert [fits] in memory.calls and [over] in memory.calls
+    assert not any(huge in c for c in memory.calls)
+    assert len(turn.remembered) == 3
