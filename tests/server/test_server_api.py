@@ -171,9 +171,6 @@ def test_bad_input_is_a_structured_4xx(client: TestClient) -> None:
     assert client.get(FACTS, headers=A).json()["facts"] == []  # nothing was written
 
 
-@pytest.mark.xfail(strict=False, reason="service: a question within max_fact_tokens but longer "
-                   "than the decoder's context (tiny GPT-2: 256 positions) overruns the "
-                   "decoder (IndexError, 500); the service must check the decoder context")
 def test_over_long_question_is_a_422(client: TestClient) -> None:
     r = client.post("/v1/namespaces/notes/ask", json={"question": "why " * 100}, headers=A)
     assert r.status_code == 422 and error_of(r)["type"] == "TextInputError"  # not a 500

@@ -3,9 +3,8 @@ ids (per-input outcomes); recall with k, decode and filter (hits); ask with k an
 with filter, limit and offset; get; limits. HTTP hygiene (415, invalid Unicode, NaN, request id
 conflicts), Prometheus metrics, and `conversation.observe` through a `LarimarClient`.
 
-Tests marked ``new_service`` need the service on the block memory core (``Larimar.limits``);
-they are skipped on the older service. The routing tests stub the core methods, so they check
-what the server forwards and how it maps results, whatever the service is."""
+The routing tests stub the core methods, so they check what the server forwards and how it maps
+results."""
 
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ from larimar_memory import errors
 from larimar_memory.conversation import observe
 from larimar_memory.server import LarimarClient, ServerSettings, create_app
 from larimar_memory.server.client import RetryPolicy
-from larimar_memory.service import Larimar
 from larimar_memory.testing import tiny_larimar
 from larimar_memory.types import (
     AskResult,
@@ -39,10 +37,6 @@ from larimar_memory.types import (
 A = {"Authorization": f"Bearer {KEY_A}"}
 NS = "/v1/namespaces/notes"
 FAST = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.05)
-NEW_SERVICE = hasattr(Larimar, "limits")
-new_service = pytest.mark.skipif(
-    not NEW_SERVICE, reason="needs the service on the block memory core (Larimar.limits)"
-)
 
 
 @pytest.fixture
@@ -333,7 +327,6 @@ def test_prometheus_metrics_and_pending_purges(client, memory, monkeypatch):
 
 # -- against the real service --------------------------------------------------------------------
 
-@new_service
 def test_the_contract_end_to_end_through_the_client(client):
     with local(client) as c:
         limits = c.limits()
@@ -369,7 +362,6 @@ def test_the_contract_end_to_end_through_the_client(client):
             c.recall(" ")
 
 
-@new_service
 def test_request_ids_end_to_end(client):
     r1 = client.post(NS + "/facts", json={"text": "Idem fact one.", "request_id": "rq"},
                      headers=A)
@@ -385,7 +377,6 @@ def test_request_ids_end_to_end(client):
     assert len(client.get(NS + "/facts", headers=A).json()["facts"]) == 1
 
 
-@new_service
 def test_over_long_key_is_422(client, memory):
     too_long = "k" * (memory.limits().max_key_chars + 1)
     r = client.post(NS + "/facts", json={"text": "Short fact here.", "key": too_long}, headers=A)
@@ -393,7 +384,6 @@ def test_over_long_key_is_422(client, memory):
     assert client.get(NS + "/facts", headers=A).json()["facts"] == []
 
 
-@new_service
 def test_observe_through_the_client(served):
     """`conversation.observe` on a LarimarClient: same outcome as on a local Larimar."""
     with LarimarClient(served.url, KEY_A, namespace="chat", retry=FAST) as c:
@@ -418,8 +408,6 @@ def _rss_bytes() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc (Linux)")
-@pytest.mark.xfail(not NEW_SERVICE, strict=False,
-                   reason="the old service builds a full memory state per namespace read")
 def test_recalls_on_unknown_namespaces_do_not_grow_memory(client):
     for i in range(20):  # warm up: imports, caches, thread pool, allocator arenas
         client.post(f"/v1/namespaces/warm{i}/recall", json={"query": "q", "decode": False},

@@ -12,12 +12,9 @@ from typing import Any
 import pytest
 
 from larimar_memory.protocol import AsyncMemoryBackend, MemoryBackend
-from larimar_memory.service import Larimar
 
 pytest.importorskip("httpx")
 from larimar_memory.server.client import AsyncLarimarClient, LarimarClient  # noqa: E402
-
-NEW_SERVICE = hasattr(Larimar, "limits")
 
 
 def _members(protocol: type) -> list[str]:
@@ -102,8 +99,6 @@ def larimar(tmp_path):
     memory.close()
 
 
-@pytest.mark.xfail(not NEW_SERVICE, strict=False,
-                   reason="the service on the block memory core implements the contract")
 def test_larimar_is_a_memory_backend(larimar) -> None:
     check_backend(larimar, MemoryBackend, coroutines=False)
 
