@@ -10,7 +10,8 @@ facts written one-shot; questions, greetings and commands are left alone. Integr
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -119,7 +120,13 @@ def surely_fits(sentence: str, limits: MemoryLimits) -> bool | None:
     return None
 
 
-def observe(memory: MemoryBackend, message: str, *, namespace: str | None = None) -> TurnResult:
+def observe(
+    memory: MemoryBackend,
+    message: str,
+    *,
+    namespace: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> TurnResult:
     """Apply one user message to the memory: forget what it asks to forget, write what it
     states. One-shot writes; no model call except the encoders. Uses only `MemoryBackend`
     methods, so it works the same on a local `Larimar` and on a `LarimarClient`.
@@ -128,8 +135,14 @@ def observe(memory: MemoryBackend, message: str, *, namespace: str | None = None
     written. Most sentences are short enough to be sure from their byte count (one batched
     write); a long one is written on its own, and a `TextInputError` (nothing written) puts it
     in ``too_long``: the memory's tokenizer decides, so no fact that fits is refused and no
-    tokenizer is needed on this side."""
+    tokenizer is needed on this side.
+
+    ``metadata`` is stored with every fact of the turn: pass who said it (``speaker``, or mem0's
+    ``user_id``/``agent_id``/``run_id``) and when (``time``), so that a correction replaces only
+    the same speaker's fact and temporal questions can be answered. ``time`` defaults to now
+    (UTC, ISO 8601)."""
     result = TurnResult()
+    meta = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(metadata or {})}
     facts: list[str] = []
     for sentence in split_sentences(message):
         target = parse_forget_request(sentence)
@@ -150,13 +163,14 @@ def observe(memory: MemoryBackend, message: str, *, namespace: str | None = None
     sure = [i for i, ok in enumerate(fits) if ok]
     if sure:
         written = memory.remember([facts[i] for i in sure],
-                                  key=[fact_key(facts[i]) for i in sure], namespace=namespace)
+                                  key=[fact_key(facts[i]) for i in sure], namespace=namespace,
+                                  metadata=meta)
         ids.update({i: [fid] for i, fid in zip(sure, written.ids, strict=True)})
     for i, ok in enumerate(fits):  # one over-long sentence must not cost the turn the others
         if ok is None:
             try:
                 ids[i] = memory.remember([facts[i]], key=[fact_key(facts[i])],
-                                         namespace=namespace).ids
+                                         namespace=namespace, metadata=meta).ids
             except TextInputError:
                 ok = False
         if ok is False:

@@ -125,3 +125,17 @@ def test_observe_uses_limits_not_the_model():
     assert [fits] in memory.calls and [over] in memory.calls
     assert not any(huge in c for c in memory.calls)
     assert len(turn.remembered) == 3
+
+
+def test_observe_keeps_speaker_and_time_and_never_crosses_speakers(larimar):
+    from larimar_memory.conversation import observe
+
+    observe(larimar, "My favourite colour is blue.", metadata={"speaker": "Ann"})
+    observe(larimar, "My favourite colour is red.", metadata={"speaker": "Ben"})
+    facts = larimar.list()
+    assert [(f.text, f.metadata["speaker"]) for f in facts] == [
+        ("My favourite colour is blue.", "Ann"), ("My favourite colour is red.", "Ben")]
+    assert all("time" in f.metadata for f in facts)
+    observe(larimar, "Actually, my favourite colour is green.", metadata={"speaker": "Ann"})
+    assert sorted(f.text for f in larimar.list()) == [
+        "My favourite colour is green.", "My favourite colour is red."]
