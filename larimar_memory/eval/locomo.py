@@ -470,8 +470,10 @@ def plot_locomo(payload: dict[str, Any], out_dir: Path) -> Path:
     axes[0][0].set_ylabel("evidence recall@k (%)")
     axes[0][-1].legend(fontsize=8, loc="upper right")
     n = payload["counts"]
+    who = (payload["model"] if payload["options"].get("skip_larimar") is False
+           else "baselines only (Larimar not run)")
     fig.suptitle(f"LoCoMo dev ({len(n['conversations'])} conversations, {n['questions']} "
-                 f"questions, cat. 1–4) — {payload['model']}", fontsize=10)
+                 f"questions, cat. 1–4) — {who}", fontsize=10)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"eval-{NAME}.png"
