@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,8 +178,6 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
     """Run the comparison and return the JSON payload (see `save_locomo`)."""
     from ..benchmarks.common import machine
     from ..service import Larimar, LarimarSettings
-    from .context import load_context
-    from .options import EvalOptions
 
     ks = sorted(set(options.ks))
     if not ks or ks[0] < 1:
@@ -187,7 +186,7 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
     torch.manual_seed(options.seed)
     start = time.perf_counter()
     conversations, path = load_locomo(options.data, options.conversations)
-    ctx = load_context(options.model, EvalOptions(seed=options.seed), device=options.device)
+    ctx = load_model(options.model, device=options.device, seed=options.seed)
     notes: dict[str, str] = {}
     for name, module in (("vector", "langchain_core"), ("bm25", "bm25s")):
         if (why := _available(module)) is not None:
@@ -264,11 +263,44 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
     }
 
 
+TINY = "tiny"
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    embedder: Any
+    model_name: str
+    model_description: str
+
+
+def load_model(name: str, device: str | None = None, seed: int = 0) -> LoadedModel:
+    """``"tiny"`` (random tiny model + hashing embedder, smoke tests), ``"larimar-smol"`` or a
+    checkpoint folder, with the packaged all-MiniLM-L6-v2 as key embedder."""
+    from ..scope import SentenceEmbedder
+
+    torch.manual_seed(seed)  # an untrained model's heads are random: seed them
+    if name == TINY:
+        from ..testing import HashingEmbedder, tiny_test_model
+
+        return LoadedModel(tiny_test_model().eval(), SentenceEmbedder(model=HashingEmbedder()),
+                           name, "tiny random test model + hashing embedder (smoke test, "
+                                 "meaningless numbers)")
+    from ..model import CHECKPOINTS_DIR, CONFIG_FILE, LarimarModel
+
+    model = LarimarModel.from_pretrained(name, device=device).eval()
+    if Path(name).expanduser().is_dir():
+        description = f"checkpoint folder {name}"
+    elif (CHECKPOINTS_DIR / name / CONFIG_FILE).is_file():
+        description = f"packaged checkpoint {name}"
+    else:
+        description = name
+    return LoadedModel(model, SentenceEmbedder(), name, description)
+
+
 def _start_mem0(model: str, ctx: Any, embeddings: Any, notes: dict[str, str]
                 ) -> Mem0Backend | None:
     """An offline mem0, or None with the reason in ``notes["mem0"]``."""
-    from .context import TINY
-
     offline_mem0_env()
     if (why := _available("mem0")) is not None:
         notes["mem0"] = why
