@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .experiments import EXPERIMENTS, Experiment
+from .locomo_cli import locomo_command
 from .options import RESULTS_DIR, EvalOptions
 
 eval_app = typer.Typer(
@@ -110,6 +111,8 @@ def _make_command(experiment: Experiment) -> None:
 
 for _experiment in EXPERIMENTS.values():
     _make_command(_experiment)
+
+eval_app.command("locomo")(locomo_command)
 
 
 @eval_app.command("list")
