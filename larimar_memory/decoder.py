@@ -1,10 +1,10 @@
-"""Latent → text: any Hugging Face causal LM conditioned on a readout ``z`` in one of two ways.
+"""Latent → text: any Hugging Face causal LM plus a ``Conditioning``, how a readout ``z`` reaches it.
 
-* KV prefix (pooled latents): W_M maps the ``P`` latent tokens to keys/values in every layer
+* ``KVPrefix`` (pooled latents): W_M maps the ``P`` latent tokens to keys/values in every layer
   (Optimus-style), plus an optional shift of every token embedding.
-* Token codes (``codebook`` given): each slot is snapped to its nearest decoder tokens and the
-  mixed embeddings are fed as a memory block, ``pre + slots + post``, ahead of the text; with a
-  chat template the block is the system turn, so an instruct LM reads it as context.
+* ``MemoryBlock`` (token codes): each slot is snapped to its nearest decoder tokens and the mixed
+  embeddings are fed as a block, ``pre + slots + post``, ahead of the text; with a chat template
+  the block is the system turn, so an instruct LM reads it as context.
 
 ``z=None`` means plain decoding: exactly the underlying LM, LoRA adapters switched off (they are
 trained to read memory, and must not change what the LM says without one). Decoded sequences
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -33,83 +34,218 @@ IGNORE_INDEX = -100
 _MARK = "\u2063MEMORY\u2063"  # placeholder for the memory block in a rendered chat template
 
 
-class LatentDecoder(nn.Module):
-    """A causal LM plus its conditioning: W_M and the shift, or a token codebook."""
+@dataclass
+class Prefill:
+    """The first step of conditioned generation: input embeddings, the attention mask and
+    position ids over everything before them, the cache to extend, and how to embed each
+    generated token."""
+
+    embeds: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    cache: DynamicCache
+    embed_next: Callable[[torch.Tensor], torch.Tensor]
+
+
+class Conditioning(nn.Module):
+    """How a readout ``z`` reaches the decoder LM. The LM is passed in, never held: the decoder
+    owns it (and LoRA may wrap it after the conditioning is built)."""
+
+    #: the readout is read as tokens in the context (a memory block): chat prompts follow it as
+    #: the next turn, and ``z`` may hold several rows side by side, ``(n, R·C)``
+    in_context: bool = False
+
+    def __init__(self, num_latent_tokens: int, latent_token_dim: int) -> None:
+        super().__init__()
+        self.num_latent_tokens = num_latent_tokens
+        self.latent_token_dim = latent_token_dim
+
+    @property
+    def latent_width(self) -> int:
+        return self.num_latent_tokens * self.latent_token_dim
+
+    def check(self, z: torch.Tensor, n: int) -> torch.Tensor:
+        """``z`` as ``(n, C)`` (``(n, R·C)`` for a conditioning read in context)."""
+        z = z.unsqueeze(0) if z.dim() == 1 else z
+        width = self.latent_width
+        rows_ok = z.dim() == 2 and z.shape[1] % width == 0 and z.shape[1] > 0
+        if not rows_ok or z.shape[0] != n or (not self.in_context and z.shape[1] != width):
+            raise ValueError(
+                f"z must have shape ({n}, {width})"
+                + (" or (n, R·that) for R rows" if self.in_context else "")
+                + f", got {tuple(z.shape)}"
+            )
+        return z
+
+    def context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
+        """What conditions one answer on several facts' readouts ``(n_i, C)``: ``(1, W)``."""
+        raise NotImplementedError
+
+    def logits(
+        self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits ``(N, T, V)`` over the text tokens, conditioned on ``z`` (checked)."""
+        raise NotImplementedError
+
+    def prefill(
+        self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> Prefill:
+        """The first generation step for left-padded ``input_ids`` conditioned on ``z``."""
+        raise NotImplementedError
+
+
+class KVPrefix(Conditioning):
+    """W_M maps each of the ``P`` latent tokens to keys and values in every layer; an optional
+    shift adds a map of the mean latent token to every input embedding. Takes one latent per
+    row, so several facts cannot be read at once (``context`` keeps the best fact's first row)."""
 
     def __init__(
         self,
-        tokenizer: PreTrainedTokenizerBase,
         lm: PreTrainedModel,
         num_latent_tokens: int,
         latent_token_dim: int,
         embedding_shift: bool = True,
         prefix_init_scale: float = 0.02,
-        codebook: TokenCodebook | None = None,
     ) -> None:
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.lm = lm
-        self.num_latent_tokens = num_latent_tokens
-        self.latent_token_dim = latent_token_dim
+        super().__init__(num_latent_tokens, latent_token_dim)
         config = lm.config.get_text_config(decoder=True)
         heads = config.num_attention_heads
         self.num_layers: int = config.num_hidden_layers
         self.num_kv_heads: int = getattr(config, "num_key_value_heads", None) or heads
         self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // heads
-        self.codebook = codebook
-        self.prefix: nn.Linear | None = None
+        width = self.num_layers * 2 * self.num_kv_heads * self.head_dim
+        # W_M is shared by the P latent tokens; a per-token bias tells the prefix slots apart.
+        # Small init (outputs ~prefix_init_scale for unit inputs): near-zero keys and values take
+        # little attention, so an untrained model still speaks fluently.
+        self.prefix = nn.Linear(latent_token_dim, width, bias=False)
+        nn.init.normal_(self.prefix.weight, std=prefix_init_scale / math.sqrt(latent_token_dim))
+        self.prefix_bias = nn.Parameter(torch.zeros(num_latent_tokens, width))
         self.shift: nn.Linear | None = None
-        if codebook is None:
-            width = self.num_layers * 2 * self.num_kv_heads * self.head_dim
-            # W_M is shared by the P latent tokens; a per-token bias tells the prefix slots
-            # apart. Small init (outputs ~prefix_init_scale for unit inputs): near-zero keys and
-            # values take little attention, so an untrained model still speaks fluently.
-            self.prefix = nn.Linear(latent_token_dim, width, bias=False)
-            nn.init.normal_(self.prefix.weight, std=prefix_init_scale / math.sqrt(latent_token_dim))
-            self.prefix_bias = nn.Parameter(torch.zeros(num_latent_tokens, width))
-            # zero init: no effect until trained, but it still receives gradients
-            if embedding_shift:
-                self.shift = nn.Linear(latent_token_dim, config.hidden_size)
-                nn.init.zeros_(self.shift.weight)
-                nn.init.zeros_(self.shift.bias)
-        self._block_pre, self._block_post = _memory_block_text(tokenizer)
-        self.start_token_id = _start_token_id(tokenizer)
-        self.stop_token_ids = _stop_token_ids(tokenizer, lm)
-        self.pad_token_id = _pad_token_id(tokenizer)
+        if embedding_shift:  # zero init: no effect until trained, but it receives gradients
+            self.shift = nn.Linear(latent_token_dim, config.hidden_size)
+            nn.init.zeros_(self.shift.weight)
+            nn.init.zeros_(self.shift.bias)
 
-    # -- conditioning ----------------------------------------------------------------------------
-
-    def prefix_cache(self, z: torch.Tensor) -> DynamicCache:
+    def cache(self, lm: PreTrainedModel, z: torch.Tensor) -> DynamicCache:
         """Keys/values of the ``P`` prefix tokens in every layer, as a fresh ``DynamicCache``."""
-        if self.prefix is None:
-            raise RuntimeError("a token-code decoder has no KV prefix; it reads a memory block")
         N, P = z.shape[0], self.num_latent_tokens
         tokens = z.reshape(N, P, self.latent_token_dim).to(self.prefix.weight.dtype)
         kv = self.prefix(tokens) + self.prefix_bias  # (N, P, L·2·H·hd)
         kv = kv.view(N, P, self.num_layers, 2, self.num_kv_heads, self.head_dim)
-        kv = kv.permute(2, 3, 0, 4, 1, 5).to(self._lm_dtype())  # (L, 2, N, H, P, hd)
-        return DynamicCache([(layer[0], layer[1]) for layer in kv], config=self.lm.config)
+        kv = kv.permute(2, 3, 0, 4, 1, 5).to(_lm_dtype(lm))  # (L, 2, N, H, P, hd)
+        return DynamicCache([(layer[0], layer[1]) for layer in kv], config=lm.config)
 
-    def memory_block(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token-code mode: input embeddings ``(N, L, h)`` and mask ``(N, L)`` of the memory
-        block ``pre + slots + post`` (``z`` may hold several rows, ``R·P`` slots, each row's
-        text ending in its EOS); empty slots are masked out, and slots after the last one
-        holding a token in any row are dropped."""
-        assert self.codebook is not None
+    def embed(self, lm: PreTrainedModel, input_ids: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of ``input_ids``, shifted by ``z`` when the shift is on."""
+        embeds = lm.get_input_embeddings()(input_ids)  # (N, T, hidden)
+        if self.shift is None:
+            return embeds
+        pooled = z.reshape(z.shape[0], self.num_latent_tokens, -1).mean(dim=1)
+        return embeds + self.shift(pooled.to(self.shift.weight.dtype)).unsqueeze(1).to(embeds.dtype)
+
+    def context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
+        return readouts[0][:1]
+
+    def logits(
+        self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        return lm(
+            inputs_embeds=self.embed(lm, input_ids, z),
+            attention_mask=_with_prefix(attention_mask, self.num_latent_tokens),
+            position_ids=_positions(attention_mask) + self.num_latent_tokens,
+            past_key_values=self.cache(lm, z),
+            use_cache=True,
+        ).logits
+
+    def prefill(
+        self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> Prefill:
+        return Prefill(
+            embeds=self.embed(lm, input_ids, z),
+            mask=_with_prefix(mask, self.num_latent_tokens),
+            positions=_positions(mask) + self.num_latent_tokens,
+            cache=self.cache(lm, z),
+            embed_next=lambda token: self.embed(lm, token[:, None], z),
+        )
+
+
+class MemoryBlock(Conditioning):
+    """Token-code slots snapped to decoder tokens and read in context as ``pre + slots +
+    post`` (the system turn of the chat template when there is one). Any number of rows, so one
+    answer can read several facts."""
+
+    in_context = True
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, codebook: TokenCodebook,
+                 num_latent_tokens: int) -> None:
+        super().__init__(num_latent_tokens, codebook.code_dim)
+        # Borrowed, not registered: the token-code codec owns the codebook (and saves it under
+        # its own name); registering it here too would give its parameters two names.
+        object.__setattr__(self, "_codebook", codebook)
+        self.pre, self.post = _memory_block_text(tokenizer)
+
+    def block(self, lm: PreTrainedModel, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input embeddings ``(N, L, h)`` and mask ``(N, L)`` of the memory block ``pre + slots +
+        post`` (``z`` may hold several rows, ``R·P`` slots, each row's text ending in its EOS);
+        empty slots are masked out, and slots after the last one holding a token in any row are
+        dropped."""
         slots = z.reshape(z.shape[0], -1, self.latent_token_dim)  # R rows × P slots
-        embeds, present = self.codebook.soft_embeddings(slots)
+        embeds, present = self._codebook.soft_embeddings(slots)
         used = int(present.any(dim=0).nonzero().max().item()) + 1 if bool(present.any()) else 0
-        embeds, present = embeds[:, :used].to(self._lm_dtype()), present[:, :used]
+        embeds, present = embeds[:, :used].to(_lm_dtype(lm)), present[:, :used]
         n, device = z.shape[0], z.device
-        pre = torch.tensor(self._block_pre, dtype=torch.long, device=device).expand(n, -1)
-        post = torch.tensor(self._block_post, dtype=torch.long, device=device).expand(n, -1)
-        table = self.lm.get_input_embeddings()
+        pre = torch.tensor(self.pre, dtype=torch.long, device=device).expand(n, -1)
+        post = torch.tensor(self.post, dtype=torch.long, device=device).expand(n, -1)
+        table = lm.get_input_embeddings()
         block = torch.cat([table(pre), embeds, table(post)], dim=1)
         mask = torch.cat([torch.ones_like(pre), present.long(), torch.ones_like(post)], dim=1)
         return block, mask
 
-    def _lm_dtype(self) -> torch.dtype:
-        return self.lm.get_input_embeddings().weight.dtype
+    def context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(readouts).reshape(1, -1)
+
+    def logits(
+        self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        block, block_mask = self.block(lm, z)
+        mask = torch.cat([block_mask, attention_mask], dim=1)
+        return lm(
+            inputs_embeds=torch.cat([block, lm.get_input_embeddings()(input_ids)], dim=1),
+            attention_mask=mask,
+            position_ids=_positions(mask),
+        ).logits[:, block.shape[1]:]
+
+    def prefill(
+        self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> Prefill:
+        block, block_mask = self.block(lm, z.to(input_ids.device))
+        full_mask = torch.cat([block_mask, mask], dim=1)
+        table = lm.get_input_embeddings()
+        return Prefill(
+            embeds=torch.cat([block, table(input_ids)], dim=1),
+            mask=full_mask,
+            positions=_positions(full_mask),
+            cache=DynamicCache(config=lm.config),
+            embed_next=lambda token: table(token[:, None]),  # the block is in the cache now
+        )
+
+
+class LatentDecoder(nn.Module):
+    """A causal LM (owned here) and its ``Conditioning``."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, lm: PreTrainedModel, conditioning: Conditioning
+    ) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.lm = lm
+        self.conditioning = conditioning
+        self.start_token_id = _start_token_id(tokenizer)
+        self.stop_token_ids = _stop_token_ids(tokenizer, lm)
+        self.pad_token_id = _pad_token_id(tokenizer)
 
     def _device(self) -> torch.device:
         return self.lm.get_input_embeddings().weight.device
@@ -123,26 +259,6 @@ class LatentDecoder(nn.Module):
                 yield
         else:
             yield
-
-    def _embed(self, input_ids: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        embeds = self.lm.get_input_embeddings()(input_ids)  # (N, T, hidden)
-        if z is None or self.shift is None:
-            return embeds
-        pooled = z.reshape(z.shape[0], self.num_latent_tokens, -1).mean(dim=1)
-        return embeds + self.shift(pooled.to(self.shift.weight.dtype)).unsqueeze(1).to(embeds.dtype)
-
-    def _check_z(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        z = z.unsqueeze(0) if z.dim() == 1 else z
-        width = self.num_latent_tokens * self.latent_token_dim
-        # a memory block reads any number of rows (several facts, or a long one): R·C wide
-        rows_ok = z.dim() == 2 and z.shape[1] % width == 0 and z.shape[1] > 0
-        if not rows_ok or z.shape[0] != n or (self.codebook is None and z.shape[1] != width):
-            raise ValueError(
-                f"z must have shape ({n}, {width})"
-                + (" or (n, R·that) for R rows" if self.codebook is not None else "")
-                + f", got {tuple(z.shape)}"
-            )
-        return z
 
     # -- training --------------------------------------------------------------------------------
 
@@ -158,24 +274,9 @@ class LatentDecoder(nn.Module):
         if z is None:
             with self._plain(True):
                 logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
-        elif self.codebook is not None:
-            z = self._check_z(z, input_ids.shape[0])
-            block, block_mask = self.memory_block(z)
-            mask = torch.cat([block_mask, attention_mask], dim=1)
-            logits = self.lm(
-                inputs_embeds=torch.cat([block, self._embed(input_ids, None)], dim=1),
-                attention_mask=mask,
-                position_ids=_positions(mask),
-            ).logits[:, block.shape[1]:]
         else:
-            z = self._check_z(z, input_ids.shape[0])
-            logits = self.lm(
-                inputs_embeds=self._embed(input_ids, z),
-                attention_mask=_with_prefix(attention_mask, self.num_latent_tokens),
-                position_ids=_positions(attention_mask) + self.num_latent_tokens,
-                past_key_values=self.prefix_cache(z),
-                use_cache=True,
-            ).logits
+            z = self.conditioning.check(z, input_ids.shape[0])
+            logits = self.conditioning.logits(self.lm, z, input_ids, attention_mask)
         return logits, None if labels is None else causal_lm_loss(logits, labels)
 
     def tokenize_targets(
@@ -201,7 +302,7 @@ class LatentDecoder(nn.Module):
         rows, labels = [], []
         eos = self.stop_token_ids[:1]
         for prompt, answer, as_chat in zip(prompts, answers, chat, strict=True):
-            head = self._prompt(prompt, as_chat, after_memory=self.codebook is not None)
+            head = self._prompt(prompt, as_chat, after_memory=self.conditioning.in_context)
             head = head[-max_length:]
             text = answer.strip() if as_chat else " " + answer.strip()
             tail = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])[:max_length]
@@ -236,31 +337,25 @@ class LatentDecoder(nn.Module):
             n = 1 if z.dim() == 1 else z.shape[0]
         else:
             raise ValueError("generate needs a readout z, prompts, or both")
-        z = None if z is None else self._check_z(z, n)
-        block_mode = z is not None and self.codebook is not None
+        z = None if z is None else self.conditioning.check(z, n)
+        after_memory = z is not None and self.conditioning.in_context
         rows = (
             [self._start()] * n
             if prompts is None
-            else [self._prompt(p, chat, after_memory=block_mode) for p in prompts]
+            else [self._prompt(p, chat, after_memory=after_memory) for p in prompts]
         )
         device = self._device()
         input_ids, mask = _pad(rows, self.pad_token_id, left=True, device=device)
-        cache = DynamicCache(config=self.lm.config)
-        if block_mode:
-            assert z is not None
-            block, block_mask = self.memory_block(z.to(device))
-            embeds = torch.cat([block, self._embed(input_ids, None)], dim=1)
-            full_mask = torch.cat([block_mask, mask], dim=1)
-            positions = _positions(full_mask)
-            step_z = None  # the block is in the cache after the first step
+        if z is None:
+            table = self.lm.get_input_embeddings()
+            start = Prefill(
+                embeds=table(input_ids), mask=mask, positions=_positions(mask),
+                cache=DynamicCache(config=self.lm.config),
+                embed_next=lambda token: table(token[:, None]),
+            )
         else:
-            prefix = 0 if z is None else self.num_latent_tokens
-            if z is not None:
-                cache = self.prefix_cache(z)
-            embeds = self._embed(input_ids, z)
-            full_mask = _with_prefix(mask, prefix)
-            positions = _positions(mask) + prefix
-            step_z = z
+            start = self.conditioning.prefill(self.lm, z, input_ids, mask)
+        embeds, full_mask, positions, cache = start.embeds, start.mask, start.positions, start.cache
         stops = torch.tensor(self.stop_token_ids, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         new: list[torch.Tensor] = []
@@ -283,7 +378,7 @@ class LatentDecoder(nn.Module):
                     done |= torch.isin(token, stops)
                     if bool(done.all()):
                         break
-                    embeds = self._embed(token[:, None], step_z)
+                    embeds = start.embed_next(token)
                     full_mask = torch.cat([full_mask, full_mask.new_ones(n, 1)], dim=1)
                     positions = positions[:, -1:] + 1
         finally:
@@ -300,14 +395,15 @@ class LatentDecoder(nn.Module):
         use_chat = has_template and (chat if chat is not None else prompt.rstrip().endswith("?"))
         if use_chat:
             turn = {"role": "user", "content": prompt}
-            if after_memory and self._block_pre:
+            block = self.conditioning if after_memory else None
+            if isinstance(block, MemoryBlock) and block.pre:
                 # the memory block is the system turn: render it as a placeholder, keep the rest
                 text = self.tokenizer.apply_chat_template(
                     [{"role": "system", "content": _MARK}, turn],
                     add_generation_prompt=True, tokenize=False,
                 )
                 text = text[text.index(_MARK) + len(_MARK):]
-                post = self.tokenizer.decode(self._block_post)
+                post = self.tokenizer.decode(block.post)
                 text = text[len(post):] if text.startswith(post) else text
             else:
                 text = self.tokenizer.apply_chat_template(
@@ -346,6 +442,10 @@ def _memory_block_text(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], l
             encode = tokenizer(pre, add_special_tokens=False)["input_ids"]
             return list(encode), list(tokenizer(post, add_special_tokens=False)["input_ids"])
     return [], list(tokenizer("\n", add_special_tokens=False)["input_ids"])
+
+
+def _lm_dtype(lm: PreTrainedModel) -> torch.dtype:
+    return lm.get_input_embeddings().weight.dtype
 
 
 def _with_prefix(mask: torch.Tensor, prefix: int) -> torch.Tensor:

@@ -1,8 +1,23 @@
-"""``LarimarModel``: encoder + latent-conditioned decoder + prior memory ``M0`` + readout noise,
-with the paper's training loss (eq. 1) and symmetric ``save_pretrained`` / ``from_pretrained``.
+"""``LarimarModel``, read top to bottom: its config, then the model, composed of three parts.
 
-Only the parts that training changes are saved (the heads, ``M0``, ``σ_w``, and the backbone
-weights or LoRA adapters that the config trains); frozen backbones are rebuilt from their names.
+* a **latent codec** (``codec.LatentCodec``): text ↔ latent ``(N, C)``. ``PooledCodec`` pools a
+  trainable encoder backbone; ``TokenCodeCodec`` writes codes of the decoder's own tokens.
+* the **memory prior**: ``M0`` (``prior_memory``, K × C) and the readout noise σ_w, used by the
+  paper's training loss (eq. 1) to write and read an episode (``memory.write_episode``/
+  ``read_memory``).
+* a **decoder** (``decoder.LatentDecoder``): a causal LM and the ``Conditioning`` by which a
+  readout reaches it. A pooled latent is read through a per-layer ``KVPrefix``; token codes as a
+  ``MemoryBlock`` of snapped token embeddings.
+
+The config names the codec by ``codec.kind``; each codec kind comes with its conditioning, and
+the config holds only fields that kind uses. ``save_pretrained`` / ``from_pretrained`` are
+symmetric; only what training changes is saved (heads, ``M0``, σ_w, and backbone weights or LoRA
+adapters the config trains); frozen backbones are rebuilt from their names. Checkpoints of
+format 1 (flat config, parameters under ``encoder.*`` and ``decoder.codebook.*``) are converted
+on load.
+
+Words: the *key embedder* (``scope.SentenceEmbedder``) makes the keys that address facts; the
+*latent codec* makes the values the memory stores; the *decoder* turns readouts into text.
 """
 
 from __future__ import annotations
@@ -13,14 +28,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
-from .decoder import IGNORE_INDEX, LatentDecoder
-from .encoder import LatentEncoder
+from .codec import LatentCodec, PooledCodec
+from .decoder import IGNORE_INDEX, KVPrefix, LatentDecoder, MemoryBlock
 from .errors import ModelNotFoundError, StateFileError
 from .loading import (
     PACKAGED_DECODER,
@@ -29,40 +44,93 @@ from .loading import (
     load_encoder_backbone,
 )
 from .memory import read_memory, write_episode
-from .token_codes import TokenCodebook, TokenCodeEncoder
+from .token_codes import TokenCodebook, TokenCodeCodec
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "larimar_config.json"
 WEIGHTS_FILE = "larimar_weights.safetensors"
 FORMAT_NAME = "larimar-memory/model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config.codec, parameters under codec.* and decoder.conditioning.*
 DEFAULT_CHECKPOINT = "larimar-smol"
 CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _LOSS_KEYS = ("recon_memory", "recon_direct", "kl", "lm", "qa")
 
 
-class LarimarConfig(BaseModel):
-    """Architecture and trainable parts of a ``LarimarModel``.
-
-    Latent defaults, P=8 slots × d=384 = C=3072: 384 is MiniLM's own width (the projection loses
-    nothing) and 8 token-level slots is the ICAE regime in which short facts decode almost
-    exactly, while C stays small enough that a K=512 memory is 6 MB and its pseudoinverse cheap.
-    """
-
+class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    latent: Literal["pooled", "token-codes"] = Field(
-        "pooled",
-        description="'pooled': encoder backbone attention-pooled into P slots, read through a KV "
-        "prefix; 'token-codes': one d-wide code per decoder token (P − 1 tokens + EOS), read as "
-        "a memory block of snapped token embeddings (no encoder backbone)",
-    )
+
+class PooledLatent(_Part):
+    """A trainable encoder backbone attention-pooled into ``P`` slots (``PooledCodec``), read
+    by the decoder through a per-layer KV prefix (``KVPrefix``). Defaults P=8 × d=384 = C=3072:
+    384 is MiniLM's own width (the projection loses nothing) and 8 token-level slots is the ICAE
+    regime in which short facts decode almost exactly, while C stays small enough that a K=512
+    memory is 6 MB and its pseudoinverse cheap."""
+
+    kind: Literal["pooled"] = "pooled"
     encoder_name: str = Field(PACKAGED_ENCODER, description="packaged name, HF id or folder")
-    decoder_name: str = Field(PACKAGED_DECODER, description="packaged name, HF id or folder")
+    train_encoder: bool = Field(True, description="fine-tune the encoder backbone")
     num_latent_tokens: int = Field(8, ge=1, le=256, description="P, latent slots per text")
     latent_token_dim: int = Field(384, ge=1, le=16384, description="d, width of one slot")
+    max_text_tokens: int = Field(
+        128, ge=1, le=8192, description="encoder tokens one latent holds (longer texts: more rows)"
+    )
+    embedding_shift: bool = Field(True, description="also add a map of z to every token embedding")
+    prefix_init_scale: float = Field(
+        0.02, ge=0, le=10, description="scale of the initial prefix keys/values (small = fluent)"
+    )
+
+
+class TokenCodeLatent(_Part):
+    """One ``d``-wide code of a decoder token per slot, ``P − 1`` tokens plus EOS
+    (``TokenCodeCodec``), read by the decoder as a memory block of snapped token embeddings
+    (``MemoryBlock``). No encoder backbone. Defaults are ``larimar-smol``'s: P=48 × d=64."""
+
+    kind: Literal["token-codes"] = "token-codes"
+    num_latent_tokens: int = Field(48, ge=2, le=256, description="P, latent slots per text")
+    latent_token_dim: int = Field(64, ge=1, le=16384, description="d, width of one code")
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Decoder tokens one latent holds: P − 1 (the last slot is EOS)."""
+        return self.num_latent_tokens - 1
+
+
+LatentConfig = Annotated[PooledLatent | TokenCodeLatent, Field(discriminator="kind")]
+
+#: keys of format-1 (flat) configs that now live in ``LarimarConfig.codec``
+_FLAT_CODEC_KEYS = frozenset({
+    "latent", "encoder_name", "train_encoder", "num_latent_tokens", "latent_token_dim",
+    "max_text_tokens", "embedding_shift", "prefix_init_scale",
+})
+
+
+class LarimarConfig(_Part):
+    """Architecture and trainable parts of a ``LarimarModel``: the latent codec (with the
+    conditioning that reads it), the decoder LM and how it is adapted, and the memory prior.
+
+    The flat form of format 1 (``latent="token-codes", num_latent_tokens=48, …`` at the top
+    level; no ``latent`` meant pooled) is still accepted and converted; fields the chosen codec
+    never used (e.g. ``encoder_name`` for token codes) are dropped.
+    """
+
+    codec: LatentConfig = Field(
+        default_factory=TokenCodeLatent,
+        description="how text becomes a latent and the decoder reads it back ('kind' picks)",
+    )
+    decoder_name: str = Field(PACKAGED_DECODER, description="packaged name, HF id or folder")
+    decoder_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    decoder_training: Literal["full", "lora", "frozen"] = Field(
+        "lora", description="how the decoder LM is adapted"
+    )
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank (decoder_training='lora')")
+    lora_alpha: float = Field(32.0, gt=0, le=4096)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names LoRA adapts; 'all-linear' = every linear layer"
+    )
     memory_slots: int = Field(512, ge=1, le=65536, description="K, rows of the prior memory M0")
     readout_noise_init: float = Field(
         0.1, gt=0, le=10, description="initial σ_w of the readout weights (learned)"
@@ -70,39 +138,65 @@ class LarimarConfig(BaseModel):
     observation_noise: float = Field(
         0.0, ge=0, le=10, description="ξ, std of noise added to latents written in training"
     )
-    max_text_tokens: int = Field(
-        128, ge=1, le=8192, description="texts are cut to this many tokens (encoder and targets)"
-    )
-    train_encoder: bool = Field(True, description="fine-tune the encoder backbone")
-    decoder_training: Literal["full", "lora", "frozen"] = Field(
-        "lora", description="how the decoder LM is adapted"
-    )
-    lora_r: int = Field(16, ge=1, le=1024)
-    lora_alpha: float = Field(32.0, gt=0, le=4096)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="module names LoRA adapts; 'all-linear' = every linear layer"
-    )
-    embedding_shift: bool = Field(True, description="also add a map of z to every token embedding")
-    prefix_init_scale: float = Field(
-        0.02, ge=0, le=10, description="scale of the initial prefix keys/values (small = fluent)"
-    )
-    decoder_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
-    @model_validator(mode="after")
-    def _check_token_codes(self) -> LarimarConfig:
-        if self.latent == "token-codes" and self.max_text_tokens > self.num_latent_tokens - 1:
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not _FLAT_CODEC_KEYS & set(data):
+            return data
+        if "codec" in data:
             raise ValueError(
-                f"token-code latents hold num_latent_tokens - 1 = {self.num_latent_tokens - 1} "
-                f"text tokens (plus EOS); max_text_tokens ({self.max_text_tokens}) must not exceed "
-                "that"
+                f"give the codec's fields inside 'codec', not also at the top level: "
+                f"{sorted(_FLAT_CODEC_KEYS & set(data))}"
             )
-        return self
+        data = dict(data)
+        flat = {k: data.pop(k) for k in sorted(_FLAT_CODEC_KEYS & set(data))}
+        kind = flat.pop("latent", "pooled")
+        if kind == "token-codes":
+            p = flat.get("num_latent_tokens", TokenCodeLatent.model_fields["num_latent_tokens"]
+                         .default)
+            rows = flat.pop("max_text_tokens", None)
+            if isinstance(p, int) and isinstance(rows, int) and rows > p - 1:
+                raise ValueError(
+                    f"token-code latents hold num_latent_tokens - 1 = {p - 1} text tokens (plus "
+                    f"EOS); max_text_tokens ({rows}) must not exceed that"
+                )
+            flat = {k: v for k, v in flat.items() if k in TokenCodeLatent.model_fields}
+        data["codec"] = {"kind": kind, **flat}
+        return data
+
+    # what every codec has, read through the config (namespaces record these)
+
+    @property
+    def latent(self) -> str:
+        """The codec's kind: ``"pooled"`` or ``"token-codes"``."""
+        return self.codec.kind
+
+    @property
+    def num_latent_tokens(self) -> int:
+        """P, latent slots per text."""
+        return self.codec.num_latent_tokens
+
+    @property
+    def latent_token_dim(self) -> int:
+        """d, width of one slot."""
+        return self.codec.latent_token_dim
 
     @property
     def latent_width(self) -> int:
         """C = P·d."""
         return self.num_latent_tokens * self.latent_token_dim
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Tokens one latent holds; longer texts are cut (``encode``) or split over rows
+        (``encode_facts``)."""
+        return self.codec.max_text_tokens
+
+    @property
+    def train_encoder(self) -> bool:
+        """Whether an encoder backbone is trained (token codes have none)."""
+        return isinstance(self.codec, PooledLatent) and self.codec.train_encoder
 
 
 class LossWeights(BaseModel):
@@ -133,19 +227,24 @@ class QuestionBatch:
 
 
 class LarimarModel(nn.Module):
-    """Text ↔ latent plus the learned prior memory. Build with ``from_config`` (untrained) or
+    """A latent codec (text ↔ latent), the learned memory prior (``M0``, σ_w) and a decoder LM
+    conditioned on memory readouts. Build with ``from_config`` (fresh heads) or
     ``from_pretrained`` (a folder written by ``save_pretrained``, or ``"larimar-smol"``).
 
     >>> from larimar_memory.testing import tiny_test_model
     >>> model = tiny_test_model()
     >>> z = model.encode(["Paris is in France."])       # (1, C)
     >>> texts = model.decode(z, max_new_tokens=8)         # one string per row
+
+    What trains is decided here alone: ``set_trainable`` applies the config's switches,
+    ``trainable_parameters`` lists what they leave trainable, ``train_mode`` keeps frozen
+    backbones out of dropout.
     """
 
-    def __init__(self, config: LarimarConfig, encoder: LatentEncoder, decoder: LatentDecoder):
+    def __init__(self, config: LarimarConfig, codec: LatentCodec, decoder: LatentDecoder):
         super().__init__()
         self.config = config
-        self.encoder = encoder
+        self.codec = codec
         self.decoder = decoder
         K, C = config.memory_slots, config.latent_width
         # std 1/√K puts the first readout weights w̄ near unit scale, the KL prior's
@@ -154,13 +253,7 @@ class LarimarModel(nn.Module):
         # backbones whose full weights a loaded checkpoint held: they stay saved even if the
         # config now freezes them, so freezing never silently drops fine-tuned weights
         self._stored_backbones: set[str] = set()
-        if isinstance(self.encoder, LatentEncoder):
-            self.encoder.backbone.requires_grad_(config.train_encoder)
-        if config.decoder_training == "full":
-            self.decoder.lm.requires_grad_(True)
-        elif config.decoder_training == "frozen":
-            self.decoder.lm.requires_grad_(False)
-        # "lora": peft already froze the base and left the adapters trainable
+        self.set_trainable()
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -178,34 +271,28 @@ class LarimarModel(nn.Module):
         dec_tok, lm = decoder_backbone or load_decoder_backbone(
             config.decoder_name, cache_dir=cache_dir, dtype=_DTYPES[config.decoder_dtype]
         )
-        if config.latent == "token-codes":
-            codebook = TokenCodebook(lm.get_input_embeddings(), config.latent_token_dim)
-            decoder = LatentDecoder(
-                dec_tok, lm, config.num_latent_tokens, config.latent_token_dim, codebook=codebook
-            )
-            encoder: LatentEncoder | TokenCodeEncoder = TokenCodeEncoder(
-                dec_tok, codebook, config.num_latent_tokens, decoder.stop_token_ids[0]
-            )
+        spec = config.codec
+        codec: LatentCodec
+        if isinstance(spec, TokenCodeLatent):
+            codebook = TokenCodebook(lm.get_input_embeddings(), spec.latent_token_dim)
+            decoder = LatentDecoder(dec_tok, lm, MemoryBlock(dec_tok, codebook,
+                                                             spec.num_latent_tokens))
+            codec = TokenCodeCodec(dec_tok, codebook, spec.num_latent_tokens,
+                                   decoder.stop_token_ids[0])
         else:
-            enc_tok, enc_model = encoder_backbone or load_encoder_backbone(config.encoder_name)
-            encoder = LatentEncoder(
-                enc_tok,
-                enc_model,
-                config.num_latent_tokens,
-                config.latent_token_dim,
-                config.max_text_tokens,
+            enc_tok, enc_model = encoder_backbone or load_encoder_backbone(spec.encoder_name)
+            codec = PooledCodec(
+                enc_tok, enc_model, spec.num_latent_tokens, spec.latent_token_dim,
+                spec.max_text_tokens,
             )
-            decoder = LatentDecoder(
-                dec_tok,
-                lm,
-                config.num_latent_tokens,
-                config.latent_token_dim,
-                embedding_shift=config.embedding_shift,
-                prefix_init_scale=config.prefix_init_scale,
+            prefix = KVPrefix(
+                lm, spec.num_latent_tokens, spec.latent_token_dim,
+                embedding_shift=spec.embedding_shift, prefix_init_scale=spec.prefix_init_scale,
             )
+            decoder = LatentDecoder(dec_tok, lm, prefix)
         if config.decoder_training == "lora":
             decoder.lm = _with_lora(lm, config)
-        return cls(config, encoder, decoder)
+        return cls(config, codec, decoder)
 
     @classmethod
     def from_pretrained(
@@ -215,21 +302,22 @@ class LarimarModel(nn.Module):
         device: str | torch.device | None = None,
         cache_dir: str | Path | None = None,
     ) -> LarimarModel:
-        """Load a folder written by ``save_pretrained``. ``"larimar-smol"`` is the packaged
-        checkpoint; while none is shipped it is an untrained model on the packaged backbones."""
+        """Load a folder written by ``save_pretrained``; ``"larimar-smol"`` is the packaged,
+        trained checkpoint. Should its files be missing from an installation, that name falls
+        back to an untrained model on the packaged decoder, with a warning."""
         folder = _resolve_checkpoint(name_or_dir)
         if folder is None:
             logger.warning(
-                "No trained %r checkpoint is packaged yet; using an UNTRAINED model on the "
-                "packaged encoder/decoder (memory-conditioned decoding will not recall facts).",
+                "The packaged %r checkpoint files are missing; using an UNTRAINED model on the "
+                "packaged decoder (memory-conditioned decoding will not recall facts).",
                 DEFAULT_CHECKPOINT,
             )
             model = cls.from_config(LarimarConfig(), cache_dir=cache_dir)
         else:
-            config, stored = _read_document(folder)
+            config, stored, version = _read_document(folder)
             model = cls.from_config(config, cache_dir=cache_dir)
             model._stored_backbones = stored
-            model._load_trained_state(folder / WEIGHTS_FILE)
+            model._load_trained_state(folder / WEIGHTS_FILE, version)
         return model.to(device) if device is not None else model
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -296,74 +384,31 @@ class LarimarModel(nn.Module):
         that must refuse long texts check ``text_token_counts`` first)."""
         if not texts:
             return torch.zeros(0, self.latent_width, device=self.device, dtype=self.dtype)
-        was_training = self.encoder.training
-        self.encoder.eval()
-        try:
-            chunks = []
-            for start in range(0, len(texts), batch_size):
-                batch = self.encoder.tokenize(list(texts[start : start + batch_size]))
-                ids = batch["input_ids"].to(self.device)
-                mask = batch["attention_mask"].to(self.device)
-                chunks.append(self.encoder(ids, mask))
-        finally:
-            self.encoder.train(was_training)
-        return torch.cat(chunks).to(self.dtype)
+        return self.codec.encode(list(texts), batch_size).to(self.dtype)
 
     @torch.no_grad()
     def encode_facts(self, texts: list[str]) -> list[torch.Tensor]:
         """Each text as the memory rows that keep it whole, ``(n_i, C)``: one row per
         ``max_text_tokens`` tokens (token codes: decoder tokens; pooled: encoder tokens)."""
-        if isinstance(self.encoder, TokenCodeEncoder):
-            split = self.encoder.split(list(texts))
-            pieces = [piece for text_pieces in split for piece in text_pieces]
-            flat = torch.cat([
-                self.encoder.encode_pieces(pieces[i : i + 64]) for i in range(0, len(pieces), 64)
-            ]).to(self.dtype)
-        else:
-            split = [self._text_pieces(text) for text in texts]
-            flat = self.encode([piece for text_pieces in split for piece in text_pieces])
-        return list(torch.split(flat, [len(p) for p in split]))
+        if not texts:
+            return []
+        return [rows.to(self.dtype) for rows in self.codec.encode_facts(list(texts))]
 
     @torch.no_grad()
     def read_facts(self, readouts: list[torch.Tensor]) -> list[str]:
         """The texts memory readouts hold, one per fact ``(n_i, C)``. Token codes are read by
         snapping each slot to its nearest code (no language model, a few ms); a pooled latent
         has to be decoded by the language model, row by row."""
-        if isinstance(self.encoder, TokenCodeEncoder):
-            tokenizer = self.encoder.tokenizer
-            return [
-                tokenizer.decode(self.encoder.read(rows.to(self.dtype)),
-                                 clean_up_tokenization_spaces=False)
-                for rows in readouts
-            ]
-        return [" ".join(self.decode(rows.to(self.dtype))).strip() for rows in readouts]
+        return self.codec.read_facts([rows.to(self.dtype) for rows in readouts], self.decode)
 
     def memory_context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
-        """What conditions the decoder on several facts' readouts ``(n_i, C)``: token codes
-        read them all as one memory block ``(1, R·C)``; a KV prefix takes one latent, so a
-        pooled model reads the best fact's first row."""
-        if isinstance(self.encoder, TokenCodeEncoder):
-            return torch.cat(readouts).reshape(1, -1).to(self.dtype)
-        return readouts[0][:1].to(self.dtype)
-
-    def _text_pieces(self, text: str) -> list[str]:
-        """A text cut at encoder-token boundaries into pieces the pooled encoder takes whole."""
-        tokenizer = self.encoder.tokenizer
-        step = max(1, self.config.max_text_tokens - 2)  # room for [CLS]/[SEP]
-        spans = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = spans["offset_mapping"]
-        if len(offsets) <= step:
-            return [text]
-        cuts = [offsets[i][0] for i in range(step, len(offsets), step)]
-        bounds = [0, *cuts, len(text)]
-        return [text[a:b].strip() or text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        """What conditions the decoder on several facts' readouts ``(n_i, C)``: a memory block
+        reads them all, ``(1, R·C)``; a KV prefix takes one latent, the best fact's first row."""
+        return self.decoder.conditioning.context(readouts).to(self.dtype)
 
     def text_token_counts(self, texts: list[str]) -> list[int]:
-        """Encoder tokens per text before truncation (compare with ``config.max_text_tokens``)."""
-        if isinstance(self.encoder, TokenCodeEncoder):
-            return self.encoder.count_tokens(list(texts))
-        ids = self.encoder.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-        return [len(row) for row in ids]
+        """Tokens per text before truncation (compare with ``config.max_text_tokens``)."""
+        return self.codec.count_tokens(list(texts))
 
     def decode(
         self,
@@ -377,11 +422,59 @@ class LarimarModel(nn.Module):
             z = z.to(self.device)
         return self.decoder.generate(z, prompts, max_new_tokens=max_new_tokens, **kwargs)
 
+    # -- what trains -----------------------------------------------------------------------------
+
+    def set_trainable(
+        self,
+        *,
+        train_encoder: bool | None = None,
+        decoder_training: Literal["full", "lora", "frozen"] | None = None,
+    ) -> None:
+        """Apply the config's trainable-part switches, after changing them if given. Heads
+        (pooling, W_M, codebook), ``M0`` and σ_w always train; LoRA cannot be switched on or off
+        here (it changes the architecture)."""
+        if train_encoder is not None:
+            if not isinstance(self.config.codec, PooledLatent):
+                if train_encoder:
+                    raise ValueError("token-code latents have no encoder backbone to train")
+            else:
+                self.config.codec.train_encoder = train_encoder
+        if decoder_training is not None and decoder_training != self.config.decoder_training:
+            if "lora" in (decoder_training, self.config.decoder_training):
+                raise ValueError(
+                    f"cannot switch decoder_training from {self.config.decoder_training!r} to "
+                    f"{decoder_training!r}: LoRA changes the architecture"
+                )
+            self.config.decoder_training = decoder_training
+        backbone = getattr(self.codec, "backbone", None)
+        if backbone is not None:
+            backbone.requires_grad_(self.config.train_encoder)
+        if self.config.decoder_training == "full":
+            self.decoder.lm.requires_grad_(True)
+        elif self.config.decoder_training == "frozen":
+            self.decoder.lm.requires_grad_(False)
+        # "lora": peft froze the base and left the adapters trainable
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters training updates (each once): what ``set_trainable`` left on."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def train_mode(self) -> LarimarModel:
+        """``train()``, but frozen backbones stay in eval mode (they load that way): dropout in a
+        frozen part only blurs the signal the trained parts learn from."""
+        self.train()
+        backbone = getattr(self.codec, "backbone", None)
+        if backbone is not None and not self.config.train_encoder:
+            backbone.eval()
+        if self.config.decoder_training == "frozen":
+            self.decoder.lm.eval()
+        return self
+
     # -- training --------------------------------------------------------------------------------
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Encoder inputs and decoder targets for a flat list of texts, each ``(N, T)``."""
-        enc = self.encoder.tokenize(list(texts))
+        """Codec inputs (``enc_*``) and decoder targets for a flat list of texts, each ``(N, T)``."""
+        enc = self.codec.tokenize(list(texts))
         dec_ids, dec_mask = self.decoder.tokenize_targets(list(texts), self.config.max_text_tokens)
         return {
             "enc_input_ids": enc["input_ids"],
@@ -423,7 +516,7 @@ class LarimarModel(nn.Module):
         losses = {key: self.prior_memory.new_zeros(()) for key in _LOSS_KEYS}
         asks = bool(w.qa) and questions is not None and questions.index.numel() > 0
         if w.recon_memory or w.recon_direct or w.kl or asks:
-            Z = self.encoder(enc_ids.reshape(B * N, -1), enc_mask.reshape(B * N, -1))
+            Z = self.codec(enc_ids.reshape(B * N, -1), enc_mask.reshape(B * N, -1))
             Z = Z.view(B, N, C).to(self.prior_memory.dtype)
             if w.recon_memory or w.kl or asks:
                 M = write_episode(Z, self.prior_memory, noise_std=self.config.observation_noise)
@@ -472,7 +565,7 @@ class LarimarModel(nn.Module):
         lora = self.config.decoder_training == "lora"
         saved = {}
         for name, param in self.named_parameters():  # duplicates (tied weights) come once
-            if name.startswith("encoder.backbone."):
+            if name.startswith("codec.backbone."):
                 keep = "encoder" in full
             elif name.startswith("decoder.lm."):
                 keep = "decoder" in full or (lora and "lora_" in name)
@@ -482,8 +575,9 @@ class LarimarModel(nn.Module):
                 saved[name] = param
         return saved
 
-    def _load_trained_state(self, path: Path) -> None:
-        """Copy saved tensors in after checking names, shapes and values; no partial loads."""
+    def _load_trained_state(self, path: Path, version: int = FORMAT_VERSION) -> None:
+        """Copy saved tensors in after checking names, shapes and values; no partial loads.
+        Format-1 names are renamed first (``_FORMAT1_NAMES``)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -493,6 +587,8 @@ class LarimarModel(nn.Module):
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise StateFileError(f"{path} is not a readable safetensors file ({exc}).") from exc
+        if version == 1:
+            tensors = {_format1_name(name): t for name, t in tensors.items()}
         expected = self._saved_parameters()
         missing = sorted(set(expected) - set(tensors))
         unknown = sorted(set(tensors) - set(expected))
@@ -562,8 +658,9 @@ def _resolve_checkpoint(name_or_dir: str | Path) -> Path | None:
     )
 
 
-def _read_document(folder: Path) -> tuple[LarimarConfig, set[str]]:
-    """The config and the set of backbones stored whole, after format checks."""
+def _read_document(folder: Path) -> tuple[LarimarConfig, set[str], int]:
+    """The config, the set of backbones stored whole and the format version, after checks.
+    A format-1 config is flat; ``LarimarConfig`` converts it."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise StateFileError(f"{folder} has no {CONFIG_FILE}; it is not a Larimar checkpoint.")
@@ -582,7 +679,8 @@ def _read_document(folder: Path) -> tuple[LarimarConfig, set[str]]:
     fields = document.get("config")
     if not isinstance(fields, dict):
         raise StateFileError(f"{path} has no 'config' object.")
-    unknown = sorted(set(fields) - set(LarimarConfig.model_fields))
+    known = set(LarimarConfig.model_fields) | (_FLAT_CODEC_KEYS if version == 1 else set())
+    unknown = sorted(set(fields) - known)
     if unknown:
         logger.warning("Ignoring config keys this version does not know: %s", ", ".join(unknown))
     try:
@@ -594,4 +692,21 @@ def _read_document(folder: Path) -> tuple[LarimarConfig, set[str]]:
         raise StateFileError(
             f"{path}: stored_backbones must list 'encoder'/'decoder', got {stored!r}"
         )
-    return config, set(stored)
+    return config, set(stored), version
+
+
+#: format 1 → 2 parameter names (prefix → prefix)
+_FORMAT1_NAMES = (
+    ("encoder.", "codec."),
+    ("decoder.codebook.", "codec.codebook."),
+    ("decoder.prefix.", "decoder.conditioning.prefix."),
+    ("decoder.prefix_bias", "decoder.conditioning.prefix_bias"),
+    ("decoder.shift.", "decoder.conditioning.shift."),
+)
+
+
+def _format1_name(name: str) -> str:
+    for old, new in _FORMAT1_NAMES:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name

@@ -7,8 +7,9 @@ embeddings keeps every token its own nearest neighbour, so training only has to 
 to read its memory, not a new language. The memory math is unchanged (``C = P·d``), and a noisy
 readout is cleaned by snapping each slot to its nearest codes.
 
-``TokenCodebook`` maps token ids → codes (the encoder side) and codes → soft input embeddings of
-the decoder (the decoder side); ``TokenCodeEncoder`` is the encoder built on it.
+``TokenCodebook`` maps token ids → codes (the encode side) and codes → soft input embeddings of
+the decoder (what ``decoder.MemoryBlock`` feeds it); ``TokenCodeCodec`` is the latent codec
+built on it, and owns it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .codec import Decode, LatentCodec
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 class TokenCodebook(nn.Module):
     """``code(v) = (e_v − μ)·A`` for every decoder token ``v``; ``A`` (h × d) is learned,
     initialised orthonormal and scaled so that code entries have unit RMS. The embedding table
-    is the decoder's own (frozen) and is not registered here."""
+    is the decoder LM's own: borrowed, not registered here (the LM owns and saves it)."""
 
     def __init__(self, embeddings: nn.Embedding, code_dim: int, top_k: int = 8) -> None:
         super().__init__()
@@ -44,7 +47,7 @@ class TokenCodebook(nn.Module):
         # softmax temperature over candidate tokens; exact codes sit ~d apart in logit space
         self.log_temperature = nn.Parameter(torch.tensor(math.log(4.0)))
         self.top_k = top_k
-        object.__setattr__(self, "_embeddings", embeddings)  # owned by the decoder LM
+        object.__setattr__(self, "_embeddings", embeddings)  # borrowed from the decoder LM
 
     @property
     def code_dim(self) -> int:
@@ -97,10 +100,11 @@ class TokenCodebook(nn.Module):
         return 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)
 
 
-class TokenCodeEncoder(nn.Module):
+class TokenCodeCodec(LatentCodec):
     """``forward(input_ids, attention_mask) -> (N, P·d)``: the text in the decoder's tokens, one
-    code per token, then EOS's code, zero slots after it. Texts keep their first ``P − 1``
-    tokens. The only trained parameters are the codebook's, which the decoder shares."""
+    code per token, then EOS's code, zero slots after it. A latent holds ``P − 1`` tokens. The
+    only trained parameters are the codebook's; this codec owns it, the decoder's
+    ``MemoryBlock`` borrows it."""
 
     def __init__(
         self,
@@ -109,18 +113,12 @@ class TokenCodeEncoder(nn.Module):
         num_latent_tokens: int,
         eos_token_id: int,
     ) -> None:
-        super().__init__()
+        super().__init__(num_latent_tokens, codebook.code_dim, num_latent_tokens - 1)
         self.tokenizer = tokenizer
-        self.num_latent_tokens = num_latent_tokens
-        self.latent_token_dim = codebook.code_dim
+        self.codebook = codebook
         self.max_length = num_latent_tokens - 1
         self.eos_token_id = eos_token_id
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        object.__setattr__(self, "codebook", codebook)  # registered under the decoder
-
-    @property
-    def latent_width(self) -> int:
-        return self.num_latent_tokens * self.latent_token_dim
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Decoder token ids of each text (cut to ``P − 1``) plus EOS, right-padded."""
@@ -155,6 +153,19 @@ class TokenCodeEncoder(nn.Module):
             mask[i, : len(row)] = 1
         device = self.codebook.proj.device
         return self(ids.to(device), mask.to(device))
+
+    @torch.no_grad()
+    def encode_facts(self, texts: list[str]) -> list[torch.Tensor]:
+        """Rows of ``P − 1`` decoder tokens each (plus EOS)."""
+        split = self.split(list(texts))
+        pieces = [piece for text_pieces in split for piece in text_pieces]
+        flat = torch.cat([self.encode_pieces(pieces[i : i + 64]) for i in range(0, len(pieces), 64)])
+        return list(torch.split(flat, [len(p) for p in split]))
+
+    def read_facts(self, readouts: list[torch.Tensor], decode: Decode) -> list[str]:
+        """Each slot snapped to its nearest code: no language model, a few ms."""
+        return [self.tokenizer.decode(self.read(rows), clean_up_tokenization_spaces=False)
+                for rows in readouts]
 
     def read(self, rows: torch.Tensor) -> list[int]:
         """The token ids a fact's readout rows ``(n, C)`` hold: each slot snapped to its

@@ -1,7 +1,8 @@
 """The LightningModule: eq. 1 through ``LarimarModel.training_losses``, β annealing, AdamW.
 
-The model owns the math (memory write/read, observation noise ξ, learnable σ_w, KL); this
-module only schedules β, picks the trainable parameters, logs every term and validates.
+The model owns the math (memory write/read, observation noise ξ, learnable σ_w, KL) and what
+trains (``LarimarModel.trainable_parameters``); this module only schedules β, builds the
+optimiser, logs every term and validates.
 """
 
 from __future__ import annotations
@@ -50,15 +51,8 @@ class LarimarLightningModule(pl.LightningModule):
         self.train_mode()
 
     def train_mode(self) -> None:
-        """Dropout on in the parts being trained, off in frozen backbones (backbones load in
-        eval mode; noise in a frozen part only blurs the signal the trained parts learn from)."""
-        model = self.model
-        model.train()
-        backbone = getattr(model.encoder, "backbone", None)
-        if backbone is not None and not model.config.train_encoder:
-            backbone.eval()
-        if model.config.decoder_training == "frozen":
-            model.decoder.lm.eval()
+        """The model's ``train_mode``: frozen backbones stay in eval mode."""
+        self.model.train_mode()
 
     # ---------------------------------------------------------------------------------- loss
 
@@ -136,7 +130,7 @@ class LarimarLightningModule(pl.LightningModule):
         one-shot with ``M0`` as prior, read each latent back without σ_w noise) and directly
         from its encodings."""
         model = self.model
-        Z = model.encoder(enc_input_ids, enc_attention_mask).to(model.dtype)  # (N, C)
+        Z = model.codec(enc_input_ids, enc_attention_mask).to(model.dtype)  # (N, C)
         M = write_episode(Z, model.prior_memory)  # (K, C)
         Zr, _ = read_memory(Z, M)  # (N, C)
         return (
@@ -164,17 +158,13 @@ class LarimarLightningModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- optimiser
 
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        """Parameters the config left trainable (encoder, LoRA or decoder, W_M, M0, σ_w …)."""
-        return [p for p in self.model.parameters() if p.requires_grad]
-
     def configure_optimizers(self) -> Any:
         c = self.optim_cfg
-        params = self.trainable_parameters()
+        params = self.model.trainable_parameters()
         if not params:
             raise ValueError(
-                "the model has no trainable parameters; check model.config train_encoder / "
-                "decoder_training"
+                "the model has no trainable parameters; check model.config codec.train_encoder /"
+                " decoder_training"
             )
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]  # biases, norms, σ_w

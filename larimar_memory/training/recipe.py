@@ -84,20 +84,13 @@ def build_model(section: ModelSection) -> LarimarModel:
             f"model.config keys {sorted(other)} cannot change a pretrained model; only "
             f"{sorted(_RESUMABLE_SWITCHES)} can (use model.init: config for a new architecture)"
         )
-    if "train_encoder" in section.config:
-        model.config.train_encoder = bool(section.config["train_encoder"])
-        backbone = getattr(model.encoder, "backbone", None)
-        if backbone is not None:
-            backbone.requires_grad_(model.config.train_encoder)
-    mode = section.config.get("decoder_training", model.config.decoder_training)
-    if mode != model.config.decoder_training:
-        if "lora" in (mode, model.config.decoder_training):
-            raise TrainingConfigError(
-                f"cannot switch a pretrained model's decoder_training from "
-                f"{model.config.decoder_training!r} to {mode!r}: LoRA changes the architecture"
-            )
-        model.config.decoder_training = mode
-        model.decoder.lm.requires_grad_(mode == "full")
+    try:
+        model.set_trainable(
+            train_encoder=section.config.get("train_encoder"),
+            decoder_training=section.config.get("decoder_training"),
+        )
+    except ValueError as exc:
+        raise TrainingConfigError(f"cannot apply model.config to a pretrained model: {exc}") from exc
     return model
 
 
