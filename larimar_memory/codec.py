@@ -136,7 +136,8 @@ class PooledCodec(LatentCodec):
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Encoder tokens per text, [CLS]/[SEP] included."""
-        return [len(row) for row in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+        ids = self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        return [len(row) for row in ids]
 
     def _pieces(self, text: str) -> list[str]:
         """A text cut at encoder-token boundaries into pieces one latent takes whole."""

@@ -1,4 +1,4 @@
-"""Latent → text: any Hugging Face causal LM plus a ``Conditioning``, how a readout ``z`` reaches it.
+"""Latent → text: a Hugging Face causal LM plus a ``Conditioning``, how a readout ``z`` reaches it.
 
 * ``KVPrefix`` (pooled latents): W_M maps the ``P`` latent tokens to keys/values in every layer
   (Optimus-style), plus an optional shift of every token embedding.

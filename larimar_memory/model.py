@@ -473,7 +473,7 @@ class LarimarModel(nn.Module):
     # -- training --------------------------------------------------------------------------------
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Codec inputs (``enc_*``) and decoder targets for a flat list of texts, each ``(N, T)``."""
+        """Codec inputs (``enc_*``) and decoder targets of a flat list of texts, each ``(N, T)``."""
         enc = self.codec.tokenize(list(texts))
         dec_ids, dec_mask = self.decoder.tokenize_targets(list(texts), self.config.max_text_tokens)
         return {

@@ -159,7 +159,9 @@ class TokenCodeCodec(LatentCodec):
         """Rows of ``P − 1`` decoder tokens each (plus EOS)."""
         split = self.split(list(texts))
         pieces = [piece for text_pieces in split for piece in text_pieces]
-        flat = torch.cat([self.encode_pieces(pieces[i : i + 64]) for i in range(0, len(pieces), 64)])
+        flat = torch.cat(
+            [self.encode_pieces(pieces[i : i + 64]) for i in range(0, len(pieces), 64)]
+        )
         return list(torch.split(flat, [len(p) for p in split]))
 
     def read_facts(self, readouts: list[torch.Tensor], decode: Decode) -> list[str]:

@@ -115,7 +115,9 @@ class DataConfig(_Section):
 class ModelSection(_Section):
     """How the LarimarModel is built: from a LarimarConfig or from a saved folder.
 
-    Tiny random test backbones are ordinary configs (``encoder_name: tiny-random:bert``).
+    Tiny random test backbones are ordinary configs (``codec: {kind: pooled, encoder_name:
+    tiny-random:bert}``). For ``init: pretrained``, ``config`` holds only the switches
+    ``train_encoder`` and ``decoder_training`` (``LarimarModel.set_trainable``).
     """
 
     init: Literal["config", "pretrained"] = Field(

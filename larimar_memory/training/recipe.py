@@ -90,7 +90,7 @@ def build_model(section: ModelSection) -> LarimarModel:
             decoder_training=section.config.get("decoder_training"),
         )
     except ValueError as exc:
-        raise TrainingConfigError(f"cannot apply model.config to a pretrained model: {exc}") from exc
+        raise TrainingConfigError(f"model.config on a pretrained model: {exc}") from exc
     return model
 
 

@@ -1,4 +1,5 @@
-"""LarimarModel, its encoder/decoder and offline loading, on tiny random models (seconds)."""
+"""LarimarModel, its codec, conditioning and decoder and offline loading, on tiny random models
+(seconds)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from larimar_memory.errors import ModelNotFoundError, StateFileError
 from larimar_memory.model import (
     CONFIG_FILE,
     DEFAULT_CHECKPOINT,
+    FORMAT_VERSION,
     WEIGHTS_FILE,
     LarimarConfig,
     LarimarModel,
     LossWeights,
+    PooledLatent,
+    TokenCodeLatent,
 )
 from larimar_memory.testing import tiny_decoder_backbone, tiny_test_model
 
@@ -49,10 +53,43 @@ def _with_trained_lora(model: LarimarModel) -> LarimarModel:
 
 
 def test_config_defaults_and_width() -> None:
-    config = LarimarConfig()
-    assert (config.num_latent_tokens, config.latent_token_dim) == (8, 384)
-    assert config.latent_width == 3072
+    config = LarimarConfig()  # the packaged checkpoint's kind: token codes, P=48 × d=64
+    assert config.latent == "token-codes" and isinstance(config.codec, TokenCodeLatent)
+    assert (config.num_latent_tokens, config.latent_token_dim) == (48, 64)
+    assert config.latent_width == 3072 and config.max_text_tokens == 47
     assert config.memory_slots == 512
+    pooled = LarimarConfig(codec=PooledLatent())
+    assert (pooled.num_latent_tokens, pooled.latent_token_dim) == (8, 384)
+    assert pooled.latent_width == 3072 and pooled.max_text_tokens == 128
+
+
+def test_config_is_a_union_with_no_ignored_field() -> None:
+    config = LarimarConfig(codec={"kind": "pooled", "num_latent_tokens": 2})
+    assert isinstance(config.codec, PooledLatent) and config.train_encoder
+    for field in ("encoder_name", "embedding_shift", "max_text_tokens", "train_encoder"):
+        with pytest.raises(ValidationError, match=field):
+            LarimarConfig(codec={"kind": "token-codes", field: 1})
+    with pytest.raises(ValidationError, match="kind"):
+        LarimarConfig(codec={"kind": "bogus"})
+    with pytest.raises(ValidationError, match="top level"):
+        LarimarConfig(codec={"kind": "pooled"}, num_latent_tokens=2)
+
+
+def test_flat_format1_configs_are_converted() -> None:
+    """Format 1 kept every field at the top level; no ``latent`` meant pooled, and token codes
+    ignored the pooled fields (the packaged config carried them)."""
+    pooled = LarimarConfig(num_latent_tokens=2, latent_token_dim=16, embedding_shift=False)
+    assert pooled.codec == PooledLatent(
+        num_latent_tokens=2, latent_token_dim=16, embedding_shift=False
+    )
+    packaged = {"latent": "token-codes", "encoder_name": "packaged:all-MiniLM-L6-v2",
+                "embedding_shift": True, "train_encoder": False, "prefix_init_scale": 0.02,
+                "num_latent_tokens": 48, "latent_token_dim": 64, "max_text_tokens": 47,
+                "decoder_training": "lora"}
+    codes = LarimarConfig(**packaged)
+    assert codes.codec == TokenCodeLatent(num_latent_tokens=48, latent_token_dim=64)
+    assert codes.decoder_training == "lora" and not codes.train_encoder
+    assert LarimarConfig(**codes.model_dump()) == codes  # the nested form round-trips
 
 
 @pytest.mark.parametrize(
@@ -71,7 +108,7 @@ def test_config_rejects_unknown_field() -> None:
         LarimarConfig(num_slots=3)
 
 
-# -- encoder --------------------------------------------------------------------------------------
+# -- codec ----------------------------------------------------------------------------------------
 
 
 def test_encode_shapes_and_edge_cases(model: LarimarModel) -> None:
@@ -100,7 +137,7 @@ def test_text_token_counts_report_untruncated_length(model: LarimarModel) -> Non
 @pytest.mark.parametrize(("decoder", "kv_heads"), [("gpt2", 4), ("llama", 2)])
 def test_prefix_cache_has_one_entry_per_layer_and_latent_token(decoder: str, kv_heads: int) -> None:
     model = tiny_test_model(decoder)
-    cache = model.decoder.prefix_cache(torch.randn(3, model.latent_width))
+    cache = model.decoder.conditioning.cache(model.decoder.lm, torch.randn(3, model.latent_width))
     assert len(cache.layers) == 2
     for layer in cache.layers:
         assert layer.keys.shape == layer.values.shape == (3, kv_heads, 2, 16)  # (N, H, P, hd)
@@ -121,9 +158,9 @@ def test_prefix_and_shift_change_logits(model: LarimarModel) -> None:
     with_prefix, _ = model.decoder(z, ids, mask)
     assert with_prefix.shape == plain.shape
     assert not torch.allclose(with_prefix, plain, atol=1e-4)
-    assert model.decoder.shift is not None
+    assert model.decoder.conditioning.shift is not None
     with torch.no_grad():
-        model.decoder.shift.weight.normal_()
+        model.decoder.conditioning.shift.weight.normal_()
     shifted, _ = model.decoder(z, ids, mask)
     assert not torch.allclose(shifted, with_prefix, atol=1e-4)
 
@@ -179,7 +216,7 @@ def test_cached_generation_matches_full_recompute(model: LarimarModel, with_memo
     prompts = ["Paris is", "A much longer prompt here"]
     z = torch.randn(2, model.latent_width) if with_memory else None
     with torch.no_grad():
-        model.decoder.prefix.weight.normal_(std=0.5)  # make the prefix matter
+        model.decoder.conditioning.prefix.weight.normal_(std=0.5)  # make the prefix matter
     fast = model.decode(z, prompts, max_new_tokens=6, chat=False)
     for i, prompt in enumerate(prompts):
         ids = model.decoder._prompt(prompt, chat=False)
@@ -248,9 +285,9 @@ def test_gradients_reach_encoder_prefix_memory_and_noise(model: LarimarModel) ->
     model.train()
     _losses(model, LossWeights())["total"].backward()
     grads = {
-        "encoder backbone": next(model.encoder.backbone.parameters()).grad,
-        "pooling queries": model.encoder.queries.grad,
-        "W_M": model.decoder.prefix.weight.grad,
+        "encoder backbone": next(model.codec.backbone.parameters()).grad,
+        "pooling queries": model.codec.queries.grad,
+        "W_M": model.decoder.conditioning.prefix.weight.grad,
         "M0": model.prior_memory.grad,
         "sigma_w": model.log_sigma_w.grad,
         "decoder lm": model.decoder.lm.get_input_embeddings().weight.grad,
@@ -272,9 +309,9 @@ def test_episode_shapes_are_checked(model: LarimarModel) -> None:
 
 def test_trainable_parts_follow_config() -> None:
     frozen = tiny_test_model("llama", train_encoder=False, decoder_training="frozen")
-    assert not any(p.requires_grad for p in frozen.encoder.backbone.parameters())
+    assert not any(p.requires_grad for p in frozen.codec.backbone.parameters())
     assert not any(p.requires_grad for p in frozen.decoder.lm.parameters())
-    assert frozen.decoder.prefix.weight.requires_grad and frozen.prior_memory.requires_grad
+    assert frozen.decoder.conditioning.prefix.weight.requires_grad and frozen.prior_memory.requires_grad
     lora = tiny_test_model("llama", decoder_training="lora")
     trainable = [n for n, p in lora.decoder.lm.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
@@ -297,7 +334,7 @@ def test_save_load_round_trip(tmp_path: Path, decoder: str, mode: str) -> None:
         tiny_test_model(decoder, decoder_training=mode, train_encoder=mode == "full", seed=3)
     ).eval()
     with torch.no_grad():
-        model.decoder.prefix.weight.normal_(std=0.3)
+        model.decoder.conditioning.prefix.weight.normal_(std=0.3)
     model.save_pretrained(tmp_path)
     assert (tmp_path / CONFIG_FILE).is_file() and (tmp_path / WEIGHTS_FILE).is_file()
     loaded = LarimarModel.from_pretrained(tmp_path).eval()
@@ -318,8 +355,8 @@ def test_frozen_backbones_are_not_saved(tmp_path: Path) -> None:
     )
     with safe_open(str(tmp_path / WEIGHTS_FILE), "pt") as f:
         names = list(f.keys())
-    assert "prior_memory" in names and "log_sigma_w" in names and "decoder.prefix.weight" in names
-    assert not [n for n in names if n.startswith(("encoder.backbone.", "decoder.lm."))]
+    assert "prior_memory" in names and "log_sigma_w" in names and "decoder.conditioning.prefix.weight" in names
+    assert not [n for n in names if n.startswith(("codec.backbone.", "decoder.lm."))]
 
 
 def _saved(tmp_path: Path, **overrides: object) -> Path:
@@ -333,6 +370,8 @@ def _edit_config(folder: Path, **changes: object) -> None:
     for key, value in changes.items():
         if key in document:
             document[key] = value
+        elif key in PooledLatent.model_fields:
+            document["config"]["codec"][key] = value
         else:
             document["config"][key] = value
     path.write_text(json.dumps(document))
@@ -389,7 +428,7 @@ def test_nan_weights_raise_state_file_error(tmp_path: Path) -> None:
         LarimarModel.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1"])
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 0, "1"])
 def test_unknown_format_version_raises(tmp_path: Path, version: object) -> None:
     folder = _saved(tmp_path)
     _edit_config(folder, format_version=version)
@@ -529,11 +568,11 @@ def test_freezing_a_fine_tuned_backbone_keeps_its_weights(tmp_path: Path) -> Non
     """A checkpoint with a trained encoder, reloaded and frozen, still saves that encoder."""
     model = tiny_test_model("gpt2", train_encoder=True)
     with torch.no_grad():
-        next(model.encoder.backbone.parameters()).add_(1.0)  # "fine-tuned"
+        next(model.codec.backbone.parameters()).add_(1.0)  # "fine-tuned"
     model.save_pretrained(tmp_path / "a")
     reloaded = LarimarModel.from_pretrained(tmp_path / "a")
-    reloaded.config.train_encoder = False
-    reloaded.encoder.backbone.requires_grad_(False)
+    reloaded.set_trainable(train_encoder=False)
+    assert not any(p.requires_grad for p in reloaded.codec.backbone.parameters())
     reloaded.save_pretrained(tmp_path / "b")
     again = LarimarModel.from_pretrained(tmp_path / "b")
     assert torch.equal(again.encode(TEXTS), model.encode(TEXTS))

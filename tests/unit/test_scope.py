@@ -13,7 +13,6 @@ from larimar_memory.errors import MemoryInputError, TextInputError
 from larimar_memory.scope import (
     DEFAULT_ESD_THRESHOLD,
     ExternalScopeDetector,
-    InternalScopeDetector,
     ScopeDecision,
     SentenceEmbedder,
     split_sentences,
@@ -164,67 +163,3 @@ def test_unnormalised_keys_and_bad_shapes(embedder: SentenceEmbedder) -> None:
     with pytest.raises(ValueError, match="threshold"):
         ExternalScopeDetector(embedder, threshold=1.5)
     assert ExternalScopeDetector(embedder).threshold == DEFAULT_ESD_THRESHOLD
-
-
-# --- InternalScopeDetector -----------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny MLPs run fastest on one thread; several threads on a busy CPU spin for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def synthetic_pairs(n: int, width: int, seed: int) -> tuple[tuple, tuple]:
-    """Positives: the readout is the query latent plus noise (the memory holds it).
-    Negatives: the readout is an unrelated latent (the memory returns some other fact)."""
-    g = torch.Generator().manual_seed(seed)
-    zq = torch.randn(2 * n, width, generator=g)
-    zr_pos = zq[:n] + 0.3 * torch.randn(n, width, generator=g)
-    zr_neg = torch.randn(n, width, generator=g)
-    return (zq[:n], zr_pos), (zq[n:], zr_neg)
-
-
-def test_isd_learns_a_separable_rule() -> None:
-    torch.manual_seed(0)
-    width = 16
-    isd = InternalScopeDetector(width, hidden=32)
-    pos, neg = synthetic_pairs(256, width, seed=1)
-    history = isd.fit(pos, neg, epochs=8, lr=3e-3)
-    assert len(history.loss) == len(history.accuracy) == 8
-    assert history.loss[-1] < history.loss[0]
-
-    test_pos, test_neg = synthetic_pairs(200, width, seed=2)
-    p_pos = isd.predict_proba(*test_pos)
-    p_neg = isd.predict_proba(*test_neg)
-    for p in (p_pos, p_neg):
-        assert p.shape == (200,) and bool(((p >= 0) & (p <= 1)).all())
-    accuracy = 0.5 * ((p_pos >= 0.5).float().mean() + (p_neg < 0.5).float().mean())
-    assert accuracy > 0.9
-    assert not isd.training  # fit leaves it in eval mode
-    single = isd.predict_proba(test_pos[0][0], test_pos[1][0])
-    assert single.ndim == 0 and 0.0 <= float(single) <= 1.0
-    assert isd.predict(*test_pos).dtype == torch.bool
-
-
-def test_isd_state_dict_round_trip() -> None:
-    torch.manual_seed(0)
-    isd = InternalScopeDetector(8, hidden=16)
-    isd.fit(*synthetic_pairs(64, 8, seed=3), epochs=2)
-    clone = InternalScopeDetector(**isd.config)  # type: ignore[arg-type]
-    clone.load_state_dict(isd.state_dict())
-    zq, zr = torch.randn(5, 8), torch.randn(5, 8)
-    torch.testing.assert_close(clone.predict_proba(zq, zr), isd.predict_proba(zq, zr))
-
-
-def test_isd_validates_inputs() -> None:
-    isd = InternalScopeDetector(8, hidden=16)
-    with pytest.raises(MemoryInputError, match=r"\(B, 8\)"):
-        isd(torch.randn(2, 8), torch.randn(2, 7))
-    with pytest.raises(ValueError, match="positives and negatives"):
-        isd.fit((torch.randn(3, 8), torch.randn(3, 8)), (torch.zeros(0, 8), torch.zeros(0, 8)))
-    with pytest.raises(ValueError, match="dropout"):
-        InternalScopeDetector(8, dropout=1.0)

@@ -1,5 +1,5 @@
-"""Token-code latents (``latent="token-codes"``) on tiny random models: the codebook, the
-encoder, the memory block the decoder reads, and their round trips."""
+"""Token-code latents (``codec.kind="token-codes"``) on tiny random models: the codebook, the
+codec, the memory block the decoder reads, and their round trips."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ def test_config_keeps_text_within_the_slots() -> None:
 
 
 def test_every_slot_snaps_back_to_its_token(model: LarimarModel) -> None:
-    batch = model.encoder.tokenize(TEXTS)
+    batch = model.codec.tokenize(TEXTS)
     z = model.encode(TEXTS)
     assert z.shape == (len(TEXTS), P * D)
-    tokens, present = model.decoder.codebook.nearest_tokens(z.view(len(TEXTS), P, D))
+    tokens, present = model.codec.codebook.nearest_tokens(z.view(len(TEXTS), P, D))
     rows = zip(batch["input_ids"], batch["attention_mask"], strict=True)
     for row, (ids, mask) in enumerate(rows):
         n = int(mask.sum())
@@ -45,26 +45,26 @@ def test_every_slot_snaps_back_to_its_token(model: LarimarModel) -> None:
         assert ids[n - 1] == model.decoder.stop_token_ids[0]  # EOS closes every text
         assert present[row, :n].all() and not present[row, n:].any()
     noisy = z + 0.05 * torch.randn_like(z)  # a readout with interference snaps to the same tokens
-    again, _ = model.decoder.codebook.nearest_tokens(noisy.view(len(TEXTS), P, D))
+    again, _ = model.codec.codebook.nearest_tokens(noisy.view(len(TEXTS), P, D))
     assert torch.equal(again[present], tokens[present])
 
 
 def test_long_texts_keep_their_first_tokens(model: LarimarModel) -> None:
     long = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
     assert model.text_token_counts([long])[0] > P - 1
-    ids = model.encoder.tokenize([long])["input_ids"][0]
+    ids = model.codec.tokenize([long])["input_ids"][0]
     assert len(ids) == P and ids[-1] == model.decoder.stop_token_ids[0]
 
 
 def test_memory_block_masks_empty_slots(model: LarimarModel) -> None:
     z = model.encode(TEXTS[:2])
-    block, mask = model.decoder.memory_block(z)
-    pre, post = len(model.decoder._block_pre), len(model.decoder._block_post)
-    counts = model.encoder.tokenize(TEXTS[:2])["attention_mask"].sum(dim=1)
+    block, mask = model.decoder.conditioning.block(model.decoder.lm, z)
+    pre, post = len(model.decoder.conditioning.pre), len(model.decoder.conditioning.post)
+    counts = model.codec.tokenize(TEXTS[:2])["attention_mask"].sum(dim=1)
     assert block.shape[:2] == mask.shape
     assert mask.shape[1] == pre + int(counts.max()) + post  # trailing empty slots dropped
     assert mask.sum(dim=1).tolist() == [pre + int(c) + post for c in counts]
-    empty, empty_mask = model.decoder.memory_block(torch.zeros_like(z))
+    empty, empty_mask = model.decoder.conditioning.block(model.decoder.lm, torch.zeros_like(z))
     assert empty_mask.shape[1] == pre + post  # an all-empty readout still decodes
     assert model.decode(torch.zeros_like(z), max_new_tokens=3) is not None
 
@@ -96,7 +96,7 @@ def test_cached_generation_matches_full_recompute(model: LarimarModel) -> None:
 
 def test_chat_question_after_memory_has_no_second_system_turn() -> None:
     model = _model("llama")
-    if not model.decoder._block_pre:
+    if not model.decoder.conditioning.pre:
         pytest.skip("the tiny chat template takes no system turn")
     text = model.decoder.tokenizer.decode(model.decoder._prompt("Who?", None, after_memory=True))
     assert "Who?" in text and "system" not in text
@@ -110,7 +110,7 @@ def test_gradients_reach_codebook_adapters_and_memory() -> None:
         batch["dec_input_ids"], batch["dec_attention_mask"],
     )
     losses["total"].backward()
-    codebook = model.decoder.codebook
+    codebook = model.codec.codebook
     assert codebook.proj.grad is not None and codebook.proj.grad.abs().sum() > 0
     assert codebook.log_temperature.grad is not None
     assert model.prior_memory.grad is not None
@@ -120,7 +120,7 @@ def test_gradients_reach_codebook_adapters_and_memory() -> None:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     model = _model("llama", decoder_training="lora")
     with torch.no_grad():
-        model.decoder.codebook.proj.mul_(1.5)
+        model.codec.codebook.proj.mul_(1.5)
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.1)

@@ -229,7 +229,7 @@ def test_optimizer_holds_only_trainable_parameters() -> None:
     opt = module.configure_optimizers()["optimizer"]
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     assert in_opt == {id(p) for p in module.model.parameters() if p.requires_grad}
-    assert not any(id(p) in in_opt for p in module.model.encoder.backbone.parameters())
+    assert not any(id(p) in in_opt for p in module.model.codec.backbone.parameters())
 
 
 # -- training runs ---------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def test_resume_continues_from_the_saved_step(data_root: Path, tmp_path: Path) -
     out = tmp_path / "resume"
     common = ("trainer.log_every_n_steps=1", "checkpoint.every_n_steps=3",
               "checkpoint.save_frozen=false", "eval.recon_episodes=0",
-              "model.config.train_encoder=false")
+              "model.config.codec.train_encoder=false")
     train("tiny", run_overrides(data_root, out, "trainer.max_steps=3", *common))
     first = json.loads((out / "metrics.json").read_text())["train"]
     assert [r["step"] for r in first] == [1, 2, 3]
@@ -297,7 +297,7 @@ def test_resume_continues_from_the_saved_step(data_root: Path, tmp_path: Path) -
     assert rows[:3] == first
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 5
-    assert not any(k.startswith("model.encoder.backbone.") for k in state["state_dict"])
+    assert not any(k.startswith("model.codec.backbone.") for k in state["state_dict"])
     # a finished run goes straight to export
     train("tiny", run_overrides(data_root, out, "trainer.max_steps=5", *common))
     assert json.loads((out / "metrics.json").read_text())["steps"] == 5
@@ -331,8 +331,7 @@ def test_token_code_run_trains_the_qa_term_and_exports(tmp_path: Path) -> None:
         tmp_path, out, "trainer.max_steps=3", "trainer.log_every_n_steps=1",
         "data.sources=[{kind: facts, path: qa-train.json, questions: true}]",
         "data.chunk_tokens=47", "eval.ppl_file=null", "eval.recon_episodes=0",
-        "model.config.latent=token-codes", "model.config.num_latent_tokens=48",
-        "model.config.max_text_tokens=47", "model.config.train_encoder=false",
+        "model.config.codec={kind: token-codes, num_latent_tokens: 48}",
         "loss.qa=1.0", "loss.chat_share=0.5",
     )
     train("tiny", overrides)
