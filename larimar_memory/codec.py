@@ -39,11 +39,6 @@ class LatentCodec(nn.Module):
         #: tokens one latent holds; longer texts are cut (``encode``) or split (``encode_facts``)
         self.max_text_tokens = max_text_tokens
 
-    @property
-    def latent_width(self) -> int:
-        """C = P·d."""
-        return self.num_latent_tokens * self.latent_token_dim
-
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """``input_ids`` and ``attention_mask`` ``(N, T)`` of texts cut to what one latent holds."""
         raise NotImplementedError

@@ -94,7 +94,7 @@ def run_demo(
             say(f"\n[bold]memory now holds[/bold] {len(facts)} facts: {facts}")
             stats = memory.stats()
             checkpoint = memory.model.config.model_dump(
-                include={"latent", "encoder_name", "decoder_name"}
+                include={"codec", "decoder_name"}
             )
 
     table = Table(title="timings")

@@ -116,14 +116,13 @@ class TokenCodeCodec(LatentCodec):
         super().__init__(num_latent_tokens, codebook.code_dim, num_latent_tokens - 1)
         self.tokenizer = tokenizer
         self.codebook = codebook
-        self.max_length = num_latent_tokens - 1
         self.eos_token_id = eos_token_id
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Decoder token ids of each text (cut to ``P − 1``) plus EOS, right-padded."""
         body = self.tokenizer(
-            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_text_tokens
         )["input_ids"]
         rows = [list(ids) + [self.eos_token_id] for ids in body]
         width = max(len(r) for r in rows)
@@ -138,7 +137,7 @@ class TokenCodeCodec(LatentCodec):
         """Each text's token ids cut into pieces of at most ``P − 1`` tokens: one memory row
         each, so a fact of any length is kept whole over several rows."""
         body = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        step = self.max_length
+        step = self.max_text_tokens
         return [[list(ids[i : i + step]) for i in range(0, max(len(ids), 1), step)]
                 for ids in body]
 

@@ -152,7 +152,7 @@ def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
             results = {
                 "benchmark": "service",
                 "machine": machine(),
-                "model": larimar.model.config.model_dump(include={"encoder_name", "decoder_name",
+                "model": larimar.model.config.model_dump(include={"codec", "decoder_name",
                                                                   "num_latent_tokens",
                                                                   "latent_token_dim"}),
                 "latent_width": larimar.model.latent_width,

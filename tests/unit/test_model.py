@@ -137,7 +137,8 @@ def test_text_token_counts_report_untruncated_length(model: LarimarModel) -> Non
 @pytest.mark.parametrize(("decoder", "kv_heads"), [("gpt2", 4), ("llama", 2)])
 def test_prefix_cache_has_one_entry_per_layer_and_latent_token(decoder: str, kv_heads: int) -> None:
     model = tiny_test_model(decoder)
-    cache = model.decoder.conditioning.cache(model.decoder.lm, torch.randn(3, model.latent_width))
+    prefix = model.decoder.conditioning
+    cache = prefix.cache(model.decoder.lm, torch.randn(3, model.latent_width))
     assert len(cache.layers) == 2
     for layer in cache.layers:
         assert layer.keys.shape == layer.values.shape == (3, kv_heads, 2, 16)  # (N, H, P, hd)
@@ -311,10 +312,35 @@ def test_trainable_parts_follow_config() -> None:
     frozen = tiny_test_model("llama", train_encoder=False, decoder_training="frozen")
     assert not any(p.requires_grad for p in frozen.codec.backbone.parameters())
     assert not any(p.requires_grad for p in frozen.decoder.lm.parameters())
-    assert frozen.decoder.conditioning.prefix.weight.requires_grad and frozen.prior_memory.requires_grad
+    assert frozen.decoder.conditioning.prefix.weight.requires_grad
+    assert frozen.prior_memory.requires_grad
     lora = tiny_test_model("llama", decoder_training="lora")
     trainable = [n for n, p in lora.decoder.lm.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_set_trainable_is_the_one_switch() -> None:
+    model = tiny_test_model("llama", train_encoder=False, decoder_training="frozen")
+    before = {id(p) for p in model.trainable_parameters()}
+    assert before == {id(p) for p in model.parameters() if p.requires_grad}
+    assert not any(id(p) in before for p in model.decoder.lm.parameters())
+    model.set_trainable(train_encoder=True, decoder_training="full")
+    assert model.config.train_encoder and model.config.decoder_training == "full"
+    after = {id(p) for p in model.trainable_parameters()}
+    assert all(id(p) in after for p in model.codec.backbone.parameters())
+    assert all(id(p) in after for p in model.decoder.lm.parameters())
+    model.train_mode()
+    assert model.codec.backbone.training and model.decoder.lm.training
+    model.set_trainable(train_encoder=False, decoder_training="frozen")
+    model.train_mode()
+    assert model.codec.training and not model.codec.backbone.training
+    assert not model.decoder.lm.training
+    with pytest.raises(ValueError, match="LoRA"):
+        model.set_trainable(decoder_training="lora")
+    codes = tiny_test_model("llama", latent="token-codes", num_latent_tokens=8, max_text_tokens=7)
+    with pytest.raises(ValueError, match="no encoder backbone"):
+        codes.set_trainable(train_encoder=True)
+    codes.set_trainable(train_encoder=False)  # nothing to freeze: accepted
 
 
 def test_model_moves_dtype() -> None:
@@ -355,7 +381,8 @@ def test_frozen_backbones_are_not_saved(tmp_path: Path) -> None:
     )
     with safe_open(str(tmp_path / WEIGHTS_FILE), "pt") as f:
         names = list(f.keys())
-    assert "prior_memory" in names and "log_sigma_w" in names and "decoder.conditioning.prefix.weight" in names
+    assert "prior_memory" in names and "log_sigma_w" in names
+    assert "decoder.conditioning.prefix.weight" in names
     assert not [n for n in names if n.startswith(("codec.backbone.", "decoder.lm."))]
 
 

@@ -14,8 +14,8 @@ ContextSource = Literal["decoded", "stored", "both"]
 """Which text of a recall to show:
 
 * ``"decoded"``: `RecallResult.text`, the memory readout decoded by the memory-conditioned
-  decoder, i.e. what the memory itself returns. Only as faithful as the checkpoint: while the
-  packaged ``larimar-smol`` is untrained it does not reproduce the fact.
+  decoder, i.e. what the memory itself returns. Only as faithful as the checkpoint (the
+  packaged ``larimar-smol`` reads short facts back exactly).
 * ``"stored"``: `RecallResult.fact.text`, the fact-log text of the slot the query addressed most
   strongly (exact, but it is the log's copy, not the memory's readout).
 * ``"both"``: the stored text, then the decoded readout, on labelled lines.

@@ -51,8 +51,8 @@ class ChatLarimar(BaseChatModel):
     Limits, honestly: only the latest human message is answered (earlier turns and system
     messages are not seen), decoding is greedy (``temperature`` may only be 0 or None), there is
     no tool calling, and streaming splits the finished answer into word chunks because the core
-    has no token streaming yet. The packaged ``larimar-smol`` checkpoint is untrained for now, so
-    memory-conditioned answers do not yet reproduce stored facts.
+    has no token streaming yet. Memory-conditioned answers are only as good as the checkpoint
+    (the packaged ``larimar-smol`` is a 135M-parameter decoder).
 
     Setup:
         ``pip install langchain-larimar``

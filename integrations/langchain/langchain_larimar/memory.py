@@ -82,8 +82,7 @@ class LarimarMemory(RunnableSerializable[Any, str]):
     context_source: ContextSource = Field(
         default="stored",
         description="'stored': fact-log text of the addressed slot (exact); 'decoded': the "
-        "memory readout decoded by the model (only as faithful as the checkpoint; the packaged "
-        "one is untrained for now); 'both'",
+        "memory readout decoded by the model (only as faithful as the checkpoint); 'both'",
     )
     memory_key: str = Field(
         default="context", description="key load_memory_variables returns the context under"

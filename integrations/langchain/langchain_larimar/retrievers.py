@@ -28,8 +28,8 @@ class LarimarRetriever(BaseRetriever):
     ``scope_score``, ``in_scope``, ``scope_threshold``, ``route`` ('memory'|'plain'),
     ``fact_id``, ``fact_text`` (the stored text), ``decoded_text``, ``weight`` and
     ``namespace``. Queries the scope detector calls out of scope return no documents unless
-    ``include_out_of_scope=True``. While the packaged checkpoint is untrained, decoded readouts
-    do not reproduce the facts; use ``context_source="stored"`` for exact text.
+    ``include_out_of_scope=True``. Decoded readouts are only as faithful as the checkpoint;
+    ``context_source="stored"`` gives the exact text.
 
     Setup:
         ``pip install langchain-larimar``
