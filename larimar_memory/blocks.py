@@ -33,12 +33,78 @@ _FIRST_BLOCK_ROWS = 1
 @dataclass(frozen=True)
 class BlockWrite:
     """One fact to write: its id, its key ``(D,)`` and its value rows ``(n, C)``; ``rows`` are
-    its global memory rows when they are known already (rebuilding from the fact log)."""
+    its global memory rows when they are known already (rebuilding from the fact log);
+    ``extra_keys`` further keys (paraphrases, context) that route queries to it."""
 
     fact_id: str
     key: torch.Tensor
     values: torch.Tensor
     rows: tuple[int, ...] | None = None
+    extra_keys: torch.Tensor | None = None  # (m, D): further keys that address the fact
+
+
+class KeyIndex:
+    """Unit keys by fact id, searched by cosine; a forgotten fact's slot is reused."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._keys = torch.zeros(0, width, dtype=torch.float32)
+        self._ids: list[str | None] = []
+        self._pos: dict[str, int] = {}
+        self._free: list[int] = []
+
+    def __contains__(self, fact_id: object) -> bool:
+        return fact_id in self._pos
+
+    def nbytes(self) -> int:
+        return self._keys.numel() * self._keys.element_size()
+
+    def add(self, fact_id: str, key: torch.Tensor) -> None:
+        if self._free:
+            pos = self._free.pop()
+        else:
+            pos = len(self._ids)
+            if pos == self._keys.shape[0]:
+                grown = torch.zeros(max(16, 2 * pos), self.width, dtype=torch.float32)
+                grown[:pos] = self._keys
+                self._keys = grown
+            self._ids.append(None)
+        self._keys[pos] = key.to(torch.float32).reshape(-1)
+        self._ids[pos] = fact_id
+        self._pos[fact_id] = pos
+
+    def remove(self, fact_id: str) -> None:
+        pos = self._pos.pop(fact_id, None)
+        if pos is not None:
+            self._ids[pos] = None
+            self._keys[pos] = 0
+            self._free.append(pos)
+
+    def search(
+        self, query: torch.Tensor, k: int, allowed: Iterable[str] | None = None
+    ) -> list[tuple[str, float]]:
+        if not self._pos or k < 1:
+            return []
+        scores = self._keys[: len(self._ids)] @ query.to(self._keys.dtype).reshape(-1)
+        if allowed is None:
+            live = torch.tensor([fid is not None for fid in self._ids])
+        else:
+            live = torch.zeros(len(self._ids), dtype=torch.bool)
+            live[[self._pos[f] for f in allowed if f in self._pos]] = True
+        scores = scores.masked_fill(~live, float("-inf"))
+        top = torch.topk(scores, min(k, int(live.sum())))
+        return [
+            (self._ids[int(i)], float(s))  # type: ignore[misc]
+            for s, i in zip(top.values, top.indices, strict=True)
+        ]
+
+    def similarity(self, query: torch.Tensor, fact_ids: Sequence[str]) -> list[float]:
+        positions = [self._pos[f] for f in fact_ids]
+        return (self._keys[positions] @ query.to(self._keys.dtype).reshape(-1)).tolist()
+
+    def items(self) -> tuple[list[str], torch.Tensor]:
+        positions = [i for i, fid in enumerate(self._ids) if fid is not None]
+        return [self._ids[i] for i in positions], self._keys[positions]  # type: ignore[misc]
 
 
 class BlockMemory:
@@ -67,11 +133,8 @@ class BlockMemory:
         self._used: list[int] = []  # rows in use per block
         self._owner: dict[int, str] = {}  # global row -> fact id
         self._rows: dict[str, tuple[int, ...]] = {}  # fact id -> global rows
-        # the key index: one row per fact, reused after a forget
-        self._keys = torch.zeros(0, key_width, dtype=torch.float32)
-        self._key_ids: list[str | None] = []
-        self._key_pos: dict[str, int] = {}
-        self._free_pos: list[int] = []
+        # kind 0: every fact's key; kind j: the j-th extra key of the facts that have one
+        self.key_indices: list[KeyIndex] = [KeyIndex(key_width)]
 
     # -- sizes -----------------------------------------------------------------------------------
 
@@ -86,7 +149,7 @@ class BlockMemory:
 
     def nbytes(self) -> int:
         """In-process bytes: every block's state plus the key index."""
-        keys = self._keys.numel() * self._keys.element_size()
+        keys = sum(index.nbytes() for index in self.key_indices)
         return keys + sum(block.state_bytes() for block in self.blocks)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -103,7 +166,7 @@ class BlockMemory:
             self._claim(fact.fact_id, rows, values.shape[0])
             for row, value in zip(rows, values, strict=True):
                 placed.setdefault(row // self.block_rows, []).append((row, value))
-            self._index_key(fact.fact_id, fact.key)
+            self._index_keys(fact)
             out[fact.fact_id] = tuple(rows)
         for block_index, items in placed.items():
             self._apply(block_index, items, sign=1.0)
@@ -119,39 +182,25 @@ class BlockMemory:
             del self._owner[row]
             self._used[row // self.block_rows] -= 1
         del self._rows[fact_id]
-        pos = self._key_pos.pop(fact_id)
-        self._key_ids[pos] = None
-        self._keys[pos] = 0
-        self._free_pos.append(pos)
+        for index in self.key_indices:
+            index.remove(fact_id)
         return rows
 
     # -- reading ---------------------------------------------------------------------------------
 
     def search(
-        self, query: torch.Tensor, k: int, allowed: Iterable[str] | None = None
+        self, query: torch.Tensor, k: int, allowed: Iterable[str] | None = None, kind: int = 0
     ) -> list[tuple[str, float]]:
-        """The ``k`` facts whose keys have the highest cosine with ``query`` (keys and query are
-        unit vectors), best first; ``allowed`` restricts the candidates."""
-        if not self._rows or k < 1:
+        """The ``k`` facts whose keys (of ``kind``: 0 the key, j the j-th extra key) have the
+        highest cosine with ``query`` (unit vectors), best first; ``allowed`` restricts the
+        candidates."""
+        if kind >= len(self.key_indices):
             return []
-        scores = self._keys[: len(self._key_ids)] @ query.to(self._keys.dtype).reshape(-1)
-        if allowed is None:
-            live = torch.tensor([fid is not None for fid in self._key_ids])
-        else:
-            live = torch.zeros(len(self._key_ids), dtype=torch.bool)
-            positions = [self._key_pos[f] for f in allowed if f in self._key_pos]
-            live[positions] = True
-        scores = scores.masked_fill(~live, float("-inf"))
-        top = torch.topk(scores, min(k, int(live.sum())))
-        return [
-            (self._key_ids[int(i)], float(s))  # type: ignore[misc]
-            for s, i in zip(top.values, top.indices, strict=True)
-        ]
+        return self.key_indices[kind].search(query, k, allowed)
 
     def similarity(self, query: torch.Tensor, fact_ids: Sequence[str]) -> list[float]:
         """Cosine of ``query`` with the keys of ``fact_ids``."""
-        positions = [self._key_pos[self._known(f)] for f in fact_ids]
-        return (self._keys[positions] @ query.to(self._keys.dtype).reshape(-1)).tolist()
+        return self.key_indices[0].similarity(query, [self._known(f) for f in fact_ids])
 
     def readout(self, fact_id: str) -> torch.Tensor:
         """``w·M`` for the fact's rows ``(n, C)``: what the memory holds for it."""
@@ -173,8 +222,7 @@ class BlockMemory:
 
     def keys(self) -> tuple[list[str], torch.Tensor]:
         """Live fact ids and their keys ``(n, D)``, in index order."""
-        positions = [i for i, fid in enumerate(self._key_ids) if fid is not None]
-        return [self._key_ids[i] for i in positions], self._keys[positions]  # type: ignore[misc]
+        return self.key_indices[0].items()
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -200,7 +248,14 @@ class BlockMemory:
                 f"fact {fact.fact_id!r}: key must have {self.key_width} values, got "
                 f"{fact.key.numel()}"
             )
-        if not (torch.isfinite(values).all() and torch.isfinite(fact.key).all()):
+        extra = fact.extra_keys
+        if extra is not None and (extra.dim() != 2 or extra.shape[1] != self.key_width):
+            raise MemoryInputError(
+                f"fact {fact.fact_id!r}: extra_keys must be (m, {self.key_width}), got "
+                f"{tuple(extra.shape)}"
+            )
+        finite = torch.isfinite(fact.key).all() and (extra is None or torch.isfinite(extra).all())
+        if not (torch.isfinite(values).all() and finite):
             raise MemoryInputError(f"fact {fact.fact_id!r}: key or values contain NaN or Inf")
         return values.to(self.dtype)
 
@@ -258,17 +313,9 @@ class BlockMemory:
         else:
             block.forget(values, weights=weights)
 
-    def _index_key(self, fact_id: str, key: torch.Tensor) -> None:
-        key = key.to(torch.float32).reshape(-1)
-        if self._free_pos:
-            pos = self._free_pos.pop()
-        else:
-            pos = len(self._key_ids)
-            if pos == self._keys.shape[0]:
-                grown = torch.zeros(max(16, 2 * pos), self.key_width, dtype=torch.float32)
-                grown[:pos] = self._keys
-                self._keys = grown
-            self._key_ids.append(None)
-        self._keys[pos] = key
-        self._key_ids[pos] = fact_id
-        self._key_pos[fact_id] = pos
+    def _index_keys(self, fact: BlockWrite) -> None:
+        extra = fact.extra_keys if fact.extra_keys is not None else torch.zeros(0, self.key_width)
+        for kind, key in enumerate([fact.key.reshape(-1), *extra], start=0):
+            if kind == len(self.key_indices):
+                self.key_indices.append(KeyIndex(self.key_width))
+            self.key_indices[kind].add(fact.fact_id, key)

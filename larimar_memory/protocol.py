@@ -35,6 +35,7 @@ class MemoryBackend(Protocol):
         metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None,
         ids: str | builtins.list[str] | None = None,
+        extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult: ...
 
     def recall(

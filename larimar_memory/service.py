@@ -122,6 +122,7 @@ class _Entry:
     created_at: float
     request_id: str | None
     rows: tuple[int, ...] = ()
+    extra_keys: tuple[str, ...] = ()
 
     @property
     def owner(self) -> tuple[Any, ...]:
@@ -135,20 +136,24 @@ class _Namespace:
     memory: BlockMemory
     version: int = 0
     facts: dict[str, _Entry] = field(default_factory=dict)
-    lexical: LexicalIndex = field(default_factory=LexicalIndex)
+    lexical: builtins.list[LexicalIndex] = field(default_factory=lambda: [LexicalIndex()])
     by_text: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, text) -> id
     by_key: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, key) -> id
 
     def add(self, entry: _Entry) -> None:
         self.facts[entry.id] = entry
-        self.lexical.add(entry.id, entry.key_text)
+        for kind, text in enumerate((entry.key_text, *entry.extra_keys)):
+            if kind == len(self.lexical):
+                self.lexical.append(LexicalIndex())
+            self.lexical[kind].add(entry.id, text)
         self.by_text.setdefault((entry.owner, entry.text), entry.id)
         if entry.key_text != entry.text:
             self.by_key[(entry.owner, entry.key_text)] = entry.id
 
     def remove(self, fact_id: str) -> _Entry:
         entry = self.facts.pop(fact_id)
-        self.lexical.remove(fact_id)
+        for index in self.lexical:
+            index.remove(fact_id)
         for index, name in ((self.by_text, entry.text), (self.by_key, entry.key_text)):
             if index.get((entry.owner, name)) == fact_id:
                 del index[(entry.owner, name)]
@@ -165,6 +170,8 @@ class _Write:
     id: str
     key: torch.Tensor
     values: torch.Tensor
+    extra_key_texts: builtins.list[str] = field(default_factory=builtins.list)
+    extra_keys: torch.Tensor | None = None
     status: Literal["written", "replaced", "duplicate"] = "written"
     replaces: str | None = None  # a stored fact this input replaces
     superseded: _Write | None = None  # an earlier input of the same call it replaces
@@ -240,8 +247,13 @@ class Larimar:
         metadata: dict[str, Any] | builtins.list[dict[str, Any]] | None = None,
         request_id: str | None = None,
         ids: str | builtins.list[str] | None = None,
+        extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult:
         """Write facts in one shot (no gradient step, no LLM call); one outcome per input.
+
+        ``extra_keys`` are further texts that address a fact (for one text a list of strings,
+        for several a list of such lists): paraphrases, or the message that prompted it (the
+        paper's rephrase-augmented keys). Each extra key is its own ranking in recall.
 
         A fact replaces a stored one only when the caller says so: the same ``ids`` entry, or
         the same explicit ``key`` from the same owner. The same text from the same owner is a
@@ -259,16 +271,22 @@ class Larimar:
                 )
         if request_id is not None:
             request_id = self._check_name(request_id, "request_id")
+        extras = self._check_extra_keys(extra_keys, text)
         self._check_token_counts(texts)
         ns_name = self._namespace_name(namespace)
-        key_emb = self.embedder.embed(keys)
+        flat_extras = [e for per_text in extras for e in per_text]
+        embedded = self.embedder.embed(keys + flat_extras)  # one pass for every key
+        key_emb, extra_emb = embedded[: len(keys)], embedded[len(keys):]
         values = self.model.encode_facts(texts)
-        writes = [
-            _Write(text=t, key_text=k, metadata=m,
-                   id=fact_ids[i] if fact_ids else uuid.uuid4().hex,
-                   key=key_emb[i], values=values[i].float().cpu())
-            for i, (t, k, m) in enumerate(zip(texts, keys, metas, strict=True))
-        ]
+        writes, start = [], 0
+        for i, (t, k, m) in enumerate(zip(texts, keys, metas, strict=True)):
+            n = len(extras[i])
+            writes.append(_Write(
+                text=t, key_text=k, metadata=m, id=fact_ids[i] if fact_ids else uuid.uuid4().hex,
+                key=key_emb[i], values=values[i].float().cpu(), extra_key_texts=extras[i],
+                extra_keys=extra_emb[start: start + n] if n else None,
+            ))
+            start += n
         with self._lock, self._transaction(ns_name) as (tx, ns):
             if request_id is not None:
                 seen = tx.find_by_request_id(request_id)
@@ -277,12 +295,16 @@ class Larimar:
             self._resolve(ns, writes, caller_ids=fact_ids is not None)
             replaced = self._forget_targets(tx, ns, [w.replaces for w in writes if w.replaces])
             new = [w for w in writes if w.status != "duplicate" and w.written]
-            rows = ns.memory.write([BlockWrite(w.id, w.key, w.values) for w in new])
+            rows = ns.memory.write(
+                [BlockWrite(w.id, w.key, w.values, extra_keys=w.extra_keys) for w in new]
+            )
             records = [
                 FactRecord(
                     namespace=ns_name, text=w.text, key_text=w.key_text,
                     key=w.key.numpy(), values=w.values.numpy(), rows=np.asarray(rows[w.id]),
                     metadata=w.metadata, request_id=request_id, id=w.id,
+                    extra_key_texts=w.extra_key_texts,
+                    extra_keys=None if w.extra_keys is None else w.extra_keys.numpy(),
                 )
                 for w in new
             ]
@@ -454,17 +476,23 @@ class Larimar:
             records = tx.all_facts()
             if not records:
                 return 0
-            keys = self.embedder.embed([r.key_text for r in records])
+            extra_texts = [t for r in records for t in r.extra_key_texts]
+            embedded = self.embedder.embed([r.key_text for r in records] + extra_texts)
+            keys, extra_emb = embedded[: len(records)], embedded[len(records):]
+            starts = np.cumsum([0] + [len(r.extra_key_texts) for r in records])
             values = self.model.encode_facts([r.text for r in records])
             memory = self._new_memory()
-            rows = memory.write([BlockWrite(r.id, keys[i], values[i].float())
+            extra = [extra_emb[starts[i]: starts[i + 1]] for i in range(len(records))]
+            rows = memory.write([BlockWrite(r.id, keys[i], values[i].float(), None,
+                                            extra[i] if len(extra[i]) else None)
                                  for i, r in enumerate(records)])
             tx.delete_facts([r.id for r in records])
             tx.add_facts([
                 FactRecord(namespace=ns_name, text=r.text, key_text=r.key_text,
                            key=keys[i].numpy(), values=values[i].float().numpy(),
                            rows=np.asarray(rows[r.id]), metadata=r.metadata,
-                           request_id=r.request_id, id=r.id, created_at=r.created_at)
+                           request_id=r.request_id, id=r.id, created_at=r.created_at,
+                           extra_key_texts=r.extra_key_texts, extra_keys=extra[i].numpy())
                 for i, r in enumerate(records)
             ])
             tx.set_namespace_meta(self._namespace_meta())
@@ -539,17 +567,19 @@ class Larimar:
         self, ns: _Namespace, query: str, emb: torch.Tensor, k: int,
         allowed: builtins.list[str] | None,
     ) -> builtins.list[tuple[str, float]]:
-        """The ``k`` best facts with their key cosine: dense cosine and BM25 over the key texts
-        fused by reciprocal rank (dense alone when ``lexical_weight`` is 0)."""
+        """The ``k`` best facts with their key cosine: for each kind of key (the key, the j-th
+        extra key), a dense cosine ranking and a BM25 ranking over the key texts, all fused by
+        reciprocal rank, so facts that several rankings agree on come first (dense keys alone
+        when ``lexical_weight`` is 0)."""
         weight = self.settings.lexical_weight
-        if weight == 0:
+        if weight == 0 and len(ns.lexical) == 1:
             return ns.memory.search(emb, k, allowed)
         depth = max(4 * k, 50)
-        dense = ns.memory.search(emb, depth, allowed)
-        lexical = ns.lexical.search(query, depth, allowed)
-        fused = reciprocal_rank_fusion(
-            [([f for f, _ in dense], 1.0), ([f for f, _ in lexical], weight)], k
-        )
+        rankings = []
+        for kind, lexical in enumerate(ns.lexical):  # one dense and one lexical list per kind
+            rankings.append(([f for f, _ in ns.memory.search(emb, depth, allowed, kind)], 1.0))
+            rankings.append(([f for f, _ in lexical.search(query, depth, allowed)], weight))
+        fused = reciprocal_rank_fusion(rankings, k)
         ids = [f for f, _ in fused]
         return list(zip(ids, ns.memory.similarity(emb, ids), strict=True))
 
@@ -683,7 +713,8 @@ class Larimar:
         if records:
             ns.memory.write([
                 BlockWrite(r.id, torch.from_numpy(r.key), torch.from_numpy(r.values),
-                           tuple(int(x) for x in r.rows))
+                           tuple(int(x) for x in r.rows),
+                           torch.from_numpy(r.extra_keys) if len(r.extra_key_texts) else None)
                 for r in records
             ])
         for r in records:
@@ -765,6 +796,26 @@ class Larimar:
                 f"{what} is not valid UTF-8 text ({exc.reason}); remove lone surrogates"
             ) from exc
         return name
+
+    def _check_extra_keys(
+        self, extra_keys: Any, text: str | builtins.list[str]
+    ) -> builtins.list[builtins.list[str]]:
+        n = 1 if isinstance(text, (str, bytes)) else len(text)
+        if extra_keys is None:
+            return [[] for _ in range(n)]
+        per_text = [extra_keys] if isinstance(text, (str, bytes)) else extra_keys
+        if not isinstance(per_text, (builtins.list, tuple)) or len(per_text) != n or not all(
+            isinstance(e, (builtins.list, tuple)) for e in per_text
+        ):
+            raise ArgumentError(
+                "extra_keys must be a list of strings for one text, or one such list per text "
+                f"for {n} texts"
+            )
+        return [
+            self._check_texts(builtins.list(e), "extra_keys", self.settings.max_key_chars)
+            if e else []
+            for e in per_text
+        ]
 
     def _check_ids(self, ids: str | builtins.list[str]) -> builtins.list[str]:
         items = [ids] if isinstance(ids, str) else ids
@@ -876,7 +927,8 @@ class Larimar:
     def _fact(entry: _Entry, ns_name: str) -> Fact:
         return Fact(
             id=entry.id, namespace=ns_name, text=entry.text, key=entry.key_text,
-            rows=builtins.list(entry.rows), created_at=entry.created_at, metadata=entry.metadata,
+            extra_keys=builtins.list(entry.extra_keys), rows=builtins.list(entry.rows),
+            created_at=entry.created_at, metadata=entry.metadata,
         )
 
     @staticmethod
@@ -904,5 +956,5 @@ def _entry(record: FactRecord) -> _Entry:
     return _Entry(
         id=record.id, text=record.text, key_text=record.key_text, metadata=record.metadata,
         created_at=record.created_at, request_id=record.request_id,
-        rows=tuple(int(x) for x in record.rows),
+        rows=tuple(int(x) for x in record.rows), extra_keys=tuple(record.extra_key_texts),
     )

@@ -196,7 +196,9 @@ class FactRecord:
     """One remembered fact: its text, its key, and the latents it wrote into which memory rows.
 
     `key` (D,) is the sentence embedding of `key_text` (the text itself unless a separate key,
-    e.g. the prompt, was given); `values` (n_rows, C) are the latents written, one per memory
+    e.g. the prompt, was given); `extra_keys` (m, D) embed `extra_key_texts`, further texts that
+    address the fact (paraphrases, the message that prompted it: the paper's rephrase-augmented
+    keys); `values` (n_rows, C) are the latents written, one per memory
     row; `rows` (n_rows,) the global memory rows that hold them, distinct and >= 0. Arrays are
     stored as float32 / int64 and come back with those dtypes. Keyword-only; `id` (uuid4 hex,
     unique within a namespace; callers may choose their own) and `created_at` (Unix time) are
@@ -210,6 +212,8 @@ class FactRecord:
     values: np.ndarray
     rows: np.ndarray
     key_text: str = ""
+    extra_keys: np.ndarray | None = None
+    extra_key_texts: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -227,6 +231,19 @@ class FactRecord:
         if self.request_id is not None:
             _check_text("request_id", self.request_id)
         self.key = _float_array("key", self.key, 1, "(D,)")
+        self.extra_key_texts = list(self.extra_key_texts)
+        for text in self.extra_key_texts:
+            _check_text("extra_key_texts[]", text)
+        if self.extra_keys is None or np.size(self.extra_keys) == 0:
+            self.extra_keys = np.zeros((0, self.key.shape[0]), dtype=np.float32)
+        else:
+            self.extra_keys = _float_array("extra_keys", self.extra_keys, 2, "(m, D)")
+        if self.extra_keys.shape != (len(self.extra_key_texts), self.key.shape[0]):
+            raise MemoryInputError(
+                f"FactRecord.extra_keys has shape {self.extra_keys.shape} but there are "
+                f"{len(self.extra_key_texts)} extra key texts of width {self.key.shape[0]}; "
+                "give one embedding per extra key text."
+            )
         self.values = _float_array("values", self.values, 2, "(n_rows, C); one row: v[None]")
         self.rows = _row_indices(self.rows, self.values.shape[0])
         check_metadata(self.metadata)

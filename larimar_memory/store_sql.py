@@ -10,9 +10,11 @@ Layout (format version 2)::
     larimar_meta(key, value)                       format_version, created_by, version_floor
     larimar_namespaces(name, version, meta, created_at)
     larimar_facts(seq, namespace, id, text, key_text, key, key_dim, vals, n_rows, value_dim,
-                  mem_rows, metadata, created_at, request_id)   unique (namespace, id)
+                  mem_rows, metadata, created_at, request_id, extra_key_texts)
+                  unique (namespace, id)
 
-`key` is raw little-endian float32 (key_dim), `vals` float32 (n_rows x value_dim, row-major),
+`key` is raw little-endian float32 ((1 + extra keys) x key_dim: the key, then the extra keys
+of `extra_key_texts`, a JSON list), `vals` float32 (n_rows x value_dim, row-major),
 `mem_rows` int64 (n_rows). Versions: a new namespace starts above ``version_floor``, which
 `clear` raises to the cleared namespace's last version, so no version is ever reused.
 """
@@ -72,6 +74,7 @@ CREATE TABLE larimar_facts (
     metadata   TEXT NOT NULL,               -- JSON object, as written (key order kept)
     created_at {real} NOT NULL,
     request_id TEXT,
+    extra_key_texts TEXT NOT NULL DEFAULT '[]',  -- JSON list, their keys follow the key
     UNIQUE (namespace, id)
 );
 CREATE INDEX larimar_facts_by_age ON larimar_facts(namespace, created_at, seq);
@@ -80,7 +83,7 @@ CREATE INDEX larimar_facts_by_request ON larimar_facts(namespace, request_id)
 
 _COLUMNS = (
     "namespace, id, text, key_text, key, key_dim, vals, n_rows, value_dim, mem_rows, metadata, "
-    "created_at, request_id"
+    "created_at, request_id, extra_key_texts"
 )
 _ORDER = "ORDER BY created_at, seq"
 _NO_LIMIT = 2**62  # LIMIT for "all rows" that both SQLite and PostgreSQL accept
@@ -165,22 +168,26 @@ def _array(blob: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: str, f
 
 def _to_row(r: FactRecord) -> tuple[Any, ...]:
     return (
-        r.namespace, r.id, r.text, r.key_text, _blob(r.key, _F32), int(r.key.shape[0]),
+        r.namespace, r.id, r.text, r.key_text,
+        _blob(np.concatenate([r.key[None], r.extra_keys]), _F32), int(r.key.shape[0]),
         _blob(r.values, _F32), int(r.values.shape[0]), int(r.values.shape[1]),
         _blob(r.rows, _I64), check_metadata(r.metadata), float(r.created_at), r.request_id,
+        json.dumps(r.extra_key_texts, ensure_ascii=False),
     )
 
 
 def _from_row(row: Sequence[Any]) -> FactRecord:
     (ns, fid, text, key_text, key, key_dim, vals, n_rows, value_dim, rows, metadata, created_at,
-     request_id) = row
+     request_id, extra_texts) = row
     try:
         meta = json.loads(metadata)
+        extra = json.loads(extra_texts)
     except json.JSONDecodeError as exc:
         raise StoreError(
-            f"Fact {fid}: metadata is not valid JSON ({exc}); corrupted store."
+            f"Fact {fid}: metadata or extra key texts are not valid JSON ({exc}); corrupted store."
         ) from exc
-    arrays = {"key": _array(key, _F32, (key_dim,), "key", fid),
+    keys = _array(key, _F32, (1 + len(extra), key_dim), "key", fid)
+    arrays = {"key": keys[0], "extra_keys": keys[1:], "extra_key_texts": extra,
               "values": _array(vals, _F32, (n_rows, value_dim), "values", fid),
               "rows": _array(rows, _I64, (n_rows,), "rows", fid)}
     try:
@@ -381,7 +388,7 @@ class SQLTransaction(StoreTransaction):
                 "was written."
             )
         self._bump()
-        q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 13)})",
+        q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 14)})",
                [_to_row(r) for r in records])
 
     def delete_facts(self, ids: Sequence[str]) -> list[FactRecord]:
@@ -510,8 +517,8 @@ class SQLStore(MemoryStore):
                 f"{d.v1_order}"):
             i = index[ns] = index.get(ns, -1) + 1
             rows.append((ns, fid, text, key_text, bytes(key), key_dim, bytes(value), 1, value_dim,
-                         _blob(np.array([i]), _I64), metadata, created_at, request_id))
-        q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 13)})", rows)
+                         _blob(np.array([i]), _I64), metadata, created_at, request_id, "[]"))
+        q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 14)})", rows)
         for tmp in (old[facts_t], old[states_t], old[ns_t]):
             q.run(f"DROP TABLE {tmp}")
         logger.info("%s: migrated %d facts from format version 1 to 2", d.where, len(rows))

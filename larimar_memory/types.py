@@ -14,6 +14,9 @@ class Fact(BaseModel):
     namespace: str
     text: str = Field(description="the fact as written")
     key: str = Field(description="the text that addresses the fact (the fact itself by default)")
+    extra_keys: list[str] = Field(
+        default_factory=list, description="further texts that address the fact"
+    )
     rows: list[int] = Field(
         default_factory=list, description="memory rows that hold the fact (one per ≤47 tokens)"
     )

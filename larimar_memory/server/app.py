@@ -312,6 +312,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
             memory.remember, body.text, key=body.key,
             namespace=core_namespace(tenant, namespace), metadata=body.metadata,
             request_id=body.request_id or idempotency_key, ids=body.ids,
+            extra_keys=body.extra_keys,
         )
         if result.duplicate_request:
             response.status_code = 200

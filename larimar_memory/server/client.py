@@ -196,12 +196,14 @@ class _Api:
         self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
+        extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> _Call[RememberResult]:
         path = f"{self._ns(namespace)}/facts"
         body = {"text": _json_checked(text, "text"), "key": _json_checked(key, "key"),
                 "metadata": _json_checked(metadata, "metadata"),
                 "request_id": request_id or uuid.uuid4().hex,  # one id for every retry
-                "ids": _json_checked(ids, "ids")}
+                "ids": _json_checked(ids, "ids"),
+                "extra_keys": _json_checked(extra_keys, "extra_keys")}
         return _Call("POST", path, RememberResult.model_validate,
                      {k: v for k, v in body.items() if v is not None})
 
@@ -360,11 +362,13 @@ class LarimarClient(_Base):
         self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
+        extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult:
         """Write facts, as `Larimar.remember`; without ``request_id`` one is generated and
         reused by every retry of this call."""
         return self._send(self._api.remember(text, key=key, namespace=namespace,
-                                             metadata=metadata, request_id=request_id, ids=ids))
+                                             metadata=metadata, request_id=request_id, ids=ids,
+                                             extra_keys=extra_keys))
 
     def recall(
         self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
@@ -511,10 +515,11 @@ class AsyncLarimarClient(_Base):
         self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
+        extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult:
         return await self._send(self._api.remember(
             text, key=key, namespace=namespace, metadata=metadata, request_id=request_id,
-            ids=ids,
+            ids=ids, extra_keys=extra_keys,
         ))
 
     async def recall(

@@ -188,6 +188,10 @@ class RememberRequest(_Request):
     ids: _Id | Annotated[list[_Id], Field(max_length=MAX_BATCH)] | None = Field(
         None, description="caller-chosen fact ids, one per text; a stored id is replaced"
     )
+    extra_keys: list[str] | list[list[str]] | None = Field(
+        None, description="further texts that address a fact: a list for one text, or one "
+        "list per text"
+    )
 
 
 class RecallRequest(_Request):

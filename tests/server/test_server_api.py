@@ -81,8 +81,8 @@ def test_remember_list_get_recall_ask_forget_export_clear(client: TestClient) ->
     client.post(FACTS, json={"text": "Carol drinks tea."}, headers=A)
     export = client.get("/v1/namespaces/notes/export", headers=A).json()
     assert export["count"] == 1 and export["facts"][0]["text"] == "Carol drinks tea."
-    assert set(export["facts"][0]) == {"id", "namespace", "text", "key", "rows", "slot",
-                                       "created_at", "metadata"}  # never embeddings
+    assert set(export["facts"][0]) == {"id", "namespace", "text", "key", "extra_keys", "rows",
+                                       "slot", "created_at", "metadata"}  # never embeddings
     assert client.get("/v1/namespaces", headers=A).json() == {"namespaces": ["notes"]}
     assert client.delete(FACTS, headers=A).json() == {"deleted": 1}
     assert client.get(FACTS, headers=A).json()["facts"] == []

@@ -111,13 +111,15 @@ def test_remember_forwards_keys_metadata_ids_and_maps_outcomes(client, memory, m
     stub = Recorder(result)
     monkeypatch.setattr(memory, "remember", stub)
     body = {"text": ["a b c", "d e f"], "key": ["ka", "kd"], "ids": ["f0", "f1"],
-            "metadata": [{"speaker": "Ana"}, {"speaker": "Bo", "n": 2.5}], "request_id": "r1"}
+            "metadata": [{"speaker": "Ana"}, {"speaker": "Bo", "n": 2.5}], "request_id": "r1",
+            "extra_keys": [["why a"], []]}
     r = client.post(NS + "/facts", json=body, headers=A)
     assert r.status_code == 201, r.text
     (args, kwargs), = stub.calls
     assert args == (["a b c", "d e f"],)
     assert kwargs == {"key": ["ka", "kd"], "namespace": "acme/notes", "ids": ["f0", "f1"],
-                      "metadata": body["metadata"], "request_id": "r1"}
+                      "metadata": body["metadata"], "request_id": "r1",
+                      "extra_keys": [["why a"], []]}
     out = r.json()
     assert [o["status"] for o in out["outcomes"]] == ["replaced", "written"]
     assert out["outcomes"][0]["replaced"]["namespace"] == "notes"  # no tenant prefix

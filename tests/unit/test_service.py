@@ -365,3 +365,20 @@ async def test_async_methods(larimar):
     await larimar.aforget(ids[0])
     assert len(await larimar.alist()) == 2
     assert await larimar.aclear() == 2
+
+
+def test_extra_keys_route_to_the_fact_and_survive_a_reopen(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with tiny_larimar(path) as mem:
+        ids = mem.remember(
+            ["Caroline: I went to the support group.", "Melanie: I painted a lake."],
+            extra_keys=[["Melanie asked what Caroline did yesterday"], []],
+        ).ids
+        assert mem.get(ids[0]).extra_keys == ["Melanie asked what Caroline did yesterday"]
+        assert mem.recall("what did Caroline do yesterday", k=1).fact.id == ids[0]
+    with tiny_larimar(path) as again:
+        assert again.recall("what did Caroline do yesterday", k=1).fact.id == ids[0]
+        again.forget(ids[0])
+        assert again.recall("what did Caroline do yesterday", k=2).fact.id == ids[1]
+        with pytest.raises(ArgumentError, match="extra_keys"):
+            again.remember(["a b c", "d e f"], extra_keys=["only one"])
