@@ -109,7 +109,7 @@ def test_agent_with_middleware_and_tools(real: Larimar, scripted: Any) -> None:
     say(SISTER)
     assert [f.text for f in real.list(namespace="user:ana")] == [SISTER]
     messages = say(SISTER_Q)
-    assert messages[-2].content.startswith(f"From memory: {SISTER}")
+    assert messages[-2].content.startswith("From memory") and SISTER in messages[-2].content
     system = [m for m in model.seen[1] if isinstance(m, SystemMessage)]
     assert system and SISTER in system[0].text
     say("Please forget my sister's name.")
