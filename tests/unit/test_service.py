@@ -365,3 +365,10 @@ async def test_async_methods(larimar):
     await larimar.aforget(ids[0])
     assert len(await larimar.alist()) == 2
     assert await larimar.aclear() == 2
+
+
+def test_restating_a_keyed_fact_is_a_duplicate(larimar):
+    first = larimar.remember("Alice lives in Lisbon.", key="Alice lives in").ids
+    again = larimar.remember("Alice lives in Lisbon.", key="Alice lives in")
+    assert again.outcomes[0].status == "duplicate" and again.ids == first
+    assert [f.id for f in larimar.list()] == first  # not rewritten under a new id
