@@ -34,6 +34,10 @@ from langchain_larimar import LarimarStore
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_config, get_store
 
+# --tiny: a tiny random model with token-code latents, like the packaged larimar-smol, so the
+# text read back from memory is the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 
 def _namespace() -> tuple[str, ...]:
     return ("memories", str(get_config()["configurable"].get("user_id", "anonymous")))
@@ -105,7 +109,7 @@ def build_larimar(tiny: bool, path: Path) -> Any:
     if tiny:
         from larimar_memory.testing import tiny_larimar
 
-        return tiny_larimar(path)
+        return tiny_larimar(path, model_overrides=TOKEN_CODES)
     from larimar_memory.service import Larimar
 
     return Larimar(store=path)

@@ -179,6 +179,12 @@ class LarimarStore(BaseStore):
         found = (self.store_namespace(name) for name in self.larimar.namespaces())
         return sorted(ns for ns in found if ns is not None)
 
+    def _holds_items(self, namespace: tuple[str, ...]) -> bool:
+        """Whether a namespace holds an item. A Larimar namespace outlives its last fact (only
+        ``clear`` removes the name), but a store namespace exists while it holds items, as in
+        `InMemoryStore`; clearing it here could race a concurrent put, so it is filtered."""
+        return bool(self.larimar.list(namespace=self.larimar_namespace(namespace), limit=1))
+
     # -- items -----------------------------------------------------------------------------------
 
     def _text(self, value: Mapping[str, Any], index: list[str] | None) -> str:
@@ -268,7 +274,7 @@ class LarimarStore(BaseStore):
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         namespaces = [
             ns for ns in self._namespaces()
-            if all(_does_match(c, ns) for c in op.match_conditions or ())
+            if all(_does_match(c, ns) for c in op.match_conditions or ()) and self._holds_items(ns)
         ]
         if op.max_depth is not None:
             namespaces = sorted({ns[: op.max_depth] for ns in namespaces})

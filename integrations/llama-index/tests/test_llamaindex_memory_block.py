@@ -16,6 +16,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
 SISTER = "My sister is called Ana."
 CITY = "I live in Lisbon."
 
+# A tiny model with token-code latents, like the packaged larimar-smol (47 tokens per memory
+# row): a recalled hit's text, read back from the memory rows, is then the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 
 def words(text: str) -> list[str]:
     return text.split()  # a deterministic tokenizer: token counts are word counts
@@ -127,7 +131,9 @@ async def test_assistant_statements_are_written_only_when_asked(larimar):
 
 
 async def test_an_unstorable_sentence_does_not_lose_the_others(larimar):
-    too_long = "My grandmother's house " + "is very far away " * 10 + "from here."
+    # over max_fact_tokens (each repeat is at least 4 tokens), under max_text_chars
+    repeats = larimar.limits().max_fact_tokens // 2
+    too_long = "My grandmother's house " + "is very far away " * repeats + "from here."
     await LarimarMemoryBlock(larimar).aput(
         [ChatMessage(role="user", content=f"{too_long} {SISTER}")], session_id="s"
     )
@@ -161,7 +167,7 @@ async def test_eager_writes_survive_a_new_process(tmp_path):
         from larimar_memory.testing import tiny_larimar
 
         async def main():
-            larimar = tiny_larimar({str(path)!r})
+            larimar = tiny_larimar({str(path)!r}, model_overrides={TOKEN_CODES!r})
             memory = Memory.from_defaults(session_id="alice", token_limit=4000,
                                           memory_blocks=[LarimarMemoryBlock(larimar)])
             for turn in ({SISTER!r}, {CITY!r}):
@@ -176,7 +182,7 @@ async def test_eager_writes_survive_a_new_process(tmp_path):
     assert done.returncode == 0, done.stderr
     from larimar_memory.testing import tiny_larimar
 
-    again = tiny_larimar(path)
+    again = tiny_larimar(path, model_overrides=TOKEN_CODES)
     try:
         assert {f.text for f in again.list(namespace="alice")} == {SISTER, CITY}
         recall = again.recall("What is my sister called?", k=1, namespace="alice")

@@ -33,6 +33,10 @@ FACTS = [
     "My favourite food is pasta.",
 ]
 
+# A tiny model with token-code latents, like the packaged larimar-smol (47 tokens per memory
+# row): a recalled hit's text, read back from the memory rows, is then the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 
 @pytest.mark.integration
 class TestChatLarimarStandardIntegration(ChatModelIntegrationTests):
@@ -86,7 +90,8 @@ def stocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Larimar]:
     """A tiny Larimar holding a few facts about favourites."""
     from larimar_memory.testing import tiny_larimar
 
-    larimar = tiny_larimar(tmp_path_factory.mktemp("tools") / "facts.sqlite3")
+    larimar = tiny_larimar(tmp_path_factory.mktemp("tools") / "facts.sqlite3",
+                           model_overrides=TOKEN_CODES)
     larimar.remember(FACTS)
     yield larimar
     larimar.close()

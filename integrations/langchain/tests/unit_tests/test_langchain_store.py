@@ -63,6 +63,7 @@ def test_put_get_update_delete(store, larimar, texts) -> None:
     store.put(NS, "m2", {"content": texts.fact})
     store.put(NS, "m2", None)  # put None = delete
     assert store.get(NS, "m2") is None
+    assert store.list_namespaces() == []  # a namespace exists while it holds items
 
 
 def test_similar_facts_under_other_keys_are_kept(store, texts) -> None:
