@@ -44,6 +44,10 @@ from langchain_larimar import LarimarMiddleware, LarimarToolkit
 from langchain_larimar.middleware import DEFAULT_CONTEXT_TEMPLATE
 from langgraph.checkpoint.memory import InMemorySaver
 
+# --tiny: a tiny random model with token-code latents, like the packaged larimar-smol, so the
+# text read back from memory is the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 SYSTEM_PROMPT = "You are a helpful assistant with a long-term memory. Use the memory tools."
 
 CONVERSATION = [
@@ -110,7 +114,7 @@ def build_larimar(tiny: bool, store: Path) -> Any:
     if tiny:
         from larimar_memory.testing import tiny_larimar
 
-        return tiny_larimar(store)
+        return tiny_larimar(store, model_overrides=TOKEN_CODES)
     from larimar_memory.service import Larimar, LarimarSettings
 
     return Larimar(store=store, settings=LarimarSettings(max_new_tokens=8))

@@ -37,6 +37,10 @@ from llama_index.memory.larimar import LarimarMemoryBlock, LarimarQueryEngine, L
 
 from larimar_memory.conversation import parse_forget_request
 
+# --tiny: a tiny random model with token-code latents, like the packaged larimar-smol, so the
+# text read back from memory is the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 SESSION = "alice"
 TOOLS_TURNS = [
     "Please remember that Alice's favourite colour is green.",
@@ -98,7 +102,7 @@ def build_larimar(tiny: bool, store: Path) -> Any:
     if tiny:
         from larimar_memory.testing import tiny_larimar
 
-        return tiny_larimar(store)
+        return tiny_larimar(store, model_overrides=TOKEN_CODES)
     from larimar_memory.service import Larimar
 
     print("loading the packaged models (the first run converts the decoder; then cached)...")

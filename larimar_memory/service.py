@@ -611,7 +611,7 @@ class Larimar:
                 if target is None and self.settings.correction_threshold is not None:
                     target = self._similar(ns, w, owner)
                 duplicate = by_text.get((owner, w.text)) or ns.by_text.get((owner, w.text))
-                if target is None and duplicate is not None:
+                if duplicate is not None and target in (None, duplicate):
                     w.status, w.id = "duplicate", duplicate
                     continue
                 w.id = w.id if target is None else uuid.uuid4().hex

@@ -382,3 +382,10 @@ def test_extra_keys_route_to_the_fact_and_survive_a_reopen(tmp_path):
         assert again.recall("what did Caroline do yesterday", k=2).fact.id == ids[1]
         with pytest.raises(ArgumentError, match="extra_keys"):
             again.remember(["a b c", "d e f"], extra_keys=["only one"])
+
+
+def test_restating_a_keyed_fact_is_a_duplicate(larimar):
+    first = larimar.remember("Alice lives in Lisbon.", key="Alice lives in").ids
+    again = larimar.remember("Alice lives in Lisbon.", key="Alice lives in")
+    assert again.outcomes[0].status == "duplicate" and again.ids == first
+    assert [f.id for f in larimar.list()] == first  # not rewritten under a new id

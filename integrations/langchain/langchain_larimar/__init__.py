@@ -2,19 +2,23 @@
 
 `LarimarMemory` (an LCEL step and conversation memory), `LarimarMiddleware` (for
 ``langchain.agents.create_agent``), `ChatLarimar` (the memory-conditioned decoder as a chat
-model), the ``remember``/``recall``/``forget`` tools in `LarimarToolkit`, and `LarimarRetriever`.
+model), the ``remember``/``recall``/``forget`` tools in `LarimarToolkit`, `LarimarRetriever`
+(top-k recall as documents) and `LarimarStore` (a LangGraph ``BaseStore``).
 """
 
 from __future__ import annotations
 
 from importlib import metadata
 
-from ._client import LarimarLike
+from larimar_memory.protocol import MemoryBackend
+
+from ._client import LarimarBinding, RecallBinding
 from ._convert import ContextSource
 from .chat_models import ChatLarimar
 from .memory import LarimarMemory
 from .middleware import LarimarMiddleware
 from .retrievers import LarimarRetriever
+from .store import LarimarStore
 from .tools import (
     LarimarToolkit,
     create_forget_tool,
@@ -30,11 +34,14 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 __all__ = [
     "ChatLarimar",
     "ContextSource",
-    "LarimarLike",
+    "LarimarBinding",
     "LarimarMemory",
     "LarimarMiddleware",
     "LarimarRetriever",
+    "LarimarStore",
     "LarimarToolkit",
+    "MemoryBackend",
+    "RecallBinding",
     "__version__",
     "create_forget_tool",
     "create_recall_tool",

@@ -1,66 +1,62 @@
-"""What the components need from a Larimar: the in-process `Larimar` or a remote client.
+"""What every component is bound to: a `MemoryBackend`, a namespace, what text to show, and k.
 
-Everything here is typed against `LarimarLike`, a structural protocol, so the remote
-`LarimarClient` (the same methods over HTTP) plugs in without this package importing the
-server. Components built without one share a single embedded `Larimar()` per process, created
-on first use: loading the packaged models takes seconds, so constructing a component stays
-free (LangChain builds models and tools eagerly, e.g. in `init_chat_model` or standard tests).
+The components talk to the memory only through `larimar_memory.protocol.MemoryBackend`, so the
+in-process `Larimar` and the remote `LarimarClient` plug in alike and this package never imports
+the server. `LarimarBinding` declares the binding once (the memory, its namespace, the per-call
+namespace rule) and `RecallBinding` adds what a reading component shows (``context_source``,
+``k``); `LarimarMemory`, `LarimarRetriever`, `LarimarToolkit`, the tools and `ChatLarimar` all
+inherit them instead of repeating the fields.
+
+Components built without a memory share a single embedded `Larimar()` per process, created on
+first use: loading the packaged models takes seconds, so constructing a component stays free
+(LangChain builds models and tools eagerly, e.g. in `init_chat_model` or standard tests).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any
 
-from larimar_memory.types import AskResult, Fact, RecallResult, RememberResult
+from larimar_memory.protocol import MemoryBackend
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-#: the methods the components call; checked on construction so a wrong object fails early
-REQUIRED_METHODS = (
-    "remember", "recall", "ask", "forget", "list", "clear",
-    "aremember", "arecall", "aask", "aforget",
-)
-#: used only to forget by description (the ``forget`` tool's fallback, "forget …" requests in
-#: `conversation.observe`); a client without them still does everything else
-OPTIONAL_METHODS = ("forget_matching", "aforget_matching")
+from ._convert import ContextSource
+from ._namespace import resolve_namespace
 
 
-@runtime_checkable
-class LarimarLike(Protocol):
-    """The `larimar_memory.service.Larimar` interface the components use. Forgetting by
-    description also needs ``forget_matching``/``aforget_matching`` (see `OPTIONAL_METHODS`)."""
+def _protocol_members() -> tuple[str, ...]:
+    members = getattr(MemoryBackend, "__protocol_attrs__", None)  # Python >= 3.12
+    if members is None:
+        from typing import _get_protocol_attrs  # type: ignore[attr-defined]
 
-    def remember(self, text: str | list[str], **kwargs: Any) -> RememberResult: ...
-    def recall(self, query: str, **kwargs: Any) -> RecallResult: ...
-    def ask(self, question: str, **kwargs: Any) -> AskResult: ...
-    def forget(self, fact: str, **kwargs: Any) -> list[Fact]: ...
-    def list(self, **kwargs: Any) -> list[Fact]: ...
-    def clear(self, **kwargs: Any) -> int: ...
-    async def aremember(self, text: str | list[str], **kwargs: Any) -> RememberResult: ...
-    async def arecall(self, query: str, **kwargs: Any) -> RecallResult: ...
-    async def aask(self, question: str, **kwargs: Any) -> AskResult: ...
-    async def aforget(self, fact: str, **kwargs: Any) -> list[Fact]: ...
+        members = _get_protocol_attrs(MemoryBackend)
+    return tuple(sorted(members))
 
 
-def check_larimar(larimar: Any, owner: str) -> LarimarLike | None:
-    """``larimar`` if it is None or has the Larimar interface, else a TypeError naming what is
-    missing (a wrong object would otherwise fail deep inside an agent run)."""
-    if larimar is None:
-        return None
-    missing = [name for name in REQUIRED_METHODS if not callable(getattr(larimar, name, None))]
-    if missing:
-        raise TypeError(
-            f"{owner} needs a Larimar (larimar_memory.service.Larimar, or a client with the same "
-            f"interface), but got {type(larimar).__name__} without {', '.join(missing)}; pass "
-            f"larimar=Larimar(...), or nothing to use the embedded default"
-        )
-    return larimar  # type: ignore[no-any-return]
+#: what a backend must have: every member of `MemoryBackend`
+REQUIRED_MEMBERS = _protocol_members()
 
 
-_default: LarimarLike | None = None
+def check_larimar(larimar: Any, owner: str) -> MemoryBackend | None:
+    """``larimar`` if it is None or a `MemoryBackend`, else a TypeError naming what is missing
+    (a wrong object would otherwise fail deep inside an agent run)."""
+    if larimar is None or isinstance(larimar, MemoryBackend):
+        return larimar
+    missing = [name for name in REQUIRED_MEMBERS if not hasattr(larimar, name)]
+    raise TypeError(
+        f"{owner} needs a larimar_memory MemoryBackend (larimar_memory.service.Larimar, or a "
+        f"client implementing larimar_memory.protocol.MemoryBackend), but got "
+        f"{type(larimar).__name__} without {', '.join(missing) or 'the protocol'}; pass "
+        f"larimar=Larimar(...), or nothing to use the embedded default"
+    )
+
+
+_default: MemoryBackend | None = None
 _default_lock = threading.Lock()
 
 
-def default_larimar() -> LarimarLike:
+def default_larimar() -> MemoryBackend:
     """The process-wide embedded `Larimar()` (packaged models, fact log in the user data dir),
     created on first call and shared by every component built without ``larimar=``."""
     global _default
@@ -70,3 +66,65 @@ def default_larimar() -> LarimarLike:
 
             _default = Larimar()
         return _default
+
+
+class LarimarBinding(BaseModel):
+    """The memory a component is bound to and the namespace it uses; declared once here."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    larimar: Any = Field(
+        default=None,
+        exclude=True,
+        description="a larimar_memory MemoryBackend (Larimar or LarimarClient); None: the shared "
+        "embedded Larimar(), created on first use",
+    )
+    namespace: str | None = Field(
+        default=None,
+        description="memory namespace; None: resolved per call from the config (user_id, then "
+        "thread_id), else the memory's own",
+    )
+
+    @field_validator("larimar")
+    @classmethod
+    def _check_larimar(cls, value: Any) -> Any:
+        return check_larimar(value, cls.__name__)
+
+    @property
+    def client(self) -> MemoryBackend:
+        """The memory this component uses (the shared embedded one when none was given)."""
+        return self.larimar if self.larimar is not None else default_larimar()
+
+    def namespace_for(
+        self, config: Mapping[str, Any] | None = None, *, runtime: Any = None
+    ) -> str | None:
+        """The namespace a call with ``config`` (and LangGraph ``runtime``) uses; None: the
+        memory's default. See ``langchain_larimar._namespace``."""
+        return resolve_namespace(self.namespace, config, runtime=runtime)
+
+
+class RecallBinding(LarimarBinding):
+    """A binding that reads: how many facts to recall and which of their texts to show."""
+
+    k: int = Field(default=3, ge=1, description="facts recalled per query (top-k, best first)")
+    context_source: ContextSource = Field(
+        default="decoded",
+        description="'decoded' (default): each hit's text read back from the memory rows "
+        "(exact for the packaged model, no LM generation); 'stored': the fact log's copy; "
+        "'both'. See langchain_larimar.ContextSource",
+    )
+
+    @property
+    def needs_decoding(self) -> bool:
+        """Whether the shown text is read back from the memory (``decode=True``)."""
+        return self.context_source != "stored"
+
+    def recall_kwargs(
+        self, config: Mapping[str, Any] | None = None, *, runtime: Any = None
+    ) -> dict[str, Any]:
+        """The keyword arguments of ``recall`` for a call with ``config``."""
+        return {
+            "k": self.k,
+            "namespace": self.namespace_for(config, runtime=runtime),
+            "decode": self.needs_decoding,
+        }

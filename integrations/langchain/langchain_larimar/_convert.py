@@ -8,17 +8,18 @@ from typing import Any, Literal
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.prompt_values import PromptValue
-from larimar_memory.types import RecallResult
+from larimar_memory.types import RecallHit, RecallResult
 
 ContextSource = Literal["decoded", "stored", "both"]
-"""Which text of a recall to show:
+"""Which text of each recalled fact (`RecallHit`) to show:
 
-* ``"decoded"``: `RecallResult.text`, the memory readout decoded by the memory-conditioned
-  decoder, i.e. what the memory itself returns. Only as faithful as the checkpoint (the
-  packaged ``larimar-smol`` reads short facts back exactly).
-* ``"stored"``: `RecallResult.fact.text`, the fact-log text of the slot the query addressed most
-  strongly (exact, but it is the log's copy, not the memory's readout).
-* ``"both"``: the stored text, then the decoded readout, on labelled lines.
+* ``"decoded"`` (the default): `RecallHit.text`, the fact read back from the memory rows the query
+  addressed, i.e. what the memory itself holds. With token-code latents this is exact for the
+  packaged model and costs no LM generation (the rows' codes are snapped back to tokens), so it
+  is both the faithful and the fast choice.
+* ``"stored"``: `RecallHit.fact.text`, the fact log's copy of the fact (exact by construction;
+  the recall is made with ``decode=False``, so nothing is read back).
+* ``"both"``: the stored text, then the memory's text when it differs, on labelled lines.
 """
 
 
@@ -63,41 +64,68 @@ def query_text(value: Any, input_key: str, owner: str) -> str:
     )
 
 
-def recall_text(recall: RecallResult, source: ContextSource) -> str:
-    """The text of a recall chosen by ``source``, whatever the scope decision."""
-    stored = recall.fact.text if recall.fact is not None else ""
+def hit_text(hit: RecallHit, source: ContextSource) -> str:
+    """The text of one recalled fact chosen by ``source``."""
+    stored = hit.fact.text
     if source == "stored":
         return stored
     if source == "decoded":
-        return recall.text
-    lines = [f"Stored fact: {stored}" if stored else "", f"Memory readout: {recall.text}"]
-    return "\n".join(line for line in lines if line)
+        return hit.text
+    if not hit.text or hit.text == stored:
+        return f"Stored fact: {stored}"
+    return f"Stored fact: {stored}\nMemory readout: {hit.text}"
+
+
+def recall_texts(recall: RecallResult, source: ContextSource) -> list[str]:
+    """The text of each hit (best first), chosen by ``source``, whatever the scope decision;
+    empty texts and repeats are dropped."""
+    texts: list[str] = []
+    for hit in recall.hits:
+        text = hit_text(hit, source)
+        if text and text not in texts:
+            texts.append(text)
+    return texts
+
+
+def recall_text(recall: RecallResult, source: ContextSource) -> str:
+    """The hits' texts, one per line, best first."""
+    return "\n".join(recall_texts(recall, source))
 
 
 def context_text(recall: RecallResult, source: ContextSource) -> str:
     """The memory context for a prompt: empty when the scope detector says the query is not
-    about stored facts, else the text chosen by ``source``."""
+    about stored facts, else the text of each hit (best first), one per line."""
     return recall_text(recall, source) if recall.scope.in_scope else ""
 
 
-def recall_document(recall: RecallResult, source: ContextSource, namespace: str | None) -> Document:
-    """One `Document` for a recall: the chosen text as content, the scope decision, route and
-    addressed fact in metadata."""
-    fact = recall.fact
+def hit_document(
+    recall: RecallResult, hit: RecallHit, rank: int, source: ContextSource
+) -> Document:
+    """One `Document` per hit: the chosen text as content; the hit's score and rank, the fact
+    and the query's scope decision in metadata."""
+    fact = hit.fact
     return Document(
-        page_content=recall_text(recall, source),
-        id=fact.id if fact is not None else None,
+        page_content=hit_text(hit, source),
+        id=fact.id,
         metadata={
             "source": "larimar",
             "query": recall.query,
-            "decoded_text": recall.text,
+            "score": hit.score,
+            "rank": rank,
+            "fact_id": fact.id,
+            "fact_text": fact.text,
+            "memory_text": hit.text,
+            "fact_metadata": dict(fact.metadata),
+            "created_at": fact.created_at,
+            "namespace": fact.namespace,
             "scope_score": recall.scope.score,
             "in_scope": recall.scope.in_scope,
             "scope_threshold": recall.scope.threshold,
             "route": "memory" if recall.scope.in_scope else "plain",
-            "fact_id": fact.id if fact is not None else None,
-            "fact_text": fact.text if fact is not None else None,
-            "weight": recall.weight,
-            "namespace": fact.namespace if fact is not None else namespace,
         },
     )
+
+
+def recall_documents(recall: RecallResult, source: ContextSource) -> list[Document]:
+    """One `Document` per hit, best first."""
+    return [hit_document(recall, hit, i, source) for i, hit in enumerate(recall.hits)]

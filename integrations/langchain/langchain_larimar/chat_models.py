@@ -24,7 +24,7 @@ from larimar_memory.conversation import TurnResult, observe
 from larimar_memory.types import AskResult
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ._client import LarimarLike, check_larimar, default_larimar
+from ._client import LarimarBinding
 from ._convert import last_human_text
 
 DEFAULT_MODEL = "larimar-smol"
@@ -39,7 +39,7 @@ def _truncate_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-class ChatLarimar(BaseChatModel):
+class ChatLarimar(LarimarBinding, BaseChatModel):
     """Chat model whose replies are Larimar's answers: `Larimar.ask` on the latest human message.
 
     When the scope detector says the message is about stored facts the answer is decoded
@@ -80,19 +80,10 @@ class ChatLarimar(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
 
-    larimar: Any = Field(
-        default=None,
-        exclude=True,
-        description="a larimar_memory Larimar or a client with its interface; None: the shared "
-        "embedded Larimar(), created on first use",
-    )
     model_name: str = Field(
         default=DEFAULT_MODEL,
         alias="model",
         description="checkpoint name reported in traces; the Larimar decides the real model",
-    )
-    namespace: str | None = Field(
-        default=None, description="memory namespace; None: the Larimar's default"
     )
     max_tokens: int | None = Field(
         default=None, gt=0, le=1024, description="answer length; None: the Larimar's setting"
@@ -106,11 +97,6 @@ class ChatLarimar(BaseChatModel):
         default=False,
         description="apply the latest human message to the memory before answering",
     )
-
-    @field_validator("larimar")
-    @classmethod
-    def _check_larimar(cls, value: Any) -> Any:
-        return check_larimar(value, cls.__name__)
 
     @field_validator("temperature")
     @classmethod
@@ -131,11 +117,6 @@ class ChatLarimar(BaseChatModel):
                 f"larimar=Larimar({self.model_name!r}) to use another checkpoint"
             )
         return self
-
-    @property
-    def client(self) -> LarimarLike:
-        """The Larimar this model uses (the shared embedded one when none was given)."""
-        return self.larimar if self.larimar is not None else default_larimar()
 
     @property
     def _llm_type(self) -> str:

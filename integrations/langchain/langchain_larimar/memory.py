@@ -14,23 +14,24 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from larimar_memory.conversation import TurnResult, observe
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field
 
-from ._client import LarimarLike, check_larimar, default_larimar
-from ._convert import ContextSource, context_text, message_text, query_text
-from ._namespace import resolve_namespace
+from ._client import RecallBinding
+from ._convert import context_text, message_text, query_text
 
 if TYPE_CHECKING:
     from .middleware import LarimarMiddleware
 
 
-class LarimarMemory(RunnableSerializable[Any, str]):
+class LarimarMemory(RecallBinding, RunnableSerializable[Any, str]):
     """Larimar episodic memory as an LCEL step and as conversation memory.
 
-    ``invoke(question)`` returns the memory context for a prompt: the recalled fact when
-    Larimar's scope detector says the question is about stored facts, ``""`` when it is not
-    (so the prompt carries no irrelevant memory). ``observe(message)`` writes the facts a user
-    states and forgets what they ask to forget, with no LLM call.
+    ``invoke(question)`` returns the memory context for a prompt: the ``k`` facts recalled for
+    the question, best first, one per line, when Larimar's scope detector says the question is
+    about stored facts, ``""`` when it is not (so the prompt carries no irrelevant memory). Each
+    line is the fact read back from the memory (``context_source="decoded"``, the default).
+    ``observe(message)`` writes the facts a user states and forgets what they ask to forget,
+    with no LLM call.
 
     Setup:
         ``pip install langchain-larimar`` (pulls ``larimar-memory``; ``make demo`` in the
@@ -43,7 +44,7 @@ class LarimarMemory(RunnableSerializable[Any, str]):
             from larimar_memory.service import Larimar
 
             memory = LarimarMemory()  # the shared embedded Larimar(), created on first use
-            memory = LarimarMemory(larimar=Larimar(store="facts.sqlite3"), namespace="alice")
+            memory = LarimarMemory(larimar=Larimar(store="facts.sqlite3"), namespace="alice", k=1)
 
     Use:
         .. code-block:: python
@@ -52,7 +53,7 @@ class LarimarMemory(RunnableSerializable[Any, str]):
             from langchain_core.runnables import RunnablePassthrough
 
             memory.observe("My favourite colour is green. My sister is called Ana.")
-            memory.invoke("What is my sister called?")  # "My sister is called Ana."
+            memory.invoke("What is my sister called?")  # "My sister is called Ana.\n..."
             memory.invoke("What is the capital of Peru?")  # "" (out of scope)
 
             prompt = ChatPromptTemplate.from_template(
@@ -65,42 +66,12 @@ class LarimarMemory(RunnableSerializable[Any, str]):
     ``user_id`` or ``thread_id``; see ``langchain_larimar._namespace``), else the Larimar's own.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    larimar: Any = Field(
-        default=None,
-        exclude=True,
-        description="a larimar_memory Larimar or a client with its interface; None: the shared "
-        "embedded Larimar(), created on first use",
-    )
-    namespace: str | None = Field(
-        default=None, description="memory namespace; None: resolved per call from the config"
-    )
     input_key: str = Field(
         default="question", description="key of the question when the input is a mapping"
-    )
-    context_source: ContextSource = Field(
-        default="stored",
-        description="'stored': fact-log text of the addressed slot (exact); 'decoded': the "
-        "memory readout decoded by the model (only as faithful as the checkpoint); 'both'",
     )
     memory_key: str = Field(
         default="context", description="key load_memory_variables returns the context under"
     )
-
-    @field_validator("larimar")
-    @classmethod
-    def _check_larimar(cls, value: Any) -> Any:
-        return check_larimar(value, cls.__name__)
-
-    @property
-    def client(self) -> LarimarLike:
-        """The Larimar this memory uses (the shared embedded one when none was given)."""
-        return self.larimar if self.larimar is not None else default_larimar()
-
-    def namespace_for(self, config: Mapping[str, Any] | None = None) -> str | None:
-        """The namespace a call with ``config`` uses (None: the Larimar's default)."""
-        return resolve_namespace(self.namespace, config)
 
     # -- Runnable: input -> memory context ------------------------------------------------------
 
@@ -116,24 +87,15 @@ class LarimarMemory(RunnableSerializable[Any, str]):
         query = query_text(input, self.input_key, type(self).__name__)
         if not query.strip():
             return ""
-        recall = self.client.recall(
-            query, namespace=self.namespace_for(config), decode=self.needs_decoding
-        )
+        recall = self.client.recall(query, **self.recall_kwargs(config))
         return context_text(recall, self.context_source)
 
     async def _acontext(self, input: Any, config: RunnableConfig) -> str:
         query = query_text(input, self.input_key, type(self).__name__)
         if not query.strip():
             return ""
-        recall = await self.client.arecall(
-            query, namespace=self.namespace_for(config), decode=self.needs_decoding
-        )
+        recall = await self.client.arecall(query, **self.recall_kwargs(config))
         return context_text(recall, self.context_source)
-
-    @property
-    def needs_decoding(self) -> bool:
-        """Whether the context shows decoded readouts; stored-text context skips the decoder."""
-        return self.context_source != "stored"
 
     # -- conversation memory ---------------------------------------------------------------------
 

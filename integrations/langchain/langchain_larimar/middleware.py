@@ -1,14 +1,14 @@
 """`LarimarMiddleware`: Larimar memory for agents built with ``langchain.agents.create_agent``.
 
-Before every model call (``wrap_model_call``) it recalls what the memory holds about the latest
-human message and, when the scope detector says that message is about stored facts, appends the
-recalled fact to the system message. The context rides on the request only, so it never piles
-up in the conversation state. When the agent has answered (``after_agent``) it applies the
-latest human message to the memory once: facts stated are written, "forget …" requests
-honoured, with no LLM call. Writing at the end of the turn matters for agents that also have
-the memory tools: the model's own ``remember``/``forget`` calls run first, and the middleware's
-pass then finds the request already honoured instead of racing the tool (the turn's own message
-is in the conversation anyway; memory is for the turns after it).
+Before every model call (``wrap_model_call``) it recalls the ``k`` facts the memory holds about
+the latest human message and, when the scope detector says that message is about stored facts,
+appends them (best first, one per line) to the system message. The context rides on the request
+only, so it never piles up in the conversation state. When the agent has answered
+(``after_agent``) it applies the latest human message to the memory once: facts stated are
+written, "forget …" requests honoured, with no LLM call. Writing at the end of the turn matters
+for agents that also have the memory tools: the model's own ``remember``/``forget`` calls run
+first, and the middleware's pass then finds the request already honoured instead of racing the
+tool (the turn's own message is in the conversation anyway; memory is for the turns after it).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from larimar_memory.types import RecallResult
 from typing_extensions import NotRequired
 
 from ._convert import ContextSource, context_text, message_text
-from ._namespace import resolve_namespace
 from .memory import LarimarMemory
 
 DEFAULT_CONTEXT_TEMPLATE = (
@@ -70,8 +69,8 @@ def _current_config() -> RunnableConfig | None:
 class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
     """Long-term memory for ``create_agent``: recalled facts in, stated facts out.
 
-    Each model call gets the fact recalled for the latest human message appended to its system
-    message (only when the message is in scope). When the agent has answered, that human
+    Each model call gets the ``k`` facts recalled for the latest human message appended to its
+    system message (only when the message is in scope). When the agent has answered, that human
     message is applied to the memory once: stated facts are written one-shot and "forget …"
     requests are honoured, with no LLM call; the next turn sees the change. Sync and async
     agents are both supported. With the memory tools in the same agent, a fact the user states
@@ -111,28 +110,28 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         *,
         memory: LarimarMemory | None = None,
         namespace: str | None = None,
-        context_source: ContextSource = "stored",
+        context_source: ContextSource | None = None,
+        k: int | None = None,
         inject_context: bool = True,
         observe_messages: bool = True,
         context_template: str = DEFAULT_CONTEXT_TEMPLATE,
     ) -> None:
-        """``memory`` shares a `LarimarMemory`'s Larimar, namespace and context source;
-        otherwise they are built from ``larimar``/``namespace``/``context_source``."""
+        """``memory`` shares a `LarimarMemory`'s binding (memory, namespace, context source,
+        k); otherwise one is built from ``larimar``/``namespace``/``context_source``/``k``."""
         super().__init__()
-        if memory is not None and (
-            larimar is not None or namespace is not None or context_source != "stored"
-        ):
+        parts = {"larimar": larimar, "namespace": namespace, "context_source": context_source,
+                 "k": k}
+        given = {name: value for name, value in parts.items() if value is not None}
+        if memory is not None and given:
             raise ValueError(
-                "Only one of 'memory' and 'larimar'/'namespace'/'context_source' is allowed, but "
-                "got both: configure the LarimarMemory, or pass the parts without memory="
+                "Only one of 'memory' and 'larimar'/'namespace'/'context_source'/'k' is allowed, "
+                "but got both: configure the LarimarMemory, or pass the parts without memory="
             )
         if "{context}" not in context_template:
             raise ValueError(
                 f"context_template must contain '{{context}}', got {context_template!r}"
             )
-        self.memory = memory or LarimarMemory(
-            larimar=larimar, namespace=namespace, context_source=context_source
-        )
+        self.memory = memory or LarimarMemory(**given)
         self.inject_context = inject_context
         self.observe_messages = observe_messages
         self.context_template = context_template
@@ -140,7 +139,7 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
 
     def namespace_for(self, runtime: Runtime[Any] | None) -> str | None:
         """The namespace of the current run, by the rule in the class docstring."""
-        return resolve_namespace(self.memory.namespace, _current_config(), runtime=runtime)
+        return self.memory.namespace_for(_current_config(), runtime=runtime)
 
     # -- before each model call: recalled facts into the system message --------------------------
 
@@ -172,12 +171,9 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
     ) -> ModelResponse[Any]:
         query = self._query(request)
         if query is not None:
-            namespace = self.namespace_for(request.runtime)
+            kwargs = self.memory.recall_kwargs(_current_config(), runtime=request.runtime)
             request = self._with_recall(
-                request,
-                self.memory.client.recall(
-                    query, namespace=namespace, decode=self.memory.needs_decoding
-                ),
+                request, self.memory.client.recall(query, **kwargs)
             )
         return handler(request)
 
@@ -188,12 +184,9 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
     ) -> ModelResponse[Any]:
         query = self._query(request)
         if query is not None:
-            namespace = self.namespace_for(request.runtime)
+            kwargs = self.memory.recall_kwargs(_current_config(), runtime=request.runtime)
             request = self._with_recall(
-                request,
-                await self.memory.client.arecall(
-                    query, namespace=namespace, decode=self.memory.needs_decoding
-                ),
+                request, await self.memory.client.arecall(query, **kwargs)
             )
         return await handler(request)
 

@@ -1,4 +1,4 @@
-"""`LarimarRetriever`: Larimar's recall as a LangChain retriever (one `Document` per query)."""
+"""`LarimarRetriever`: Larimar's top-k recall as a LangChain retriever (one `Document` per hit)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,23 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, ensure_config
 from larimar_memory.types import RecallResult
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field
 
-from ._client import LarimarLike, check_larimar, default_larimar
-from ._convert import ContextSource, recall_document
-from ._namespace import resolve_namespace
+from ._client import RecallBinding
+from ._convert import recall_documents
 
 
-class LarimarRetriever(BaseRetriever):
-    """Retriever over Larimar episodic memory: the memory readout for a query as a `Document`.
+class LarimarRetriever(RecallBinding, BaseRetriever):
+    """Retriever over Larimar episodic memory: the ``k`` facts a query addresses, best first.
 
-    Larimar reads one readout per query (a near-one-hot mix of memory slots), so the result is
-    at most one document: ``page_content`` is the decoded readout (``context_source="decoded"``,
-    the default) or the fact-log text of the addressed slot (``"stored"``); metadata carries
-    ``scope_score``, ``in_scope``, ``scope_threshold``, ``route`` ('memory'|'plain'),
-    ``fact_id``, ``fact_text`` (the stored text), ``decoded_text``, ``weight`` and
-    ``namespace``. Queries the scope detector calls out of scope return no documents unless
-    ``include_out_of_scope=True``. Decoded readouts are only as faithful as the checkpoint;
-    ``context_source="stored"`` gives the exact text.
+    Each `Document` is one `RecallHit`: ``page_content`` is the fact read back from the memory
+    (``context_source="decoded"``, the default; exact for the packaged model) or the fact log's
+    copy (``"stored"``); ``id`` is the fact id; metadata carries ``score`` (how well the query
+    matched the fact's key), ``rank``, ``fact_id``, ``fact_text``, ``memory_text``,
+    ``fact_metadata``, ``created_at``, ``namespace`` and the query's scope decision
+    (``scope_score``, ``in_scope``, ``scope_threshold``, ``route``). Queries the scope detector
+    calls out of scope return no documents unless ``include_out_of_scope=True``; ``filter``
+    keeps only facts whose metadata has those values.
 
     Setup:
         ``pip install langchain-larimar``
@@ -40,42 +39,25 @@ class LarimarRetriever(BaseRetriever):
             from langchain_larimar import LarimarRetriever
             from larimar_memory.service import Larimar
 
-            retriever = LarimarRetriever(larimar=Larimar(store="facts.sqlite3"))
+            retriever = LarimarRetriever(larimar=Larimar(store="facts.sqlite3"), k=4)
 
     Use:
         .. code-block:: python
 
             from langchain_core.tools import create_retriever_tool
 
-            docs = retriever.invoke("Where does Alice live?")
-            docs[0].metadata["fact_text"], docs[0].metadata["scope_score"]
+            docs = retriever.invoke("Where does Alice live?")          # up to 4 documents
+            docs = retriever.invoke("Where does Alice live?", k=1)     # per call
+            docs[0].metadata["fact_text"], docs[0].metadata["score"]
             tool = create_retriever_tool(retriever, "memory", "Look up long-term memory.")
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    larimar: Any = Field(
-        default=None,
-        exclude=True,
-        description="a larimar_memory Larimar or a client with its interface; None: the shared "
-        "embedded Larimar(), created on first use",
-    )
-    namespace: str | None = Field(default=None, description="None: resolved per call")
-    context_source: ContextSource = Field(
-        default="decoded", description="page_content: the decoded readout or the stored text"
-    )
     include_out_of_scope: bool = Field(
-        default=False, description="also return a document when the query is out of scope"
+        default=False, description="also return documents when the query is out of scope"
     )
-
-    @field_validator("larimar")
-    @classmethod
-    def _check_larimar(cls, value: Any) -> Any:
-        return check_larimar(value, cls.__name__)
-
-    @property
-    def client(self) -> LarimarLike:
-        return self.larimar if self.larimar is not None else default_larimar()
+    filter: dict[str, Any] | None = Field(
+        default=None, description="equality on top-level fact metadata fields"
+    )
 
     # The namespace depends on the run's config, which BaseRetriever does not hand to
     # _get_relevant_documents: resolve it here and pass it down as a keyword.
@@ -83,20 +65,28 @@ class LarimarRetriever(BaseRetriever):
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         config = ensure_config(config)
-        kwargs.setdefault("namespace", resolve_namespace(self.namespace, config))
+        kwargs.setdefault("namespace", self.namespace_for(config))
         return super().invoke(input, config, **kwargs)
 
     async def ainvoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         config = ensure_config(config)
-        kwargs.setdefault("namespace", resolve_namespace(self.namespace, config))
+        kwargs.setdefault("namespace", self.namespace_for(config))
         return await super().ainvoke(input, config, **kwargs)
 
-    def _documents(self, recall: RecallResult, namespace: str | None) -> list[Document]:
+    def _recall_kwargs(self, namespace: str | None, k: int | None) -> dict[str, Any]:
+        return {
+            "k": self.k if k is None else k,
+            "namespace": namespace,
+            "decode": self.needs_decoding,
+            "filter": self.filter,
+        }
+
+    def _documents(self, recall: RecallResult) -> list[Document]:
         if not (recall.scope.in_scope or self.include_out_of_scope):
             return []
-        return [recall_document(recall, self.context_source, namespace)]
+        return recall_documents(recall, self.context_source)
 
     def _get_relevant_documents(
         self,
@@ -104,8 +94,9 @@ class LarimarRetriever(BaseRetriever):
         *,
         run_manager: CallbackManagerForRetrieverRun,
         namespace: str | None = None,
+        k: int | None = None,
     ) -> list[Document]:
-        return self._documents(self.client.recall(query, namespace=namespace), namespace)
+        return self._documents(self.client.recall(query, **self._recall_kwargs(namespace, k)))
 
     async def _aget_relevant_documents(
         self,
@@ -113,5 +104,7 @@ class LarimarRetriever(BaseRetriever):
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
         namespace: str | None = None,
+        k: int | None = None,
     ) -> list[Document]:
-        return self._documents(await self.client.arecall(query, namespace=namespace), namespace)
+        recall = await self.client.arecall(query, **self._recall_kwargs(namespace, k))
+        return self._documents(recall)

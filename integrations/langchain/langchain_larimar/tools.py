@@ -12,22 +12,23 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolException
+from larimar_memory.conversation import fact_key
 from larimar_memory.errors import FactNotFoundError, LarimarError
 from larimar_memory.types import Fact, RecallResult, RememberResult
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-from ._client import LarimarLike, check_larimar, default_larimar
-from ._convert import ContextSource, recall_text
-from ._namespace import resolve_namespace
+from ._client import RecallBinding
+from ._convert import ContextSource, hit_text
 
 REMEMBER_DESCRIPTION = (
     "Store one fact in long-term memory, e.g. a fact the user states about themselves or asks "
     "you to remember. Pass one self-contained sentence ('Alice lives in Lisbon.'); a new fact "
-    "about the same thing replaces the old one."
+    "with the same subject ('Alice lives in Porto.') replaces the old one."
 )
 RECALL_DESCRIPTION = (
     "Look up long-term memory for what is stored about a question or topic "
-    "('Where does Alice live?'). Returns the stored fact, or says nothing relevant is stored."
+    "('Where does Alice live?'). Returns the best-matching stored facts with their ids, or "
+    "says nothing relevant is stored."
 )
 FORGET_DESCRIPTION = (
     "Delete a fact from long-term memory when the user asks you to forget something. Pass the "
@@ -58,38 +59,18 @@ class ForgetInput(BaseModel):
     )
 
 
-class _Memory:
-    """What the tool bodies share: the Larimar, the fixed namespace, and the formatting."""
-
-    def __init__(self, larimar: Any, namespace: str | None, context_source: ContextSource):
-        self.larimar = check_larimar(larimar, "Larimar tools")
-        self.namespace = namespace
-        self.context_source = context_source
-
-    @property
-    def client(self) -> LarimarLike:
-        return self.larimar if self.larimar is not None else default_larimar()
-
-    def namespace_for(self, config: RunnableConfig | None) -> str | None:
-        return resolve_namespace(self.namespace, config)
-
-    def matcher(self, fact: str, method: str) -> Any:
-        """``client.<method>`` for forgetting by description, or a ToolException saying how
-        to forget without it (a client may lack it; see `OPTIONAL_METHODS`)."""
-        found = getattr(self.client, method, None)
-        if found is None:
-            raise ToolException(
-                f"{fact[:80]!r} is not a stored fact id or exact text, and this memory "
-                f"({type(self.client).__name__}) cannot forget by description (no {method}); "
-                "recall the fact to get its id, then forget it by id"
-            )
-        return found
+class _Memory(RecallBinding):
+    """What the tool bodies share: the binding (memory, namespace, k, context source) and the
+    formatting of results."""
 
     @staticmethod
     def remembered(fact: str, result: RememberResult) -> str:
         ids = ", ".join(result.ids)
         if result.duplicate_request:
             return f"Already remembered (id {ids})."
+        outcome = result.outcomes[0] if result.outcomes else None
+        if outcome is not None and outcome.status == "duplicate":
+            return f"Already stored: {fact} (id {ids}); nothing new was written."
         text = f"Remembered: {fact} (id {ids})."
         if result.replaced:
             text += " It replaces: " + "; ".join(f.text for f in result.replaced) + "."
@@ -97,10 +78,13 @@ class _Memory:
 
     def recalled(self, result: RecallResult) -> str:
         score = f"scope score {result.scope.score:.2f}, threshold {result.scope.threshold:.2f}"
-        if not result.scope.in_scope or result.fact is None:
+        if not result.scope.in_scope or not result.hits:
             return f"Nothing relevant is stored in memory ({score})."
-        fact = result.fact
-        return f"From memory: {recall_text(result, self.context_source)} (id {fact.id}; {score})."
+        lines = [
+            f"- {hit_text(hit, self.context_source)} (id {hit.fact.id}; score {hit.score:.2f})"
+            for hit in result.hits
+        ]
+        return f"From memory ({score}):\n" + "\n".join(lines)
 
     @staticmethod
     def forgotten(facts: list[Fact]) -> str:
@@ -115,18 +99,24 @@ def create_remember_tool(
     larimar: Any = None, *, namespace: str | None = None, name: str = "remember"
 ) -> StructuredTool:
     """The ``remember`` tool: one-shot write of a fact (``Larimar.remember``)."""
-    memory = _Memory(larimar, namespace, "stored")
+    memory = _Memory(larimar=larimar, namespace=namespace)
 
     def remember(fact: str, config: RunnableConfig) -> str:
+        # Keyed as conversation.observe keys facts ("Alice lives in"), so a restatement through
+        # the tool or the middleware replaces the other's fact instead of duplicating it.
         try:
-            result = memory.client.remember(fact, namespace=memory.namespace_for(config))
+            result = memory.client.remember(
+                fact, key=fact_key(fact), namespace=memory.namespace_for(config)
+            )
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.remembered(fact, result)
 
     async def aremember(fact: str, config: RunnableConfig) -> str:
         try:
-            result = await memory.client.aremember(fact, namespace=memory.namespace_for(config))
+            result = await memory.client.aremember(
+                fact, key=fact_key(fact), namespace=memory.namespace_for(config)
+            )
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.remembered(fact, result)
@@ -141,23 +131,24 @@ def create_recall_tool(
     larimar: Any = None,
     *,
     namespace: str | None = None,
-    context_source: ContextSource = "stored",
+    context_source: ContextSource = "decoded",
+    k: int = 3,
     name: str = "recall",
 ) -> StructuredTool:
-    """The ``recall`` tool: the fact a query addresses, when the scope detector says the query
-    is about stored facts (``Larimar.recall``). See `ContextSource` for ``context_source``."""
-    memory = _Memory(larimar, namespace, context_source)
+    """The ``recall`` tool: the ``k`` facts a query addresses, best first, when the scope
+    detector says the query is about stored facts (``recall(k=k)``). See `ContextSource`."""
+    memory = _Memory(larimar=larimar, namespace=namespace, context_source=context_source, k=k)
 
     def recall(query: str, config: RunnableConfig) -> str:
         try:
-            result = memory.client.recall(query, namespace=memory.namespace_for(config))
+            result = memory.client.recall(query, **memory.recall_kwargs(config))
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.recalled(result)
 
     async def arecall(query: str, config: RunnableConfig) -> str:
         try:
-            result = await memory.client.arecall(query, namespace=memory.namespace_for(config))
+            result = await memory.client.arecall(query, **memory.recall_kwargs(config))
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.recalled(result)
@@ -173,7 +164,7 @@ def create_forget_tool(
 ) -> StructuredTool:
     """The ``forget`` tool: exact removal by id or exact text (``Larimar.forget``), else of the
     fact a description points to (``Larimar.forget_matching``)."""
-    memory = _Memory(larimar, namespace, "stored")
+    memory = _Memory(larimar=larimar, namespace=namespace)
 
     def forget(fact: str, config: RunnableConfig) -> str:
         ns = memory.namespace_for(config)
@@ -181,7 +172,7 @@ def create_forget_tool(
             try:
                 removed = memory.client.forget(fact, namespace=ns)
             except FactNotFoundError:
-                removed = memory.matcher(fact, "forget_matching")(fact, namespace=ns)
+                removed = memory.client.forget_matching(fact, namespace=ns)
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.forgotten(removed)
@@ -192,7 +183,7 @@ def create_forget_tool(
             try:
                 removed = await memory.client.aforget(fact, namespace=ns)
             except FactNotFoundError:
-                removed = await memory.matcher(fact, "aforget_matching")(fact, namespace=ns)
+                removed = await memory.client.aforget_matching(fact, namespace=ns)
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.forgotten(removed)
@@ -203,7 +194,7 @@ def create_forget_tool(
     )
 
 
-class LarimarToolkit(BaseToolkit):
+class LarimarToolkit(RecallBinding, BaseToolkit):
     """The ``remember``, ``recall`` and ``forget`` tools on one Larimar, for an agent.
 
     Setup:
@@ -234,30 +225,13 @@ class LarimarToolkit(BaseToolkit):
     read and write the same memory as `LarimarMiddleware` in the same agent.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    larimar: Any = Field(
-        default=None,
-        exclude=True,
-        description="a larimar_memory Larimar or a client with its interface; None: the shared "
-        "embedded Larimar(), created on first use",
-    )
-    namespace: str | None = Field(default=None, description="None: resolved per call")
-    context_source: ContextSource = Field(
-        default="stored", description="what recall shows; see langchain_larimar.ContextSource"
-    )
-
-    @field_validator("larimar")
-    @classmethod
-    def _check_larimar(cls, value: Any) -> Any:
-        return check_larimar(value, cls.__name__)
-
     def get_tools(self) -> list[BaseTool]:
         """``[remember, recall, forget]``."""
         return [
             create_remember_tool(self.larimar, namespace=self.namespace),
             create_recall_tool(
-                self.larimar, namespace=self.namespace, context_source=self.context_source
+                self.larimar, namespace=self.namespace, context_source=self.context_source,
+                k=self.k,
             ),
             create_forget_tool(self.larimar, namespace=self.namespace),
         ]

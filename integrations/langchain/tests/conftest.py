@@ -14,6 +14,10 @@ from larimar_memory.service import Larimar
 from larimar_memory.testing import tiny_larimar
 from pydantic import Field
 
+# A tiny model with token-code latents, like the packaged larimar-smol (47 tokens per memory
+# row): a recalled hit's text, read back from the memory rows, is then the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 
 @dataclass(frozen=True)
 class Texts:
@@ -35,7 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def tiny_seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Larimar]:
     """Built once: the tiny model and embedder that every test's Larimar shares."""
-    seed = tiny_larimar(tmp_path_factory.mktemp("seed") / "seed.sqlite3")
+    seed = tiny_larimar(tmp_path_factory.mktemp("seed") / "seed.sqlite3",
+                        model_overrides=TOKEN_CODES)
     yield seed
     seed.close()
 

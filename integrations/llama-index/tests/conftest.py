@@ -12,10 +12,14 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 
 from larimar_memory.testing import tiny_larimar
 
+# A tiny model with token-code latents, like the packaged larimar-smol (47 tokens per memory
+# row): a recalled hit's text, read back from the memory rows, is then the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 
 @pytest.fixture
 def larimar(tmp_path):
-    memory = tiny_larimar(tmp_path / "store.sqlite3")
+    memory = tiny_larimar(tmp_path / "store.sqlite3", model_overrides=TOKEN_CODES)
     yield memory
     memory.close()
 

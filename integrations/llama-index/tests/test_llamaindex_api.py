@@ -14,7 +14,8 @@ ROOT = Path(package.__file__).resolve().parents[3]  # integrations/llama-index
 
 def test_public_names_are_pinned():
     assert package.__all__ == [
-        "LarimarLike", "LarimarMemoryBlock", "LarimarQueryEngine", "LarimarToolSpec",
+        "ContextSource", "LarimarBinding", "LarimarMemoryBlock", "LarimarQueryEngine",
+        "LarimarToolSpec", "MemoryBackend",
     ]
 
 
@@ -26,7 +27,7 @@ def test_namespace_package_layout():
 
 
 def test_the_tiny_larimar_has_the_interface(larimar):
-    assert isinstance(larimar, package.LarimarLike)
+    assert isinstance(larimar, package.MemoryBackend)
 
 
 def test_core_never_imports_llama_index():

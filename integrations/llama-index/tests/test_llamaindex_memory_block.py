@@ -16,6 +16,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
 SISTER = "My sister is called Ana."
 CITY = "I live in Lisbon."
 
+# A tiny model with token-code latents, like the packaged larimar-smol (47 tokens per memory
+# row): a recalled hit's text, read back from the memory rows, is then the fact itself.
+TOKEN_CODES = {"latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47}
+
 
 def words(text: str) -> list[str]:
     return text.split()  # a deterministic tokenizer: token counts are word counts
@@ -108,7 +112,7 @@ async def test_forget_request_applies_at_once_and_only_once(larimar):
 
 
 async def test_forget_request_is_honoured_when_flushed(larimar):
-    memory = make_memory(LarimarMemoryBlock(larimar, eager_forget=False))
+    memory = make_memory(LarimarMemoryBlock(larimar, eager=False))
     await chat(memory, SISTER, *FILLER)
     assert SISTER in {f.text for f in larimar.list(namespace="alice")}
     await chat(memory, "Please forget that my sister is called Ana.", *FILLER)
@@ -127,23 +131,64 @@ async def test_assistant_statements_are_written_only_when_asked(larimar):
 
 
 async def test_an_unstorable_sentence_does_not_lose_the_others(larimar):
-    too_long = "My grandmother's house " + "is very far away " * 10 + "from here."
+    # over max_fact_tokens (each repeat is at least 4 tokens), under max_text_chars
+    repeats = larimar.limits().max_fact_tokens // 2
+    too_long = "My grandmother's house " + "is very far away " * repeats + "from here."
     await LarimarMemoryBlock(larimar).aput(
         [ChatMessage(role="user", content=f"{too_long} {SISTER}")], session_id="s"
     )
     assert [f.text for f in larimar.list(namespace="s")] == [SISTER]
 
 
-async def test_readout_mode_returns_the_decoded_readout(larimar, monkeypatch):
-    larimar.remember(SISTER, namespace="s")
-    real_recall = larimar.recall
-    # The tiny random decoder renders readouts as "", so stand in a recognisable readout.
-    monkeypatch.setattr(larimar, "recall", lambda *a, **k: real_recall(*a, **k).model_copy(
-        update={"text": "Ana (readout)"}))
-    block = LarimarMemoryBlock(larimar, use_readout=True)
-    got = await block.aget([ChatMessage(role="user", content="What is my sister called?")],
-                           session_id="s")
-    assert got == "- Ana (readout)"
+async def test_lines_are_the_top_k_hits_read_from_memory(larimar):
+    larimar.remember([SISTER, "My sister lives in Rome."], namespace="s")
+    question = [ChatMessage(role="user", content="What is my sister called?")]
+    hits = larimar.recall("What is my sister called?", k=2, namespace="s").hits
+    got = await LarimarMemoryBlock(larimar, k=2).aget(question, session_id="s")
+    assert got.splitlines() == [f"- {h.text}" for h in hits]
+    stored = await LarimarMemoryBlock(larimar, k=1, context_source="stored").aget(
+        question, session_id="s")
+    assert stored == f"- {hits[0].fact.text}"
+
+
+async def test_eager_writes_survive_a_new_process(tmp_path):
+    """A short session: each user turn is written when the block reads it (eager mode), not
+    when Memory flushes it; a new Larimar over the same SQLite file recalls the facts."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "facts.sqlite3"
+    script = textwrap.dedent(f"""
+        import asyncio
+        from llama_index.core.base.llms.types import ChatMessage
+        from llama_index.core.memory import Memory
+        from llama_index.memory.larimar import LarimarMemoryBlock
+        from larimar_memory.testing import tiny_larimar
+
+        async def main():
+            larimar = tiny_larimar({str(path)!r}, model_overrides={TOKEN_CODES!r})
+            memory = Memory.from_defaults(session_id="alice", token_limit=4000,
+                                          memory_blocks=[LarimarMemoryBlock(larimar)])
+            for turn in ({SISTER!r}, {CITY!r}):
+                await memory.aput(ChatMessage(role="user", content=turn))
+                await memory.aget()  # what an agent does before calling the LLM
+                await memory.aput(ChatMessage(role="assistant", content="Noted."))
+            larimar.close()  # the process ends before Memory ever flushed a message
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    from larimar_memory.testing import tiny_larimar
+
+    again = tiny_larimar(path, model_overrides=TOKEN_CODES)
+    try:
+        assert {f.text for f in again.list(namespace="alice")} == {SISTER, CITY}
+        recall = again.recall("What is my sister called?", k=1, namespace="alice")
+        assert recall.hits[0].fact.text == SISTER
+    finally:
+        again.close()
 
 
 def test_rejects_an_object_without_the_larimar_interface():

@@ -21,22 +21,22 @@ def stored(larimar):
     return larimar.remember(FACT).ids[0]
 
 
-def test_in_scope_query_cites_the_memory_readout(larimar, stored):
-    response = LarimarQueryEngine(larimar).query(QUESTION)
-    expected = larimar.ask(QUESTION)
-    readout = larimar.recall(QUESTION)
+def test_in_scope_query_cites_the_top_k_facts(larimar, stored):
+    other = larimar.remember("Alice's favourite food is pasta.").ids[0]
+    response = LarimarQueryEngine(larimar, k=2).query(QUESTION)
+    expected = larimar.ask(QUESTION, k=2)
+    recall = larimar.recall(QUESTION, k=2)
     assert isinstance(response, Response)
     assert response.response == expected.answer
     assert response.metadata["route"] == "memory"
     assert response.metadata["fact_id"] == stored
-    [source] = response.source_nodes
-    assert source.node.text == readout.text
-    assert source.score == pytest.approx(expected.scope.score)
-    assert source.node.node_id == stored
-    assert source.node.metadata == {
-        "fact_id": stored, "fact_text": FACT, "route": "memory",
-        "scope_score": pytest.approx(expected.scope.score),
-    }
+    assert [n.node.node_id for n in response.source_nodes] == [h.fact.id for h in recall.hits]
+    assert set(n.node.node_id for n in response.source_nodes) == {stored, other}
+    first = response.source_nodes[0]
+    assert first.node.text == recall.hits[0].text  # read back from the memory
+    assert first.score == pytest.approx(recall.hits[0].score)
+    assert first.node.metadata["fact_text"] == FACT and first.node.metadata["rank"] == 0
+    assert len(LarimarQueryEngine(larimar, k=1).query(QUESTION).source_nodes) == 1
 
 
 def test_out_of_scope_query_is_answered_plainly_without_sources(larimar, stored):
@@ -47,9 +47,8 @@ def test_out_of_scope_query_is_answered_plainly_without_sources(larimar, stored)
     assert response.response == larimar.ask(UNRELATED).answer
 
 
-def test_stored_text_sources_skip_the_readout_decoding(larimar, stored, monkeypatch):
-    monkeypatch.setattr(larimar, "recall", lambda *a, **k: pytest.fail("recall was called"))
-    response = LarimarQueryEngine(larimar, readout_sources=False).query(QUESTION)
+def test_stored_text_sources(larimar, stored):
+    response = LarimarQueryEngine(larimar, context_source="stored", k=1).query(QUESTION)
     assert response.source_nodes[0].node.text == FACT
 
 

@@ -55,7 +55,7 @@ async def test_forget_by_id_async(larimar):
 
 
 def test_rejects_an_object_without_the_larimar_interface():
-    with pytest.raises(TypeError, match="without remember, recall"):
+    with pytest.raises(TypeError, match="MemoryBackend"):
         LarimarToolSpec(object())
 
 

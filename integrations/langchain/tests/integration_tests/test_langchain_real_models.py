@@ -66,16 +66,20 @@ def real(real_seed: Larimar, tmp_path: Path) -> Iterator[Larimar]:
 
 @pytest.mark.asyncio
 async def test_chain_and_retriever(real: Larimar) -> None:
-    memory = LarimarMemory(larimar=real)
+    memory = LarimarMemory(larimar=real, k=1)
     turn = memory.observe(f"Hello! {SISTER} {COLOUR}")
     assert len(turn.remembered) == 2
+    # top-k, best first, read back from the memory rows (default k=3: both facts stored)
+    assert LarimarMemory(larimar=real).invoke(SISTER_Q).splitlines() == [SISTER, COLOUR]
     prompt = ChatPromptTemplate.from_template("Known facts: {context}\nQuestion: {question}")
     chain = {"context": memory, "question": RunnablePassthrough()} | prompt | ParrotFakeChatModel()
     assert chain.invoke(SISTER_Q).content == f"Known facts: {SISTER}\nQuestion: {SISTER_Q}"
     assert (await chain.ainvoke(UNRELATED)).content.startswith("Known facts: \n")
 
-    [doc] = await LarimarRetriever(larimar=real).ainvoke(COLOUR_Q)
-    assert doc.metadata["fact_text"] == COLOUR and doc.metadata["route"] == "memory"
+    docs = await LarimarRetriever(larimar=real).ainvoke(COLOUR_Q)  # k=3, both facts, best first
+    assert [d.page_content for d in docs] == [COLOUR, SISTER]
+    assert docs[0].metadata["fact_text"] == COLOUR and docs[0].metadata["route"] == "memory"
+    assert docs[0].metadata["score"] > docs[1].metadata["score"]
 
 
 @pytest.mark.asyncio
@@ -109,7 +113,7 @@ def test_agent_with_middleware_and_tools(real: Larimar, scripted: Any) -> None:
     say(SISTER)
     assert [f.text for f in real.list(namespace="user:ana")] == [SISTER]
     messages = say(SISTER_Q)
-    assert messages[-2].content.startswith(f"From memory: {SISTER}")
+    assert messages[-2].content.startswith("From memory") and SISTER in messages[-2].content
     system = [m for m in model.seen[1] if isinstance(m, SystemMessage)]
     assert system and SISTER in system[0].text
     say("Please forget my sister's name.")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from langchain_core.documents import Document
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import create_retriever_tool
 
@@ -30,7 +27,8 @@ def test_remember_recall_forget(larimar, texts) -> None:
     fact_id = larimar.list()[0].id
     assert said == f"Remembered: {texts.fact} (id {fact_id})."
     found = recall.invoke({"query": texts.question})
-    assert found.startswith(f"From memory: {texts.fact} (id {fact_id}; scope score 0.")
+    assert found.startswith("From memory (scope score 0.")
+    assert f"\n- {larimar.recall(texts.question).hits[0].text} (id {fact_id}; score " in found
     assert recall.invoke({"query": texts.unrelated}).startswith("Nothing relevant")
 
     assert forget.invoke({"fact": texts.description}) == f"Forgot: {texts.fact} (id {fact_id})."
@@ -51,10 +49,11 @@ def test_errors_come_back_as_tool_output(larimar, texts) -> None:
     assert empty.status == "error"
 
 
-def test_correction_replaces(larimar, texts) -> None:
+def test_correction_replaces_and_restatement_is_a_duplicate(larimar, texts) -> None:
     remember = LarimarToolkit(larimar=larimar).get_tools()[0]
     remember.invoke({"fact": texts.fact})
-    said = remember.invoke({"fact": texts.fact})
+    assert remember.invoke({"fact": texts.fact}).startswith("Already stored")
+    said = remember.invoke({"fact": "My favourite colour is blue."})  # same subject key
     assert f"It replaces: {texts.fact}." in said and len(larimar.list()) == 1
 
 
@@ -65,6 +64,9 @@ def test_namespace_fixed_or_from_config(larimar, texts) -> None:
     assert recall.invoke({"query": texts.question}).startswith("Nothing")
     fixed = LarimarToolkit(larimar=larimar, namespace="user:alice").get_tools()[1]
     assert fixed.invoke({"query": texts.question}).startswith("From memory")
+    top2 = LarimarToolkit(larimar=larimar, namespace="user:alice", k=2).get_tools()[1]
+    remember.invoke({"fact": texts.other_fact}, config={"configurable": {"user_id": "alice"}})
+    assert top2.invoke({"query": texts.question}).count("\n- ") == 2
 
 
 @pytest.mark.asyncio
@@ -77,29 +79,33 @@ async def test_async_tools(larimar, texts) -> None:
 
 
 def test_retriever_documents(larimar, texts) -> None:
-    retriever = LarimarRetriever(larimar=larimar)
+    retriever = LarimarRetriever(larimar=larimar, k=2)
     assert retriever.invoke(texts.question) == []  # empty memory
-    fact_id = larimar.remember(texts.fact).ids[0]
-    [doc] = retriever.invoke(texts.question)
-    recall = larimar.recall(texts.question)
-    assert isinstance(doc, Document) and doc.page_content == recall.text  # the decoded readout
-    assert doc.id == fact_id
-    meta = doc.metadata
-    assert meta["fact_id"] == fact_id and meta["fact_text"] == texts.fact
+    fact_id, other_id = larimar.remember([texts.fact, texts.other_fact]).ids
+    docs = retriever.invoke(texts.question)
+    recall = larimar.recall(texts.question, k=2)
+    assert [d.id for d in docs] == [h.fact.id for h in recall.hits] and docs[0].id == fact_id
+    assert [d.page_content for d in docs] == [h.text for h in recall.hits]  # read from memory
+    meta = docs[0].metadata
+    assert meta["fact_id"] == fact_id and meta["fact_text"] == texts.fact and meta["rank"] == 0
+    assert meta["score"] == pytest.approx(recall.hits[0].score)
+    assert docs[1].metadata["score"] <= meta["score"]
     assert meta["route"] == "memory" and meta["in_scope"] is True
     assert meta["scope_score"] == pytest.approx(recall.scope.score)
-    assert meta["decoded_text"] == recall.text and meta["namespace"] == "default"
+    assert meta["namespace"] == "default"
+    assert len(retriever.invoke(texts.question, k=1)) == 1
     assert retriever.invoke(texts.unrelated) == []
-    [out] = LarimarRetriever(larimar=larimar, include_out_of_scope=True).invoke(texts.unrelated)
-    assert out.metadata["route"] == "plain"
-    stored = LarimarRetriever(larimar=larimar, context_source="stored")
+    out = LarimarRetriever(larimar=larimar, include_out_of_scope=True).invoke(texts.unrelated)
+    assert out and out[0].metadata["route"] == "plain"
+    stored = LarimarRetriever(larimar=larimar, context_source="stored", k=1)
     assert stored.invoke(texts.question)[0].page_content == texts.fact
+    assert other_id
 
 
 @pytest.mark.asyncio
 async def test_retriever_async_and_namespace(larimar, texts) -> None:
     larimar.remember(texts.fact, namespace="user:alice")
-    retriever = LarimarRetriever(larimar=larimar, context_source="stored")
+    retriever = LarimarRetriever(larimar=larimar, context_source="stored", k=1)
     assert await retriever.ainvoke(texts.question) == []
     docs = await retriever.ainvoke(
         texts.question, config={"configurable": {"user_id": "alice"}}
@@ -111,31 +117,8 @@ async def test_retriever_async_and_namespace(larimar, texts) -> None:
 def test_create_retriever_tool(larimar, texts) -> None:
     larimar.remember(texts.fact)
     tool = create_retriever_tool(
-        LarimarRetriever(larimar=larimar, context_source="stored"),
+        LarimarRetriever(larimar=larimar, context_source="stored", k=1),
         "search_memory", "Look up long-term memory.",
     )
     assert tool.invoke({"query": texts.question}) == texts.fact
     assert tool.invoke({"query": texts.unrelated}) == ""
-
-
-class WithoutForgetMatching:
-    """A client-like object that cannot forget by description (only by id or exact text)."""
-
-    def __init__(self, larimar: Any) -> None:
-        self.inner = larimar
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("forget_matching", "aforget_matching"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-
-@pytest.mark.asyncio
-async def test_a_client_without_forget_matching(larimar, texts) -> None:
-    remember, recall, forget = LarimarToolkit(larimar=WithoutForgetMatching(larimar)).get_tools()
-    remember.invoke({"fact": texts.fact})
-    assert recall.invoke({"query": texts.question}).startswith("From memory")
-    said = forget.invoke({"fact": texts.description})
-    assert "cannot forget by description" in said and "forget it by id" in said
-    assert "cannot forget by description" in await forget.ainvoke({"fact": texts.description})
-    assert forget.invoke({"fact": larimar.list()[0].id}).startswith("Forgot")

@@ -5,9 +5,14 @@
 - `LarimarToolSpec`: remember / recall / forget tools for `FunctionAgent` and `AgentWorkflow`.
 """
 
-from llama_index.memory.larimar._client import LarimarLike
+from llama_index.memory.larimar._client import ContextSource, LarimarBinding
 from llama_index.memory.larimar.base import LarimarMemoryBlock
 from llama_index.memory.larimar.query_engine import LarimarQueryEngine
 from llama_index.memory.larimar.tools import LarimarToolSpec
 
-__all__ = ["LarimarLike", "LarimarMemoryBlock", "LarimarQueryEngine", "LarimarToolSpec"]
+from larimar_memory.protocol import MemoryBackend
+
+__all__ = [
+    "ContextSource", "LarimarBinding", "LarimarMemoryBlock", "LarimarQueryEngine",
+    "LarimarToolSpec", "MemoryBackend",
+]

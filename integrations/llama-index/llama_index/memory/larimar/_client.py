@@ -1,54 +1,59 @@
-"""What the components need from a Larimar: the in-process `Larimar` or a remote client.
+"""What every component is bound to, declared once: a `MemoryBackend`, a namespace, k, and which
+text of a recalled fact to show.
 
-The components are typed against `LarimarLike`, a structural protocol, so the remote
-`LarimarClient` (same methods, over HTTP) plugs in without this package importing the server.
+The components talk to the memory only through `larimar_memory.protocol.MemoryBackend`, so the
+in-process `Larimar` and the remote `LarimarClient` plug in alike, without this package
+importing the server. `LarimarBinding` holds the binding for the pydantic components
+(`LarimarMemoryBlock`, `LarimarQueryEngine`); `LarimarToolSpec` keeps one as ``spec.binding``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal
 
-from larimar_memory.types import AskResult, Fact, RecallResult, RememberResult
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 
-#: methods every component calls; checked on construction so a wrong object fails early
-REQUIRED_METHODS = (
-    "remember", "recall", "ask", "forget", "forget_matching", "list",
-    "aremember", "arecall", "aask", "aforget", "aforget_matching",
-)
+from larimar_memory.protocol import MemoryBackend
+from larimar_memory.types import RecallHit, RecallResult
 
+ContextSource = Literal["decoded", "stored"]
+"""Which text of a recalled fact (`RecallHit`) components show:
 
-@runtime_checkable
-class LarimarLike(Protocol):
-    """The `larimar_memory.service.Larimar` interface the components use."""
-
-    def remember(self, text: str | list[str], **kwargs: Any) -> RememberResult: ...
-    def recall(self, query: str, **kwargs: Any) -> RecallResult: ...
-    def ask(self, question: str, **kwargs: Any) -> AskResult: ...
-    def forget(self, fact: str, **kwargs: Any) -> list[Fact]: ...
-    def forget_matching(self, description: str, **kwargs: Any) -> list[Fact]: ...
-    def list(self, **kwargs: Any) -> list[Fact]: ...
-    async def aremember(self, text: str | list[str], **kwargs: Any) -> RememberResult: ...
-    async def arecall(self, query: str, **kwargs: Any) -> RecallResult: ...
-    async def aask(self, question: str, **kwargs: Any) -> AskResult: ...
-    async def aforget(self, fact: str, **kwargs: Any) -> list[Fact]: ...
-    async def aforget_matching(self, description: str, **kwargs: Any) -> list[Fact]: ...
+* ``"decoded"`` (default): `RecallHit.text`, the fact read back from the memory rows, i.e. what
+  the memory itself holds. Exact for the packaged model, and fast: the rows' token codes are
+  snapped back to tokens, no LM generation.
+* ``"stored"``: `RecallHit.fact.text`, the fact log's copy (recall with ``decode=False``).
+"""
 
 
-def check_larimar(larimar: object, owner: str) -> LarimarLike:
-    """Return ``larimar`` if it has the Larimar interface, else raise a TypeError naming what
-    is missing (a wrong object would otherwise fail deep inside an agent run)."""
-    missing = [name for name in REQUIRED_METHODS if not callable(getattr(larimar, name, None))]
-    if missing:
-        raise TypeError(
-            f"{owner} needs a Larimar (larimar_memory.service.Larimar or a client with the same "
-            f"interface), but got {type(larimar).__name__} without {', '.join(missing)}; "
-            f"pass larimar=Larimar(...) or use {owner}.from_defaults()"
-        )
-    return larimar  # type: ignore[return-value]
+def _protocol_members() -> tuple[str, ...]:
+    members = getattr(MemoryBackend, "__protocol_attrs__", None)  # Python >= 3.12
+    if members is None:
+        from typing import _get_protocol_attrs  # type: ignore[attr-defined]
+
+        members = _get_protocol_attrs(MemoryBackend)
+    return tuple(sorted(members))
 
 
-def default_larimar(larimar: LarimarLike | None, store: str | Path | None) -> LarimarLike:
+REQUIRED_MEMBERS = _protocol_members()
+
+
+def check_larimar(larimar: object, owner: str) -> MemoryBackend:
+    """Return ``larimar`` if it is a `MemoryBackend`, else raise a TypeError naming what is
+    missing (a wrong object would otherwise fail deep inside an agent run)."""
+    if isinstance(larimar, MemoryBackend):
+        return larimar
+    missing = [name for name in REQUIRED_MEMBERS if not hasattr(larimar, name)]
+    raise TypeError(
+        f"{owner} needs a Larimar (a larimar_memory.protocol.MemoryBackend: "
+        f"larimar_memory.service.Larimar or LarimarClient), but got {type(larimar).__name__} "
+        f"without {', '.join(missing) or 'the protocol'}; pass larimar=Larimar(...) or use "
+        f"{owner}.from_defaults()"
+    )
+
+
+def default_larimar(larimar: MemoryBackend | None, store: str | Path | None) -> MemoryBackend:
     """``larimar`` itself, or a `Larimar` on the packaged models with its fact log at ``store``
     (None: the user data dir). Building one loads the models: seconds, longer the first time."""
     if larimar is not None:
@@ -61,3 +66,56 @@ def default_larimar(larimar: LarimarLike | None, store: str | Path | None) -> La
     from larimar_memory.service import Larimar
 
     return Larimar(store=store)
+
+
+def hit_text(hit: RecallHit, source: ContextSource) -> str:
+    return hit.fact.text if source == "stored" else hit.text
+
+
+def hit_texts(recall: RecallResult, source: ContextSource) -> list[str]:
+    """The text of each hit, best first, without empty texts or repeats."""
+    texts: list[str] = []
+    for hit in recall.hits:
+        text = hit_text(hit, source)
+        if text and text not in texts:
+            texts.append(text)
+    return texts
+
+
+class LarimarBinding(BaseModel):
+    """The binding of a component: the memory (private), namespace, k and context source."""
+
+    namespace: str | None = Field(
+        default=None, description="Larimar namespace; None: the Larimar's own namespace."
+    )
+    k: int = Field(default=3, ge=1, description="Facts recalled per query (top-k, best first).")
+    context_source: ContextSource = Field(
+        default="decoded",
+        description="'decoded': each fact read back from the memory (exact for the packaged "
+        "model, no LM generation); 'stored': the fact log's copy.",
+    )
+
+    _larimar: MemoryBackend = PrivateAttr()
+
+    def __init__(self, larimar: MemoryBackend, **data: Any) -> None:
+        super().__init__(**data)
+        self._larimar = check_larimar(larimar, type(self).__name__)
+
+    @classmethod
+    def from_defaults(
+        cls, larimar: MemoryBackend | None = None, *, store: str | Path | None = None, **data: Any
+    ) -> Any:
+        """A component on ``larimar``, or on a `Larimar` with the packaged models at ``store``."""
+        return cls(larimar=default_larimar(larimar, store), **data)
+
+    @property
+    def larimar(self) -> MemoryBackend:
+        return self._larimar
+
+    def recall_kwargs(self, namespace: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``recall`` (``namespace`` overrides the bound one)."""
+        return {
+            "k": self.k,
+            "namespace": namespace if namespace is not None else self.namespace,
+            "decode": self.context_source != "stored",
+        }

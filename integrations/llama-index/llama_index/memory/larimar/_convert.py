@@ -10,42 +10,47 @@ from llama_index.core.schema import NodeWithScore, TextNode
 
 from larimar_memory.types import AskResult, Fact, RecallResult, RememberResult
 
+from ._client import ContextSource, hit_text
 
-def source_node(answer: AskResult, recall: RecallResult | None) -> NodeWithScore | None:
-    """The memory behind a memory-routed answer: the decoded readout (or, without a recall, the
-    addressed fact's stored text), scored by the scope detector's cosine."""
-    fact = recall.fact if recall is not None else answer.fact
-    if recall is not None:
-        text = recall.text
-    elif fact is not None:
-        text = fact.text
-    else:
-        return None
-    metadata = {
-        "fact_id": fact.id if fact else None,
-        "fact_text": fact.text if fact else None,
-        "route": answer.route,
-        "scope_score": answer.scope.score,
-    }
-    node = TextNode(text=text, metadata=metadata)
-    if fact is not None:
+
+def source_nodes(recall: RecallResult, source: ContextSource) -> list[NodeWithScore]:
+    """One node per recalled fact, best first: its text (read back from the memory, or the
+    stored copy), scored by the hit's score."""
+    nodes: list[NodeWithScore] = []
+    for rank, hit in enumerate(recall.hits):
+        fact = hit.fact
+        node = TextNode(
+            text=hit_text(hit, source),
+            metadata={
+                "fact_id": fact.id,
+                "fact_text": fact.text,
+                "memory_text": hit.text,
+                "namespace": fact.namespace,
+                "rank": rank,
+                "scope_score": recall.scope.score,
+            },
+        )
         node.id_ = fact.id
-    return NodeWithScore(node=node, score=answer.scope.score)
+        nodes.append(NodeWithScore(node=node, score=hit.score))
+    return nodes
 
 
-def to_response(answer: AskResult, recall: RecallResult | None) -> Response:
-    """A LlamaIndex `Response`: the answer, the memory as source node when the scope detector
-    routed to memory (none when it answered plainly), and the routing in ``metadata``."""
-    node = source_node(answer, recall) if answer.route == "memory" else None
+def to_response(
+    answer: AskResult, recall: RecallResult | None, source: ContextSource = "decoded"
+) -> Response:
+    """A LlamaIndex `Response`: the answer, the recalled facts as source nodes when the scope
+    detector routed to memory (none when it answered plainly), and the routing in metadata."""
+    nodes = source_nodes(recall, source) if answer.route == "memory" and recall else []
     return Response(
         response=answer.answer,
-        source_nodes=[node] if node is not None else [],
+        source_nodes=nodes,
         metadata={
             "route": answer.route,
             "scope_score": answer.scope.score,
             "in_scope": answer.scope.in_scope,
             "scope_threshold": answer.scope.threshold,
             "fact_id": answer.fact.id if answer.fact else None,
+            "fact_ids": [f.id for f in answer.facts],
         },
     )
 
@@ -70,19 +75,21 @@ def describe_remembered(result: RememberResult, texts: list[str]) -> str:
     return " ".join(parts)
 
 
-def describe_recall(result: RecallResult) -> str:
-    """Scope-gated recall for the agent: the addressed fact and the memory readout when the
-    query is about stored facts, an explicit "nothing" otherwise (so it does not guess)."""
+def describe_recall(result: RecallResult, source: ContextSource = "decoded") -> str:
+    """Scope-gated recall for the agent: the recalled facts (best first, with ids and scores)
+    when the query is about stored facts, an explicit "nothing" otherwise (so it does not
+    guess)."""
     scope = result.scope
-    if not scope.in_scope or result.fact is None:
+    if not scope.in_scope or not result.hits:
         return (
             f"Nothing in memory about this (scope score {scope.score:.2f} < threshold "
             f"{scope.threshold:.2f})."
         )
-    return (
-        f"From memory (scope score {scope.score:.2f}): {result.fact.text} "
-        f"[fact id {result.fact.id}; memory readout: {result.text!r}]"
-    )
+    lines = [
+        f"- {hit_text(hit, source) or hit.fact.text} [fact id {hit.fact.id}; score {hit.score:.2f}]"
+        for hit in result.hits
+    ]
+    return f"From memory (scope score {scope.score:.2f}):\n" + "\n".join(lines)
 
 
 def describe_forgotten(facts: list[Fact]) -> str:

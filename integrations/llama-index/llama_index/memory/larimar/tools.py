@@ -8,14 +8,16 @@ tool errors); "nothing matched" is an ordinary answer, not an error.
 # No ``from __future__ import annotations``: the tool descriptions the LLM reads are built from
 # these signatures, and should say ``fact: str``, not ``fact: 'str'``.
 from pathlib import Path
+from typing import Any
 
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
 
 from larimar_memory.conversation import fact_key
 from larimar_memory.errors import FactNotFoundError
+from larimar_memory.protocol import MemoryBackend
 from larimar_memory.types import Fact
 
-from ._client import LarimarLike, check_larimar, default_larimar
+from ._client import ContextSource, LarimarBinding, default_larimar
 from ._convert import describe_forgotten, describe_recall, describe_remembered
 
 
@@ -37,24 +39,39 @@ class LarimarToolSpec(BaseToolSpec):
         ("forget", "aforget"),
     ]
 
-    def __init__(self, larimar: LarimarLike, namespace: str | None = None) -> None:
-        self._larimar = check_larimar(larimar, type(self).__name__)
-        self.namespace = namespace
+    def __init__(
+        self,
+        larimar: MemoryBackend,
+        namespace: str | None = None,
+        k: int = 3,
+        context_source: ContextSource = "decoded",
+    ) -> None:
+        self.binding = LarimarBinding(
+            larimar, namespace=namespace, k=k, context_source=context_source
+        )
 
     @classmethod
     def from_defaults(
         cls,
-        larimar: LarimarLike | None = None,
+        larimar: MemoryBackend | None = None,
         *,
         store: str | Path | None = None,
-        namespace: str | None = None,
+        **kwargs: Any,
     ) -> "LarimarToolSpec":
         """Tools on ``larimar``, or on a `Larimar` with the packaged models at ``store``."""
-        return cls(default_larimar(larimar, store), namespace=namespace)
+        return cls(default_larimar(larimar, store), **kwargs)
 
     @property
-    def larimar(self) -> LarimarLike:
-        return self._larimar
+    def larimar(self) -> MemoryBackend:
+        return self.binding.larimar
+
+    @property
+    def namespace(self) -> str | None:
+        return self.binding.namespace
+
+    @property
+    def _larimar(self) -> MemoryBackend:
+        return self.binding.larimar
 
     def remember(self, fact: str) -> str:
         """Store a fact in long-term memory at once. Use it for lasting facts the user states
@@ -74,17 +91,20 @@ class LarimarToolSpec(BaseToolSpec):
         return describe_remembered(result, [fact])
 
     def recall(self, query: str) -> str:
-        """Look up long-term memory. Returns the stored fact the query is about, or says that
-        memory holds nothing about it (then do not guess from memory).
+        """Look up long-term memory. Returns the stored facts the query is about, best first,
+        with their ids, or says that memory holds nothing about it (then do not guess from
+        memory).
 
         Args:
             query (str): a question or topic, e.g. "What is Alice's favourite colour?"
         """
-        return describe_recall(self._larimar.recall(query, namespace=self.namespace))
+        result = self._larimar.recall(query, **self.binding.recall_kwargs())
+        return describe_recall(result, self.binding.context_source)
 
     async def arecall(self, query: str) -> str:
         """Async `recall`."""
-        return describe_recall(await self._larimar.arecall(query, namespace=self.namespace))
+        result = await self._larimar.arecall(query, **self.binding.recall_kwargs())
+        return describe_recall(result, self.binding.context_source)
 
     def forget(self, fact: str) -> str:
         """Remove a fact from long-term memory for good, e.g. when the user asks to forget it.
