@@ -35,7 +35,6 @@ from .locomo_systems import (
     Mem0System,
     MemorySystem,
     VectorSystem,
-    _accepts,
     langchain_embeddings,
     offline_mem0_env,
 )
@@ -242,8 +241,6 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
         "data": str(path),
         "counts": counts,
         "ks": ks,
-        "larimar_api": {"recall_k": _accepts(larimar.recall, "k"),
-                        "ask_k": _accepts(larimar.ask, "k")},
         "baselines": notes,
         "definitions": {
             "recall_at_k": "% of questions whose evidence dia_ids include one of the top-k hits'",
@@ -382,7 +379,6 @@ def _ask(options: LocomoOptions, conversations: list[Conversation],
                       or 0.0)
     elif variant not in options.variants:
         raise ValueError(f"--ask-variant {variant} was not measured (--variants)")
-    ask_has_k = _accepts(larimar.ask, "k")
     scores: dict[str, list[tuple[int, float]]] = defaultdict(list)
     seconds: dict[str, list[float]] = defaultdict(list)
     routes: list[str] = []
@@ -393,7 +389,7 @@ def _ask(options: LocomoOptions, conversations: list[Conversation],
         for q in questions:
             routes.append("-")
             if isinstance(larimar_system, LarimarSystem):
-                routes[-1] = _ask_larimar(larimar, larimar_system.namespace, q, options, ask_has_k,
+                routes[-1] = _ask_larimar(larimar, larimar_system.namespace, q, options,
                                           scores, seconds)
             if "vector" in systems:
                 t0 = time.perf_counter()
@@ -414,7 +410,6 @@ def _ask(options: LocomoOptions, conversations: list[Conversation],
     out: dict[str, Any] = {
         "variant": variant,
         "k": options.ask_k,
-        "larimar_ask_takes_k": ask_has_k,
         "prompt": ASK_PROMPT,
         "questions": len(routes),
         "larimar_memory_route_pct": (
@@ -434,14 +429,12 @@ def _ask(options: LocomoOptions, conversations: list[Conversation],
     return out
 
 
-def _ask_larimar(larimar: Any, namespace: str, q: Any, options: LocomoOptions, has_k: bool,
+def _ask_larimar(larimar: Any, namespace: str, q: Any, options: LocomoOptions,
                  scores: dict[str, list[tuple[int, float]]], seconds: dict[str, list[float]]
                  ) -> str:
-    kwargs: dict[str, Any] = {"namespace": namespace, "max_new_tokens": options.max_new_tokens}
-    if has_k:
-        kwargs["k"] = options.ask_k
     t0 = time.perf_counter()
-    result = larimar.ask(q.question, **kwargs)
+    result = larimar.ask(q.question, namespace=namespace, k=options.ask_k,
+                         max_new_tokens=options.max_new_tokens)
     seconds["larimar"].append(time.perf_counter() - t0)
     scores["larimar"].append((q.category, locomo_f1(result.answer, q.answer, q.category)))
     return str(result.route)

@@ -10,7 +10,6 @@ never installed from here.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import tempfile
@@ -67,18 +66,18 @@ class MemorySystem:
 # -- Larimar --------------------------------------------------------------------------------------
 
 
-def _accepts(func: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
+def context_key(previous: Unit | None, unit: Unit) -> str:
+    """The turn with the turn that prompted it: the extra key Larimar writes for each turn (the
+    paper's rephrase-augmented keys; a question is often phrased like the turn before the
+    answer). Chosen on the dev conversations, see docs/results.md."""
+    turn = f"{unit.speaker}: {unit.text}"
+    return turn if previous is None else f"{previous.speaker}: {previous.text} {turn}"
 
 
 class LarimarSystem(MemorySystem):
     """`Larimar.remember` one turn per call into its own namespace; `recall(query, k=k)`.
 
-    Runs on the top-k contract (``recall(k=)``, ``RememberResult.outcomes``); on a service
-    without ``k`` it falls back to the single best hit so the harness still runs."""
+    Each turn gets one extra key, `context_key`: the turn with the turn before it."""
 
     name = "larimar"
 
@@ -87,35 +86,31 @@ class LarimarSystem(MemorySystem):
         self.larimar = larimar
         self.namespace = namespace
         self.decode = decode
-        self.top_k = _accepts(larimar.recall, "k")
         self.aliases: dict[str, list[str]] = {}  # fact id -> dia_ids it stands for
         self.texts: dict[str, str] = {}  # fact id -> the text written
 
     def write(self, units: list[Unit], variant: Variant) -> WriteLog:
+        previous: Unit | None = None
         for unit in units:
             text = unit.render(variant)
             t0 = time.perf_counter()
             try:
                 result = self.larimar.remember(text, namespace=self.namespace,
-                                               metadata=unit.metadata())
+                                               metadata=unit.metadata(),
+                                               extra_keys=[context_key(previous, unit)])
             except TextInputError as exc:  # over the fact limit: counted, never silently lost
                 self.log.events.append({"status": "refused", "dia_id": unit.dia_id,
                                         "text": text, "error": str(exc)})
                 continue
+            finally:
+                previous = unit
             self.log.seconds.append(time.perf_counter() - t0)
             self._account(result, unit, text)
         return self.log
 
     def _account(self, result: Any, unit: Unit, text: str) -> None:
-        outcomes = getattr(result, "outcomes", None)
-        if outcomes:
-            outcome = outcomes[0]
-            fact_id, status = outcome.id, outcome.status
-            old = outcome.replaced
-        else:  # the pre-top-k service: ids + replaced facts only
-            fact_id = result.ids[0]
-            old = result.replaced[0] if result.replaced else None
-            status = "replaced" if old is not None else "written"
+        outcome = result.outcomes[0]
+        fact_id, status, old = outcome.id, outcome.status, outcome.replaced
         if status == "duplicate":
             self.log.events.append({
                 "status": "duplicate", "dia_id": unit.dia_id,
@@ -137,13 +132,8 @@ class LarimarSystem(MemorySystem):
         self.texts[fact_id] = text
 
     def search(self, query: str, k: int) -> list[Hit]:
-        if self.top_k:
-            result = self.larimar.recall(query, k=k, namespace=self.namespace,
-                                         decode=self.decode)
-            hits = [(h.fact, h.score, h.text) for h in result.hits]
-        else:
-            result = self.larimar.recall(query, namespace=self.namespace, decode=self.decode)
-            hits = [(result.fact, result.weight, result.text)] if result.fact else []
+        result = self.larimar.recall(query, k=k, namespace=self.namespace, decode=self.decode)
+        hits = [(h.fact, h.score, h.text) for h in result.hits]
         return [
             Hit(tuple(self.aliases.get(fact.id) or [fact.metadata.get("dia_id", "")]),
                 text if self.decode else fact.text, float(score))
