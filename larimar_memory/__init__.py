@@ -9,15 +9,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
-    CapacityError,
+    ArgumentError,
     EmptyInputError,
     FactNotFoundError,
     LarimarError,
     MemoryInputError,
     ModelNotFoundError,
     NotWrittenError,
+    PurgePendingError,
+    RequestConflictError,
     StateFileError,
     StoreError,
+    StoreMismatchError,
     TextInputError,
 )
 from .memory import EpisodicMemory, MemoryConfig
@@ -46,7 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CapacityError",
+    "ArgumentError",
     "EmptyInputError",
     "EpisodicMemory",
     "FactNotFoundError",
@@ -59,8 +62,11 @@ __all__ = [
     "MemoryInputError",
     "ModelNotFoundError",
     "NotWrittenError",
+    "PurgePendingError",
+    "RequestConflictError",
     "StateFileError",
     "StoreError",
+    "StoreMismatchError",
     "TextInputError",
     "__version__",
 ]

@@ -40,10 +40,6 @@ class TextInputError(LarimarError, ValueError):
     """Text that cannot be stored: empty, not valid UTF-8, or longer than allowed."""
 
 
-class CapacityError(LarimarError, RuntimeError):
-    """The memory has no free slot and the configured policy is to refuse new facts."""
-
-
 class StoreError(LarimarError, RuntimeError):
     """The persistent store is unusable: wrong schema version, locked too long, or corrupted."""
 

@@ -37,7 +37,6 @@ CORE_ERROR_STATUS: dict[type[errors.LarimarError], int] = {
     errors.EmptyInputError: 422,
     errors.TextInputError: 422,
     errors.MemoryInputError: 422,
-    errors.CapacityError: 409,
     errors.NotWrittenError: 409,
     errors.StoreError: 503,
     errors.StateFileError: 503,

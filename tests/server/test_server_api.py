@@ -207,22 +207,22 @@ def test_body_limit_is_413_with_json(memory) -> None:
         assert c.post(FACTS, json={"text": "small"}, headers=A).status_code == 201
 
 
-def test_capacity_and_store_errors_map_to_409_and_503(
+def test_conflict_and_store_errors_map_to_409_and_503(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from larimar_memory.errors import CapacityError
+    from larimar_memory.errors import RequestConflictError
 
     memory = tiny_larimar(tmp_path / "s.sqlite3")
     with TestClient(create_app(memory, ServerSettings(api_keys={KEY_A: "acme"}))) as c:
         assert c.post(FACTS, json={"text": "apples are red"}, headers=A).status_code == 201
 
         def full(*args: object, **kwargs: object) -> None:
-            raise CapacityError("namespace full")
+            raise RequestConflictError("request id reused for other facts")
 
-        with monkeypatch.context() as patch:  # the block memory grows; a full core says 409
+        with monkeypatch.context() as patch:
             patch.setattr(memory, "remember", full)
             r = c.post(FACTS, json={"text": "quartz quarries quietly"}, headers=A)
-        assert r.status_code == 409 and error_of(r)["type"] == "CapacityError"
+        assert r.status_code == 409 and error_of(r)["type"] == "RequestConflictError"
         memory.store.close()  # the store goes away under the server
         r = c.get(FACTS, headers=A)
         assert r.status_code == 503 and error_of(r)["type"] == "StoreError"

@@ -11,9 +11,9 @@ import pytest
 from server_testing import KEY_A, KEY_B, free_port
 
 from larimar_memory.errors import (
-    CapacityError,
     EmptyInputError,
     FactNotFoundError,
+    RequestConflictError,
     StoreError,
     TextInputError,
 )
@@ -166,14 +166,13 @@ async def test_async_client_and_a_methods(served) -> None:
         await client.aclose()
 
 
-def test_capacity_error_travels(served, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The block memory grows with its facts; a core that refuses a write raises CapacityError,
-    # and the client raises it too.
-    def full(*args: object, **kwargs: object) -> None:
-        raise CapacityError("namespace 'acme/default' is full; forget facts or use another")
+def test_library_errors_travel(served, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A library error raised by the core comes out of the client as the same class.
+    def conflict(*args: object, **kwargs: object) -> None:
+        raise RequestConflictError("request id 'r1' was already used for other facts")
 
-    monkeypatch.setattr(served.memory, "remember", full)
-    with LarimarClient(served.url, KEY_A, retry=FAST) as c, pytest.raises(CapacityError):
+    monkeypatch.setattr(served.memory, "remember", conflict)
+    with LarimarClient(served.url, KEY_A, retry=FAST) as c, pytest.raises(RequestConflictError):
         c.remember("one too many facts")
 
 
