@@ -40,11 +40,16 @@ def test_remember_list_and_ids(larimar):
     assert [f.id for f in listed] == result.ids
 
 
-def test_each_block_equals_batch_least_squares_of_its_live_facts(tmp_path):
-    with tiny_larimar(tmp_path / "s.sqlite3", block_rows=4) as mem:
-        ids = mem.remember([f"fact number {i} about topic {i}" for i in range(11)]).ids
-        mem.forget(ids[1])
-        mem.forget(ids[6])
+@pytest.mark.parametrize("reopen", [False, True])
+def test_each_block_equals_batch_least_squares_of_its_live_facts(tmp_path, reopen):
+    first = tiny_larimar(tmp_path / "s.sqlite3", block_rows=4)
+    ids = first.remember([f"fact number {i} about topic {i}" for i in range(11)]).ids
+    first.forget(ids[1])
+    first.forget(ids[6])
+    if reopen:  # rebuilt from the fact log alone
+        first.close()
+        first = tiny_larimar(tmp_path / "s.sqlite3", block_rows=4)
+    with first as mem:
         ns = mem._synced("default")
         assert len(ns.memory.blocks) >= 3
         records = {r.id: r for r in mem.store.list_facts("default")}
