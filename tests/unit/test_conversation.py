@@ -139,3 +139,13 @@ def test_observe_keeps_speaker_and_time_and_never_crosses_speakers(larimar):
     observe(larimar, "Actually, my favourite colour is green.", metadata={"speaker": "Ann"})
     assert sorted(f.text for f in larimar.list()) == [
         "My favourite colour is green.", "My favourite colour is red."]
+
+
+def test_observe_keys_each_fact_with_the_message_that_prompted_it(larimar):
+    from larimar_memory.conversation import observe
+
+    observe(larimar, "I adopted a dog called Rex.", context="What happened last weekend?")
+    (fact,) = larimar.list()
+    assert fact.extra_keys == ["What happened last weekend? I adopted a dog called Rex."]
+    observe(larimar, "My sister lives in Oslo.")
+    assert larimar.list()[1].extra_keys == []

@@ -47,15 +47,18 @@ class LarimarState(AgentState[Any]):
     larimar_observed: NotRequired[Annotated[str, PrivateStateAttr]]
 
 
-def _latest_human(messages: list[Any]) -> tuple[str, str] | None:
-    """(marker, text) of the latest human message; the marker is its id, else a hash of its
-    position and text, so one message is applied to memory once."""
+def _latest_human(messages: list[Any]) -> tuple[str, str, str] | None:
+    """(marker, text, prompt) of the latest human message and of the AI message before it (the
+    turn that prompted it, '' if none); the marker is its id, else a hash of its position and
+    text, so one message is applied to memory once."""
     for index in range(len(messages) - 1, -1, -1):
         message = messages[index]
         if isinstance(message, BaseMessage) and message.type == "human":
             text = message_text(message)
             marker = message.id or hashlib.sha1(f"{index}:{text}".encode()).hexdigest()
-            return marker, text
+            before = [m for m in messages[:index] if isinstance(m, BaseMessage)]
+            prompt = message_text(before[-1]) if before and before[-1].type == "ai" else ""
+            return marker, text, prompt
     return None
 
 
@@ -192,10 +195,11 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
 
     # -- after the agent's turn: the user's statements into memory, once per message -------------
 
-    def _observe(self, text: str, namespace: str | None) -> TurnResult:
-        return observe(self.memory.client, text, namespace=namespace)
+    def _observe(self, text: str, namespace: str | None, prompt: str = "") -> TurnResult:
+        return observe(self.memory.client, text, namespace=namespace,
+                       metadata={"speaker": "user"}, context=prompt or None)
 
-    def _unobserved(self, state: LarimarState) -> tuple[str, str] | None:
+    def _unobserved(self, state: LarimarState) -> tuple[str, str, str] | None:
         latest = _latest_human(state["messages"])
         if not self.observe_messages or latest is None:
             return None
@@ -206,7 +210,7 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         if latest is None:
             return None
         if latest[1].strip():
-            self._observe(latest[1], self.namespace_for(runtime))
+            self._observe(latest[1], self.namespace_for(runtime), latest[2])
         return {"larimar_observed": latest[0]}
 
     async def aafter_agent(
@@ -218,5 +222,5 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         if latest[1].strip():
             namespace = self.namespace_for(runtime)
             # The core's turn parser is synchronous; keep it off the event loop.
-            await asyncio.to_thread(self._observe, latest[1], namespace)
+            await asyncio.to_thread(self._observe, latest[1], namespace, latest[2])
         return {"larimar_observed": latest[0]}
