@@ -122,3 +122,18 @@ class AsyncMemoryBackend(Protocol):
     async def clear(self, **kwargs: Any) -> int: ...
 
     async def namespaces(self) -> builtins.list[str]: ...
+
+
+def protocol_members(protocol: type = MemoryBackend) -> tuple[str, ...]:
+    """The member names a backend must have to satisfy ``protocol``, sorted."""
+    members = getattr(protocol, "__protocol_attrs__", None)  # Python >= 3.12
+    if members is None:
+        from typing import _get_protocol_attrs  # type: ignore[attr-defined]
+
+        members = _get_protocol_attrs(protocol)
+    return tuple(sorted(members))
+
+
+def missing_members(obj: object, protocol: type = MemoryBackend) -> list[str]:
+    """What ``obj`` lacks of ``protocol`` (for error messages that say what is wrong)."""
+    return [name for name in protocol_members(protocol) if not hasattr(obj, name)]

@@ -170,3 +170,20 @@ def tiny_larimar(
         embedder=SentenceEmbedder(model=HashingEmbedder()),
         settings=LarimarSettings(**settings),
     )
+
+
+class ProtocolOnly:
+    """A backend that forwards the members of `MemoryBackend` to ``inner`` and nothing else
+    (``model``, ``embedder``, ``settings``… raise AttributeError): integrations tested on it
+    are shown to work on any backend, a remote client included."""
+
+    def __init__(self, inner: Any) -> None:
+        from .protocol import protocol_members
+
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_members", frozenset(protocol_members()))
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._members:
+            raise AttributeError(f"{name!r} is not a member of MemoryBackend")
+        return getattr(self._inner, name)

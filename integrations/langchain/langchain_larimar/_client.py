@@ -18,24 +18,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from larimar_memory.protocol import MemoryBackend
+from larimar_memory.protocol import MemoryBackend, missing_members
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._convert import ContextSource
 from ._namespace import resolve_namespace
-
-
-def _protocol_members() -> tuple[str, ...]:
-    members = getattr(MemoryBackend, "__protocol_attrs__", None)  # Python >= 3.12
-    if members is None:
-        from typing import _get_protocol_attrs  # type: ignore[attr-defined]
-
-        members = _get_protocol_attrs(MemoryBackend)
-    return tuple(sorted(members))
-
-
-#: what a backend must have: every member of `MemoryBackend`
-REQUIRED_MEMBERS = _protocol_members()
 
 
 def check_larimar(larimar: Any, owner: str) -> MemoryBackend | None:
@@ -43,7 +30,7 @@ def check_larimar(larimar: Any, owner: str) -> MemoryBackend | None:
     (a wrong object would otherwise fail deep inside an agent run)."""
     if larimar is None or isinstance(larimar, MemoryBackend):
         return larimar
-    missing = [name for name in REQUIRED_MEMBERS if not hasattr(larimar, name)]
+    missing = missing_members(larimar)
     raise TypeError(
         f"{owner} needs a larimar_memory MemoryBackend (larimar_memory.service.Larimar, or a "
         f"client implementing larimar_memory.protocol.MemoryBackend), but got "

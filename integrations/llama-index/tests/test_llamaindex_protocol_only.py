@@ -3,8 +3,6 @@ remote `LarimarClient`): the package may use nothing of `Larimar` outside the pr
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.memory import Memory
@@ -14,25 +12,13 @@ from llama_index.memory.larimar import (
     LarimarToolSpec,
     MemoryBackend,
 )
-from llama_index.memory.larimar._client import REQUIRED_MEMBERS
+
+from larimar_memory.testing import ProtocolOnly
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
 
 FACT = "Alice's favourite colour is green."
 QUESTION = "What is Alice's favourite colour?"
-
-
-class ProtocolOnly:
-    """The members of `MemoryBackend`, forwarded to a `Larimar`; any other attribute (``model``,
-    ``embedder``, ``settings``, ...) is an AttributeError."""
-
-    def __init__(self, larimar: Any) -> None:
-        object.__setattr__(self, "_inner", larimar)
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in REQUIRED_MEMBERS:
-            raise AttributeError(f"{name!r} is not a member of MemoryBackend")
-        return getattr(self._inner, name)
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@ remote `LarimarClient`): the package may use nothing of `Larimar` outside the pr
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage
+from larimar_memory.testing import ProtocolOnly
 
 from langchain_larimar import (
     ChatLarimar,
@@ -18,20 +17,6 @@ from langchain_larimar import (
     LarimarToolkit,
     MemoryBackend,
 )
-from langchain_larimar._client import REQUIRED_MEMBERS
-
-
-class ProtocolOnly:
-    """The members of `MemoryBackend`, forwarded to a `Larimar`; any other attribute (``model``,
-    ``embedder``, ``settings``, ...) is an AttributeError."""
-
-    def __init__(self, larimar: Any) -> None:
-        object.__setattr__(self, "_inner", larimar)
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in REQUIRED_MEMBERS:
-            raise AttributeError(f"{name!r} is not a member of MemoryBackend")
-        return getattr(self._inner, name)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 
-from larimar_memory.protocol import MemoryBackend
+from larimar_memory.protocol import MemoryBackend, missing_members
 from larimar_memory.types import RecallHit, RecallResult
 
 ContextSource = Literal["decoded", "stored"]
@@ -27,16 +27,6 @@ ContextSource = Literal["decoded", "stored"]
 """
 
 
-def _protocol_members() -> tuple[str, ...]:
-    members = getattr(MemoryBackend, "__protocol_attrs__", None)  # Python >= 3.12
-    if members is None:
-        from typing import _get_protocol_attrs  # type: ignore[attr-defined]
-
-        members = _get_protocol_attrs(MemoryBackend)
-    return tuple(sorted(members))
-
-
-REQUIRED_MEMBERS = _protocol_members()
 
 
 def check_larimar(larimar: object, owner: str) -> MemoryBackend:
@@ -44,7 +34,7 @@ def check_larimar(larimar: object, owner: str) -> MemoryBackend:
     missing (a wrong object would otherwise fail deep inside an agent run)."""
     if isinstance(larimar, MemoryBackend):
         return larimar
-    missing = [name for name in REQUIRED_MEMBERS if not hasattr(larimar, name)]
+    missing = missing_members(larimar)
     raise TypeError(
         f"{owner} needs a Larimar (a larimar_memory.protocol.MemoryBackend: "
         f"larimar_memory.service.Larimar or LarimarClient), but got {type(larimar).__name__} "
