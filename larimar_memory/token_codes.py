@@ -124,7 +124,11 @@ class TokenCodeCodec(LatentCodec):
         body = self.tokenizer(
             list(texts), add_special_tokens=False, truncation=True, max_length=self.max_text_tokens
         )["input_ids"]
-        rows = [list(ids) + [self.eos_token_id] for ids in body]
+        return self._with_eos(body)
+
+    def _with_eos(self, pieces: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Token-id pieces, each followed by EOS, right-padded into ids and a mask."""
+        rows = [list(piece) + [self.eos_token_id] for piece in pieces]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -143,15 +147,9 @@ class TokenCodeCodec(LatentCodec):
 
     def encode_pieces(self, pieces: list[list[int]]) -> torch.Tensor:
         """Latents ``(N, C)`` of token-id pieces (each at most ``P − 1`` ids), EOS appended."""
-        rows = [list(piece) + [self.eos_token_id] for piece in pieces]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
+        batch = self._with_eos(pieces)
         device = self.codebook.proj.device
-        return self(ids.to(device), mask.to(device))
+        return self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
 
     @torch.no_grad()
     def encode_facts(self, texts: list[str]) -> list[torch.Tensor]:
