@@ -230,12 +230,13 @@ def bench_service(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
     facts: int = typer.Option(200, help="Facts written one by one for the latency figures."),
     tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    recall_facts: int = typer.Option(10000, help="Facts in the namespace recall(k=5) searches."),
 ) -> None:
     """Latency of remember/forget/recall/ask on the packaged models, against LangChain's
     InMemoryVectorStore and LlamaIndex's VectorStoreIndex on the same embeddings."""
     from .benchmarks import service_bench
 
-    results = service_bench.run(out=out, facts=facts, tiny=tiny)
+    results = service_bench.run(out=out, facts=facts, tiny=tiny, recall_facts=recall_facts)
     table = Table(title="Larimar service (ms)")
     for column in ("operation", "p50", "p95", "target"):
         table.add_column(column, justify="right")

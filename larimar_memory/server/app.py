@@ -120,10 +120,23 @@ class _State:
             getattr(self.larimar, "remember_many", None)
         ):
             self._batcher = MicroBatcher(
-                self.larimar.remember_many, self.call,
+                self._remember_batch, self.call,
                 window_s=self.settings.batch_window_ms / 1000, max_batch=self.settings.max_batch,
             )
         return self._batcher
+
+    def _remember_batch(self, calls: list[Any]) -> list[Any]:
+        """A lone call goes to ``remember`` as before; several to ``remember_many``."""
+        memory = self.memory
+        if len(calls) > 1:
+            return list(memory.remember_many(calls))
+        call = calls[0]
+        try:
+            return [memory.remember(call.text, key=call.key, namespace=call.namespace,
+                                    metadata=call.metadata, request_id=call.request_id,
+                                    ids=call.ids)]
+        except Exception as exc:  # noqa: BLE001 - the caller's own error
+            return [exc]
 
     def _pending_purges(self) -> float:
         """Forgets committed whose bytes the store has not purged yet (0 for stores that purge
