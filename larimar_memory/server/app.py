@@ -134,7 +134,7 @@ class _State:
         try:
             return [memory.remember(call.text, key=call.key, namespace=call.namespace,
                                     metadata=call.metadata, request_id=call.request_id,
-                                    ids=call.ids)]
+                                    ids=call.ids, extra_keys=call.extra_keys)]
         except Exception as exc:  # noqa: BLE001 - the caller's own error
             return [exc]
 

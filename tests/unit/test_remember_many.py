@@ -127,3 +127,14 @@ def test_a_failing_namespace_transaction_is_redone_call_by_call(mem, monkeypatch
     results = mem.remember_many([RememberCall(text=f"fact {i}") for i in range(3)])
     assert all(r.outcomes[0].status == "written" for r in results)
     assert sorted(f.text for f in mem.list()) == ["fact 0", "fact 1", "fact 2"]
+
+
+def test_extra_keys_travel_in_a_batch(mem):
+    results = mem.remember_many([
+        RememberCall(text="Ana moved to Porto.", extra_keys=["where does Ana live"]),
+        RememberCall(text="Bo likes jazz.", namespace="other"),
+    ])
+    fact = mem.get(results[0].ids[0])
+    assert fact.text == "Ana moved to Porto."
+    record = mem.store.get_fact("default", fact.id)
+    assert list(record.extra_key_texts) == ["where does Ana live"]
