@@ -27,7 +27,7 @@ from .memory import EpisodicMemory, MemoryConfig
 
 if TYPE_CHECKING:
     from .model import LarimarConfig, LarimarModel
-    from .service import Larimar, LarimarSettings
+    from .service import Larimar, LarimarSettings, RememberCall
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Larimar": "service",
     "LarimarSettings": "service",
+    "RememberCall": "service",
     "LarimarModel": "model",
     "LarimarConfig": "model",
 }
@@ -63,6 +64,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotWrittenError",
     "PurgePendingError",
+    "RememberCall",
     "RequestConflictError",
     "StateFileError",
     "StoreError",

@@ -230,12 +230,13 @@ def bench_service(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
     facts: int = typer.Option(200, help="Facts written one by one for the latency figures."),
     tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    recall_facts: int = typer.Option(10000, help="Facts in the namespace recall(k=5) searches."),
 ) -> None:
     """Latency of remember/forget/recall/ask on the packaged models, against LangChain's
     InMemoryVectorStore and LlamaIndex's VectorStoreIndex on the same embeddings."""
     from .benchmarks import service_bench
 
-    results = service_bench.run(out=out, facts=facts, tiny=tiny)
+    results = service_bench.run(out=out, facts=facts, tiny=tiny, recall_facts=recall_facts)
     table = Table(title="Larimar service (ms)")
     for column in ("operation", "p50", "p95", "target"):
         table.add_column(column, justify="right")
@@ -273,6 +274,37 @@ def bench_capacity(
         )
     console.print(table)
     console.print(json.dumps(results["locomo_dev"], indent=1))
+
+
+@bench_app.command("server")
+def bench_server(
+    out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
+    backends: str = typer.Option("sqlite,postgres", help="Store backends, comma-separated "
+                                 "(postgres needs $LARIMAR_BENCH_PG_DSN)."),
+    clients: str = typer.Option("1,4,16", help="Concurrent clients, comma-separated."),
+    duration: float = typer.Option(10.0, help="Seconds per (operation, clients) phase."),
+    tiny: bool = typer.Option(False, help="Tiny random model (server and store only)."),
+    torch_threads: int = typer.Option(1, help="--torch-threads of the served process."),
+) -> None:
+    """`larimar serve` in a subprocess under concurrent loopback clients: remember/recall
+    requests per second and p50/p95/p99 latency per backend and client count."""
+    from .benchmarks import server_bench
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    results = server_bench.run(
+        out=out, backends=tuple(backends.split(",")),
+        clients=tuple(int(c) for c in clients.split(",")), duration=duration, tiny=tiny,
+        torch_threads=torch_threads,
+    )
+    table = Table(title="larimar serve over loopback")
+    for column in ("backend", "operation", "clients", "req/s", "p50 ms", "p95 ms", "errors"):
+        table.add_column(column, justify="right")
+    for row in results["summary"]:
+        table.add_row(row["backend"], row["operation"], str(row["clients"]), f"{row['rps']:.1f}",
+                      f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", str(row["errors"]))
+    console.print(table)
+    if results["skipped"]:
+        console.print(json.dumps(results["skipped"], indent=1))
 
 
 def _mount_subcommands() -> None:

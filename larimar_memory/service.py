@@ -25,7 +25,7 @@ import threading
 import unicodedata
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +178,38 @@ class _Write:
     written: bool = True  # False when a later input of the same call superseded it
 
 
+@dataclass
+class RememberCall:
+    """One `Larimar.remember` call, for `Larimar.remember_many`: the same arguments."""
+
+    text: str | builtins.list[str]
+    key: str | builtins.list[str] | None = None
+    namespace: str | None = None
+    metadata: dict[str, Any] | builtins.list[dict[str, Any]] | None = None
+    request_id: str | None = None
+    ids: str | builtins.list[str] | None = None
+    extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        return {"text": self.text, "key": self.key, "namespace": self.namespace,
+                "metadata": self.metadata, "request_id": self.request_id, "ids": self.ids,
+                "extra_keys": self.extra_keys}
+
+
+@dataclass
+class _PreparedRemember:
+    """A validated remember call; ``writes`` are filled when its inputs are embedded."""
+
+    texts: builtins.list[str]
+    keys: builtins.list[str]
+    metas: builtins.list[dict[str, Any]]
+    fact_ids: builtins.list[str] | None
+    request_id: str | None
+    ns_name: str
+    extras: builtins.list[builtins.list[str]] = field(default_factory=builtins.list)
+    writes: builtins.list[_Write] = field(default_factory=builtins.list)
+
+
 class Larimar:
     """Episodic memory for an agent, written in one shot and forgotten exactly.
 
@@ -259,67 +291,71 @@ class Larimar:
         the same explicit ``key`` from the same owner. The same text from the same owner is a
         duplicate (nothing written). With ``request_id``, a repeated call writes nothing and
         returns the ids of the first."""
-        texts = self._check_texts(text, "text", self.settings.max_text_chars)
-        keys = (texts if key is None
-                else self._check_texts(key, "key", self.settings.max_key_chars))
-        metas = self._check_metadata(metadata, len(texts))
-        fact_ids = None if ids is None else self._check_ids(ids)
-        for name, values in (("keys", keys), ("ids", fact_ids), ("metadata", metas)):
-            if values is not None and len(values) != len(texts):
-                raise ArgumentError(
-                    f"got {len(values)} {name} for {len(texts)} texts; pass one per text"
-                )
-        if request_id is not None:
-            request_id = self._check_name(request_id, "request_id")
-        extras = self._check_extra_keys(extra_keys, text)
-        self._check_token_counts(texts)
-        ns_name = self._namespace_name(namespace)
-        flat_extras = [e for per_text in extras for e in per_text]
-        embedded = self.embedder.embed(keys + flat_extras)  # one pass for every key
-        key_emb, extra_emb = embedded[: len(keys)], embedded[len(keys):]
-        values = self.model.encode_facts(texts)
-        writes, start = [], 0
-        for i, (t, k, m) in enumerate(zip(texts, keys, metas, strict=True)):
-            n = len(extras[i])
-            writes.append(_Write(
-                text=t, key_text=k, metadata=m, id=fact_ids[i] if fact_ids else uuid.uuid4().hex,
-                key=key_emb[i], values=values[i].float().cpu(), extra_key_texts=extras[i],
-                extra_keys=extra_emb[start: start + n] if n else None,
-            ))
-            start += n
-        with self._lock, self._transaction(ns_name) as (tx, ns):
-            if request_id is not None:
-                seen = tx.find_by_request_id(request_id)
-                if seen:
-                    return self._replayed(seen, texts, request_id)
-            self._resolve(ns, writes, caller_ids=fact_ids is not None)
-            replaced = self._forget_targets(tx, ns, [w.replaces for w in writes if w.replaces])
-            new = [w for w in writes if w.status != "duplicate" and w.written]
-            rows = ns.memory.write(
-                [BlockWrite(w.id, w.key, w.values, extra_keys=w.extra_keys) for w in new]
-            )
-            records = [
-                FactRecord(
-                    namespace=ns_name, text=w.text, key_text=w.key_text,
-                    key=w.key.numpy(), values=w.values.numpy(), rows=np.asarray(rows[w.id]),
-                    metadata=w.metadata, request_id=request_id, id=w.id,
-                    extra_key_texts=w.extra_key_texts,
-                    extra_keys=None if w.extra_keys is None else w.extra_keys.numpy(),
-                )
-                for w in new
-            ]
-            tx.add_facts(records)
-            for record in records:
-                ns.add(_entry(record))
+        call = RememberCall(text=text, key=key, namespace=namespace, metadata=metadata,
+                            request_id=request_id, ids=ids, extra_keys=extra_keys)
+        prepared = self._prepare_remember(call)
+        self._embed_remembers([prepared])
+        with self._lock, self._transaction(prepared.ns_name) as (tx, ns):
+            replayed = self._plan_remember(tx, ns, prepared)
+            if replayed is not None:
+                return replayed
+            result = self._apply_remember(tx, ns, prepared)
             self._commit(tx, ns)
-        return RememberResult(
-            ids=[w.id for w in writes],
-            outcomes=[
-                WriteOutcome(id=w.id, status=w.status,
-                             replaced=self._replaced_fact(w, replaced, ns_name))
-                for w in writes
-            ],
-        )
+        return result
+
+    def remember_many(
+        self, requests: Sequence[RememberCall]
+    ) -> builtins.list[RememberResult | Exception]:
+        """Several independent `remember` calls at once (a server's concurrent callers): all
+        their keys embedded in one pass and all their values in one, then one store transaction
+        per namespace, the calls applied in order. Each call gets its own result or its own
+        exception, exactly as if it had been made alone after the ones before it; a bad call
+        never changes another's outcome. Request ids stay idempotent, within the batch too."""
+        results: builtins.list[RememberResult | Exception | None] = [None] * len(requests)
+        prepared: dict[int, _PreparedRemember] = {}
+        for i, call in enumerate(requests):
+            try:
+                prepared[i] = self._prepare_remember(call)
+            except Exception as exc:  # noqa: BLE001 - the caller's own error
+                results[i] = exc
+        try:
+            self._embed_remembers(builtins.list(prepared.values()))
+        except Exception:  # noqa: BLE001 - find whose input the models refused
+            for i in builtins.list(prepared):
+                try:
+                    self._embed_remembers([prepared[i]])
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+                    del prepared[i]
+        by_namespace: dict[str, builtins.list[int]] = {}
+        for i, p in prepared.items():
+            by_namespace.setdefault(p.ns_name, []).append(i)
+        for ns_name, members in by_namespace.items():
+            try:
+                with self._lock, self._transaction(ns_name) as (tx, ns):
+                    changed = False
+                    for i in members:
+                        try:  # refusals happen before anything of the call is applied
+                            replayed = self._plan_remember(tx, ns, prepared[i])
+                        except Exception as exc:  # noqa: BLE001
+                            results[i] = exc
+                            continue
+                        if replayed is not None:
+                            results[i] = replayed
+                            continue
+                        results[i] = self._apply_remember(tx, ns, prepared[i])
+                        changed = True
+                    if changed:
+                        self._commit(tx, ns)
+            except Exception:  # noqa: BLE001 - the namespace rolled back: redo call by call
+                logger.warning("batched write to %r rolled back; retrying its %d calls one by "
+                               "one", ns_name, len(members), exc_info=True)
+                for i in members:
+                    try:
+                        results[i] = self.remember(**requests[i].arguments())
+                    except Exception as exc:  # noqa: BLE001
+                        results[i] = exc
+        return [r if r is not None else RuntimeError("no result") for r in results]
 
     def recall(
         self,
@@ -589,6 +625,94 @@ class Larimar:
         )
 
     # -- writing ---------------------------------------------------------------------------------
+
+    def _prepare_remember(self, call: RememberCall) -> _PreparedRemember:
+        """Validate one remember call (nothing embedded, nothing read from the store)."""
+        texts = self._check_texts(call.text, "text", self.settings.max_text_chars)
+        keys = (texts if call.key is None
+                else self._check_texts(call.key, "key", self.settings.max_key_chars))
+        metas = self._check_metadata(call.metadata, len(texts))
+        fact_ids = None if call.ids is None else self._check_ids(call.ids)
+        for name, values in (("keys", keys), ("ids", fact_ids), ("metadata", metas)):
+            if values is not None and len(values) != len(texts):
+                raise ArgumentError(
+                    f"got {len(values)} {name} for {len(texts)} texts; pass one per text"
+                )
+        request_id = call.request_id
+        if request_id is not None:
+            request_id = self._check_name(request_id, "request_id")
+        extras = self._check_extra_keys(call.extra_keys, call.text)
+        self._check_token_counts(texts)
+        return _PreparedRemember(texts=texts, keys=keys, metas=metas, fact_ids=fact_ids,
+                                 request_id=request_id, extras=extras,
+                                 ns_name=self._namespace_name(call.namespace))
+
+    def _embed_remembers(self, prepared: builtins.list[_PreparedRemember]) -> None:
+        """Keys (and extra keys) of all the calls in one embedder pass, values in one encoder
+        pass."""
+        if not prepared:
+            return
+        keys = [k for p in prepared for k in p.keys]
+        extras = [e for p in prepared for per_text in p.extras for e in per_text]
+        embedded = self.embedder.embed(keys + extras)
+        key_emb, extra_emb = embedded[: len(keys)], embedded[len(keys):]
+        values = self.model.encode_facts([t for p in prepared for t in p.texts])
+        at = extra_at = 0
+        for p in prepared:
+            p.writes = []
+            for i, (t, k, m) in enumerate(zip(p.texts, p.keys, p.metas, strict=True)):
+                n = len(p.extras[i])
+                p.writes.append(_Write(
+                    text=t, key_text=k, metadata=m,
+                    id=p.fact_ids[i] if p.fact_ids else uuid.uuid4().hex,
+                    key=key_emb[at + i], values=values[at + i].float().cpu(),
+                    extra_key_texts=p.extras[i],
+                    extra_keys=extra_emb[extra_at: extra_at + n] if n else None,
+                ))
+                extra_at += n
+            at += len(p.texts)
+
+    def _plan_remember(
+        self, tx: Any, ns: _Namespace, p: _PreparedRemember
+    ) -> RememberResult | None:
+        """Inside the transaction, before anything changes: the first call's result for a
+        repeated request id, or None after resolving each input (which may refuse the call)."""
+        if p.request_id is not None:
+            seen = tx.find_by_request_id(p.request_id)
+            if seen:
+                return self._replayed(seen, p.texts, p.request_id)
+        self._resolve(ns, p.writes, caller_ids=p.fact_ids is not None)
+        return None
+
+    def _apply_remember(self, tx: Any, ns: _Namespace, p: _PreparedRemember) -> RememberResult:
+        """The resolved call's replacements, memory update and fact rows (the caller commits)."""
+        writes = p.writes
+        replaced = self._forget_targets(tx, ns, [w.replaces for w in writes if w.replaces])
+        new = [w for w in writes if w.status != "duplicate" and w.written]
+        rows = ns.memory.write(
+            [BlockWrite(w.id, w.key, w.values, extra_keys=w.extra_keys) for w in new]
+        )
+        records = [
+            FactRecord(
+                namespace=p.ns_name, text=w.text, key_text=w.key_text,
+                key=w.key.numpy(), values=w.values.numpy(), rows=np.asarray(rows[w.id]),
+                metadata=w.metadata, request_id=p.request_id, id=w.id,
+                extra_key_texts=w.extra_key_texts,
+                extra_keys=None if w.extra_keys is None else w.extra_keys.numpy(),
+            )
+            for w in new
+        ]
+        tx.add_facts(records)
+        for record in records:
+            ns.add(_entry(record))
+        return RememberResult(
+            ids=[w.id for w in writes],
+            outcomes=[
+                WriteOutcome(id=w.id, status=w.status,
+                             replaced=self._replaced_fact(w, replaced, p.ns_name))
+                for w in writes
+            ],
+        )
 
     def _resolve(self, ns: _Namespace, writes: builtins.list[_Write], caller_ids: bool) -> None:
         """Decide per input: written, replaced (and what), or duplicate (of which id). Inputs

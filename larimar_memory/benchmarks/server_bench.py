@@ -198,7 +198,7 @@ def run(
     pg_dsn = pg_dsn or next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
     results: dict[str, Any] = {
         "benchmark": "server",
-        "machine": machine(),
+        "machine": {**machine(), "load_average": os.getloadavg()},
         "model": "tiny random (server and store only)" if tiny else "packaged (larimar-smol)",
         "settings": {"duration_s": duration, "clients": list(clients),
                      "torch_threads": torch_threads, "max_concurrency": max_concurrency,
@@ -230,6 +230,7 @@ def run(
                 log = workdir / f"{backend}.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 raise RuntimeError(f"{backend} benchmark failed: {exc}\n{tail}") from exc
+    results["machine"]["load_average_after"] = os.getloadavg()
     results["summary"] = summary(results)
     out = out or RESULTS_DIR / ("server_bench_tiny.json" if tiny else "server_bench.json")
     save_json(results, out)

@@ -47,6 +47,7 @@ from ..protocol import MemoryBackend
 from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
 from .auth import ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
 from .auth import visible_namespaces as _visible
+from .batching import MicroBatcher
 from .errors import ApiError, install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
@@ -110,6 +111,32 @@ class _State:
         self.settings = settings
         self.limiter: anyio.CapacityLimiter | None = None
         self.metrics = Metrics(pending_purges=self._pending_purges)
+        self._batcher: MicroBatcher | None = None
+
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        """The remember collector, for a memory with ``remember_many`` (None: call directly)."""
+        if self._batcher is None and self.settings.micro_batching and callable(
+            getattr(self.larimar, "remember_many", None)
+        ):
+            self._batcher = MicroBatcher(
+                self._remember_batch, self.call,
+                window_s=self.settings.batch_window_ms / 1000, max_batch=self.settings.max_batch,
+            )
+        return self._batcher
+
+    def _remember_batch(self, calls: list[Any]) -> list[Any]:
+        """A lone call goes to ``remember`` as before; several to ``remember_many``."""
+        memory = self.memory
+        if len(calls) > 1:
+            return list(memory.remember_many(calls))
+        call = calls[0]
+        try:
+            return [memory.remember(call.text, key=call.key, namespace=call.namespace,
+                                    metadata=call.metadata, request_id=call.request_id,
+                                    ids=call.ids, extra_keys=call.extra_keys)]
+        except Exception as exc:  # noqa: BLE001 - the caller's own error
+            return [exc]
 
     def _pending_purges(self) -> float:
         """Forgets committed whose bytes the store has not purged yet (0 for stores that purge
@@ -308,12 +335,17 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         request (status 200), so retries never write twice; the same id with different content
         is a 409."""
         memory = state.memory
-        result = await state.call(
-            memory.remember, body.text, key=body.key,
-            namespace=core_namespace(tenant, namespace), metadata=body.metadata,
-            request_id=body.request_id or idempotency_key, ids=body.ids,
-            extra_keys=body.extra_keys,
-        )
+        arguments = {"key": body.key, "namespace": core_namespace(tenant, namespace),
+                     "metadata": body.metadata,
+                     "request_id": body.request_id or idempotency_key, "ids": body.ids,
+                     "extra_keys": body.extra_keys}
+        batcher = state.batcher
+        if batcher is not None:  # concurrent callers share one embedder pass and transaction
+            from ..service import RememberCall
+
+            result = await batcher.submit(RememberCall(text=body.text, **arguments))
+        else:
+            result = await state.call(memory.remember, body.text, **arguments)
         if result.duplicate_request:
             response.status_code = 200
         outcomes = [

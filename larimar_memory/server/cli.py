@@ -47,6 +47,11 @@ def serve(
     torch_threads: int | None = typer.Option(
         None, min=1, help="torch threads per process (default: torch's choice)."
     ),
+    batch_window_ms: float = typer.Option(
+        2.0, min=0, help="Concurrent remembers within this many ms share one embedder pass and "
+        "one transaction per namespace."
+    ),
+    no_batching: bool = typer.Option(False, "--no-batching", help="Run every remember alone."),
     log_level: str = typer.Option("info", help="uvicorn/larimar log level."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny random model (tests)."),
 ) -> None:
@@ -59,7 +64,8 @@ def serve(
     settings = ServerSettings(
         auth=not no_auth, api_keys_file=api_keys_file, store=store, tiny=tiny,
         max_body_bytes=max_body_bytes, max_concurrency=max_concurrency,
-        torch_threads=torch_threads, device=device,
+        torch_threads=torch_threads, device=device, batch_window_ms=batch_window_ms,
+        micro_batching=not no_batching,
     )
     if settings.auth:
         try:  # fail here, with a readable message, rather than inside a worker

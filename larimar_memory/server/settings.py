@@ -53,6 +53,16 @@ class ServerSettings(BaseModel):
     torch_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads; None leaves torch's default"
     )
+    batch_window_ms: float = Field(
+        2.0, ge=0, le=1000,
+        description="concurrent remembers arriving within this many ms (or while a batch is "
+        "being written) are embedded in one pass and written in one transaction per namespace; "
+        "0 still batches what queued during the previous batch",
+    )
+    max_batch: int = Field(
+        64, gt=0, le=4096, description="most remember calls written in one batch"
+    )
+    micro_batching: bool = Field(True, description="False: every remember runs on its own")
     metrics_auth: bool = Field(
         False, description="require an API key for /metrics (scrapers usually have none)"
     )
