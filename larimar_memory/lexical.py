@@ -18,6 +18,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
+
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 # A short English stopword list (articles, pronouns, auxiliaries, prepositions): terms that
 # carry no evidence about which fact a question is about.
@@ -43,6 +45,10 @@ def terms(text: str) -> list[str]:
 class LexicalIndex:
     """BM25 scores of queries against documents added and removed by id.
 
+    Postings are dicts (cheap single-document updates); a query scores them as numpy arrays,
+    cached per term until a document with that term comes or goes, so a term found in every
+    turn of a long conversation (a speaker's name) costs one vector operation, not a loop.
+
     >>> index = LexicalIndex()
     >>> index.add("a", "Caroline went to the LGBTQ support group")
     >>> index.add("b", "Melanie painted a sunrise")
@@ -52,58 +58,89 @@ class LexicalIndex:
 
     def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
-        self._postings: dict[str, dict[str, int]] = {}  # term -> {doc id: term frequency}
-        self._lengths: dict[str, int] = {}  # doc id -> number of terms
+        self._postings: dict[str, dict[int, int]] = {}  # term -> {doc slot: term frequency}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # term -> (slots, tfs)
+        self._slot: dict[str, int] = {}  # doc id -> slot
+        self._ids: list[str | None] = []  # slot -> doc id
+        self._free: list[int] = []
+        self._lengths = np.zeros(0, dtype=np.float32)  # slot -> number of terms
         self._doc_terms: dict[str, list[str]] = {}  # doc id -> its distinct terms
-        self._total = 0
+        self._total = 0.0
 
     def __len__(self) -> int:
-        return len(self._lengths)
+        return len(self._slot)
 
     def add(self, doc_id: str, text: str) -> None:
-        if doc_id in self._lengths:
+        if doc_id in self._slot:
             self.remove(doc_id)
         counts = Counter(terms(text))
+        slot = self._free.pop() if self._free else self._grow()
         for term, tf in counts.items():
-            self._postings.setdefault(term, {})[doc_id] = tf
-        length = sum(counts.values())
-        self._lengths[doc_id] = length
+            self._postings.setdefault(term, {})[slot] = tf
+            self._arrays.pop(term, None)
+        length = float(sum(counts.values()))
+        self._slot[doc_id], self._ids[slot], self._lengths[slot] = slot, doc_id, length
         self._doc_terms[doc_id] = list(counts)
         self._total += length
 
     def remove(self, doc_id: str) -> None:
-        length = self._lengths.pop(doc_id, None)
-        if length is None:
+        slot = self._slot.pop(doc_id, None)
+        if slot is None:
             return
-        self._total -= length
+        self._total -= float(self._lengths[slot])
         for term in self._doc_terms.pop(doc_id):
             docs = self._postings[term]
-            del docs[doc_id]
+            del docs[slot]
+            self._arrays.pop(term, None)
             if not docs:
                 del self._postings[term]
+        self._ids[slot], self._lengths[slot] = None, 0.0
+        self._free.append(slot)
 
     def search(
         self, query: str, k: int, allowed: Iterable[str] | None = None
     ) -> list[tuple[str, float]]:
         """The ``k`` documents with the highest BM25 score for ``query`` (only those sharing a
         term with it), best first; ``allowed`` restricts the candidates."""
-        n = len(self._lengths)
+        n = len(self._slot)
         if n == 0 or k < 1:
             return []
-        keep = None if allowed is None else set(allowed)
         avg = self._total / n or 1.0
-        scores: dict[str, float] = {}
+        scores = np.zeros(len(self._ids), dtype=np.float32)
         for term in set(terms(query)):
-            docs = self._postings.get(term)
-            if not docs:
+            if term not in self._postings:
                 continue
-            idf = math.log(1.0 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
-            for doc_id, tf in docs.items():
-                if keep is not None and doc_id not in keep:
-                    continue
-                norm = tf + self.k1 * (1 - self.b + self.b * self._lengths[doc_id] / avg)
-                scores[doc_id] = scores.get(doc_id, 0.0) + idf * tf * (self.k1 + 1) / norm
-        return sorted(scores.items(), key=lambda item: -item[1])[:k]
+            slots, tfs = self._term_arrays(term)
+            idf = math.log(1.0 + (n - len(slots) + 0.5) / (len(slots) + 0.5))
+            norm = tfs + self.k1 * (1 - self.b + self.b * self._lengths[slots] / avg)
+            scores[slots] += idf * tfs * (self.k1 + 1) / norm
+        if allowed is not None:
+            keep = np.zeros(len(self._ids), dtype=bool)
+            keep[[self._slot[d] for d in allowed if d in self._slot]] = True
+            scores[~keep] = 0.0
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        hits = hits[np.argsort(-scores[hits], kind="stable")]
+        return [(self._ids[i], float(scores[i])) for i in hits]  # type: ignore[misc]
+
+    def _term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._arrays.get(term)
+        if cached is None:
+            docs = self._postings[term]
+            cached = (np.fromiter(docs.keys(), dtype=np.int64, count=len(docs)),
+                      np.fromiter(docs.values(), dtype=np.float32, count=len(docs)))
+            self._arrays[term] = cached
+        return cached
+
+    def _grow(self) -> int:
+        slot = len(self._ids)
+        self._ids.append(None)
+        if slot == len(self._lengths):
+            grown = np.zeros(max(64, 2 * slot), dtype=np.float32)
+            grown[:slot] = self._lengths
+            self._lengths = grown
+        return slot
 
 
 def reciprocal_rank_fusion(

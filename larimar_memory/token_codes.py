@@ -162,23 +162,35 @@ class TokenCodeCodec(LatentCodec):
         return list(torch.split(flat, [len(p) for p in split]))
 
     def read_facts(self, readouts: list[torch.Tensor], decode: Decode) -> list[str]:
-        """Each slot snapped to its nearest code: no language model, a few ms."""
-        return [self.tokenizer.decode(self.read(rows), clean_up_tokenization_spaces=False)
-                for rows in readouts]
+        """Each slot snapped to its nearest code: no language model. All facts' slots are
+        scored against the vocabulary in one product (a few ms for k facts together)."""
+        if not readouts:
+            return []
+        per_row = self.read_rows(torch.cat(readouts))
+        texts, start = [], 0
+        for rows in readouts:
+            ids = [t for row in per_row[start: start + rows.shape[0]] for t in row]
+            texts.append(self.tokenizer.decode(ids, clean_up_tokenization_spaces=False))
+            start += rows.shape[0]
+        return texts
 
     def read(self, rows: torch.Tensor) -> list[int]:
-        """The token ids a fact's readout rows ``(n, C)`` hold: each slot snapped to its
-        nearest code, each row read up to its EOS (or first empty slot). No language model."""
+        """The token ids a fact's readout rows ``(n, C)`` hold, in order."""
+        return [t for row in self.read_rows(rows) for t in row]
+
+    def read_rows(self, rows: torch.Tensor) -> list[list[int]]:
+        """The token ids each readout row ``(n, C)`` holds: each slot snapped to its nearest
+        code, read up to the row's EOS (or first empty slot)."""
         slots = rows.reshape(rows.shape[0], self.num_latent_tokens, -1)
         filled = slots.abs().amax(dim=-1) > 0  # all-zero slots are empty: skip their scores
         ids = torch.full(filled.shape, self.eos_token_id, dtype=torch.long)
         if bool(filled.any()):
             nearest, present = self.codebook.nearest_tokens(slots[filled][None])
             ids[filled] = torch.where(present[0], nearest[0], self.eos_token_id).cpu()
-        out: list[int] = []
+        out = []
         for row in ids.tolist():
             end = row.index(self.eos_token_id) if self.eos_token_id in row else len(row)
-            out.extend(row[:end])
+            out.append(row[:end])
         return out
 
     def count_tokens(self, texts: list[str]) -> list[int]:

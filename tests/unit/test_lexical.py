@@ -1,0 +1,61 @@
+"""LexicalIndex: incremental BM25 equals BM25 computed from scratch over what is left."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from larimar_memory.lexical import LexicalIndex, reciprocal_rank_fusion, terms
+
+WORDS = ["caroline", "melanie", "paint", "lake", "dog", "rex", "may", "2023", "support", "group"]
+doc = st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join)
+
+
+def brute_force(docs: dict[str, str], query: str, k1: float = 1.5, b: float = 0.75):
+    counts = {d: Counter(terms(t)) for d, t in docs.items()}
+    n = len(docs)
+    avg = sum(sum(c.values()) for c in counts.values()) / n or 1.0
+    scores: dict[str, float] = {}
+    for term in set(terms(query)):
+        having = [d for d, c in counts.items() if term in c]
+        if not having:
+            continue
+        idf = math.log(1 + (n - len(having) + 0.5) / (len(having) + 0.5))
+        for d in having:
+            tf, length = counts[d][term], sum(counts[d].values())
+            norm = tf + k1 * (1 - b + b * length / avg)
+            scores[d] = scores.get(d, 0.0) + idf * tf * (k1 + 1) / norm
+    return scores
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), doc, st.integers(0, 50)), min_size=1, max_size=30),
+       doc)
+def test_incremental_bm25_equals_bm25_from_scratch(ops, query):
+    index, docs = LexicalIndex(), {}
+    for i, (add, text, pick) in enumerate(ops):
+        if add or not docs:
+            index.add(f"d{i}", text)
+            docs[f"d{i}"] = text
+        else:
+            victim = sorted(docs)[pick % len(docs)]
+            index.remove(victim)
+            del docs[victim]
+    if not docs:
+        assert index.search(query, k=5) == [] and len(index) == 0
+        return
+    expected = brute_force(docs, query)
+    got = dict(index.search(query, k=len(docs) + 1))
+    assert set(got) == {d for d, s in expected.items() if s > 0}
+    for d, score in got.items():
+        assert math.isclose(score, expected[d], rel_tol=1e-4)
+    allowed = sorted(docs)[::2]
+    assert set(dict(index.search(query, k=50, allowed=allowed))) <= set(allowed)
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    fused = reciprocal_rank_fusion([(["a", "b", "c"], 1.0), (["b", "c", "a"], 1.0)], k=2)
+    assert [d for d, _ in fused] == ["b", "a"]
