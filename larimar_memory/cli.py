@@ -57,6 +57,18 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to st
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 
+ThreadsOption = typer.Option(
+    1, "--threads", min=1,
+    help="torch CPU threads (1: on a small shared machine more threads contend and slow down).",
+)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 FilterOption = typer.Option(
     None, "--filter", help="Metadata equality, FIELD=VALUE (repeatable), e.g. speaker=Ann."
 )
@@ -230,10 +242,12 @@ def bench_service(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
     facts: int = typer.Option(200, help="Facts written one by one for the latency figures."),
     tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    threads: int = ThreadsOption,
     recall_facts: int = typer.Option(10000, help="Facts in the namespace recall(k=5) searches."),
 ) -> None:
     """Latency of remember/forget/recall/ask on the packaged models, against LangChain's
     InMemoryVectorStore and LlamaIndex's VectorStoreIndex on the same embeddings."""
+    _set_threads(threads)
     from .benchmarks import service_bench
 
     results = service_bench.run(out=out, facts=facts, tiny=tiny, recall_facts=recall_facts)
@@ -255,9 +269,11 @@ def bench_capacity(
     sizes: str = typer.Option("100,1000,10000,20000", help="Namespace sizes, comma-separated."),
     sample: int = typer.Option(1000, help="Facts checked for exact readback at each size."),
     tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    threads: int = ThreadsOption,
 ) -> None:
     """One namespace at 100 … 20,000 real facts: exact readback, write/forget/recall time,
     bytes per fact; LoCoMo dev evidence recall@k against cosine top-k."""
+    _set_threads(threads)
     from .benchmarks import capacity_bench
 
     results = capacity_bench.run(
@@ -284,10 +300,12 @@ def bench_server(
     clients: str = typer.Option("1,4,16", help="Concurrent clients, comma-separated."),
     duration: float = typer.Option(10.0, help="Seconds per (operation, clients) phase."),
     tiny: bool = typer.Option(False, help="Tiny random model (server and store only)."),
+    threads: int = ThreadsOption,
     torch_threads: int = typer.Option(1, help="--torch-threads of the served process."),
 ) -> None:
     """`larimar serve` in a subprocess under concurrent loopback clients: remember/recall
     requests per second and p50/p95/p99 latency per backend and client count."""
+    _set_threads(threads)
     from .benchmarks import server_bench
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
