@@ -106,7 +106,7 @@ def test_read_is_search_then_readout():
 
 
 def test_bytes_grow_with_facts_not_with_block_size():
-    one = BlockMemory(3072, 384, block_rows=512)
+    one = BlockMemory(3072, 384, block_rows=512, dtype=torch.float64)  # as the service keeps it
     one.write([BlockWrite("a", torch.ones(384), torch.ones(1, 3072))])
     assert one.nbytes() < 100_000
 
