@@ -158,6 +158,12 @@ class OnnxSentenceEncoder:
     def encode(self, sentences: Sequence[str], batch_size: int = 64, **_: Any) -> np.ndarray:
         texts = list(sentences)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # int8 dynamic quantisation scales activations by the range of the whole input tensor,
+        # so a sentence batched with others (and their padding) would get another key than
+        # alone: the quantised model runs one sentence at a time, and keys never depend on
+        # what else was written in the same call (measured: up to 0.018 per coordinate)
+        if self.quantized:
+            batch_size = 1
         # similar lengths together: a batch is padded to its longest sentence
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(texts), batch_size):

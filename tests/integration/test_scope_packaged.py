@@ -83,3 +83,9 @@ def test_multi_sentence_query_with_one_in_scope_sentence(
         True,
         False,
     ]
+
+
+def test_keys_do_not_depend_on_what_else_is_embedded(embedder: SentenceEmbedder) -> None:
+    alone = embedder.embed(FACTS[:1])[0]
+    batched = embedder.embed([*FACTS, "a much longer sentence " * 12])[0]
+    torch.testing.assert_close(batched, alone, atol=1e-6, rtol=0)
