@@ -41,7 +41,10 @@ def locomo_command(
     variants: str = typer.Option("bare,dated", "--variants",
                                  help="Unit texts: 'bare' turn and/or 'dated' "
                                       "('<date> <speaker>: <text>')."),
-    ask_k: int = typer.Option(5, "--ask-k", min=1, help="Facts / texts given to each answer."),
+    ask_k: int = typer.Option(3, "--ask-k", min=1, help="Facts / texts given to each answer."),
+    scope_threshold: float = typer.Option(
+        0.3, "--scope-threshold", help="ESD threshold for routing questions to memory."
+    ),
     ask_variant: str = typer.Option("best", "--ask-variant",
                                     help="Units answered from: best (Larimar's higher "
                                          "recall@max k), bare or dated."),
@@ -70,7 +73,8 @@ def locomo_command(
             variants=[v for v in variants.replace(" ", "").split(",") if v],
             skip_mem0=skip_mem0, skip_larimar=skip_larimar, skip_ask=skip_ask,
             limit_questions=limit_questions,
-            ask_k=ask_k, ask_variant=ask_variant, max_new_tokens=max_new_tokens, decode=decode,
+            ask_k=ask_k, scope_threshold=scope_threshold, ask_variant=ask_variant,
+            max_new_tokens=max_new_tokens, decode=decode,
             out_dir=out, device=device,
         )
     except ValueError as exc:
