@@ -12,7 +12,8 @@ memory math is indifferent to how it was made. Two codecs:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,6 +24,22 @@ if TYPE_CHECKING:
 
 #: how a codec that needs the LM reads rows ``(n, C)``: one string per row
 Decode = Callable[[torch.Tensor], list[str]]
+
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode for the block, then the mode it had. A serving model is in eval mode already,
+    and then nothing is walked: ``train()`` visits every submodule (~27 ms per call for
+    SmolLM2 with LoRA, measured in ``ask``)."""
+    if not module.training:
+        yield
+        return
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train()
 
 
 class LatentCodec(nn.Module):
@@ -49,18 +66,14 @@ class LatentCodec(nn.Module):
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
         """Latents ``(N, C)`` of non-empty ``texts``, in eval mode, ``batch_size`` at a time."""
-        was_training = self.training
-        self.eval()
         device = self._device()
-        try:
-            chunks = []
+        chunks = []
+        with evaluating(self):
             for start in range(0, len(texts), batch_size):
                 batch = self.tokenize(list(texts[start : start + batch_size]))
                 ids = batch["input_ids"].to(device)
                 mask = batch["attention_mask"].to(device)
                 chunks.append(self(ids, mask))
-        finally:
-            self.train(was_training)
         return torch.cat(chunks)
 
     def encode_facts(self, texts: list[str]) -> list[torch.Tensor]:

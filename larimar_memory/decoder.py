@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
+from .codec import evaluating
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -359,30 +361,25 @@ class LatentDecoder(nn.Module):
         stops = torch.tensor(self.stop_token_ids, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         new: list[torch.Tensor] = []
-        was_training = self.training
-        self.eval()
-        try:
-            with self._plain(z is None):
-                for _ in range(max_new_tokens):
-                    out = self.lm(
-                        inputs_embeds=embeds,
-                        attention_mask=full_mask,
-                        position_ids=positions,
-                        past_key_values=cache,
-                        use_cache=True,
-                    )
-                    cache = out.past_key_values
-                    token = _pick(out.logits[:, -1].float(), do_sample, temperature)
-                    token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
-                    new.append(token)
-                    done |= torch.isin(token, stops)
-                    if bool(done.all()):
-                        break
-                    embeds = start.embed_next(token)
-                    full_mask = torch.cat([full_mask, full_mask.new_ones(n, 1)], dim=1)
-                    positions = positions[:, -1:] + 1
-        finally:
-            self.train(was_training)
+        with evaluating(self), self._plain(z is None):
+            for _ in range(max_new_tokens):
+                out = self.lm(
+                    inputs_embeds=embeds,
+                    attention_mask=full_mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                cache = out.past_key_values
+                token = _pick(out.logits[:, -1].float(), do_sample, temperature)
+                token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
+                new.append(token)
+                done |= torch.isin(token, stops)
+                if bool(done.all()):
+                    break
+                embeds = start.embed_next(token)
+                full_mask = torch.cat([full_mask, full_mask.new_ones(n, 1)], dim=1)
+                positions = positions[:, -1:] + 1
         if not new:
             return [""] * n
         return [self._decode_row(row) for row in torch.stack(new, dim=1).tolist()]
