@@ -50,6 +50,7 @@ class KeyIndex:
         self.width = width
         self._keys = torch.zeros(0, width, dtype=torch.float32)
         self._ids: list[str | None] = []
+        self._live = torch.zeros(0, dtype=torch.bool)
         self._pos: dict[str, int] = {}
         self._free: list[int] = []
 
@@ -68,8 +69,12 @@ class KeyIndex:
                 grown = torch.zeros(max(16, 2 * pos), self.width, dtype=torch.float32)
                 grown[:pos] = self._keys
                 self._keys = grown
+                live = torch.zeros(grown.shape[0], dtype=torch.bool)
+                live[:pos] = self._live[:pos]
+                self._live = live
             self._ids.append(None)
         self._keys[pos] = key.to(torch.float32).reshape(-1)
+        self._live[pos] = True
         self._ids[pos] = fact_id
         self._pos[fact_id] = pos
 
@@ -78,6 +83,7 @@ class KeyIndex:
         if pos is not None:
             self._ids[pos] = None
             self._keys[pos] = 0
+            self._live[pos] = False
             self._free.append(pos)
 
     def search(
@@ -87,7 +93,7 @@ class KeyIndex:
             return []
         scores = self._keys[: len(self._ids)] @ query.to(self._keys.dtype).reshape(-1)
         if allowed is None:
-            live = torch.tensor([fid is not None for fid in self._ids])
+            live = self._live[: len(self._ids)]
         else:
             live = torch.zeros(len(self._ids), dtype=torch.bool)
             live[[self._pos[f] for f in allowed if f in self._pos]] = True
@@ -206,10 +212,8 @@ class BlockMemory:
         """``w·M`` for the fact's rows ``(n, C)``: what the memory holds for it."""
         rows = self._rows[self._known(fact_id)]
         block = self.blocks[rows[0] // self.block_rows]
-        local = [row % self.block_rows for row in rows]
-        weights = torch.zeros(len(rows), block.slots, dtype=self.dtype)
-        weights[torch.arange(len(rows)), local] = 1.0
-        return block.read(weights=weights)
+        # w·M with one-hot w is the rows themselves: index them instead of a (n×K)·(K×C) product
+        return block.memory[[row % self.block_rows for row in rows]]
 
     def read(
         self, query: torch.Tensor, k: int = 1, allowed: Iterable[str] | None = None

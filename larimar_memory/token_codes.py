@@ -64,12 +64,17 @@ class TokenCodebook(nn.Module):
         SmolLM2, far more than snapping a readout to them."""
         if torch.is_grad_enabled():
             return self._compute_vocabulary_codes()
+        return self._cached()[0]
+
+    def _cached(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vocabulary's codes and their squared norms, until the projection changes."""
         stamp = (self.proj.data_ptr(), self.proj._version, self.proj.dtype)
         cached = getattr(self, "_codes_cache", None)
         if cached is None or cached[0] != stamp:
-            cached = (stamp, self._compute_vocabulary_codes())
+            codes = self._compute_vocabulary_codes()
+            cached = (stamp, codes, codes.pow(2).sum(dim=1))
             object.__setattr__(self, "_codes_cache", cached)  # a cache, not module state
-        return cached[1]
+        return cached[1], cached[2]
 
     def _compute_vocabulary_codes(self) -> torch.Tensor:
         weight = self._embeddings.weight.to(self.proj.dtype)
@@ -88,10 +93,14 @@ class TokenCodebook(nn.Module):
         mixed = (weights.unsqueeze(-1).to(embeds.dtype) * embeds).sum(dim=-2)
         return mixed, present
 
+    @torch.no_grad()
     def nearest_tokens(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots."""
-        best, index = self._scores(slots).max(dim=-1)
-        return index, best > 0
+        """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots: the
+        scores of `_scores` in one fused product against the cached codes and norms."""
+        book, norms = self._cached()
+        flat = slots.reshape(-1, slots.shape[-1]).to(book.dtype)
+        best, index = torch.addmm(norms, flat, book.T, beta=-1.0, alpha=2.0).max(dim=-1)
+        return index.reshape(slots.shape[:-1]), (best > 0).reshape(slots.shape[:-1])
 
     def _scores(self, slots: torch.Tensor) -> torch.Tensor:
         """``(N, P, V)``: −‖z − c‖² + ‖z‖² = 2 z·c − ‖c‖² (the −‖z‖² term is the same for every
