@@ -300,12 +300,10 @@ def bench_server(
     clients: str = typer.Option("1,4,16", help="Concurrent clients, comma-separated."),
     duration: float = typer.Option(10.0, help="Seconds per (operation, clients) phase."),
     tiny: bool = typer.Option(False, help="Tiny random model (server and store only)."),
-    threads: int = ThreadsOption,
     torch_threads: int = typer.Option(1, help="--torch-threads of the served process."),
 ) -> None:
     """`larimar serve` in a subprocess under concurrent loopback clients: remember/recall
     requests per second and p50/p95/p99 latency per backend and client count."""
-    _set_threads(threads)
     from .benchmarks import server_bench
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
