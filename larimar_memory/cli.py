@@ -82,7 +82,11 @@ def _parse_filter(items: list[str] | None) -> dict[str, Any] | None:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise typer.BadParameter(f"--filter takes FIELD=VALUE, got {item!r}")
-        out[name] = value
+        try:  # session=3 matches the number 3, active=true the boolean; anything else a string
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[name] = parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value
     return out
 
 
@@ -179,16 +183,18 @@ def forget(
 @app.command("list")
 def list_facts(
     store: Path = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
+    filter: list[str] = FilterOption,
 ) -> None:
-    """List the facts of a namespace."""
+    """List the facts of a namespace (oldest first), optionally only those whose metadata
+    matches every --filter FIELD=VALUE."""
     def body() -> None:
         from .store import SQLiteStore
 
         # Listing needs no model: read the fact log directly.
         with SQLiteStore(store) as db:
-            facts = db.list_facts(namespace)
-        rows = [{"id": f.id, "rows": f.rows.tolist(), "text": f.text, "key": f.key_text}
-                for f in facts]
+            facts = db.list_facts(namespace, where=_parse_filter(filter))
+        rows = [{"id": f.id, "rows": f.rows.tolist(), "text": f.text, "key": f.key_text,
+                 "metadata": f.metadata} for f in facts]
 
         def render(items: list[dict[str, Any]]) -> None:
             table = Table(title=f"namespace {namespace!r}: {len(items)} fact(s)")
