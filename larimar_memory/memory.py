@@ -457,26 +457,33 @@ class EpisodicMemory:
     def _woodbury_update(self, W: torch.Tensor, Z: torch.Tensor, sign: float) -> None:
         # Cov' = Cov + s·WᵀW. With U = Cov⁻¹Wᵀ, Q = W·U:
         #   M' = M + U (sI + Q)⁻¹ (Z − W·M),   Cov'⁻¹ = Cov⁻¹ − U (sI + Q)⁻¹ Uᵀ
-        U = self._inverse @ W.T  # (K, n)
-        Q = W @ U  # (n, n)
+        # Only the slots W addresses (cols) and the rows where U is non-zero (rows) change. With
+        # the service's one-hot rows both are the written rows, so an update costs O(n·C), not
+        # O(K·C + K²): skipping exact zeros leaves every result as the dense products give it.
+        cols = W.abs().sum(dim=0).nonzero().flatten()
+        Wc = W[:, cols]  # (n, m)
+        U = self._inverse[:, cols] @ Wc.T  # (K, n)
+        rows = U.abs().sum(dim=1).nonzero().flatten()
+        Ur = U[rows]  # (r, n)
+        Q = Wc @ U[cols]  # (n, n)
         eye = torch.eye(W.shape[0], dtype=self.dtype, device=self.device)
-        residual = Z - W @ self.memory  # (n, C)
+        residual = Z - Wc @ self.memory[cols]  # (n, C)
         if sign > 0:
             L = torch.linalg.cholesky(eye + Q)
-            gain_in = torch.cholesky_solve(torch.cat([residual, U.T], dim=1), L)
+            gain_in = torch.cholesky_solve(torch.cat([residual, Ur.T], dim=1), L)
         else:
             # (−I + Q)⁻¹ = −(I − Q)⁻¹ and I − Q must be positive definite: for rows that were
             # written, its eigenvalues are ≥ λ/(λ + ‖W‖²) (Woodbury), for unwritten rows ≤ 0.
             T = eye - Q
             self._check_forgettable(T, W)
             L = torch.linalg.cholesky(T)
-            gain_in = -torch.cholesky_solve(torch.cat([residual, U.T], dim=1), L)
-        # In place: allocating fresh K×K tensors costs more than the arithmetic (page faults).
+            gain_in = -torch.cholesky_solve(torch.cat([residual, Ur.T], dim=1), L)
         C = self.width
-        self.memory.addmm_(U, gain_in[:, :C])
-        self._inverse.addmm_(U, gain_in[:, C:], alpha=-1.0)
-        self.precision.addmm_(W.T, W, alpha=sign)
-        self.moment.addmm_(W.T, Z, alpha=sign)
+        # In place: allocating fresh K×K tensors costs more than the arithmetic (page faults).
+        self.memory.index_add_(0, rows, Ur @ gain_in[:, :C])
+        self._inverse[rows.unsqueeze(1), rows] -= Ur @ gain_in[:, C:]
+        self.precision[cols.unsqueeze(1), cols] += sign * (Wc.T @ Wc)
+        self.moment.index_add_(0, cols, Wc.T @ Z, alpha=sign)
         self._updates_since_refresh += 1
 
     def _cholesky_update(self, W: torch.Tensor, Z: torch.Tensor, sign: float) -> None:
