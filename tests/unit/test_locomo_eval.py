@@ -125,7 +125,7 @@ def test_run_locomo_tiny_end_to_end(toy_file, tmp_path):
     pytest.importorskip("langchain_core")
     pytest.importorskip("bm25s")
     payload, json_path, png_path, table = _run(toy_file, tmp_path, skip_mem0=True)
-    assert json_path.name == "eval-locomo.json" and json_path.is_file()
+    assert json_path.name == "eval-conversation-recall.json" and json_path.is_file()
     assert png_path is not None and png_path.is_file()
     assert json.loads(json_path.read_text())["counts"] == {
         "conversations": ["toy-1"], "turns": 5, "questions": 3,
