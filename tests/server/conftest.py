@@ -69,6 +69,27 @@ def settings() -> ServerSettings:
 
 
 @pytest.fixture
+def memory(tmp_path: Path):
+    """A tiny Larimar on a temp SQLite store, for in-process app tests."""
+    from larimar_memory.testing import tiny_larimar
+
+    m = tiny_larimar(tmp_path / "store.sqlite3")
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def client(memory, settings: ServerSettings):
+    """A FastAPI TestClient on the app serving ``memory``."""
+    from fastapi.testclient import TestClient
+
+    from larimar_memory.server import create_app
+
+    with TestClient(create_app(memory, settings)) as c:
+        yield c
+
+
+@pytest.fixture
 def served(tmp_path: Path, settings: ServerSettings) -> Iterator[ThreadedServer]:
     """A uvicorn server in a thread, serving a tiny Larimar on a temp SQLite store."""
     from larimar_memory.server import create_app

@@ -26,19 +26,6 @@ B = {"X-API-Key": KEY_B}
 FACTS = "/v1/namespaces/notes/facts"
 
 
-@pytest.fixture
-def memory(tmp_path: Path):
-    m = tiny_larimar(tmp_path / "store.sqlite3")
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def client(memory, settings: ServerSettings):
-    with TestClient(create_app(memory, settings)) as c:
-        yield c
-
-
 def error_of(response) -> dict:
     body = response.json()
     assert set(body) == {"error"}, body

@@ -20,9 +20,8 @@ from server_testing import KEY_A
 
 from larimar_memory import errors
 from larimar_memory.conversation import observe
-from larimar_memory.server import LarimarClient, ServerSettings, create_app
+from larimar_memory.server import LarimarClient
 from larimar_memory.server.client import RetryPolicy
-from larimar_memory.testing import tiny_larimar
 from larimar_memory.types import (
     AskResult,
     Fact,
@@ -37,19 +36,6 @@ from larimar_memory.types import (
 A = {"Authorization": f"Bearer {KEY_A}"}
 NS = "/v1/namespaces/notes"
 FAST = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture
-def memory(tmp_path: Path):
-    m = tiny_larimar(tmp_path / "store.sqlite3")
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def client(memory, settings: ServerSettings):
-    with TestClient(create_app(memory, settings)) as c:
-        yield c
 
 
 class Via(httpx.BaseTransport):
