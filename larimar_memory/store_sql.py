@@ -86,6 +86,10 @@ _COLUMNS = (
     "created_at, request_id, extra_key_texts"
 )
 _ORDER = "ORDER BY created_at, seq"
+_ORDER_KEYED = "ORDER BY +created_at, +seq"
+"""For a lookup by id or request id. The unary plus keeps the planner on the selective index:
+with the plain order SQLite walks the namespace's whole age index to skip the sort, reading every
+row's blobs (the request-id lookup took 59 % of a server remember at 1,600 facts)."""
 _NO_LIMIT = 2**62  # LIMIT for "all rows" that both SQLite and PostgreSQL accept
 _CHUNK = 500  # ids per IN (...) list, under SQLite's bound-parameter limit
 _F32 = np.dtype("<f4")
@@ -268,10 +272,11 @@ class _Queries:
                 self.conn.cursor().executemany(self.d.sql(sql), rows)
 
     def facts(self, ns: str, where: str = "", params: Sequence[Any] = (),
-              page: tuple[int | None, int] | None = None) -> list[FactRecord]:
+              page: tuple[int | None, int] | None = None, order: str = _ORDER
+              ) -> list[FactRecord]:
         if not self.d.storable(ns):
             return []
-        sql = f"SELECT {_COLUMNS} FROM larimar_facts WHERE namespace = ? {where} {_ORDER}"
+        sql = f"SELECT {_COLUMNS} FROM larimar_facts WHERE namespace = ? {where} {order}"
         args: list[Any] = [ns, *params]
         if page is not None and (page[0] is not None or page[1]):
             sql += " LIMIT ? OFFSET ?"
@@ -286,7 +291,8 @@ class _Queries:
         searchable = [i for i in wanted if isinstance(i, str) and self.d.storable(i)]
         for start in range(0, len(searchable), _CHUNK):
             chunk = searchable[start:start + _CHUNK]
-            for rec in self.facts(ns, f"AND id IN ({','.join('?' * len(chunk))})", chunk):
+            for rec in self.facts(ns, f"AND id IN ({','.join('?' * len(chunk))})", chunk,
+                                  order=_ORDER_KEYED):
                 found[rec.id] = rec
         missing = [i for i in wanted if i not in found]
         if missing:
@@ -407,7 +413,7 @@ class SQLTransaction(StoreTransaction):
         q = self._check_open()
         if not q.d.storable(request_id):
             return []
-        return q.facts(self.namespace, "AND request_id = ?", (request_id,))
+        return q.facts(self.namespace, "AND request_id = ?", (request_id,), order=_ORDER_KEYED)
 
     def commit_version(self) -> int:
         return self._bump()

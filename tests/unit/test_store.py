@@ -478,3 +478,26 @@ def test_default_path_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_memory_path_is_refused() -> None:
     with pytest.raises(StoreError, match="file path"):
         SQLiteStore(":memory:")
+
+
+def test_keyed_lookups_stay_on_a_selective_index(store: SQLiteStore) -> None:
+    """A lookup by id or request id must not walk the namespace: with ``ORDER BY created_at``
+    SQLite preferred the age index and read every row's blobs, so a server remember (which looks
+    its request id up) slowed down linearly with the namespace."""
+    with store.transaction("ns") as tx:
+        tx.add_facts([make_record("ns", f"fact {i}", request_id=f"req-{i}") for i in range(40)])
+    wanted = store.list_facts("ns")[7].id
+    statements: list[str] = []
+    with store.dialect.connection() as conn:
+        conn.set_trace_callback(statements.append)
+        try:
+            assert store.get_fact("ns", wanted).text == "fact 7"
+            with store.transaction("ns") as tx:
+                assert [r.text for r in tx.find_by_request_id("req-9")] == ["fact 9"]
+        finally:
+            conn.set_trace_callback(None)
+        lookups = [s for s in statements if s.startswith("SELECT") and "larimar_facts" in s]
+        assert len(lookups) == 2
+        for sql in lookups:
+            plan = " ".join(str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "larimar_facts_by_age" not in plan and "SCAN" not in plan, (sql, plan)
