@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from larimar_memory.model import LarimarConfig, LarimarModel
@@ -47,6 +49,53 @@ def test_every_slot_snaps_back_to_its_token(model: LarimarModel) -> None:
     noisy = z + 0.05 * torch.randn_like(z)  # a readout with interference snaps to the same tokens
     again, _ = model.codec.codebook.nearest_tokens(noisy.view(len(TEXTS), P, D))
     assert torch.equal(again[present], tokens[present])
+
+
+_CHECKED = _model("llama")
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), noise=st.sampled_from([0.0, 0.01, 0.1, 0.5, 2.0]),
+       wrong=st.sampled_from([0.0, 0.2, 1.0]), unknown=st.sampled_from([0.0, 0.3]))
+def test_checking_expected_tokens_gives_the_full_search_answer(
+    seed: int, noise: float, wrong: float, unknown: float
+) -> None:
+    """Slots near (or far from) codes, with expected tokens right, wrong or missing: the
+    checked reading equals scoring every slot against the whole vocabulary."""
+    book = _CHECKED.codec.codebook
+    codes = book.vocabulary_codes()
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.randint(codes.shape[0], (5, P), generator=g)
+    slots = codes[truth] + noise * torch.randn(5, P, D, generator=g)
+    slots[:, -2:] = 0.0  # empty slots
+    expected = truth.clone()
+    flip = torch.rand(truth.shape, generator=g) < wrong
+    expected[flip] = torch.randint(codes.shape[0], (int(flip.sum()),), generator=g)
+    expected[torch.rand(truth.shape, generator=g) < unknown] = -1
+    full_ids, full_present = book.nearest_tokens(slots)
+    ids, present = book.nearest_tokens(slots, expected)
+    assert torch.equal(present, full_present)
+    assert torch.equal(ids[present], full_ids[present])
+
+
+def test_slots_holding_their_expected_tokens_skip_the_search(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    z = _CHECKED.encode(TEXTS)
+    expected = _CHECKED.codec.tokenize(TEXTS)["input_ids"]
+    expected[_CHECKED.codec.tokenize(TEXTS)["attention_mask"] == 0] = -1
+    searched: list[int] = []
+    addmm = torch.addmm
+    monkeypatch.setattr(torch, "addmm", lambda *a, **k: searched.append(a[1].shape[0]) or
+                        addmm(*a, **k))
+    book = _CHECKED.codec.codebook
+    ids, _ = book.nearest_tokens(z[:, : expected.shape[1] * D].view(len(TEXTS), -1, D), expected)
+    assert searched == [int((expected < 0).sum())]  # only the slots with nothing expected
+    assert torch.equal(ids[expected >= 0], expected[expected >= 0])
+    searched.clear()
+    readouts = _CHECKED.encode_facts(TEXTS)  # the rows a fact is written as, one per piece
+    assert _CHECKED.read_facts(readouts, TEXTS) == TEXTS
+    assert searched == []
+    assert _CHECKED.read_facts(readouts) == TEXTS and searched
 
 
 def test_long_texts_keep_their_first_tokens(model: LarimarModel) -> None:
