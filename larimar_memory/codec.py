@@ -80,11 +80,9 @@ class LatentCodec(nn.Module):
         """Each text as the rows that keep it whole, ``(n_i, C)``: one per ``max_text_tokens``."""
         raise NotImplementedError
 
-    def read_facts(self, readouts: list[torch.Tensor], decode: Decode,
-                   written: list[str] | None = None) -> list[str]:
+    def read_facts(self, readouts: list[torch.Tensor], decode: Decode) -> list[str]:
         """The text each fact's readout rows ``(n_i, C)`` hold; ``decode`` is the LM's greedy
-        reconstruction, for codecs that need it. ``written``, the texts the facts were written
-        from, may let a codec check its reading instead of searching; never change it."""
+        reconstruction, for codecs that need it."""
         raise NotImplementedError
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -140,10 +138,8 @@ class PooledCodec(LatentCodec):
         flat = self.encode([piece for pieces in split for piece in pieces])
         return list(torch.split(flat, [len(p) for p in split]))
 
-    def read_facts(self, readouts: list[torch.Tensor], decode: Decode,
-                   written: list[str] | None = None) -> list[str]:
-        """A pooled latent has to be decoded by the language model, row by row (``written``
-        gives it no shortcut)."""
+    def read_facts(self, readouts: list[torch.Tensor], decode: Decode) -> list[str]:
+        """A pooled latent has to be decoded by the language model, row by row."""
         return [" ".join(decode(rows)).strip() for rows in readouts]
 
     def count_tokens(self, texts: list[str]) -> list[int]:

@@ -395,14 +395,11 @@ class LarimarModel(nn.Module):
         return [rows.to(self.dtype) for rows in self.codec.encode_facts(list(texts))]
 
     @torch.no_grad()
-    def read_facts(self, readouts: list[torch.Tensor],
-                   written: list[str] | None = None) -> list[str]:
+    def read_facts(self, readouts: list[torch.Tensor]) -> list[str]:
         """The texts memory readouts hold, one per fact ``(n_i, C)``. Token codes are read by
-        snapping each slot to its nearest code (no language model, a few ms; checked first
-        against the ``written`` texts when given, same answer); a pooled latent has to be
-        decoded by the language model, row by row."""
-        return self.codec.read_facts([rows.to(self.dtype) for rows in readouts], self.decode,
-                                     written)
+        snapping each slot to its nearest code (no language model, a few ms); a pooled latent
+        has to be decoded by the language model, row by row."""
+        return self.codec.read_facts([rows.to(self.dtype) for rows in readouts], self.decode)
 
     def memory_context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
         """What conditions the decoder on several facts' readouts ``(n_i, C)``: a memory block

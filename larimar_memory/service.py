@@ -384,8 +384,7 @@ class Larimar:
             decision, hits = self._search(ns, query, k, filter)
             readouts = [ns.memory.readout(fid) for fid, _ in hits] if decode else []
             entries = [ns.facts[fid] for fid, _ in hits] if ns else []
-        texts = (self.model.read_facts(readouts, [e.text for e in entries]) if readouts
-                 else [""] * len(hits))
+        texts = self.model.read_facts(readouts) if readouts else [""] * len(hits)
         results = [
             RecallHit(fact=self._fact(entry, ns_name), score=score, text=text)
             for entry, (_, score), text in zip(entries, hits, texts, strict=True)
