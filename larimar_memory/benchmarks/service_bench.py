@@ -2,9 +2,11 @@
 
 Measures remember (per fact, and 1000 facts in one call), forget, recall(k=5) with each hit's
 text read from the memory at 10,000 facts, and ask (≤ 8 new tokens), bytes per namespace; and,
-in the same run on the same key embedder, the same writes and k=5 searches through LangChain's
-``InMemoryVectorStore`` and LlamaIndex's in-memory ``VectorStoreIndex`` when those packages are
-installed (imported lazily: the core never depends on them), with the ratios. An operation that
+in the same run, the same writes and k=5 searches through LangChain's ``InMemoryVectorStore``
+and LlamaIndex's in-memory ``VectorStoreIndex`` when those packages are installed (imported
+lazily: the core never depends on them), with the ratios. The vector stores run on the same key
+embedder as Larimar (all-MiniLM-L6-v2 in ONNX Runtime int8); LangChain's also runs on the same
+model in sentence-transformers (torch), the runtime a LangChain user gets by default. An operation that
 misses its target is profiled (cProfile, the top functions by own time go into the JSON). Facts
 are CounterFact training sentences when ../shared/data is present.
 """
@@ -186,6 +188,7 @@ def bench_llamaindex(embedder: Any, facts: list[str]) -> dict[str, Any] | None:
 
 def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
         plot: bool = True, recall_facts: int = RECALL_FACTS) -> dict[str, Any]:
+    from ..scope import SentenceEmbedder
     from ..service import Larimar
 
     texts = benchmark_facts(max(facts, 1000, recall_facts))
@@ -218,6 +221,9 @@ def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
             }
             baselines = {
                 "langchain_InMemoryVectorStore": bench_langchain(larimar.embedder, texts[:facts]),
+                "langchain_InMemoryVectorStore_torch_minilm": (
+                    None if tiny else bench_langchain(SentenceEmbedder(backend="torch"),
+                                                      texts[:facts])),
                 "llamaindex_VectorStoreIndex": bench_llamaindex(larimar.embedder, texts[:facts]),
             }
     results["machine"]["load_average_after"] = os.getloadavg()
@@ -241,9 +247,11 @@ def targets_met(results: dict[str, Any]) -> dict[str, bool]:
                                                                  "ask")}
     met["remember_1000_batch"] = (rows["remember_1000_batch"]["seconds"] * 1e3
                                   <= TARGETS_MS["remember_1000_batch"])
-    ratio = results["ratios_larimar_over_baseline_p50"].get("langchain_InMemoryVectorStore", {})
-    if "remember" in ratio:
-        met["remember_vs_vector_store_add_le_0.5x"] = ratio["remember"] <= 0.5
+    ratios = results["ratios_larimar_over_baseline_p50"]
+    for name, label in (("langchain_InMemoryVectorStore", "same_runtime"),
+                        ("langchain_InMemoryVectorStore_torch_minilm", "sentence_transformers")):
+        if "remember" in ratios.get(name, {}):
+            met[f"remember_le_0.5x_vector_store_add_{label}"] = ratios[name]["remember"] <= 0.5
     return met
 
 
