@@ -27,7 +27,7 @@ from .memory import EpisodicMemory, MemoryConfig
 
 if TYPE_CHECKING:
     from .model import LarimarConfig, LarimarModel
-    from .service import Larimar, LarimarSettings, RememberCall
+    from .service import Larimar, LarimarSettings, RecallCall, RememberCall
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Larimar": "service",
     "LarimarSettings": "service",
+    "RecallCall": "service",
     "RememberCall": "service",
     "LarimarModel": "model",
     "LarimarConfig": "model",
@@ -64,6 +65,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotWrittenError",
     "PurgePendingError",
+    "RecallCall",
     "RememberCall",
     "RequestConflictError",
     "StateFileError",

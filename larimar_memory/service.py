@@ -185,6 +185,12 @@ class _Write:
     written: bool = True  # False when a later input of the same call superseded it
 
 
+def _query_texts(query: str) -> builtins.list[str]:
+    """What a query is embedded as: itself, then its sentences when it has several."""
+    sentences = split_sentences(query)
+    return [query, *sentences] if len(sentences) > 1 else [query]
+
+
 @dataclass
 class RememberCall:
     """One `Larimar.remember` call, for `Larimar.remember_many`: the same arguments."""
@@ -201,6 +207,33 @@ class RememberCall:
         return {"text": self.text, "key": self.key, "namespace": self.namespace,
                 "metadata": self.metadata, "request_id": self.request_id, "ids": self.ids,
                 "extra_keys": self.extra_keys}
+
+
+@dataclass
+class RecallCall:
+    """One `Larimar.recall` call, for `Larimar.recall_many`: the same arguments."""
+
+    query: str
+    k: int = 1
+    namespace: str | None = None
+    decode: bool = True
+    filter: dict[str, Any] | None = None
+
+
+@dataclass
+class _PreparedRecall:
+    """A validated recall call, then its embedded query and sentences, then its hits."""
+
+    query: str
+    k: int
+    ns_name: str
+    decode: bool
+    filter: dict[str, Any] | None
+    embedded: torch.Tensor | None = None
+    decision: ScopeDecision | None = None
+    hits: builtins.list[tuple[str, float]] = field(default_factory=builtins.list)
+    entries: builtins.list[Any] = field(default_factory=builtins.list)
+    readouts: builtins.list[torch.Tensor] = field(default_factory=builtins.list)
 
 
 @dataclass
@@ -376,25 +409,71 @@ class Larimar:
         """The ``k`` facts whose keys best match ``query``, best first, each with its text read
         back from the memory rows (``decode=False`` skips reading). ``filter`` keeps facts whose
         metadata equals every given field."""
-        query = self._check_texts(query, "query", self.settings.max_text_chars)[0]
-        k = self._check_k(k)
-        ns_name = self._namespace_name(namespace)
+        result = self.recall_many([RecallCall(query=query, k=k, namespace=namespace,
+                                              decode=decode, filter=filter)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def recall_many(
+        self, requests: Sequence[RecallCall]
+    ) -> builtins.list[RecallResult | Exception]:
+        """Several independent `recall` calls at once (a server's concurrent callers): their
+        queries embedded in one pass, searched under one lock, and all their hits read from
+        the memory in one pass. Each call gets its own result or its own exception, exactly as
+        if it had been made alone."""
+        results: builtins.list[RecallResult | Exception | None] = [None] * len(requests)
+        prepared: dict[int, _PreparedRecall] = {}
+        for i, call in enumerate(requests):
+            try:
+                prepared[i] = _PreparedRecall(
+                    query=self._check_texts(call.query, "query", self.settings.max_text_chars)[0],
+                    k=self._check_k(call.k), ns_name=self._namespace_name(call.namespace),
+                    decode=call.decode, filter=self._check_filter(call.filter),
+                )
+            except Exception as exc:  # noqa: BLE001 - the caller's own error
+                results[i] = exc
+        queries = {i: _query_texts(p.query) for i, p in prepared.items()}
+        try:
+            embedded = self.embedder.embed([q for texts in queries.values() for q in texts])
+            at = 0
+            for i, texts in queries.items():
+                prepared[i].embedded, at = embedded[at: at + len(texts)], at + len(texts)
+        except Exception:  # noqa: BLE001 - find whose query the embedder refused
+            for i, texts in queries.items():
+                try:
+                    prepared[i].embedded = self.embedder.embed(texts)
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+                    del prepared[i]
         with self._lock:
-            ns = self._synced(ns_name)
-            decision, hits = self._search(ns, query, k, filter)
-            readouts = [ns.memory.readout(fid) for fid, _ in hits] if decode else []
-            entries = [ns.facts[fid] for fid, _ in hits] if ns else []
-        texts = self.model.read_facts(readouts) if readouts else [""] * len(hits)
-        results = [
-            RecallHit(fact=self._fact(entry, ns_name), score=score, text=text)
-            for entry, (_, score), text in zip(entries, hits, texts, strict=True)
-        ]
-        best = results[0] if results else None
-        return RecallResult(
-            query=query, scope=self._scope_info(decision), hits=results,
-            text=best.text if best else "", fact=best.fact if best else None,
-            weight=best.score if best else 0.0,
-        )
+            for i, p in builtins.list(prepared.items()):
+                try:
+                    ns = self._synced(p.ns_name)
+                    p.decision, p.hits = self._search(ns, p.query, p.embedded, p.k, p.filter)
+                    p.entries = [ns.facts[fid] for fid, _ in p.hits] if ns else []
+                    if p.decode:
+                        p.readouts = [ns.memory.readout(fid) for fid, _ in p.hits]
+                except Exception as exc:  # noqa: BLE001 - e.g. this namespace's store mismatch
+                    results[i] = exc
+                    del prepared[i]
+        readouts = [r for p in prepared.values() for r in p.readouts]
+        texts = iter(self.model.read_facts(readouts) if readouts else [])
+        for i, p in prepared.items():
+            hits = [
+                RecallHit(fact=self._fact(entry, p.ns_name), score=score,
+                          text=next(texts) if p.decode else "")
+                for entry, (_, score) in zip(p.entries, p.hits, strict=True)
+            ]
+            best = hits[0] if hits else None
+            assert p.decision is not None
+            results[i] = RecallResult(
+                query=p.query, scope=self._scope_info(p.decision), hits=hits,
+                text=best.text if best else "", fact=best.fact if best else None,
+                weight=best.score if best else 0.0,
+            )
+        return [r if r is not None else RuntimeError("recall produced no result")
+                for r in results]
 
     def ask(
         self,
@@ -412,9 +491,11 @@ class Larimar:
         k = self._check_k(self.settings.ask_k if k is None else k)
         self._check_question_fits(question, max_new_tokens or self.settings.max_new_tokens)
         ns_name = self._namespace_name(namespace)
+        where = self._check_filter(filter)
+        embedded = self.embedder.embed(_query_texts(question))
         with self._lock:
             ns = self._synced(ns_name)
-            decision, hits = self._search(ns, question, k, filter)
+            decision, hits = self._search(ns, question, embedded, k, where)
             in_scope = decision.in_scope and bool(hits)
             readouts = [ns.memory.readout(fid) for fid, _ in hits] if in_scope else []
             entries = [ns.facts[fid] for fid, _ in hits] if in_scope else []
@@ -454,8 +535,9 @@ class Larimar:
         the scope detector's). Nothing near enough → ``FactNotFoundError``."""
         description = self._check_texts(description, "description", self.settings.max_text_chars)[0]
         ns_name = self._namespace_name(namespace)
+        embedded = self.embedder.embed(_query_texts(description))
         with self._lock:
-            decision, hits = self._search(self._synced(ns_name), description, 1, None)
+            decision, hits = self._search(self._synced(ns_name), description, embedded, 1, None)
         limit = self.scope.threshold if threshold is None else threshold
         if not hits or hits[0][1] < limit:
             best = hits[0][1] if hits else 0.0
@@ -582,11 +664,12 @@ class Larimar:
     # -- reading ---------------------------------------------------------------------------------
 
     def _search(
-        self, ns: _Namespace | None, query: str, k: int, filter: dict[str, Any] | None
+        self, ns: _Namespace | None, query: str, embedded: torch.Tensor, k: int,
+        where: dict[str, Any] | None,
     ) -> tuple[ScopeDecision, builtins.list[tuple[str, float]]]:
         """The scope decision (max cosine of the query or any of its sentences to a key) and
-        the ``k`` best facts for the whole query."""
-        where = self._check_filter(filter)
+        the ``k`` best facts for the whole query; ``embedded``: `_query_texts`' embeddings,
+        ``where``: a checked filter."""
         empty = ScopeDecision(score=0.0, in_scope=False, nearest=None)
         if ns is None or not ns.facts:
             return empty, []
@@ -594,12 +677,9 @@ class Larimar:
             e.id for e in ns.facts.values()
             if all(e.metadata.get(f, _MISSING) == v for f, v in where.items())
         ]
-        sentences = split_sentences(query)
-        queries = [query, *sentences] if len(sentences) > 1 else [query]
-        emb = self.embedder.embed(queries)
-        hits = self._rank(ns, query, emb[0], k, allowed)
-        score = max([0.0, *ns.memory.similarity(emb[0], [f for f, _ in hits[:1]])])
-        for sentence in emb[1:]:  # a sentence may match better than the whole message
+        hits = self._rank(ns, query, embedded[0], k, allowed)
+        score = max([0.0, *ns.memory.similarity(embedded[0], [f for f, _ in hits[:1]])])
+        for sentence in embedded[1:]:  # a sentence may match better than the whole message
             top = ns.memory.search(sentence, 1, allowed)
             score = max([score, *(s for _, s in top)])
         decision = ScopeDecision(score=score, in_scope=score >= self.scope.threshold,

@@ -111,19 +111,29 @@ class _State:
         self.settings = settings
         self.limiter: anyio.CapacityLimiter | None = None
         self.metrics = Metrics(pending_purges=self._pending_purges)
-        self._batcher: MicroBatcher | None = None
+        self._batchers: dict[str, MicroBatcher | None] = {}
 
     @property
-    def batcher(self) -> MicroBatcher | None:
-        """The remember collector, for a memory with ``remember_many`` (None: call directly)."""
-        if self._batcher is None and self.settings.micro_batching and callable(
-            getattr(self.larimar, "remember_many", None)
-        ):
-            self._batcher = MicroBatcher(
-                self._remember_batch, self.call,
-                window_s=self.settings.batch_window_ms / 1000, max_batch=self.settings.max_batch,
-            )
-        return self._batcher
+    def remember_batcher(self) -> MicroBatcher | None:
+        """The remember collector (``window_s``: callers arriving within it share a batch), for
+        a memory with ``remember_many``; None: call directly."""
+        return self._batcher("remember_many", self._remember_batch,
+                             self.settings.batch_window_ms / 1000)
+
+    @property
+    def recall_batcher(self) -> MicroBatcher | None:
+        """The recall collector, for a memory with ``recall_many``. No window: a lone recall
+        runs at once, and the recalls arriving while a batch runs form the next one."""
+        return self._batcher("recall_many", self._recall_batch, 0.0)
+
+    def _batcher(self, method: str, run_batch: Any, window_s: float) -> MicroBatcher | None:
+        if method not in self._batchers:
+            usable = self.settings.micro_batching and callable(getattr(self.larimar, method,
+                                                                       None))
+            self._batchers[method] = MicroBatcher(
+                run_batch, self.call, window_s=window_s, max_batch=self.settings.max_batch,
+            ) if usable else None
+        return self._batchers[method]
 
     def _remember_batch(self, calls: list[Any]) -> list[Any]:
         """A lone call goes to ``remember`` as before; several to ``remember_many``."""
@@ -135,6 +145,18 @@ class _State:
             return [memory.remember(call.text, key=call.key, namespace=call.namespace,
                                     metadata=call.metadata, request_id=call.request_id,
                                     ids=call.ids, extra_keys=call.extra_keys)]
+        except Exception as exc:  # noqa: BLE001 - the caller's own error
+            return [exc]
+
+    def _recall_batch(self, calls: list[Any]) -> list[Any]:
+        """A lone call goes to ``recall`` as before; several to ``recall_many``."""
+        memory = self.memory
+        if len(calls) > 1:
+            return list(memory.recall_many(calls))
+        call = calls[0]
+        try:
+            return [memory.recall(call.query, k=call.k, namespace=call.namespace,
+                                  decode=call.decode, filter=call.filter)]
         except Exception as exc:  # noqa: BLE001 - the caller's own error
             return [exc]
 
@@ -339,7 +361,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                      "metadata": body.metadata,
                      "request_id": body.request_id or idempotency_key, "ids": body.ids,
                      "extra_keys": body.extra_keys}
-        batcher = state.batcher
+        batcher = state.remember_batcher
         if batcher is not None:  # concurrent callers share one embedder pass and transaction
             from ..service import RememberCall
 
@@ -420,10 +442,15 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
     async def recall(namespace: Namespace, body: RecallRequest, tenant: Tenant
                      ) -> RecallResult:
         """Up to k facts the query addresses, best first, each read back from the memory."""
-        result = await state.call(
-            state.memory.recall, body.query, k=body.k,
-            namespace=core_namespace(tenant, namespace), decode=body.decode, filter=body.filter,
-        )
+        arguments = {"k": body.k, "namespace": core_namespace(tenant, namespace),
+                     "decode": body.decode, "filter": body.filter}
+        batcher = state.recall_batcher
+        if batcher is not None:  # concurrent callers share one embedder and one reading pass
+            from ..service import RecallCall
+
+            result = await batcher.submit(RecallCall(query=body.query, **arguments))
+        else:
+            result = await state.call(state.memory.recall, body.query, **arguments)
         hits = [h.model_copy(update={"fact": public(h.fact, namespace)}) for h in result.hits]
         return result.model_copy(
             update={"fact": public_opt(result.fact, namespace), "hits": hits}

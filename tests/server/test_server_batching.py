@@ -1,5 +1,6 @@
 """Micro-batching in the server: concurrent remembers share one embedder pass and one
-transaction per namespace, and each caller still gets its own ids, outcome or error."""
+transaction per namespace, concurrent recalls one embedder and one reading pass, and each caller
+still gets its own ids, outcome, hits or error."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from larimar_memory.server.app import _State
 A = {"Authorization": f"Bearer {KEY_A}"}
 
 
+def _state(server) -> _State:
+    return server.server.config.app.state.larimar_state
+
+
 def _batcher(server):
-    state: _State = server.server.config.app.state.larimar_state
-    return state.batcher
+    return _state(server).remember_batcher
 
 
 async def _concurrent(url: str, bodies: list[tuple[str, dict, dict]]) -> list[httpx.Response]:
@@ -69,3 +73,32 @@ def test_eight_clients_three_namespaces_own_outcomes(served) -> None:
         assert response.status_code == 200, response.text
         assert response.json()["duplicate_request"] is True
         assert response.json()["ids"] == responses[i].json()["ids"]
+
+
+def test_concurrent_recalls_get_their_own_hits_or_errors(served) -> None:
+    with httpx.Client(base_url=served.url, headers=A) as client:
+        for ns, texts in (("r1", ["Ada writes code.", "Bob likes tea."]),
+                          ("r2", ["Cy plays chess."])):
+            assert client.post(f"/v1/namespaces/{ns}/facts", json={"text": texts}).is_success
+        queries = [("r1", {"query": "Ada writes code.", "k": 2}), ("r2", {"query": "chess"}),
+                   ("r1", {"query": "tea", "decode": False}), ("r1", {"query": " "}),
+                   ("r3", {"query": "nothing here"})] * 2
+        alone = [client.post(f"/v1/namespaces/{ns}/recall", json=body) for ns, body in queries]
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=served.url, timeout=60, headers=A) as client:
+            return await asyncio.gather(*(client.post(f"/v1/namespaces/{ns}/recall", json=body)
+                                          for ns, body in queries))
+
+    batcher = _state(served).recall_batcher
+    assert batcher is not None
+    before = batcher.calls
+    responses = asyncio.run(together())
+    assert batcher.calls - before == len(queries)
+    for one, many in zip(alone, responses, strict=True):
+        assert many.status_code == one.status_code, many.text
+        if one.is_success:
+            assert [(h["fact"]["text"], h["text"]) for h in many.json()["hits"]] == \
+                [(h["fact"]["text"], h["text"]) for h in one.json()["hits"]]
+    assert responses[3].status_code == 422 and responses[4].json()["hits"] == []
+    assert responses[0].json()["hits"][0]["fact"]["text"] == "Ada writes code."
