@@ -6,9 +6,9 @@ in the same run, the same writes and k=5 searches through LangChain's ``InMemory
 and LlamaIndex's in-memory ``VectorStoreIndex`` when those packages are installed (imported
 lazily: the core never depends on them), with the ratios. The vector stores run on the same key
 embedder as Larimar (all-MiniLM-L6-v2 in ONNX Runtime int8); LangChain's also runs on the same
-model in sentence-transformers (torch), the runtime a LangChain user gets by default. An operation that
-misses its target is profiled (cProfile, the top functions by own time go into the JSON). Facts
-are CounterFact training sentences when ../shared/data is present.
+model in sentence-transformers (torch), the runtime a LangChain user gets by default. An
+operation that misses its target is profiled (cProfile, the top functions by own time go into
+the JSON). Facts are CounterFact training sentences when ../shared/data is present.
 """
 
 from __future__ import annotations
