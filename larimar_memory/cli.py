@@ -319,11 +319,13 @@ def bench_server(
         torch_threads=torch_threads,
     )
     table = Table(title="larimar serve over loopback")
-    for column in ("backend", "operation", "clients", "req/s", "p50 ms", "p95 ms", "errors"):
+    for column in ("backend", "operation", "clients", "req/s", "p50 ms", "p95 ms",
+                   "server CPU ms/req", "client CPU ms/req", "errors"):
         table.add_column(column, justify="right")
     for row in results["summary"]:
         table.add_row(row["backend"], row["operation"], str(row["clients"]), f"{row['rps']:.1f}",
-                      f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", str(row["errors"]))
+                      f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", f"{row['server_cpu_ms']:.2f}",
+                      f"{row['client_cpu_ms']:.2f}", str(row["errors"]))
     console.print(table)
     if results["skipped"]:
         console.print(json.dumps(results["skipped"], indent=1))

@@ -6,7 +6,8 @@ requests for a fixed time. Figures: requests per second and p50/p95/p99 latency 
 operation, clients). Packaged models by default (the first start converts the GGUF decoder,
 ~30 s); ``tiny=True`` serves the tiny random model, which measures the server and store rather
 than the model. The load generator shares the machine with the server: on a small box, read
-the numbers as a floor.
+the numbers as a floor; each row also gives the CPU milliseconds one request cost the server
+process and the load generator, which do not depend on how they shared the cores.
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ class _Server:
         self.log.close()
 
 
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads), where /proc exists."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _facts(n: int, tiny: bool) -> list[str]:
     """CounterFact sentences (synthetic ones without the data); the tiny model takes at most
     48 byte tokens, so it gets short distinct texts."""
@@ -160,9 +170,16 @@ def _bench_backend(
         for n in clients:
             namespace = f"bench-{run_id}-c{n}"
             for op in OPERATIONS:  # recall reads what remember just wrote
+                server_cpu, client_cpu = _process_cpu_seconds(server.proc.pid), time.process_time()
                 row = asyncio.run(_phase(server.url, server.key, op, n, duration, namespace,
                                          facts, queries))
                 row["backend"] = backend
+                # what one request costs each side, whatever the other takes of the 2 cores
+                served = max(row["requests"], 1)
+                after = _process_cpu_seconds(server.proc.pid)
+                if server_cpu is not None and after is not None:
+                    row["server_cpu_ms_per_request"] = (after - server_cpu) / served * 1e3
+                row["client_cpu_ms_per_request"] = (time.process_time() - client_cpu) / served * 1e3
                 logger.info("%s %s x%d: %.1f req/s, p50 %.1f ms, p95 %.1f ms, errors %s",
                             backend, op, n, row["rps"], row.get("p50_ms", float("nan")),
                             row.get("p95_ms", float("nan")), row["errors"])
@@ -248,6 +265,8 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "backend": backend, "operation": row["operation"], "clients": row["clients"],
                 "rps": round(row["rps"], 1), "p50_ms": round(row.get("p50_ms", float("nan")), 1),
                 "p95_ms": round(row.get("p95_ms", float("nan")), 1),
+                "server_cpu_ms": round(row.get("server_cpu_ms_per_request", float("nan")), 2),
+                "client_cpu_ms": round(row.get("client_cpu_ms_per_request", float("nan")), 2),
                 "errors": sum(row["errors"].values()),
             })
     return rows

@@ -115,23 +115,21 @@ class _State:
 
     @property
     def remember_batcher(self) -> MicroBatcher | None:
-        """The remember collector (``window_s``: callers arriving within it share a batch), for
-        a memory with ``remember_many``; None: call directly."""
-        return self._batcher("remember_many", self._remember_batch,
-                             self.settings.batch_window_ms / 1000)
+        """The remember collector, for a memory with ``remember_many``; None: call directly."""
+        return self._batcher("remember_many", self._remember_batch)
 
     @property
     def recall_batcher(self) -> MicroBatcher | None:
-        """The recall collector, for a memory with ``recall_many``. No window: a lone recall
-        runs at once, and the recalls arriving while a batch runs form the next one."""
-        return self._batcher("recall_many", self._recall_batch, 0.0)
+        """The recall collector, for a memory with ``recall_many``; None: call directly."""
+        return self._batcher("recall_many", self._recall_batch)
 
-    def _batcher(self, method: str, run_batch: Any, window_s: float) -> MicroBatcher | None:
+    def _batcher(self, method: str, run_batch: Any) -> MicroBatcher | None:
         if method not in self._batchers:
             usable = self.settings.micro_batching and callable(getattr(self.larimar, method,
                                                                        None))
             self._batchers[method] = MicroBatcher(
-                run_batch, self.call, window_s=window_s, max_batch=self.settings.max_batch,
+                run_batch, self.call, window_s=self.settings.batch_window_ms / 1000,
+                max_batch=self.settings.max_batch,
             ) if usable else None
         return self._batchers[method]
 

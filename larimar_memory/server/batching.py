@@ -1,14 +1,16 @@
-"""Micro-batching of concurrent remembers: one embedder pass and one transaction per namespace.
+"""Micro-batching of concurrent calls: remembers share one embedder pass and one transaction
+per namespace, recalls one embedder pass and one reading pass.
 
-Requests that arrive while a batch is being written, or within ``window_s`` of the first one,
-wait in a queue; the collector hands them to `Larimar.remember_many` together (in a worker
-thread), which embeds every key in one pass and writes each namespace in one store
-transaction. Each caller awaits its own future: it gets its own result, or its own exception
-(mapped to its own HTTP error), exactly as if it had called ``remember`` alone. Request ids stay
-idempotent: ``remember_many`` applies the calls in arrival order and sees the earlier ones.
+Requests that arrive while a batch runs, or within ``window_s`` of the first one, wait in a
+queue; the collector hands them to a batch function together (in a worker thread):
+`Larimar.remember_many`, which embeds every key in one pass and writes each namespace in one
+store transaction, or `Larimar.recall_many`. Each caller awaits its own future: it gets its own
+result, or its own exception (mapped to its own HTTP error), exactly as if it had called alone.
+Request ids stay idempotent: ``remember_many`` applies the calls in arrival order and sees the
+earlier ones.
 
 One batch runs at a time; the next collects while it runs, so under load batches grow by
-themselves and an idle server adds at most ``window_s`` to a lone request.
+themselves, and with the default ``window_s`` of 0 a lone request waits for nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class MicroBatcher:
         run_batch: Callable[[list[Any]], list[Any]],
         call_in_thread: Callable[..., Awaitable[Any]],
         *,
-        window_s: float = 0.002,
+        window_s: float = 0.0,
         max_batch: int = 64,
     ) -> None:
         if window_s < 0 or max_batch < 1:

@@ -48,10 +48,12 @@ def serve(
         None, min=1, help="torch threads per process (default: torch's choice)."
     ),
     batch_window_ms: float = typer.Option(
-        2.0, min=0, help="Concurrent remembers within this many ms share one embedder pass and "
-        "one transaction per namespace."
+        0.0, min=0, help="Concurrent remembers (recalls) arriving while a batch runs, or within "
+        "this many ms, share one embedder pass and one transaction per namespace (one reading "
+        "pass)."
     ),
-    no_batching: bool = typer.Option(False, "--no-batching", help="Run every remember alone."),
+    no_batching: bool = typer.Option(False, "--no-batching",
+                                     help="Run every remember and recall alone."),
     log_level: str = typer.Option("info", help="uvicorn/larimar log level."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny random model (tests)."),
 ) -> None:

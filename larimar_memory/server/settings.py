@@ -54,10 +54,11 @@ class ServerSettings(BaseModel):
         None, gt=0, description="torch intra-op threads; None leaves torch's default"
     )
     batch_window_ms: float = Field(
-        2.0, ge=0, le=1000,
-        description="concurrent remembers arriving within this many ms (or while a batch is "
-        "being written) are embedded in one pass and written in one transaction per namespace; "
-        "0 still batches what queued during the previous batch",
+        0.0, ge=0, le=1000,
+        description="concurrent remembers (recalls) arriving while a batch runs, or within this "
+        "many ms of the first, are embedded in one pass and written in one transaction per "
+        "namespace (read in one pass); 0, the default, adds no wait: measured on 2 cores, a "
+        "2 ms window cost a lone caller 3 ms and 4 callers 10-20 % of their throughput",
     )
     max_batch: int = Field(
         64, gt=0, le=4096, description="most remember calls written in one batch"
