@@ -219,6 +219,10 @@ class RecallCall:
     decode: bool = True
     filter: dict[str, Any] | None = None
 
+    def arguments(self) -> dict[str, Any]:
+        return {"query": self.query, "k": self.k, "namespace": self.namespace,
+                "decode": self.decode, "filter": self.filter}
+
 
 @dataclass
 class _PreparedRecall:

@@ -134,27 +134,21 @@ class _State:
         return self._batchers[method]
 
     def _remember_batch(self, calls: list[Any]) -> list[Any]:
-        """A lone call goes to ``remember`` as before; several to ``remember_many``."""
-        memory = self.memory
-        if len(calls) > 1:
-            return list(memory.remember_many(calls))
-        call = calls[0]
-        try:
-            return [memory.remember(call.text, key=call.key, namespace=call.namespace,
-                                    metadata=call.metadata, request_id=call.request_id,
-                                    ids=call.ids, extra_keys=call.extra_keys)]
-        except Exception as exc:  # noqa: BLE001 - the caller's own error
-            return [exc]
+        return self._lone_or_many(calls, self.memory.remember, self.memory.remember_many)
 
     def _recall_batch(self, calls: list[Any]) -> list[Any]:
-        """A lone call goes to ``recall`` as before; several to ``recall_many``."""
-        memory = self.memory
+        return self._lone_or_many(calls, self.memory.recall, self.memory.recall_many)
+
+    @staticmethod
+    def _lone_or_many(calls: list[Any], one: Any, many: Any) -> list[Any]:
+        """A lone call goes to the plain method as before (its first argument positional, the
+        rest by name); several to its ``_many`` twin. Each caller gets its result or its own
+        exception."""
         if len(calls) > 1:
-            return list(memory.recall_many(calls))
-        call = calls[0]
+            return list(many(calls))
+        (_, first), *rest = calls[0].arguments().items()
         try:
-            return [memory.recall(call.query, k=call.k, namespace=call.namespace,
-                                  decode=call.decode, filter=call.filter)]
+            return [one(first, **dict(rest))]
         except Exception as exc:  # noqa: BLE001 - the caller's own error
             return [exc]
 
