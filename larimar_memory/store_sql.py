@@ -90,6 +90,7 @@ _ORDER_KEYED = "ORDER BY +created_at, +seq"
 """For a lookup by request id. The unary plus keeps the planner on the selective index:
 with the plain order SQLite walks the namespace's whole age index to skip the sort, reading every
 row's blobs (the request-id lookup took 59 % of a server remember at 1,600 facts)."""
+_UNREAD = object()  # a transaction's namespace row before it is read
 _NO_LIMIT = 2**62  # LIMIT for "all rows" that both SQLite and PostgreSQL accept
 _CHUNK = 500  # ids per IN (...) list, under SQLite's bound-parameter limit
 _F32 = np.dtype("<f4")
@@ -324,8 +325,16 @@ class SQLTransaction(StoreTransaction):
         self.namespace = namespace
         self._q = _Queries(store, conn)
         self._version: int | None = None  # set once this transaction bumped the version
+        # the namespace row (version, meta), read once: under the namespace's write lock only
+        # this transaction changes it (a write asked for it four times, each a round trip)
+        self._row: tuple[int, str | None] | None | object = _UNREAD
         self.deleted = False
         self.open = True
+
+    def _namespace_row(self) -> tuple[int, str | None] | None:
+        if self._row is _UNREAD:
+            self._row = self._check_open().namespace_row(self.namespace)
+        return self._row  # type: ignore[return-value]
 
     def _check_open(self) -> _Queries:
         if not self.open:
@@ -336,7 +345,8 @@ class SQLTransaction(StoreTransaction):
         """Create the namespace row if needed and bump its version, once per transaction."""
         q = self._check_open()
         if self._version is None:
-            if q.namespace_row(self.namespace) is None:
+            row = self._namespace_row()
+            if row is None:
                 floor = q.q("SELECT value FROM larimar_meta WHERE key = ?", (FLOOR_KEY,))
                 q.run("INSERT INTO larimar_namespaces(name, version, meta, created_at) "
                       "VALUES (?, ?, NULL, ?)",
@@ -344,19 +354,21 @@ class SQLTransaction(StoreTransaction):
             rows = q.q("UPDATE larimar_namespaces SET version = version + 1 WHERE name = ? "
                        "RETURNING version", (self.namespace,))
             self._version = int(rows[0][0])
+            self._row = (self._version, None if row is None else row[1])
         return self._version
 
     def namespace_meta(self) -> dict[str, str] | None:
-        row = self._check_open().namespace_row(self.namespace)
+        row = self._namespace_row()
         return _parse_namespace_meta(row[1], self.namespace) if row else None
 
     def set_namespace_meta(self, meta: dict[str, str]) -> None:
         raw = _check_namespace_meta(meta)
-        self._bump()
+        version = self._bump()
         self._q.run("UPDATE larimar_namespaces SET meta = ? WHERE name = ?", (raw, self.namespace))
+        self._row = (version, raw)
 
     def version(self) -> int:
-        row = self._check_open().namespace_row(self.namespace)
+        row = self._namespace_row()
         return row[0] if row else 0
 
     def all_facts(self) -> list[FactRecord]:
@@ -423,7 +435,7 @@ class SQLTransaction(StoreTransaction):
     def clear(self) -> int:
         """Delete the namespace's facts and row; raise the version floor past its version."""
         q = self._check_open()
-        row = q.namespace_row(self.namespace)
+        row = self._namespace_row()
         if row is None:
             return 0
         n = q.count(self.namespace)
@@ -432,6 +444,7 @@ class SQLTransaction(StoreTransaction):
         q.run("UPDATE larimar_meta SET value = CAST(CASE WHEN CAST(value AS {bigint}) < ? THEN ? "
               "ELSE CAST(value AS {bigint}) END AS TEXT) WHERE key = ?"
               .format(**q.d.types), (row[0], row[0], FLOOR_KEY))
+        self._row, self._version = None, None
         self.deleted = True
         return n
 
