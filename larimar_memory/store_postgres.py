@@ -132,9 +132,10 @@ class PostgresDialect(Dialect):
             logger.debug("closing a connection failed", exc_info=True)
 
     def begin(self, conn: psycopg.Connection[Any], lock: str | None) -> None:
-        conn.execute("BEGIN")
-        conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                     (_lock_key(self.schema or "", _INIT_LOCK if lock is None else lock),))
+        # one round trip for both (a query without parameters may hold several statements);
+        # the key is an int, formatted as one
+        key = int(_lock_key(self.schema or "", _INIT_LOCK if lock is None else lock))
+        conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
         if lock is None and self.schema:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
