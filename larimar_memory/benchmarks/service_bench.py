@@ -7,8 +7,9 @@ and LlamaIndex's in-memory ``VectorStoreIndex`` when those packages are installe
 lazily: the core never depends on them), with the ratios. The vector stores run on the same key
 embedder as Larimar (all-MiniLM-L6-v2 in ONNX Runtime int8); LangChain's also runs on the same
 model in sentence-transformers (torch), the runtime a LangChain user gets by default. An
-operation that misses its target is profiled (cProfile, the top functions by own time go into
-the JSON). Facts are CounterFact training sentences when ../shared/data is present.
+operation that misses its target, and remember always, is profiled (cProfile, the top functions
+by own time go into the JSON). Facts are CounterFact training sentences when ../shared/data is
+present.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def bench_larimar(larimar: Any, facts: list[str], batch_facts: list[str],
     }
     profiles: dict[str, list[str]] = {}
     fresh = iter(f"profiled fact number {i}." for i in range(10**6))
-    if rows["remember"]["p50_ms"] > TARGETS_MS["remember"]:
-        profiles["remember"] = profile_top(lambda: larimar.remember(next(fresh)), 20)
+    # always: remember against the vector store's add on the same embedder is a ratio this
+    # run cannot judge until the baselines ran, and it is the figure to push on
+    profiles["remember"] = profile_top(lambda: larimar.remember(next(fresh)), 50)
     if rows["forget"]["p50_ms"] > TARGETS_MS["forget"]:
         pending = larimar.remember([next(fresh) for _ in range(20)]).ids
 
@@ -132,7 +134,7 @@ def bench_larimar(larimar: Any, facts: list[str], batch_facts: list[str],
         profiles["remember_1000_batch"] = profile_top(lambda: larimar.remember(batch_facts), 1)
     larimar.clear(namespace=ns)
     larimar.clear()
-    rows["profiles_of_misses"] = profiles
+    rows["profiles"] = profiles
     return rows
 
 

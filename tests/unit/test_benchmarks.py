@@ -1,0 +1,36 @@
+"""The benchmark commands run end to end on the tiny model and write what docs/results.md cites
+(figures are not asserted: speed targets live in the benchmark output, not in tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from larimar_memory.benchmarks import server_bench, service_bench
+
+
+def test_service_bench_writes_every_operation_ratio_and_profile(tmp_path: Path) -> None:
+    out = tmp_path / "service.json"
+    results = service_bench.run(out=out, facts=12, tiny=True, plot=False, recall_facts=60)
+    saved = json.loads(out.read_text())
+    assert saved["larimar"]["recall"]["facts_in_namespace"] == 60
+    for op in ("remember", "forget", "recall", "ask"):
+        assert saved["larimar"][op]["p50_ms"] > 0 and saved["larimar"][op]["n"] > 0
+    assert "remember" in saved["larimar"]["profiles"]  # where a remember's time goes, always
+    ratios = results["ratios_larimar_over_baseline_p50"]["langchain_InMemoryVectorStore"]
+    assert ratios["remember"] > 0
+    assert "remember_le_0.5x_vector_store_add_same_runtime" in results["targets_met"]
+
+
+def test_server_bench_measures_requests_and_cpu_per_request(tmp_path: Path) -> None:
+    out = tmp_path / "server.json"
+    results = server_bench.run(out=out, backends=("sqlite",), clients=(1, 2), duration=0.5,
+                               tiny=True, plot=False)
+    rows = json.loads(out.read_text())["backends"]["sqlite"]["rows"]
+    assert {(r["operation"], r["clients"]) for r in rows} == {
+        (op, n) for op in ("remember", "recall") for n in (1, 2)}
+    for row in rows:
+        assert row["errors"] == {} and row["requests"] > 0, row
+        assert row["client_cpu_ms_per_request"] > 0
+        assert row.get("server_cpu_ms_per_request", 1.0) > 0  # absent only without /proc
+    assert len(results["summary"]) == 4
