@@ -114,13 +114,17 @@ class TokenCodebook(nn.Module):
 
     def _cached(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The vocabulary's codes and their squared norms, until the projection changes."""
-        stamp = (self.proj.data_ptr(), self.proj._version, self.proj.dtype)
+        stamp = self._stamp()
         cached = getattr(self, "_codes_cache", None)
         if cached is None or cached[0] != stamp:
             codes = self._compute_vocabulary_codes()
             cached = (stamp, codes, codes.pow(2).sum(dim=1))
             object.__setattr__(self, "_codes_cache", cached)  # a cache, not module state
         return cached[1], cached[2]
+
+    def _stamp(self) -> tuple[int, int, torch.dtype]:
+        """What the caches are valid for: this projection, unchanged."""
+        return (self.proj.data_ptr(), self.proj._version, self.proj.dtype)
 
     def _compute_vocabulary_codes(self) -> torch.Tensor:
         weight = self._embeddings.weight.to(self.proj.dtype)
@@ -157,7 +161,7 @@ class TokenCodebook(nn.Module):
 
     def _index(self) -> CodeIndex:
         """The exact nearest-code index of the cached codes (built in ~0.1 s, once)."""
-        stamp = (self.proj.data_ptr(), self.proj._version, self.proj.dtype)
+        stamp = self._stamp()
         cached = getattr(self, "_index_cache", None)
         if cached is None or cached[0] != stamp:
             cached = (stamp, CodeIndex(self._cached()[0].detach().cpu().double().numpy()))
