@@ -116,13 +116,7 @@ def _row_indices(rows: Any, n_values: int) -> np.ndarray:
 def _check_text(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise TextInputError(f"FactRecord.{name} must be str, got {type(value).__name__}.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise TextInputError(
-            f"FactRecord.{name} is not valid UTF-8 ({exc.reason} at {exc.start}); "
-            "remove lone surrogates before storing it."
-        ) from exc
+    _check_utf8(value, f"FactRecord.{name}")
 
 
 def check_metadata(metadata: Any) -> str:
@@ -137,7 +131,7 @@ def check_metadata(metadata: Any) -> str:
             f"metadata must be a dict of JSON values (e.g. {{'source': 'chat'}}), got "
             f"{type(metadata).__name__}: {metadata!r:.80}"
         )
-    _check_json_value(metadata, "metadata", 1)
+    check_json_value(metadata, "metadata", max_depth=METADATA_MAX_DEPTH)
     text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     size = len(text.encode("utf-8"))
     if size > METADATA_MAX_BYTES:
@@ -148,38 +142,41 @@ def check_metadata(metadata: Any) -> str:
     return text
 
 
-def _check_json_value(value: Any, path: str, depth: int) -> None:
-    if isinstance(value, (dict, list, tuple)) and depth > METADATA_MAX_DEPTH:
-        raise TextInputError(
-            f"metadata nests deeper than {METADATA_MAX_DEPTH} levels at {path}; "
-            "flatten it."
-        )
+def check_json_value(value: Any, where: str = "value", *, max_depth: int | None = None,
+                     _depth: int = 1) -> Any:
+    """``value`` if it is plain JSON that every store keeps as itself: str keys, finite
+    numbers, valid Unicode, JSON types only, and (``max_depth``) nested at most that deep.
+    Raises `TextInputError` (a ValueError) naming the place. The one JSON check: metadata
+    here, request bodies and filters in the server and the client."""
+    if isinstance(value, (dict, list, tuple)) and max_depth is not None and _depth > max_depth:
+        raise TextInputError(f"{where} nests deeper than {max_depth} levels; flatten it.")
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TextInputError(
-                    f"metadata keys must be str, got {type(k).__name__} key {k!r} in {path}; "
-                    "convert it yourself (JSON would silently turn it into a string)."
+                    f"keys must be str, got {type(k).__name__} key {k!r} in {where}; convert "
+                    "it yourself (JSON would silently turn it into a string)."
                 )
-            _check_utf8(k, f"key {k!r} of {path}")
-            _check_json_value(v, f"{path}[{k!r}]", depth + 1)
+            _check_utf8(k, f"key {k[:40]!r} of {where}")
+            check_json_value(v, f"{where}[{k[:40]!r}]", max_depth=max_depth, _depth=_depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _check_json_value(v, f"{path}[{i}]", depth + 1)
+            check_json_value(v, f"{where}[{i}]", max_depth=max_depth, _depth=_depth + 1)
     elif isinstance(value, float):
         if not math.isfinite(value):
             what = "NaN" if math.isnan(value) else "infinite"
             raise TextInputError(
-                f"metadata value at {path} is {what}; JSON has no NaN or Infinity: store "
-                "null or a string instead."
+                f"value at {where} is {what}; JSON has no NaN or Infinity: send a finite "
+                "number, null or a string instead."
             )
     elif isinstance(value, str):
-        _check_utf8(value, f"value at {path}")
+        _check_utf8(value, f"value at {where}")
     elif value is not None and not isinstance(value, (bool, int)):
         raise TextInputError(
-            f"metadata value at {path} is a {type(value).__name__}, which is not "
-            "JSON-serialisable; use str, int, float, bool, None, lists and dicts."
+            f"value at {where} is a {type(value).__name__}, which is not JSON-serialisable; "
+            "use str, int, float, bool, None, lists and dicts."
         )
+    return value
 
 
 def _check_utf8(text: str, where: str) -> None:
@@ -187,7 +184,8 @@ def _check_utf8(text: str, where: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise TextInputError(
-            f"metadata {where} is not valid UTF-8 ({exc.reason}); remove lone surrogates."
+            f"{where} is not valid UTF-8 ({exc.reason} at {exc.start}): a lone surrogate; "
+            "remove it."
         ) from exc
 
 

@@ -44,6 +44,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from .. import __version__
 from ..protocol import MemoryBackend
+from ..store import check_json_value
 from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
 from .auth import ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
 from .auth import visible_namespaces as _visible
@@ -71,7 +72,6 @@ from .protocol import (
     NamespaceList,
     RecallRequest,
     RememberRequest,
-    check_json_value,
 )
 from .settings import ServerSettings
 

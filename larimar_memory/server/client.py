@@ -39,6 +39,7 @@ import httpx
 
 from ..errors import LarimarError, TextInputError
 from ..protocol import Filter, Metadata
+from ..store import check_json_value
 from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
 from .protocol import (
     API_PREFIX,
@@ -55,7 +56,6 @@ from .protocol import (
     FactList,
     ForgetResponse,
     NamespaceList,
-    check_json_value,
 )
 
 logger = logging.getLogger(__name__)

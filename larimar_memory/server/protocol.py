@@ -7,12 +7,12 @@ Errors travel as ``{"error": {"type": "<name>", "message": "..."}}``. For the co
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .. import errors
+from ..store import check_json_value
 from ..types import Fact
 
 API_PREFIX = "/v1"
@@ -87,46 +87,6 @@ def status_for(exc: errors.LarimarError) -> int:
         if isinstance(exc, cls):
             return status
     return 400
-
-
-# -- JSON value checks ----------------------------------------------------------------------------
-
-def check_json_value(value: Any, where: str = "value") -> Any:
-    """``value`` if it is plain JSON that every store can keep: string keys, finite numbers, and
-    strings that are valid Unicode (no lone surrogates). Raises ValueError naming the place."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(
-                f"{where} contains a lone surrogate (invalid Unicode); send valid UTF-8 text"
-            ) from None
-    elif isinstance(value, bool) or value is None or isinstance(value, int):
-        pass
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(
-                f"{where} is {value!r}; JSON has no NaN or Infinity: send a finite number, a "
-                "string or null"
-            )
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(
-                    f"{where} has the key {k!r} of type {type(k).__name__}; object keys must be "
-                    "strings"
-                )
-            check_json_value(k, f"{where} key {k[:40]!r}")
-            check_json_value(v, f"{where}[{k[:40]!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            check_json_value(v, f"{where}[{i}]")
-    else:
-        raise ValueError(
-            f"{where} is a {type(value).__name__}; only JSON values (str, number, bool, null, "
-            "list, object with string keys) can be stored"
-        )
-    return value
 
 
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def _nested(depth: int) -> dict:
     ("text", "metadata must be a dict"),
     ({1: "x"}, "keys must be str"),
     ({"a": {2: "x"}}, "keys must be str"),
-    ({"a": [1, float("nan")]}, r"metadata value at metadata\['a'\]\[1\] is NaN"),
+    ({"a": [1, float("nan")]}, r"value at metadata\['a'\]\[1\] is NaN"),
     ({"a": float("inf")}, "is infinite"),
     ({"a": object()}, "not JSON-serialisable"),
     ({"a": {1, 2}}, "not JSON-serialisable"),
