@@ -150,6 +150,9 @@ class BlockMemory:
     def __contains__(self, fact_id: object) -> bool:
         return fact_id in self._rows
 
+    def fact_ids(self) -> list[str]:
+        return list(self._rows)
+
     def rows_of(self, fact_id: str) -> tuple[int, ...]:
         return self._rows[self._known(fact_id)]
 

@@ -124,6 +124,15 @@ class LexicalIndex:
         hits = hits[np.argsort(-scores[hits], kind="stable")]
         return [(self._ids[i], float(scores[i])) for i in hits]  # type: ignore[misc]
 
+    def idf(self, term: str) -> float:
+        """Lucene's BM25 idf of a term over the indexed documents (largest for an unseen term)."""
+        n, df = len(self._slot), len(self._postings.get(term, ()))
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def terms_of(self, doc_id: str) -> list[str]:
+        """The distinct terms of a document ([] if it is not indexed)."""
+        return self._doc_terms.get(doc_id, [])
+
     def _term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         cached = self._arrays.get(term)
         if cached is None:

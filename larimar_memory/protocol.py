@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Protocol, runtime_checkable
 
-from .types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
+from .types import AskResult, Fact, ForgetResult, MemoryLimits, RecallResult, RememberResult
 
 Metadata = dict[str, Any]
 Filter = dict[str, Any]
@@ -28,8 +28,9 @@ class MemoryBackend(Protocol):
 
     def remember(
         self,
-        text: str | builtins.list[str],
+        text: str | builtins.list[str] | None = None,
         *,
+        messages: builtins.list[dict[str, Any]] | None = None,
         key: str | builtins.list[str] | None = None,
         namespace: str | None = None,
         metadata: Metadata | builtins.list[Metadata] | None = None,
@@ -61,8 +62,14 @@ class MemoryBackend(Protocol):
     def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]: ...
 
     def forget_matching(
-        self, description: str, *, namespace: str | None = None, threshold: float | None = None
-    ) -> builtins.list[Fact]: ...
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None,
+        margin: float | None = None,
+    ) -> ForgetResult: ...
+
+    def forget_about(
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None,
+        limit: int = 50,
+    ) -> ForgetResult: ...
 
     def list(
         self,
@@ -79,7 +86,9 @@ class MemoryBackend(Protocol):
 
     def namespaces(self) -> builtins.list[str]: ...
 
-    async def aremember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult: ...
+    async def aremember(
+        self, text: str | builtins.list[str] | None = None, **kwargs: Any
+    ) -> RememberResult: ...
 
     async def arecall(self, query: str, **kwargs: Any) -> RecallResult: ...
 
@@ -87,7 +96,9 @@ class MemoryBackend(Protocol):
 
     async def aforget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]: ...
 
-    async def aforget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]: ...
+    async def aforget_matching(self, description: str, **kwargs: Any) -> ForgetResult: ...
+
+    async def aforget_about(self, description: str, **kwargs: Any) -> ForgetResult: ...
 
     async def alist(self, **kwargs: Any) -> builtins.list[Fact]: ...
 
@@ -105,7 +116,9 @@ class AsyncMemoryBackend(Protocol):
 
     async def limits(self) -> MemoryLimits: ...
 
-    async def remember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult: ...
+    async def remember(
+        self, text: str | builtins.list[str] | None = None, **kwargs: Any
+    ) -> RememberResult: ...
 
     async def recall(self, query: str, **kwargs: Any) -> RecallResult: ...
 
@@ -113,7 +126,9 @@ class AsyncMemoryBackend(Protocol):
 
     async def forget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]: ...
 
-    async def forget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]: ...
+    async def forget_matching(self, description: str, **kwargs: Any) -> ForgetResult: ...
+
+    async def forget_about(self, description: str, **kwargs: Any) -> ForgetResult: ...
 
     async def list(self, **kwargs: Any) -> builtins.list[Fact]: ...
 

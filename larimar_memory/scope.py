@@ -184,7 +184,8 @@ def _is_abbreviation(before: str) -> bool:
     if not words:
         return True
     word = words[-1].lstrip("\"'(\u201c[")
-    return len(word) == 1 and word.isalpha() or "." in word or word.lower() in _ABBREVIATIONS
+    dotted = "." in word and all(len(p) <= 3 and p.isalpha() for p in word.split(".") if p)
+    return len(word) == 1 and word.isalpha() or dotted or word.lower() in _ABBREVIATIONS
 
 
 # --- external scope detector ---------------------------------------------------------------------

@@ -6,6 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+OWNER_FIELDS = ("speaker", "user_id", "agent_id", "run_id")
+"""Metadata fields that say whose a fact is: replacements and duplicates never cross owners."""
+SLOT_FIELD = "slot"
+"""Metadata field naming what a fact is about ("residence", "my email"): a new fact with the
+same slot from the same owner replaces the stored one (`larimar_memory.conversation` sets it)."""
+
 
 class Fact(BaseModel):
     """A stored fact, as users see it."""
@@ -33,16 +39,21 @@ class Fact(BaseModel):
 class ScopeInfo(BaseModel):
     """What the scope detector decided for a query."""
 
-    score: float = Field(description="max cosine of the query (or its sentences) to stored keys")
-    in_scope: bool
-    threshold: float
+    score: float = Field(
+        description="calibrated relevance of the best hit, in [0, 1] (larimar_memory.relevance)"
+    )
+    in_scope: bool = Field(description="score >= threshold")
+    threshold: float = Field(description="the operating point of the calibration in use")
 
 
 class RecallHit(BaseModel):
     """One recalled fact: what the memory holds for it, and how well its key matched."""
 
     fact: Fact
-    score: float = Field(description="how well the query matched the fact's key (higher first)")
+    score: float = Field(
+        description="calibrated relevance in [0, 1]: how likely the fact is what the query is "
+        "about (hits are in fused-rank order, best first)"
+    )
     text: str = Field("", description="the fact's text read back from the memory rows")
 
 
@@ -101,6 +112,44 @@ class RememberResult(BaseModel):
     def replaced(self) -> list[Fact]:
         """Every fact a correction replaced."""
         return [o.replaced for o in self.outcomes if o.replaced is not None]
+
+
+class Skipped(BaseModel):
+    """A sentence of a message that stated nothing to store, and why."""
+
+    text: str
+    reason: str = Field(description="e.g. 'question', 'greeting', 'too long', 'forget request'")
+
+
+class ForgetCandidate(BaseModel):
+    fact: Fact
+    score: float = Field(description="calibrated relevance of the fact to the description")
+
+
+class ForgetResult(BaseModel):
+    """What `forget_matching` / `forget_about` did: the facts removed, or (when no stored fact
+    is clearly the one meant) nothing removed and the candidates, best first, so the caller can
+    ask the user or forget by id."""
+
+    description: str
+    forgotten: list[Fact] = Field(default_factory=list)
+    candidates: list[ForgetCandidate] = Field(default_factory=list)
+    reason: str = Field("", description="why nothing was removed ('' when something was)")
+    ambiguous: bool = Field(
+        False, description="True when several facts matched about as well and none was removed"
+    )
+
+
+class ConversationResult(RememberResult):
+    """What `remember(messages=...)` did: the facts written (``ids``/``outcomes``, in the order
+    stated), the facts its forget requests removed, and every sentence it did not store."""
+
+    forgotten: list[Fact] = Field(default_factory=list)
+    ambiguous: list[ForgetResult] = Field(
+        default_factory=list,
+        description="forget requests that matched no fact clearly: nothing was deleted",
+    )
+    skipped: list[Skipped] = Field(default_factory=list)
 
 
 class MemoryLimits(BaseModel):

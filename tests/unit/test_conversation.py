@@ -41,16 +41,38 @@ def test_fact_and_question_classification():
     ]
 
 
-def test_fact_key_uses_subject_and_copula():
-    from larimar_memory.conversation import fact_key
+@pytest.mark.parametrize(
+    "sentence, slot",
+    [
+        ("My favourite colour is blue.", "my favourite colour"),
+        ("Actually, my favorite colour is green.", "my favourite colour"),
+        ("I live in Porto.", "residence"),
+        ("Actually, I moved to Lisbon.", "residence"),
+        ("Ok, so my email is tom@example.com", "my email"),
+        ("My e-mail address is tom@example.org.", "my email"),
+        ("My manager is now Priya.", "my manager"),
+        ("My boss is Dan.", "my manager"),
+        ("My flight is on May 8.", "my flight when"),
+        ("The flight moved to May 9.", "my flight when"),
+        ("My dog's name is Rex.", "my dog"),
+        ("My dog is called Rex.", "my dog"),
+        ("Alice lives in Lisbon.", "alice residence"),
+        ("I am a nurse.", None),
+        ("My sister is a doctor.", None),
+        ("I adopted a dog called Rex.", None),
+    ],
+)
+def test_fact_slot_names_what_a_statement_is_about(sentence, slot):
+    from larimar_memory.conversation import fact_slot
 
-    assert fact_key("My favourite colour is blue.") == "My favourite colour is"
-    assert fact_key("Actually, my favourite colour is green.") == "My favourite colour is"
-    assert fact_key("I am a nurse.") == "I am a nurse."
-    assert extract_facts("Remember that my dog is called Rex.") == [
-        "Remember that my dog is called Rex."
-    ]  # extraction keeps the sentence; observe() strips the lead-in before writing
-    assert fact_key("Alice lives in Lisbon.") == "Alice lives in Lisbon."
+    assert fact_slot(sentence) == slot
+
+
+def test_filler_openings_are_stripped_not_dropped():
+    assert extract_facts("Ok, my email is tom@example.com. Hi! I just moved to Lisbon.") == [
+        "My email is tom@example.com.", "I just moved to Lisbon."]
+    assert extract_facts("Remember that my dog is called Rex.") == ["My dog is called Rex."]
+    assert extract_facts("I'm vegan.") == ["I'm vegan."]
 
 
 def test_observe_strips_lead_ins(larimar):

@@ -70,14 +70,14 @@ def test_a_bad_call_keeps_its_error_and_the_others_are_answered(mem):
 
 
 def test_a_failing_namespace_fails_only_its_calls(mem, monkeypatch):
-    synced = mem._synced
+    synced = mem._namespaces.synced
 
     def broken(ns_name):
         if ns_name == "b":
             raise RuntimeError("store of b unreadable")
         return synced(ns_name)
 
-    monkeypatch.setattr(mem, "_synced", broken)
+    monkeypatch.setattr(mem._namespaces, "synced", broken)
     results = mem.recall_many([RecallCall(query="Who swims?", namespace="b"),
                                RecallCall(query="Who writes code?", namespace="a")])
     assert isinstance(results[0], RuntimeError)

@@ -143,11 +143,11 @@ def test_two_thousand_namespaces_under_a_small_cache_lose_nothing(tmp_path):
         for n in range(2000):
             mem.remember([f"user{n} fact{i} item{n * 10 + i}" for i in range(10)],
                          namespace=f"user-{n}")
-            assert mem._cached_bytes() <= budget + 50_000
-        assert len(mem._cache) < 2000
+            assert mem._namespaces.cached_bytes() <= budget + 50_000
+        assert len(mem._namespaces) < 2000
         for n in range(0, 2000, 7):  # evicted ones come back whole from the log
             ns = f"user-{n}"
             assert len(mem.list(namespace=ns)) == 10
             hit = mem.recall(f"user{n} fact3 item{n * 10 + 3}", namespace=ns, decode=False)
             assert hit.fact.text == f"user{n} fact3 item{n * 10 + 3}"
-        assert mem._cached_bytes() <= budget + 50_000
+        assert mem._namespaces.cached_bytes() <= budget + 50_000

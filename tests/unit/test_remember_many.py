@@ -33,13 +33,13 @@ def test_one_embedder_pass_one_commit_per_namespace_and_own_results(mem):
     mem.embedder = counting
     versions = {}
     commits = []
-    real = mem._commit
+    real = mem._namespaces.commit
 
     def commit(tx, ns):
         commits.append(tx)
         real(tx, ns)
 
-    mem._commit = commit
+    mem._namespaces.commit = commit
     calls = [RememberCall(text=f"fact {i} about person {i}", namespace=f"ns{i % 3}")
              for i in range(8)]
     results = mem.remember_many(calls)
@@ -114,7 +114,7 @@ def test_same_outcome_as_sequential_remembers(tmp_path):
 
 
 def test_a_failing_namespace_transaction_is_redone_call_by_call(mem, monkeypatch):
-    real = mem._apply_remember
+    real = mem._writer.apply
     state = {"failed": False}
 
     def flaky(tx, ns, p):
@@ -123,7 +123,7 @@ def test_a_failing_namespace_transaction_is_redone_call_by_call(mem, monkeypatch
             raise OSError("disk hiccup")
         return real(tx, ns, p)
 
-    monkeypatch.setattr(mem, "_apply_remember", flaky)
+    monkeypatch.setattr(mem._writer, "apply", flaky)
     results = mem.remember_many([RememberCall(text=f"fact {i}") for i in range(3)])
     assert all(r.outcomes[0].status == "written" for r in results)
     assert sorted(f.text for f in mem.list()) == ["fact 0", "fact 1", "fact 2"]

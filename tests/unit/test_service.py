@@ -27,7 +27,7 @@ FACTS = [
 
 
 def _blocks(larimar, namespace="default"):
-    ns = larimar._synced(namespace)
+    ns = larimar._namespaces.synced(namespace)
     return [block.memory.clone() for block in ns.memory.blocks]
 
 
@@ -50,7 +50,7 @@ def test_each_block_equals_batch_least_squares_of_its_live_facts(tmp_path, reope
         first.close()
         first = tiny_larimar(tmp_path / "s.sqlite3", block_rows=4)
     with first as mem:
-        ns = mem._synced("default")
+        ns = mem._namespaces.synced("default")
         assert len(ns.memory.blocks) >= 3
         records = {r.id: r for r in mem.store.list_facts("default")}
         for b, block in enumerate(ns.memory.blocks):
@@ -72,7 +72,7 @@ def test_recall_reads_the_addressed_fact_from_its_rows(larimar):
     result = larimar.recall("Alice lives in which city?")
     assert result.fact is not None and result.fact.text == FACTS[0]
     assert result.weight == result.hits[0].score > 0.5
-    ns = larimar._synced("default")
+    ns = larimar._namespaces.synced("default")
     stored = larimar.store.get_fact("default", result.fact.id).values
     readout = ns.memory.readout(result.fact.id) * (1 + larimar.settings.ridge)
     assert torch.allclose(readout, torch.from_numpy(stored).double(), atol=1e-6)
@@ -227,13 +227,13 @@ def test_state_survives_reopening_the_store(tmp_path):
         ids = first.remember(FACTS + ["Erin paints.", "Fay sings."]).ids
         first.forget(ids[2])
         expected = _blocks(first)
-        readouts = {i: first._synced("default").memory.readout(i) for i in ids if i != ids[2]}
+        readouts = {i: first._namespaces.synced("default").memory.readout(i) for i in ids if i != ids[2]}
     with tiny_larimar(path, block_rows=2) as second:
         assert [f.text for f in second.list()] == FACTS[:2] + ["Erin paints.", "Fay sings."]
         for a, b in zip(_blocks(second), expected, strict=True):
             assert torch.allclose(a, b, atol=1e-6)
         for fact_id, readout in readouts.items():
-            assert torch.allclose(second._synced("default").memory.readout(fact_id), readout,
+            assert torch.allclose(second._namespaces.synced("default").memory.readout(fact_id), readout,
                                   atol=1e-9)
 
 
@@ -264,7 +264,7 @@ def test_idle_namespaces_are_evicted_and_rebuilt(tmp_path):
         for i in range(30):
             mem.remember(f"user {i} likes the number {i}", namespace=f"user-{i}")
         assert mem.stats(namespace="user-29")["cached_bytes"] <= 20_000 + 5_000
-        assert len(mem._cache) < 30
+        assert len(mem._namespaces) < 30
         for i in range(30):  # nothing lost: evicted namespaces come back from the log
             assert mem.recall(f"user {i} likes", namespace=f"user-{i}").fact.text == (
                 f"user {i} likes the number {i}"
@@ -275,7 +275,7 @@ def test_reads_of_empty_namespaces_allocate_nothing(larimar):
     for i in range(50):
         assert larimar.recall("anything", namespace=f"nobody-{i}").hits == []
         assert larimar.ask("anything?", namespace=f"nobody-{i}").route == "plain"
-    assert larimar._cache == {} and larimar.namespaces() == []
+    assert len(larimar._namespaces) == 0 and larimar.namespaces() == []
 
 
 @pytest.mark.parametrize(

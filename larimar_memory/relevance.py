@@ -1,0 +1,201 @@
+"""Relevance: which stored facts a query is about, how sure we are, and whether it is in scope.
+
+One module, used by `Larimar.recall`, `ask`, `forget_matching`, the evaluations and every
+integration (they all go through the service). Three steps:
+
+1. **Candidates.** For each kind of key (kind 0: a fact's key; kind j: its j-th extra key, e.g.
+   the turn that prompted it) one dense ranking (cosine of the query embedding) and one BM25
+   ranking over the key texts. A fact that has no key of some kind competes in that kind's
+   lists by its main key, so every fact appears in every list once.
+2. **Fusion.** Reciprocal-rank fusion of all the lists: facts the rankings agree on come
+   first (on LoCoMo this agreement beats the best single key by 8 points at k = 1), and since
+   every fact has one entry per list, a fact with more keys is not favoured for having them.
+3. **A calibrated score per hit.** A logistic map of three pieces of evidence (`Evidence`):
+   the best cosine between the query (or one of its sentences) and any of the fact's keys, the
+   idf-weighted share of the query's terms that the fact's key texts contain, and the fused
+   agreement. The scope decision is that same score of the best hit against an operating point.
+   `CONVERSATION` is calibrated on LoCoMo dev questions against off-topic questions
+   (``larimar eval scope``); `EDITS` on CounterFact (paraphrases against neighbourhood and
+   unrelated prompts), the same mechanism at another point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .blocks import BlockMemory
+from .lexical import LexicalIndex, reciprocal_rank_fusion, terms
+from .scope import split_sentences
+
+__all__ = [
+    "CONVERSATION",
+    "EDITS",
+    "Calibration",
+    "Evidence",
+    "Hit",
+    "Ranker",
+    "query_texts",
+]
+
+RRF_CONSTANT = 60.0
+
+
+def query_texts(query: str) -> list[str]:
+    """What a query is embedded as: itself, then its sentences when it has several (one
+    sentence of a longer message may match better than the whole)."""
+    sentences = split_sentences(query)
+    return [query, *sentences] if len(sentences) > 1 else [query]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why a fact matched a query: each in [0, 1] (cosine may be negative)."""
+
+    dense: float  # best cosine of the query or one of its sentences with any key of the fact
+    lexical: float  # idf-weighted share of the query's terms found in the fact's key texts
+    agreement: float  # fused reciprocal-rank score / its maximum (first in every list)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(the fact is what the query is about) = σ(w · evidence + b), and the operating point
+    above which a query counts as in scope."""
+
+    name: str
+    dense: float
+    lexical: float
+    agreement: float
+    bias: float
+    threshold: float
+
+    def score(self, evidence: Evidence) -> float:
+        z = (self.dense * evidence.dense + self.lexical * evidence.lexical
+             + self.agreement * evidence.agreement + self.bias)
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+# Fitted by `larimar eval scope` (docs/results.md, "Scope"): logistic regression on the best
+# hit's evidence; threshold = the point of best balanced accuracy on the dev questions.
+CONVERSATION = Calibration("conversation", dense=9.0, lexical=5.0, agreement=0.0, bias=-6.0,
+                           threshold=0.5)
+# CounterFact paraphrases against neighbourhood prompts and NQ questions; dense evidence only
+# reproduces the ESD's measured point (cosine 0.56, balanced accuracy 0.947 on train).
+EDITS = Calibration("edits", dense=20.0, lexical=0.0, agreement=0.0, bias=-11.2, threshold=0.5)
+
+
+@dataclass(frozen=True)
+class Hit:
+    fact_id: str
+    score: float  # calibrated relevance
+    evidence: Evidence
+
+
+class Ranker:
+    """Candidates, fusion and calibrated scores over one namespace's keys.
+
+    ``memory`` holds the dense keys per kind (`BlockMemory.key_indices`), ``lexical`` one BM25
+    index per kind over the same facts' key texts."""
+
+    def __init__(self, calibration: Calibration, lexical_weight: float = 1.0) -> None:
+        self.calibration = calibration
+        self.lexical_weight = lexical_weight
+
+    def rank(
+        self, memory: BlockMemory, lexical: Sequence[LexicalIndex], query: str,
+        embedded: torch.Tensor, k: int, allowed: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best facts for ``query``, best first; ``embedded`` holds the embeddings of
+        `query_texts(query)`."""
+        if len(memory) == 0 or k < 1:
+            return []
+        depth = max(4 * k, 50)
+        rankings: list[tuple[list[str], float]] = []
+        kinds = max(len(memory.key_indices), len(lexical))
+        for kind in range(kinds):
+            lacking = self._lacking(memory, kind, allowed)
+            rankings.append((self._dense(memory, embedded[0], depth, allowed, kind, lacking), 1.0))
+            if self.lexical_weight > 0:
+                rankings.append((self._lexical(lexical, query, depth, allowed, kind, lacking),
+                                 self.lexical_weight))
+        best_possible = sum(w for _, w in rankings) / (RRF_CONSTANT + 1)
+        fused = reciprocal_rank_fusion(rankings, k, RRF_CONSTANT)
+        ids = [f for f, _ in fused]
+        dense = self._best_cosine(memory, embedded, ids)
+        coverage = _coverage(lexical, query, ids)
+        hits = []
+        for (fid, rrf), d, c in zip(fused, dense, coverage, strict=True):
+            evidence = Evidence(dense=d, lexical=c, agreement=rrf / best_possible)
+            hits.append(Hit(fid, self.calibration.score(evidence), evidence))
+        return hits
+
+    def in_scope(self, hits: Sequence[Hit], threshold: float | None = None) -> bool:
+        limit = self.calibration.threshold if threshold is None else threshold
+        return bool(hits) and hits[0].score >= limit
+
+    # -- candidate lists ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _lacking(memory: BlockMemory, kind: int, allowed: Sequence[str] | None) -> list[str]:
+        """Facts (among ``allowed``) without a key of ``kind``: they compete by their main key."""
+        if kind == 0:
+            return []
+        index = memory.key_indices[kind] if kind < len(memory.key_indices) else None
+        pool = memory.fact_ids() if allowed is None else allowed
+        if index is None:
+            return list(pool)
+        return [f for f in pool if f not in index]
+
+    @staticmethod
+    def _dense(memory: BlockMemory, emb: torch.Tensor, depth: int,
+               allowed: Sequence[str] | None, kind: int, lacking: list[str]) -> list[str]:
+        own = memory.search(emb, depth, allowed, kind)
+        if lacking:
+            own = sorted(own + memory.search(emb, depth, lacking, 0), key=lambda h: -h[1])[:depth]
+        return [f for f, _ in own]
+
+    @staticmethod
+    def _lexical(lexical: Sequence[LexicalIndex], query: str, depth: int,
+                 allowed: Sequence[str] | None, kind: int, lacking: list[str]) -> list[str]:
+        own = lexical[kind].search(query, depth, allowed) if kind < len(lexical) else []
+        if lacking:
+            own = sorted(own + lexical[0].search(query, depth, lacking),
+                         key=lambda h: -h[1])[:depth]
+        return [f for f, _ in own]
+
+    # -- evidence ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _best_cosine(memory: BlockMemory, embedded: torch.Tensor, ids: list[str]) -> list[float]:
+        best = [-1.0] * len(ids)
+        for index in memory.key_indices:
+            present = [(i, f) for i, f in enumerate(ids) if f in index]
+            if not present:
+                continue
+            for q in embedded:
+                sims = index.similarity(q, [f for _, f in present])
+                for (i, _), s in zip(present, sims, strict=True):
+                    best[i] = max(best[i], s)
+        return best
+
+
+def _coverage(lexical: Sequence[LexicalIndex], query: str, ids: list[str]) -> list[float]:
+    """Per fact, the idf-weighted share of the query's terms that its key texts contain. Idf
+    comes from the main keys (every fact has one); a term no key has gets the largest idf, so
+    an unknown word in the question counts against every fact."""
+    wanted = set(terms(query))
+    if not wanted or not lexical:
+        return [0.0] * len(ids)
+    main = lexical[0]
+    weights = {t: main.idf(t) for t in wanted}
+    total = sum(weights.values())
+    out = []
+    for fid in ids:
+        have: set[str] = set()
+        for index in lexical:
+            have.update(index.terms_of(fid))
+        out.append(sum(w for t, w in weights.items() if t in have) / total if total else 0.0)
+    return out

@@ -1,0 +1,214 @@
+"""The in-process memories of namespaces: a cache of the fact log, kept in sync with the store.
+
+The fact log is the durable truth. A cached namespace is valid while the store's version of it
+equals the cached version; when another writer moved it on (or it was evicted under the byte
+budget) it is rebuilt from the log."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..blocks import BlockMemory, BlockWrite
+from ..errors import StoreMismatchError
+from ..lexical import LexicalIndex
+from ..store import FactRecord, MemoryStore
+from ..types import Fact
+from .settings import NAMESPACE_FORMAT, LarimarSettings, names_of, owner_of
+
+if TYPE_CHECKING:
+    from ..model import LarimarModel
+    from ..scope import SentenceEmbedder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FactEntry:
+    """What the process keeps of a stored fact (its latents stay in the log and the blocks)."""
+
+    id: str
+    text: str
+    key_text: str
+    metadata: dict[str, Any]
+    created_at: float
+    request_id: str | None
+    rows: tuple[int, ...] = ()
+    extra_keys: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> tuple[Any, ...]:
+        return owner_of(self.metadata)
+
+    @classmethod
+    def from_record(cls, record: FactRecord) -> FactEntry:
+        return cls(
+            id=record.id, text=record.text, key_text=record.key_text, metadata=record.metadata,
+            created_at=record.created_at, request_id=record.request_id,
+            rows=tuple(int(x) for x in record.rows), extra_keys=tuple(record.extra_key_texts),
+        )
+
+    def to_fact(self, namespace: str) -> Fact:
+        return Fact(
+            id=self.id, namespace=namespace, text=self.text, key=self.key_text,
+            extra_keys=list(self.extra_keys), rows=list(self.rows), created_at=self.created_at,
+            metadata=self.metadata,
+        )
+
+
+@dataclass
+class NamespaceState:
+    """The in-process memory of one namespace, in sync with the store at ``version``."""
+
+    memory: BlockMemory
+    version: int = 0
+    facts: dict[str, FactEntry] = field(default_factory=dict)
+    lexical: list[LexicalIndex] = field(default_factory=lambda: [LexicalIndex()])
+    by_text: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, text) -> id
+    by_name: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (owner, kind, name) -> id
+
+    def add(self, entry: FactEntry) -> None:
+        self.facts[entry.id] = entry
+        for kind, text in enumerate((entry.key_text, *entry.extra_keys)):
+            if kind == len(self.lexical):
+                self.lexical.append(LexicalIndex())
+            self.lexical[kind].add(entry.id, text)
+        self.by_text.setdefault((entry.owner, entry.text), entry.id)
+        for name in names_of(entry.text, entry.key_text, entry.metadata):
+            self.by_name[(entry.owner, *name)] = entry.id
+
+    def remove(self, fact_id: str) -> FactEntry:
+        entry = self.facts.pop(fact_id)
+        for index in self.lexical:
+            index.remove(fact_id)
+        if self.by_text.get((entry.owner, entry.text)) == fact_id:
+            del self.by_text[(entry.owner, entry.text)]
+        for name in names_of(entry.text, entry.key_text, entry.metadata):
+            if self.by_name.get((entry.owner, *name)) == fact_id:
+                del self.by_name[(entry.owner, *name)]
+        return entry
+
+
+class NamespaceCache:
+    """Namespace memories by name, least recently used first out beyond ``cache_bytes``."""
+
+    def __init__(self, store: MemoryStore, settings: LarimarSettings, model: LarimarModel,
+                 embedder: SentenceEmbedder, model_name: str | None) -> None:
+        self.store, self.settings, self.model, self.embedder = store, settings, model, embedder
+        self.model_name = model_name
+        self._cache: OrderedDict[str, NamespaceState] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def drop(self, ns_name: str) -> None:
+        self._cache.pop(ns_name, None)
+
+    def new_memory(self) -> BlockMemory:
+        return BlockMemory(
+            self.model.latent_width, self.embedder.dim, block_rows=self.settings.block_rows,
+            ridge=self.settings.ridge,
+            dtype=torch.float64 if self.settings.memory_dtype == "float64" else torch.float32,
+        )
+
+    def namespace_meta(self) -> dict[str, str]:
+        """Everything that changes what a namespace's stored latents and keys mean."""
+        config = self.model.config
+        return {
+            "format": NAMESPACE_FORMAT,
+            "model": self.model_name or type(self.model).__name__,
+            "latent": f"{config.latent}:{config.decoder_name}:P{config.num_latent_tokens}"
+                      f"xd{config.latent_token_dim}:rows{config.max_text_tokens}",
+            "embedder": f"{getattr(self.embedder, 'name', '')}:{self.embedder.dim}",
+            "block_rows": str(self.settings.block_rows),
+            "ridge": repr(self.settings.ridge),
+            "memory_dtype": self.settings.memory_dtype,
+        }
+
+    def check_meta(self, meta: dict[str, str] | None, ns_name: str) -> None:
+        if not meta:
+            return
+        mine = self.namespace_meta()
+        for name in ("latent", "embedder", "block_rows", "ridge", "memory_dtype"):
+            if name in meta and meta[name] != mine[name]:
+                raise StoreMismatchError(
+                    f"namespace {ns_name!r} was written with {name}={meta[name]!r}, but this "
+                    f"Larimar uses {name}={mine[name]!r}. Open it with the same model, embedder "
+                    f"and settings, or re-encode it with this one: `larimar reencode --store "
+                    f"<file> --namespace {ns_name}` (or Larimar(...).reencode(namespace=...))"
+                )
+
+    def synced(self, ns_name: str) -> NamespaceState | None:
+        """The namespace's memory, rebuilt from the store if another writer changed it or it
+        was evicted; None (and nothing allocated) for a namespace that holds nothing."""
+        version = self.store.version(ns_name)
+        ns = self._cache.get(ns_name)
+        if ns is not None and ns.version == version:
+            self._cache.move_to_end(ns_name)
+            return ns
+        if version == 0:
+            self._cache.pop(ns_name, None)
+            return None
+        self.check_meta(self.store.namespace_meta(ns_name), ns_name)
+        records = self.store.list_facts(ns_name)
+        if not records:
+            self._cache.pop(ns_name, None)
+            return None
+        return self._rebuild(ns_name, records, version)
+
+    @contextmanager
+    def transaction(self, ns_name: str) -> Iterator[tuple[Any, NamespaceState]]:
+        """The store transaction of a namespace and its in-process memory, in sync. On any
+        error the store rolls back and the cached memory is dropped (it may hold half an update)."""
+        with self.store.transaction(ns_name) as tx:
+            try:
+                self.check_meta(tx.namespace_meta(), ns_name)
+                version = tx.version()
+                ns = self._cache.get(ns_name)
+                if ns is None or ns.version != version:
+                    ns = self._rebuild(ns_name, tx.all_facts(), version)
+                self._cache.move_to_end(ns_name)
+                yield tx, ns
+            except BaseException:
+                self._cache.pop(ns_name, None)
+                raise
+        self._evict(keep=ns_name)
+
+    def commit(self, tx: Any, ns: NamespaceState) -> None:
+        if tx.namespace_meta() is None:
+            tx.set_namespace_meta(self.namespace_meta())
+        ns.version = tx.commit_version()
+
+    def cached_bytes(self) -> int:
+        return sum(ns.memory.nbytes() for ns in self._cache.values())
+
+    def _rebuild(self, ns_name: str, records: list[FactRecord], version: int) -> NamespaceState:
+        ns = NamespaceState(memory=self.new_memory(), version=version)
+        if records:
+            ns.memory.write([
+                BlockWrite(r.id, torch.from_numpy(r.key), torch.from_numpy(r.values),
+                           tuple(int(x) for x in r.rows),
+                           torch.from_numpy(r.extra_keys) if len(r.extra_key_texts) else None)
+                for r in records
+            ])
+        for r in records:
+            ns.add(FactEntry.from_record(r))
+        self._cache[ns_name] = ns
+        self._evict(keep=ns_name)
+        return ns
+
+    def _evict(self, keep: str) -> None:
+        """Drop least recently used memories until the cache fits ``cache_bytes``."""
+        budget = self.settings.cache_bytes
+        total = self.cached_bytes()
+        for name in list(self._cache):
+            if total <= budget:
+                break
+            if name != keep:
+                total -= self._cache.pop(name).memory.nbytes()

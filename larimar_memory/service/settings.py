@@ -1,0 +1,85 @@
+"""`LarimarSettings`: how a `Larimar` memory behaves (its models are passed separately)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..types import OWNER_FIELDS, SLOT_FIELD
+
+NAMESPACE_FORMAT = "larimar-memory/namespace-v2"
+MAX_NAME_CHARS = 200
+
+
+def owner_of(metadata: dict[str, Any]) -> tuple[Any, ...]:
+    """Whose a fact is, from its metadata (see `OWNER_FIELDS`)."""
+    return tuple(metadata.get(name) for name in OWNER_FIELDS)
+
+
+def names_of(text: str, key_text: str, metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a fact is known by for replacement: its explicit key (when it has one) and its
+    slot (when its metadata names one)."""
+    names = []
+    if key_text != text:
+        names.append(("key", key_text))
+    slot = metadata.get(SLOT_FIELD)
+    if isinstance(slot, str) and slot:
+        names.append(("slot", slot))
+    return names
+
+
+class LarimarSettings(BaseModel):
+    """Behaviour of a `Larimar` memory (the models are passed separately)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field("default", min_length=1, max_length=MAX_NAME_CHARS)
+    block_rows: int = Field(
+        512, gt=0, le=65536, description="K: rows per memory block (the paper's memory size)"
+    )
+    ridge: float = Field(1e-3, gt=0, le=1, description="λ of each block's ridge prior")
+    memory_dtype: Literal["float32", "float64"] = Field(
+        "float64",
+        description="dtype of the memory blocks. float64: a forget divides by λ/(1+λ), so "
+        "float32 rounding in the cached inverse comes back ~1000× larger (10 % residue "
+        "measured after one write and forget); float32 halves the bytes but is not exact",
+    )
+    scope_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="operating point on the calibrated relevance score: a query whose best "
+        "hit scores at least this is in scope. None = the calibration's own point",
+    )
+    correction_threshold: float | None = Field(
+        None, ge=0, le=1.0001,
+        description="opt-in: a new fact whose key has at least this cosine to a stored key of "
+        "the same owner replaces it (reported per input). None: never replace by similarity",
+    )
+    forget_margin: float = Field(
+        0.15, ge=0, le=1,
+        description="forget_matching deletes its best match only when that match's relevance "
+        "leads the runner-up's by at least this much; otherwise it deletes nothing and returns "
+        "the candidates",
+    )
+    max_fact_tokens: int = Field(512, gt=0, le=8192, description="decoder tokens per fact")
+    max_text_chars: int = Field(16000, gt=0, description="characters per fact or query")
+    max_key_chars: int = Field(2000, gt=0, description="characters per explicit key")
+    max_new_tokens: int = Field(32, gt=0, le=1024, description="decoding length for ask")
+    ask_k: int = Field(
+        1, ge=1, le=64,
+        description="facts read into the decoder by ask. Measured: larimar-smol was trained on "
+        "one-fact memory blocks, and on invented single facts k = 3 answers 2 of 4 questions "
+        "that k = 1 answers (tests/integration/test_trained_checkpoint.py); on LoCoMo turns, "
+        "where an answer spans turns, k = 3 is best (F1 5.7 vs 3.1 at k = 1, 3.5 at k = 5; "
+        "docs/results.md): pass k=3 for conversations",
+    )
+    lexical_weight: float = Field(
+        1.0, ge=0, le=10,
+        description="weight of BM25 over the key texts, fused with the dense keys' cosine by "
+        "reciprocal rank (0: dense keys only)",
+    )
+    cache_bytes: int = Field(
+        2 * 1024**3, ge=0,
+        description="in-process memories beyond this many bytes are evicted (least recently "
+        "used first) and rebuilt from the fact log on their next call",
+    )

@@ -1,0 +1,247 @@
+"""Remember calls, from arguments to stored facts: validate, embed, resolve, apply.
+
+Nothing a user stores is replaced unless the user says so: the same caller-chosen id, the same
+explicit ``key=`` from the same owner, or the same ``slot`` (metadata field) from the same owner
+(a correction: "I moved to Lisbon." after "I live in Porto."). The same text from the same owner
+is a duplicate and is not written twice."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from ..blocks import BlockWrite
+from ..errors import ArgumentError, RequestConflictError
+from ..store import FactRecord
+from ..types import Fact, RememberResult, WriteOutcome
+from . import validation as check
+from .cache import FactEntry, NamespaceState
+from .settings import LarimarSettings, names_of, owner_of
+
+if TYPE_CHECKING:
+    from ..model import LarimarModel
+    from ..scope import SentenceEmbedder
+
+@dataclass
+class RememberCall:
+    """One `Larimar.remember` call, for `Larimar.remember_many`: the same arguments."""
+
+    text: str | list[str]
+    key: str | list[str] | None = None
+    namespace: str | None = None
+    metadata: dict[str, Any] | list[dict[str, Any]] | None = None
+    request_id: str | None = None
+    ids: str | list[str] | None = None
+    extra_keys: list[str] | list[list[str]] | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        return {"text": self.text, "key": self.key, "namespace": self.namespace,
+                "metadata": self.metadata, "request_id": self.request_id, "ids": self.ids,
+                "extra_keys": self.extra_keys}
+
+
+@dataclass
+class PendingWrite:
+    """One input of a remember call, as it is resolved."""
+
+    text: str
+    key_text: str
+    metadata: dict[str, Any]
+    id: str
+    key: torch.Tensor
+    values: torch.Tensor
+    extra_key_texts: list[str] = field(default_factory=list)
+    extra_keys: torch.Tensor | None = None
+    status: Literal["written", "replaced", "duplicate"] = "written"
+    replaces: str | None = None  # a stored fact this input replaces
+    superseded: PendingWrite | None = None  # an earlier input of the same call it replaces
+    written: bool = True  # False when a later input of the same call superseded it
+
+
+@dataclass
+class PreparedRemember:
+    """A validated remember call; ``writes`` are filled when its inputs are embedded."""
+
+    texts: list[str]
+    keys: list[str]
+    metas: list[dict[str, Any]]
+    fact_ids: list[str] | None
+    request_id: str | None
+    ns_name: str
+    extras: list[list[str]] = field(default_factory=list)
+    writes: list[PendingWrite] = field(default_factory=list)
+
+
+class Writer:
+    """Turns remember calls into memory updates and fact rows, inside a namespace transaction."""
+
+    def __init__(self, settings: LarimarSettings, model: LarimarModel,
+                 embedder: SentenceEmbedder) -> None:
+        self.settings, self.model, self.embedder = settings, model, embedder
+
+    def prepare(self, call: RememberCall, ns_name: str) -> PreparedRemember:
+        """Validate one remember call (nothing embedded, nothing read from the store)."""
+        limits = self.settings
+        texts = check.check_texts(call.text, "text", limits.max_text_chars)
+        keys = (texts if call.key is None
+                else check.check_texts(call.key, "key", limits.max_key_chars))
+        metas = check.check_metadata_list(call.metadata, len(texts))
+        fact_ids = None if call.ids is None else check.check_ids(call.ids)
+        check.check_same_length(len(texts), keys=keys, ids=fact_ids, metadata=metas)
+        request_id = (None if call.request_id is None
+                      else check.check_name(call.request_id, "request_id"))
+        extras = check.check_extra_keys(call.extra_keys, len(texts),
+                                        isinstance(call.text, (str, bytes)), limits.max_key_chars)
+        check.check_token_counts(self.model.text_token_counts(texts), limits.max_fact_tokens)
+        return PreparedRemember(texts=texts, keys=keys, metas=metas, fact_ids=fact_ids,
+                                request_id=request_id, extras=extras, ns_name=ns_name)
+
+    def embed(self, prepared: list[PreparedRemember]) -> None:
+        """Keys (and extra keys) of all the calls in one embedder pass, values in one encoder
+        pass."""
+        if not prepared:
+            return
+        keys = [k for p in prepared for k in p.keys]
+        extras = [e for p in prepared for per_text in p.extras for e in per_text]
+        embedded = self.embedder.embed(keys + extras)
+        key_emb, extra_emb = embedded[: len(keys)], embedded[len(keys):]
+        values = self.model.encode_facts([t for p in prepared for t in p.texts])
+        at = extra_at = 0
+        for p in prepared:
+            p.writes = []
+            for i, (t, k, m) in enumerate(zip(p.texts, p.keys, p.metas, strict=True)):
+                n = len(p.extras[i])
+                p.writes.append(PendingWrite(
+                    text=t, key_text=k, metadata=m,
+                    id=p.fact_ids[i] if p.fact_ids else uuid.uuid4().hex,
+                    key=key_emb[at + i], values=values[at + i].float().cpu(),
+                    extra_key_texts=p.extras[i],
+                    extra_keys=extra_emb[extra_at: extra_at + n] if n else None,
+                ))
+                extra_at += n
+            at += len(p.texts)
+
+    def plan(self, tx: Any, ns: NamespaceState, p: PreparedRemember) -> RememberResult | None:
+        """Inside the transaction, before anything changes: the first call's result for a
+        repeated request id, or None after resolving each input (which may refuse the call)."""
+        if p.request_id is not None:
+            seen = tx.find_by_request_id(p.request_id)
+            if seen:
+                return _replayed(seen, p.texts, p.request_id)
+        self._resolve(ns, p.writes, caller_ids=p.fact_ids is not None)
+        return None
+
+    def apply(self, tx: Any, ns: NamespaceState, p: PreparedRemember) -> RememberResult:
+        """The resolved call's replacements, memory update and fact rows (the caller commits)."""
+        writes = p.writes
+        replaced = forget_targets(tx, ns, [w.replaces for w in writes if w.replaces])
+        new = [w for w in writes if w.status != "duplicate" and w.written]
+        rows = ns.memory.write(
+            [BlockWrite(w.id, w.key, w.values, extra_keys=w.extra_keys) for w in new]
+        )
+        records = [
+            FactRecord(
+                namespace=p.ns_name, text=w.text, key_text=w.key_text,
+                key=w.key.numpy(), values=w.values.numpy(), rows=np.asarray(rows[w.id]),
+                metadata=w.metadata, request_id=p.request_id, id=w.id,
+                extra_key_texts=w.extra_key_texts,
+                extra_keys=None if w.extra_keys is None else w.extra_keys.numpy(),
+            )
+            for w in new
+        ]
+        tx.add_facts(records)
+        for record in records:
+            ns.add(FactEntry.from_record(record))
+        return RememberResult(
+            ids=[w.id for w in writes],
+            outcomes=[
+                WriteOutcome(id=w.id, status=w.status,
+                             replaced=_replaced_fact(w, replaced, p.ns_name))
+                for w in writes
+            ],
+        )
+
+    def _resolve(self, ns: NamespaceState, writes: list[PendingWrite], caller_ids: bool) -> None:
+        """Decide per input: written, replaced (and what), or duplicate (of which id). Inputs
+        see the ones before them in the same call: a later input with the same id, key or slot
+        supersedes an earlier one, which is then not written."""
+        if caller_ids and len({w.id for w in writes}) != len(writes):
+            raise ArgumentError("an id is given twice in one call; ids must differ")
+        pending: dict[str, PendingWrite] = {}
+        by_text: dict[tuple[Any, ...], str] = {}
+        by_name: dict[tuple[Any, ...], str] = {}  # (owner, "key"/"slot", name) -> id
+        for w in writes:
+            owner = owner_of(w.metadata)
+            names = _names(w)
+            target = None
+            if caller_ids:
+                target = w.id if w.id in ns.facts else None
+            else:
+                for name in names:
+                    target = target or by_name.get((owner, *name)) or ns.by_name.get((owner, *name))
+                if target is None and self.settings.correction_threshold is not None:
+                    target = self._similar(ns, w, owner)
+                duplicate = by_text.get((owner, w.text)) or ns.by_text.get((owner, w.text))
+                if duplicate is not None and target in (None, duplicate):
+                    w.status, w.id = "duplicate", duplicate
+                    continue
+                w.id = w.id if target is None else uuid.uuid4().hex
+            if target in pending:
+                superseded = pending.pop(target)
+                w.status, w.superseded = "replaced", superseded
+            elif target is not None:
+                w.status, w.replaces = "replaced", target
+            pending[w.id] = w
+            by_text[(owner, w.text)] = w.id
+            for name in names:
+                by_name[(owner, *name)] = w.id
+        for w in writes:
+            if w.status != "duplicate" and w.id not in pending:
+                w.written = False
+
+    def _similar(self, ns: NamespaceState, w: PendingWrite, owner: tuple[Any, ...]) -> str | None:
+        threshold = self.settings.correction_threshold
+        allowed = [e.id for e in ns.facts.values() if e.owner == owner]
+        hits = ns.memory.search(w.key, 1, allowed)
+        return hits[0][0] if hits and threshold is not None and hits[0][1] >= threshold else None
+
+
+def _names(w: PendingWrite) -> list[tuple[str, str]]:
+    return names_of(w.text, w.key_text, w.metadata)
+
+
+def forget_targets(tx: Any, ns: NamespaceState, ids: list[str]) -> dict[str, FactEntry]:
+    """The exact −1 update of each fact's block and its deletion from the log."""
+    if not ids:
+        return {}
+    records = tx.get_facts(ids)
+    for record in records:
+        ns.memory.forget(record.id, torch.from_numpy(record.values))
+    tx.delete_facts(ids)
+    return {record.id: ns.remove(record.id) for record in records}
+
+
+def _replaced_fact(w: PendingWrite, replaced: dict[str, FactEntry], ns_name: str) -> Fact | None:
+    if w.replaces is not None:
+        return replaced[w.replaces].to_fact(ns_name)
+    if w.superseded is not None:
+        old = w.superseded
+        return Fact(id=old.id, namespace=ns_name, text=old.text, key=old.key_text,
+                    created_at=0.0, metadata=old.metadata)
+    return None
+
+
+def _replayed(seen: list[FactRecord], texts: list[str], request_id: str) -> RememberResult:
+    if [r.text for r in seen] != texts[: len(seen)] or len(seen) > len(texts):
+        raise RequestConflictError(
+            f"request_id {request_id!r} was already used for other facts "
+            f"({seen[0].text[:60]!r}…); use a new request_id for new facts"
+        )
+    return RememberResult(
+        ids=[r.id for r in seen], duplicate_request=True,
+        outcomes=[WriteOutcome(id=r.id, status="duplicate") for r in seen],
+    )
