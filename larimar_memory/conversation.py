@@ -319,7 +319,7 @@ def apply_messages(
     as `observe` applies it, attributed to its speaker (``name`` if given, else the role), with
     the assistant message before it as its context. Every message is checked first: an unknown
     role or content that is not text raises, and nothing is stored."""
-    turns = _check_messages(messages)
+    turns = check_messages(messages)
     out = ConversationResult(ids=[])
     prompt = ""
     for i, (role, content, name) in enumerate(turns):
@@ -341,7 +341,7 @@ def apply_messages(
     return out
 
 
-def _check_messages(messages: Any) -> list[tuple[str, str, str | None]]:
+def check_messages(messages: Any) -> list[tuple[str, str, str | None]]:
     if not isinstance(messages, (list, tuple)) or not messages:
         raise ArgumentError("messages must be a non-empty list of {'role', 'content'} dicts")
     turns = []
@@ -411,3 +411,10 @@ def _write(memory: MemoryBackend, facts: list[str], meta: dict[str, Any], contex
 def _with_slot(meta: dict[str, Any], fact: str) -> dict[str, Any]:
     slot = fact_slot(fact)
     return {**meta, SLOT_FIELD: slot} if slot else dict(meta)
+
+
+def statement_metadata(fact: str, speaker: str = "user") -> dict[str, Any]:
+    """The metadata `observe` gives a stated fact (its speaker and slot), for tools that write
+    one fact: the same owner and slot, so a correction through a tool replaces a fact the
+    conversation wrote, and the other way round."""
+    return _with_slot({"speaker": speaker}, fact_key(fact))

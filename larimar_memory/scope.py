@@ -235,10 +235,16 @@ class ExternalScopeDetector:
     """
 
     def __init__(self, embedder: SentenceEmbedder, threshold: float = DEFAULT_ESD_THRESHOLD):
+        """``threshold``: the cosine operating point. The decision is the relevance module's
+        (`larimar_memory.relevance.Calibration.dense_only`): one scope rule, here applied to
+        the evidence an edit evaluation has (query sentences against bare keys)."""
+        from .relevance import Calibration
+
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold is a cosine and must be in [-1, 1], got {threshold}.")
         self.embedder = embedder
         self.threshold = float(threshold)
+        self.calibration = Calibration.dense_only("edits", self.threshold)
 
     def score(self, query: str, fact_keys: torch.Tensor) -> ScopeDecision:
         """Scope decision for one query against the keys (F, D) of the stored facts."""
@@ -268,6 +274,8 @@ class ExternalScopeDetector:
             )
         sims = emb @ F.normalize(keys.to(emb.dtype), dim=-1).T  # (S, F)
         best, nearest = sims.max(dim=1)  # (S,)
+        from .relevance import Evidence
+
         decisions = []
         owner = torch.tensor(owners)
         for qi in range(len(queries)):
@@ -280,7 +288,8 @@ class ExternalScopeDetector:
             decisions.append(
                 ScopeDecision(
                     score=s,
-                    in_scope=s >= self.threshold,
+                    in_scope=self.calibration.accepts(Evidence(dense=s, lexical=0.0,
+                                                               agreement=0.0)),
                     nearest=int(nearest[j]),
                     sentence=sentences[j],
                 )

@@ -55,6 +55,11 @@ class RecallHit(BaseModel):
         "about (hits are in fused-rank order, best first)"
     )
     text: str = Field("", description="the fact's text read back from the memory rows")
+    evidence: dict[str, float] = Field(
+        default_factory=dict,
+        description="what the score was computed from: dense (best key cosine), lexical "
+        "(share of the query's terms in the keys), agreement (fused rank)",
+    )
 
 
 class RecallResult(BaseModel):
@@ -138,6 +143,18 @@ class ForgetResult(BaseModel):
     ambiguous: bool = Field(
         False, description="True when several facts matched about as well and none was removed"
     )
+
+    def describe(self) -> str:
+        """One reply for an agent: what was removed, or why nothing was and the candidates."""
+        if self.forgotten:
+            return "Forgot: " + "; ".join(f"{f.text} (id {f.id})" for f in self.forgotten) + "."
+        text = f"Nothing forgotten for {self.description!r}: {self.reason}."
+        if self.candidates:
+            text += " Candidates (forget one by id, or ask the user which):" + "".join(
+                f"\n- {c.fact.text} (id {c.fact.id}; relevance {c.score:.2f})"
+                for c in self.candidates
+            )
+        return text
 
 
 class ConversationResult(RememberResult):

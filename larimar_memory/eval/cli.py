@@ -115,6 +115,24 @@ for _experiment in EXPERIMENTS.values():
 eval_app.command("locomo")(locomo_command)
 
 
+@eval_app.command("scope")
+def scope_command(
+    model: str = typer.Option("larimar-smol", "--model", "-m",
+                              help="'larimar-smol', a checkpoint folder, or 'tiny'."),
+    data: Path = typer.Option(None, "--data", help="LoCoMo JSON (default: the dev copy)."),
+    negatives: int = typer.Option(200, "--negatives", min=10,
+                                  help="Off-topic questions per conversation."),
+    out: Path = typer.Option(RESULTS_DIR, "--out", help="Folder for JSON + PNG."),
+) -> None:
+    """Calibrate the relevance score's scope point: LoCoMo dev vs off-topic questions."""
+    from .scope_calibration import run_scope_calibration, save_scope
+
+    payload = run_scope_calibration(model, data, negatives)
+    paths = save_scope(payload, out)
+    console.print_json(json.dumps({k: payload[k] for k in ("counts", "auc", "fitted", "in_use")}))
+    console.print(f"saved {paths[0]} and {paths[1]}")
+
+
 @eval_app.command("list")
 def list_experiments() -> None:
     """List the experiments and their default data files."""

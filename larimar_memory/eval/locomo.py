@@ -61,11 +61,10 @@ class LocomoOptions(BaseModel):
     skip_ask: bool = False
     limit_questions: int | None = Field(None, ge=1, description="questions asked per conversation")
     ask_k: int = Field(3, ge=1)
-    scope_threshold: float = Field(
-        0.3, ge=-1, le=1,
-        description="the ESD threshold for these questions: the default 0.56 was calibrated on "
-        "CounterFact and sends 22 % of LoCoMo dev questions to memory, 0.3 sends 95 % (chosen "
-        "on dev: ask F1 10.7 vs 5.7 at k = 3, 60 questions)",
+    scope_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="operating point on the calibrated relevance score; None: the "
+        "conversation calibration's own (larimar_memory.relevance.CONVERSATION)",
     )
     ask_variant: Literal["best", "bare", "dated"] = "best"
     max_new_tokens: int = Field(16, ge=1, le=256)

@@ -43,8 +43,9 @@ def locomo_command(
                                       "('<date> <speaker>: <text>')."),
     ask_k: int = typer.Option(3, "--ask-k", min=1, help="Facts / texts given to each answer."),
     scope_threshold: float = typer.Option(
-        0.3, "--scope-threshold", help="ESD threshold for routing questions to memory."
-    ),
+        None, "--scope-threshold", min=0, max=1,
+        help="Operating point on the calibrated relevance (default: the conversation "
+             "calibration's)."),
     ask_variant: str = typer.Option("best", "--ask-variant",
                                     help="Units answered from: best (Larimar's higher "
                                          "recall@max k), bare or dated."),

@@ -45,7 +45,15 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from .. import __version__
 from ..protocol import MemoryBackend
 from ..store import check_json_value
-from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
+from ..types import (
+    AskResult,
+    ConversationResult,
+    Fact,
+    ForgetResult,
+    MemoryLimits,
+    RecallResult,
+    RememberResult,
+)
 from .auth import ApiKeyConfigError, KeyRing, core_namespace, resolve_keys
 from .auth import visible_namespaces as _visible
 from .batching import MicroBatcher
@@ -65,6 +73,7 @@ from .protocol import (
     ErrorResponse,
     ExportResponse,
     FactList,
+    ForgetAboutRequest,
     ForgetMatchingRequest,
     ForgetRequest,
     ForgetResponse,
@@ -323,6 +332,13 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
     def public_opt(fact: Fact | None, namespace: str) -> Fact | None:
         return None if fact is None else public(fact, namespace)
 
+    def public_forget(result: ForgetResult, namespace: str) -> ForgetResult:
+        return result.model_copy(update={
+            "forgotten": [public(f, namespace) for f in result.forgotten],
+            "candidates": [c.model_copy(update={"fact": public(c.fact, namespace)})
+                           for c in result.candidates],
+        })
+
     @router.get(API_PREFIX + "/limits", response_model=MemoryLimits)
     async def limits(tenant: Tenant) -> MemoryLimits:
         """What one fact, key or query may hold, so callers can split input before sending."""
@@ -334,9 +350,9 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         names = await state.call(state.memory.namespaces)
         return NamespaceList(namespaces=_visible(tenant, names))
 
-    @router.post(NS + "/facts", response_model=RememberResult, status_code=201,
+    @router.post(NS + "/facts", response_model=ConversationResult, status_code=201,
                  dependencies=JSON, responses={**_WRITE_ERRORS, 200: {
-                     "model": RememberResult,
+                     "model": ConversationResult,
                      "description": "repeated request id: nothing written, the first ids"}})
     async def remember(
         namespace: Namespace, body: RememberRequest, tenant: Tenant, response: Response,
@@ -347,8 +363,21 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         """Write facts in one shot; one outcome per text ("written", "replaced",
         "duplicate"). A repeated request id writes nothing and returns the ids of the first
         request (status 200), so retries never write twice; the same id with different content
-        is a 409."""
+        is a 409. With ``messages`` instead of ``text``: a conversation applied as
+        ``Larimar.remember(messages=...)`` (forgotten and skipped sentences reported)."""
         memory = state.memory
+        if body.messages is not None:
+            result = await state.call(
+                memory.remember, body.text, key=body.key, ids=body.ids,
+                extra_keys=body.extra_keys,
+                messages=[m.model_dump(exclude_none=True) for m in body.messages],
+                namespace=core_namespace(tenant, namespace), metadata=body.metadata,
+                request_id=body.request_id or idempotency_key,
+            )
+            return result.model_copy(update={
+                "forgotten": [public(f, namespace) for f in result.forgotten],
+                "ambiguous": [public_forget(r, namespace) for r in result.ambiguous],
+            })
         arguments = {"key": body.key, "namespace": core_namespace(tenant, namespace),
                      "metadata": body.metadata,
                      "request_id": body.request_id or idempotency_key, "ids": body.ids,
@@ -418,17 +447,30 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         """Forget by id or by exact text (every fact with that text)."""
         return await _forget(namespace, body.fact, tenant)
 
-    @router.post(NS + "/forget-matching", response_model=ForgetResponse,
+    @router.post(NS + "/forget-matching", response_model=ForgetResult,
                  dependencies=JSON, responses=_WRITE_ERRORS)
     async def forget_matching(namespace: Namespace, body: ForgetMatchingRequest,
-                              tenant: Tenant) -> ForgetResponse:
-        """Forget the stored fact a description points to (its key is the nearest, above the
-        threshold); 404 when nothing is near enough."""
-        removed = await state.call(
+                              tenant: Tenant) -> ForgetResult:
+        """Forget the one stored fact a description clearly points to; when none does (too
+        weak, or two about as good), nothing is deleted and the candidates come back."""
+        result = await state.call(
             state.memory.forget_matching, body.description,
             namespace=core_namespace(tenant, namespace), threshold=body.threshold,
+            margin=body.margin,
         )
-        return ForgetResponse(forgotten=[public(f, namespace) for f in removed])
+        return public_forget(result, namespace)
+
+    @router.post(NS + "/forget-about", response_model=ForgetResult,
+                 dependencies=JSON, responses=_WRITE_ERRORS)
+    async def forget_about(namespace: Namespace, body: ForgetAboutRequest,
+                           tenant: Tenant) -> ForgetResult:
+        """Forget every stored fact about something ("my sister")."""
+        result = await state.call(
+            state.memory.forget_about, body.description,
+            namespace=core_namespace(tenant, namespace), threshold=body.threshold,
+            limit=body.limit,
+        )
+        return public_forget(result, namespace)
 
     @router.post(NS + "/recall", response_model=RecallResult, dependencies=JSON)
     async def recall(namespace: Namespace, body: RecallRequest, tenant: Tenant

@@ -40,7 +40,15 @@ import httpx
 from ..errors import LarimarError, TextInputError
 from ..protocol import Filter, Metadata
 from ..store import check_json_value
-from ..types import AskResult, Fact, MemoryLimits, RecallResult, RememberResult
+from ..types import (
+    AskResult,
+    ConversationResult,
+    Fact,
+    ForgetResult,
+    MemoryLimits,
+    RecallResult,
+    RememberResult,
+)
 from .protocol import (
     API_PREFIX,
     CORE_ERRORS,
@@ -193,19 +201,27 @@ class _Api:
         return f"{API_PREFIX}/namespaces/{quote(name, safe='')}"
 
     def remember(
-        self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
+        self, text: str | builtins.list[str] | None = None, *,
+        messages: builtins.list[dict[str, Any]] | None = None,
+        key: str | builtins.list[str] | None = None,
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> _Call[RememberResult]:
         path = f"{self._ns(namespace)}/facts"
+        if messages is not None:
+            from ..conversation import check_messages
+
+            check_messages(messages)  # the same errors as in process, before anything is sent
+        parse = (RememberResult.model_validate if messages is None
+                 else ConversationResult.model_validate)
         body = {"text": _json_checked(text, "text"), "key": _json_checked(key, "key"),
+                "messages": _json_checked(messages, "messages"),
                 "metadata": _json_checked(metadata, "metadata"),
                 "request_id": request_id or uuid.uuid4().hex,  # one id for every retry
                 "ids": _json_checked(ids, "ids"),
                 "extra_keys": _json_checked(extra_keys, "extra_keys")}
-        return _Call("POST", path, RememberResult.model_validate,
-                     {k: v for k, v in body.items() if v is not None})
+        return _Call("POST", path, parse, {k: v for k, v in body.items() if v is not None})
 
     def recall(
         self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
@@ -232,11 +248,21 @@ class _Api:
                      resend_safe=False)
 
     def forget_matching(
-        self, description: str, *, namespace: str | None = None, threshold: float | None = None
-    ) -> _Call[builtins.list[Fact]]:
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None,
+        margin: float | None = None,
+    ) -> _Call[ForgetResult]:
         return _Call("POST", f"{self._ns(namespace)}/forget-matching",
-                     lambda j: ForgetResponse.model_validate(j).forgotten,
-                     {"description": description, "threshold": threshold}, resend_safe=False)
+                     ForgetResult.model_validate,
+                     {"description": description, "threshold": threshold, "margin": margin},
+                     resend_safe=False)
+
+    def forget_about(
+        self, description: str, *, namespace: str | None = None, threshold: float | None = None,
+        limit: int = 50,
+    ) -> _Call[ForgetResult]:
+        return _Call("POST", f"{self._ns(namespace)}/forget-about", ForgetResult.model_validate,
+                     {"description": description, "threshold": threshold, "limit": limit},
+                     resend_safe=False)
 
     def list(
         self, *, namespace: str | None = None, filter: Filter | None = None,
@@ -359,14 +385,17 @@ class LarimarClient(_Base):
         return self._send(self._api.limits())
 
     def remember(
-        self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
+        self, text: str | builtins.list[str] | None = None, *,
+        messages: builtins.list[dict[str, Any]] | None = None,
+        key: str | builtins.list[str] | None = None,
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult:
-        """Write facts, as `Larimar.remember`; without ``request_id`` one is generated and
-        reused by every retry of this call."""
-        return self._send(self._api.remember(text, key=key, namespace=namespace,
+        """Write facts (or apply ``messages``), as `Larimar.remember`; without ``request_id``
+        one is generated and reused by every retry of this call."""
+        return self._send(self._api.remember(text, messages=messages, key=key,
+                                             namespace=namespace,
                                              metadata=metadata, request_id=request_id, ids=ids,
                                              extra_keys=extra_keys))
 
@@ -388,9 +417,15 @@ class LarimarClient(_Base):
         return self._send(self._api.forget(fact, namespace=namespace))
 
     def forget_matching(self, description: str, *, namespace: str | None = None,
-                        threshold: float | None = None) -> builtins.list[Fact]:
+                        threshold: float | None = None,
+                        margin: float | None = None) -> ForgetResult:
         return self._send(self._api.forget_matching(description, namespace=namespace,
-                                                    threshold=threshold))
+                                                    threshold=threshold, margin=margin))
+
+    def forget_about(self, description: str, *, namespace: str | None = None,
+                     threshold: float | None = None, limit: int = 50) -> ForgetResult:
+        return self._send(self._api.forget_about(description, namespace=namespace,
+                                                 threshold=threshold, limit=limit))
 
     def list(
         self, *, namespace: str | None = None, filter: Filter | None = None,
@@ -424,7 +459,8 @@ class LarimarClient(_Base):
             )
         return self._async
 
-    async def aremember(self, text: str | builtins.list[str], **kwargs: Any) -> RememberResult:
+    async def aremember(self, text: str | builtins.list[str] | None = None,
+                        **kwargs: Any) -> RememberResult:
         return await self._aclient().remember(text, **kwargs)
 
     async def arecall(self, query: str, **kwargs: Any) -> RecallResult:
@@ -436,8 +472,11 @@ class LarimarClient(_Base):
     async def aforget(self, fact: str, **kwargs: Any) -> builtins.list[Fact]:
         return await self._aclient().forget(fact, **kwargs)
 
-    async def aforget_matching(self, description: str, **kwargs: Any) -> builtins.list[Fact]:
+    async def aforget_matching(self, description: str, **kwargs: Any) -> ForgetResult:
         return await self._aclient().forget_matching(description, **kwargs)
+
+    async def aforget_about(self, description: str, **kwargs: Any) -> ForgetResult:
+        return await self._aclient().forget_about(description, **kwargs)
 
     async def alist(self, **kwargs: Any) -> builtins.list[Fact]:
         return await self._aclient().list(**kwargs)
@@ -512,13 +551,15 @@ class AsyncLarimarClient(_Base):
         return await self._send(self._api.limits())
 
     async def remember(
-        self, text: str | builtins.list[str], *, key: str | builtins.list[str] | None = None,
+        self, text: str | builtins.list[str] | None = None, *,
+        messages: builtins.list[dict[str, Any]] | None = None,
+        key: str | builtins.list[str] | None = None,
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult:
         return await self._send(self._api.remember(
-            text, key=key, namespace=namespace, metadata=metadata, request_id=request_id,
+            text, messages=messages, key=key, namespace=namespace, metadata=metadata, request_id=request_id,
             ids=ids, extra_keys=extra_keys,
         ))
 
@@ -540,9 +581,15 @@ class AsyncLarimarClient(_Base):
         return await self._send(self._api.forget(fact, namespace=namespace))
 
     async def forget_matching(self, description: str, *, namespace: str | None = None,
-                              threshold: float | None = None) -> builtins.list[Fact]:
+                              threshold: float | None = None,
+                              margin: float | None = None) -> ForgetResult:
         return await self._send(self._api.forget_matching(description, namespace=namespace,
-                                                          threshold=threshold))
+                                                          threshold=threshold, margin=margin))
+
+    async def forget_about(self, description: str, *, namespace: str | None = None,
+                           threshold: float | None = None, limit: int = 50) -> ForgetResult:
+        return await self._send(self._api.forget_about(description, namespace=namespace,
+                                                       threshold=threshold, limit=limit))
 
     async def list(
         self, *, namespace: str | None = None, filter: Filter | None = None,
@@ -567,7 +614,7 @@ class AsyncLarimarClient(_Base):
         return await self._send(self._api.health())
 
     aremember, arecall, aask, aforget = remember, recall, ask, forget
-    aforget_matching = forget_matching
+    aforget_matching, aforget_about = forget_matching, forget_about
     alist, aget, aclear = list, get, clear
 
     async def aclose(self) -> None:

@@ -130,8 +130,23 @@ _Batch = Annotated[list[str], Field(max_length=MAX_BATCH)]
 _Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class ChatMessage(BaseModel):
+    """One message of a conversation, as mem0's ``add(messages)`` takes them."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(description="user, assistant, system or tool")
+    content: str
+    name: str | None = Field(None, max_length=200, description="who spoke (default: the role)")
+
+
 class RememberRequest(_Request):
-    text: str | _Batch = Field(description="one fact, or a list written in one call")
+    text: str | _Batch | None = Field(
+        None, description="one fact, or a list written in one call (or pass messages)"
+    )
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_BATCH)] | None = (
+        Field(None, description="a conversation instead of text: statements are stored with "
+              "their speaker, corrections replace, forget requests are honoured")
+    )
     key: str | _Batch | None = Field(
         None, description="text that addresses each fact (default: the fact itself)"
     )
@@ -184,8 +199,19 @@ class ForgetRequest(_Request):
 class ForgetMatchingRequest(_Request):
     description: str = Field(description="what to forget, e.g. 'my address'")
     threshold: float | None = Field(
-        None, ge=-1, le=1, description="minimum key cosine; default: the scope threshold"
+        None, ge=0, le=1, description="minimum calibrated relevance; default: the scope point"
     )
+    margin: float | None = Field(
+        None, ge=0, le=1, description="lead over the runner-up needed to delete"
+    )
+
+
+class ForgetAboutRequest(_Request):
+    description: str = Field(description="what to forget everything about, e.g. 'my sister'")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="minimum calibrated relevance; default: the scope point"
+    )
+    limit: int = Field(50, ge=1, le=MAX_K, description="at most this many facts")
 
 
 # -- responses ------------------------------------------------------------------------------------

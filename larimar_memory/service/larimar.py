@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -290,7 +291,8 @@ class Larimar:
         readouts = [r for p in prepared.values() for r in p.readouts]
         texts = iter(self.model.read_facts(readouts) if readouts else [])
         for i, p in prepared.items():
-            hits = [RecallHit(fact=fact, score=hit.score, text=next(texts) if p.decode else "")
+            hits = [RecallHit(fact=fact, score=hit.score, text=next(texts) if p.decode else "",
+                              evidence=dataclasses.asdict(hit.evidence))
                     for fact, hit in zip(p.facts, p.hits, strict=True)]
             best = hits[0] if hits else None
             results[i] = RecallResult(

@@ -25,7 +25,7 @@ from langchain.agents.middleware.types import (
     ModelResponse,
     PrivateStateAttr,
 )
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -118,9 +118,12 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         inject_context: bool = True,
         observe_messages: bool = True,
         context_template: str = DEFAULT_CONTEXT_TEMPLATE,
+        forget_tools: tuple[str, ...] = ("forget",),
     ) -> None:
         """``memory`` shares a `LarimarMemory`'s binding (memory, namespace, context source,
-        k); otherwise one is built from ``larimar``/``namespace``/``context_source``/``k``."""
+        k); otherwise one is built from ``larimar``/``namespace``/``context_source``/``k``.
+        ``forget_tools``: names of the agent's forget tools; a turn in which one ran leaves
+        its forget requests to the model (one owner: a request is never applied twice)."""
         super().__init__()
         parts = {"larimar": larimar, "namespace": namespace, "context_source": context_source,
                  "k": k}
@@ -138,6 +141,7 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         self.inject_context = inject_context
         self.observe_messages = observe_messages
         self.context_template = context_template
+        self.forget_tools = frozenset(forget_tools)
         self.tools = []
 
     def namespace_for(self, runtime: Runtime[Any] | None) -> str | None:
@@ -195,9 +199,25 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
 
     # -- after the agent's turn: the user's statements into memory, once per message -------------
 
-    def _observe(self, text: str, namespace: str | None, prompt: str = "") -> TurnResult:
+    def _observe(self, text: str, namespace: str | None, prompt: str, marker: str,
+                 model_forgot: bool) -> TurnResult:
+        # One owner per forget: when the model already called the forget tool this turn, the
+        # message's forget requests are its; the statements are written either way (a
+        # statement the remember tool stored too is a duplicate or the same slot). The marker
+        # makes the writes idempotent if the turn is applied again.
         return observe(self.memory.client, text, namespace=namespace,
-                       metadata={"speaker": "user"}, context=prompt or None)
+                       metadata={"speaker": "user"}, context=prompt or None,
+                       request_id=f"turn-{hashlib.sha1(marker.encode()).hexdigest()[:32]}",
+                       apply_forgets=not model_forgot)
+
+    def _model_forgot(self, state: LarimarState) -> bool:
+        """Whether a forget tool ran after the latest human message (this turn)."""
+        for message in reversed(state["messages"]):
+            if isinstance(message, BaseMessage) and message.type == "human":
+                return False
+            if isinstance(message, ToolMessage) and message.name in self.forget_tools:
+                return True
+        return False
 
     def _unobserved(self, state: LarimarState) -> tuple[str, str, str] | None:
         latest = _latest_human(state["messages"])
@@ -210,7 +230,8 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         if latest is None:
             return None
         if latest[1].strip():
-            self._observe(latest[1], self.namespace_for(runtime), latest[2])
+            self._observe(latest[1], self.namespace_for(runtime), latest[2], latest[0],
+                          self._model_forgot(state))
         return {"larimar_observed": latest[0]}
 
     async def aafter_agent(
@@ -222,5 +243,6 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         if latest[1].strip():
             namespace = self.namespace_for(runtime)
             # The core's turn parser is synchronous; keep it off the event loop.
-            await asyncio.to_thread(self._observe, latest[1], namespace, latest[2])
+            await asyncio.to_thread(self._observe, latest[1], namespace, latest[2], latest[0],
+                                    self._model_forgot(state))
         return {"larimar_observed": latest[0]}

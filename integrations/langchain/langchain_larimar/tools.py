@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolException
-from larimar_memory.conversation import fact_key
+from larimar_memory.conversation import statement_metadata
 from larimar_memory.errors import FactNotFoundError, LarimarError
 from larimar_memory.types import Fact, RecallResult, RememberResult
 from pydantic import BaseModel, Field
@@ -32,8 +32,10 @@ RECALL_DESCRIPTION = (
 )
 FORGET_DESCRIPTION = (
     "Delete a fact from long-term memory when the user asks you to forget something. Pass the "
-    "fact's id, its exact text, or a short description of it ('where Alice lives'); the "
-    "nearest stored fact is removed exactly."
+    "fact's id, its exact text, or a short description of it ('where Alice lives'). The fact "
+    "is removed only when it is clearly the one meant; otherwise nothing is removed and the "
+    "candidates are listed with their ids: ask the user, or forget one by id. Set everything "
+    "to true for 'forget everything about X'."
 )
 
 
@@ -56,6 +58,10 @@ class ForgetInput(BaseModel):
 
     fact: str = Field(
         description="the fact's id, its exact text, or a short description ('where Alice lives')"
+    )
+    everything: bool = Field(
+        False, description="true to forget every stored fact about the description ('forget "
+        "everything about my sister'); false removes only the one fact clearly meant"
     )
 
 
@@ -102,11 +108,11 @@ def create_remember_tool(
     memory = _Memory(larimar=larimar, namespace=namespace)
 
     def remember(fact: str, config: RunnableConfig) -> str:
-        # Keyed as conversation.observe keys facts ("Alice lives in"), so a restatement through
-        # the tool or the middleware replaces the other's fact instead of duplicating it.
+        # The speaker and slot conversation.observe gives a stated fact, so a correction
+        # through the tool or the middleware replaces the other's fact instead of keeping both.
         try:
             result = memory.client.remember(
-                fact, key=fact_key(fact), namespace=memory.namespace_for(config)
+                fact, metadata=statement_metadata(fact), namespace=memory.namespace_for(config)
             )
         except LarimarError as exc:
             raise _tool_error(exc) from exc
@@ -115,7 +121,7 @@ def create_remember_tool(
     async def aremember(fact: str, config: RunnableConfig) -> str:
         try:
             result = await memory.client.aremember(
-                fact, key=fact_key(fact), namespace=memory.namespace_for(config)
+                fact, metadata=statement_metadata(fact), namespace=memory.namespace_for(config)
             )
         except LarimarError as exc:
             raise _tool_error(exc) from exc
@@ -166,27 +172,29 @@ def create_forget_tool(
     fact a description points to (``Larimar.forget_matching``)."""
     memory = _Memory(larimar=larimar, namespace=namespace)
 
-    def forget(fact: str, config: RunnableConfig) -> str:
+    def forget(fact: str, config: RunnableConfig, everything: bool = False) -> str:
         ns = memory.namespace_for(config)
         try:
+            if everything:
+                return memory.client.forget_about(fact, namespace=ns).describe()
             try:
-                removed = memory.client.forget(fact, namespace=ns)
+                return memory.forgotten(memory.client.forget(fact, namespace=ns))
             except FactNotFoundError:
-                removed = memory.client.forget_matching(fact, namespace=ns)
+                return memory.client.forget_matching(fact, namespace=ns).describe()
         except LarimarError as exc:
             raise _tool_error(exc) from exc
-        return memory.forgotten(removed)
 
-    async def aforget(fact: str, config: RunnableConfig) -> str:
+    async def aforget(fact: str, config: RunnableConfig, everything: bool = False) -> str:
         ns = memory.namespace_for(config)
         try:
+            if everything:
+                return (await memory.client.aforget_about(fact, namespace=ns)).describe()
             try:
-                removed = await memory.client.aforget(fact, namespace=ns)
+                return memory.forgotten(await memory.client.aforget(fact, namespace=ns))
             except FactNotFoundError:
-                removed = await memory.client.aforget_matching(fact, namespace=ns)
+                return (await memory.client.aforget_matching(fact, namespace=ns)).describe()
         except LarimarError as exc:
             raise _tool_error(exc) from exc
-        return memory.forgotten(removed)
 
     return StructuredTool.from_function(
         func=forget, coroutine=aforget, name=name, description=FORGET_DESCRIPTION,

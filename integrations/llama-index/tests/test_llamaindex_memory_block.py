@@ -107,7 +107,8 @@ async def test_forget_request_applies_at_once_and_only_once(larimar):
     await chat(memory, *FILLER, *FILLER)
     assert sister_facts(larimar) == {nickname}
     # ...which would have forgotten the nickname, the nearest fact left:
-    [gone] = larimar.forget_matching("my sister is called Ana", namespace="alice")
+    [gone] = larimar.forget_matching("my sister is called Ana", namespace="alice",
+                                     margin=0).forgotten
     assert gone.text == nickname
 
 

@@ -18,7 +18,12 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.memory.memory import BaseMemoryBlock
 
-from larimar_memory.conversation import extract_facts, fact_key, observe, parse_forget_request
+from larimar_memory.conversation import (
+    extract_facts,
+    observe,
+    parse_forget_request,
+    statement_metadata,
+)
 from larimar_memory.errors import LarimarError
 from larimar_memory.scope import split_sentences
 from larimar_memory.types import RecallResult
@@ -72,11 +77,6 @@ class LarimarMemoryBlock(LarimarBinding, BaseMemoryBlock[str]):
         ),
     )
 
-    # (namespace, sentence, ids of the namespace's facts) -> recall: Memory.aget runs several
-    # times per agent step; any change to the namespace's facts changes the key.
-    _cache: dict[tuple[str | None, str, tuple[str, ...]], RecallResult] = PrivateAttr(
-        default_factory=dict
-    )
     # (namespace, message text) of user messages applied eagerly and not yet flushed: the flush
     # skips them, so one message is applied once (a forget request applied twice would forget a
     # second, different fact).
@@ -109,15 +109,8 @@ class LarimarMemoryBlock(LarimarBinding, BaseMemoryBlock[str]):
         return "\n".join(f"- {line}" for line in lines)
 
     async def _recall(self, sentence: str, namespace: str | None) -> RecallResult:
-        facts = await self._larimar.alist(namespace=namespace)
-        key = (namespace, sentence, tuple(sorted(f.id for f in facts)))
-        if key not in self._cache:
-            if len(self._cache) > 256:
-                self._cache.clear()
-            self._cache[key] = await self._larimar.arecall(
-                sentence, **self.recall_kwargs(namespace)
-            )
-        return self._cache[key]
+        # One top-k recall per sentence: O(k), never a listing of the namespace.
+        return await self._larimar.arecall(sentence, **self.recall_kwargs(namespace))
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -140,7 +133,8 @@ class LarimarMemoryBlock(LarimarBinding, BaseMemoryBlock[str]):
 
     def _observe(self, text: str, namespace: str | None) -> None:
         try:
-            turn = observe(self._larimar, text, namespace=namespace)  # type: ignore[arg-type]
+            turn = observe(self._larimar, text, namespace=namespace,  # type: ignore[arg-type]
+                           metadata={"speaker": "user"})
         except LarimarError as exc:
             # One unstorable sentence (e.g. too long) must not lose the message's other facts,
             # nor break the conversation: write the facts one by one instead.
@@ -154,7 +148,8 @@ class LarimarMemoryBlock(LarimarBinding, BaseMemoryBlock[str]):
     def _remember_each(self, facts: list[str], namespace: str | None) -> None:
         for fact in facts:
             try:
-                # the key observe would give it, so a later correction replaces it
-                self._larimar.remember(fact, key=fact_key(fact), namespace=namespace)
+                # the speaker and slot observe would give it, so a correction replaces it
+                self._larimar.remember(fact, metadata=statement_metadata(fact, "assistant"),
+                                       namespace=namespace)
             except LarimarError as exc:
                 logger.warning("skipped fact %r: %s", fact[:80], exc)

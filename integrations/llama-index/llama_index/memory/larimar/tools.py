@@ -12,7 +12,7 @@ from typing import Any
 
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
 
-from larimar_memory.conversation import fact_key
+from larimar_memory.conversation import statement_metadata
 from larimar_memory.errors import FactNotFoundError
 from larimar_memory.protocol import MemoryBackend
 from larimar_memory.types import Fact
@@ -80,14 +80,16 @@ class LarimarToolSpec(BaseToolSpec):
         Args:
             fact (str): one short self-contained sentence, e.g. "Alice's favourite colour is green."
         """
-        # Keyed like conversation.observe keys facts ("Alice's favourite colour is"), so a
-        # restatement through either path replaces the other's fact instead of duplicating it.
-        result = self._larimar.remember(fact, key=fact_key(fact), namespace=self.namespace)
+        # The speaker and slot observe gives a stated fact, so a correction through either
+        # path replaces the other's fact instead of keeping both.
+        result = self._larimar.remember(fact, metadata=statement_metadata(fact),
+                                        namespace=self.namespace)
         return describe_remembered(result, [fact])
 
     async def aremember(self, fact: str) -> str:
         """Async `remember`."""
-        result = await self._larimar.aremember(fact, key=fact_key(fact), namespace=self.namespace)
+        result = await self._larimar.aremember(fact, metadata=statement_metadata(fact),
+                                               namespace=self.namespace)
         return describe_remembered(result, [fact])
 
     def recall(self, query: str) -> str:
@@ -116,11 +118,7 @@ class LarimarToolSpec(BaseToolSpec):
             return describe_forgotten(self._larimar.forget(fact, namespace=self.namespace))
         except FactNotFoundError:
             pass  # not an id or exact text: resolve it as a description
-        try:
-            forgotten = self._larimar.forget_matching(fact, namespace=self.namespace)
-        except FactNotFoundError as exc:
-            return f"Nothing forgotten: {exc}"
-        return describe_forgotten(forgotten)
+        return self._larimar.forget_matching(fact, namespace=self.namespace).describe()
 
     async def aforget(self, fact: str) -> str:
         """Async `forget`."""
@@ -129,8 +127,5 @@ class LarimarToolSpec(BaseToolSpec):
             return describe_forgotten(removed)
         except FactNotFoundError:
             pass
-        try:
-            removed = await self._larimar.aforget_matching(fact, namespace=self.namespace)
-        except FactNotFoundError as exc:
-            return f"Nothing forgotten: {exc}"
-        return describe_forgotten(removed)
+        result = await self._larimar.aforget_matching(fact, namespace=self.namespace)
+        return result.describe()
