@@ -11,9 +11,12 @@ and to undo one fact exactly. The log is the truth; the memory is derived from i
 commit, so read-modify-write cycles from several threads or processes serialise and never lose an
 update, and a crash leaves either the old or the new log, never a mix.
 
-Forgetting must really forget: SQLite runs with ``secure_delete`` and truncates its write-ahead
-log after every delete; when a reader's old snapshot prevents that, the delete still commits and
-`PurgePendingError` says so (see `SQLiteStore`).
+Forgetting must really forget: after every delete the store purges the deleted bytes from its
+files (SQLite: ``secure_delete`` and a truncated write-ahead log; PostgreSQL: the text tables
+rewritten and the WAL switched, see ``store_postgres.py``); when something prevents that, the
+delete still commits and `PurgePendingError` says so. What no purge reaches (backups, WAL
+archives) is covered by per-namespace encryption keys that `clear` destroys (``store_keys.py``,
+on when a key file is given).
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ __all__ = [
     "STORE_ENV",
     "FactRecord",
     "MemoryStore",
+    "PurgeReport",
     "SQLiteStore",
     "StoreTransaction",
     "check_metadata",
     "default_store_path",
+    "open_store",
 ]
 
 FORMAT_VERSION = 2
@@ -250,6 +255,20 @@ class FactRecord:
             raise MemoryInputError(f"FactRecord.created_at must be finite, got {self.created_at}.")
 
 
+@dataclass
+class PurgeReport:
+    """What `MemoryStore.purge` did, and what no purge of this store can reach."""
+
+    purged: bool
+    """Every delete so far is purged from the store's own files."""
+    pending: int
+    """Deletes whose bytes may still be in the store's files (`MemoryStore.pending_purges`)."""
+    out_of_reach: list[str] = field(default_factory=list)
+    """Places that may keep copies of forgotten facts, each with what to do about it."""
+    encrypted: bool = False
+    """Facts are sealed with per-namespace keys; a cleared namespace's key is destroyed."""
+
+
 # --- the interface -----------------------------------------------------------------------------
 
 
@@ -356,6 +375,11 @@ class MemoryStore(abc.ABC):
         """Deletes whose bytes may still be on disk because a purge could not run yet."""
         return 0
 
+    def purge(self) -> PurgeReport:
+        """Purge the bytes of every delete from the store's files now (waiting a bounded time
+        for readers), and say what remains out of reach."""
+        return PurgeReport(purged=True, pending=0)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections; further use raises `StoreError`."""
@@ -375,6 +399,22 @@ def default_store_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME)) / STORE_FILE_NAME
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_store(spec: str | os.PathLike[str] | None = None, *,
+               key_file: str | os.PathLike[str] | None = None) -> MemoryStore:
+    """A `PostgresStore` for a ``postgresql://`` DSN, else a `SQLiteStore` at that path (None:
+    the default file). ``key_file`` (or ``$LARIMAR_KEY_FILE``) turns encryption on."""
+    if isinstance(spec, str) and spec.startswith(POSTGRES_SCHEMES):
+        from .store_postgres import PostgresStore
+
+        return PostgresStore(spec, key_file=key_file)
+    from .store_sqlite import SQLiteStore
+
+    return SQLiteStore(spec, key_file=key_file)
 
 
 def __getattr__(name: str) -> Any:

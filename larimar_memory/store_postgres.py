@@ -7,9 +7,28 @@ transaction-scoped advisory lock on a 64-bit hash of (schema, namespace), taken 
 holder committed. A lock wait longer than ``lock_timeout`` seconds raises `StoreError`.
 Different namespaces never wait on each other (a hash collision only makes two share a lock).
 
-Forgetting: a DELETE makes the row invisible at commit, but PostgreSQL does not zero the bytes
-(dead tuples stay until VACUUM, the WAL and backups keep the insert); `pending_purges` is always
-0 here and `vacuum()` runs VACUUM. See docs/deploy.md for what that does and does not guarantee.
+Forgetting: a DELETE makes the row invisible at commit, but PostgreSQL does not zero the bytes.
+Measured (PostgreSQL 15, one short fact and one 5 kB fact with its metadata, extra key and
+request id): after the DELETE and a CHECKPOINT the short text was 5 times in the heap file, once
+in the request-id index and 11 times in ``pg_wal`` (the insert, then full-page images of the
+pages the DELETE touched); the long one twice in the TOAST file (not at all when it compresses)
+and 4 times in ``pg_wal``. A plain VACUUM removes the TOAST chunks but not the heap's dead tuple
+bytes; ANALYZE copies short texts into ``pg_statistic`` (histogram bounds). So after every
+transaction that deleted something the purge:
+
+1. rewrites the tables that hold text, ``VACUUM (FULL) larimar_facts, larimar_namespaces``: new
+   heap, TOAST and index files with the live rows only; the old files are truncated at once and
+   unlinked at the next checkpoint. It needs the tables' ACCESS EXCLUSIVE lock, waited for at
+   most `PURGE_WAIT_S` seconds (0.1 s for a retry), so a long reader (``pg_dump``, an open
+   transaction) makes it `PurgePendingError` instead of stalling writers behind it; while it
+   runs (about the time to copy the fact table) other writes wait;
+2. ``pg_switch_wal()`` then ``CHECKPOINT``: the WAL moves to a new segment and the checkpoint
+   removes every older one, when the settings allow (`erasure_limits`: ``wal_recycle = off``,
+   no archiving, ``wal_keep_size = 0``, no replication slot, and the right to run both).
+
+Columns that carry text keep no planner statistics (``SET STATISTICS 0``), so ANALYZE never
+copies them into ``pg_statistic``. A store warns at start when the server keeps forgotten text
+somewhere (``erasure_limits``); see docs/deploy.md.
 
 PostgreSQL text cannot hold NUL characters; facts containing ``\\x00`` are refused with
 `TextInputError` (SQLite accepts them).
@@ -38,6 +57,16 @@ __all__ = ["PostgresStore"]
 
 logger = logging.getLogger(__name__)
 
+PURGE_WAIT_S = 2.0
+"""How long a purge waits for the text tables' lock after a delete before `PurgePendingError`."""
+_RETRY_WAIT_S = 0.1  # the same wait when a later write retries a pending purge
+_TEXT_TABLES = ("larimar_facts", "larimar_namespaces")
+_NO_STATISTICS = {
+    "larimar_facts": ("namespace", "id", "text", "key_text", "key", "vals", "metadata",
+                      "request_id", "extra_key_texts"),
+    "larimar_namespaces": ("name", "meta"),
+}
+"""Columns whose values ANALYZE would copy into pg_statistic (most common values, histograms)."""
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _INIT_LOCK = "\x00schema"  # lock name for schema creation; no namespace can contain NUL
 
@@ -54,6 +83,11 @@ class PostgresDialect(Dialect):
              "serial_pk": "BIGSERIAL PRIMARY KEY"}
     v1_tables = ("larimar_namespaces", "larimar_states", "larimar_facts")
     v1_order = "seq"
+    purges = True
+    pending_reason = (f"the rewrite of its text tables (VACUUM FULL) could not take their lock "
+                      f"within {PURGE_WAIT_S:g} s: another transaction (a pg_dump, a long query, "
+                      "an idle transaction) holds them open; the forgotten text remains in the "
+                      "tables' files and pg_wal until the purge runs")
 
     def __init__(self, dsn: str, schema: str | None, lock_timeout: float,
                  connect_timeout: float, pool_size: int) -> None:
@@ -62,6 +96,7 @@ class PostgresDialect(Dialect):
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue(maxsize=pool_size)
         self._pid = os.getpid()
         self._closed = False
+        self._wal_refused = False
 
     @property
     def where(self) -> str:
@@ -163,6 +198,90 @@ class PostgresDialect(Dialect):
     def storable(self, *texts: str | None) -> bool:
         return not any(t is not None and "\x00" in t for t in texts)
 
+    def tune(self, q: Any) -> None:
+        for table, columns in _NO_STATISTICS.items():
+            kept = [r[0] for r in q.q(
+                "SELECT attname FROM pg_attribute WHERE attrelid = ?::regclass AND attname = "
+                "ANY(?) AND attstattarget IS DISTINCT FROM 0", (table, list(columns)))]
+            for column in kept:
+                q.run(f"ALTER TABLE {table} ALTER COLUMN {column} SET STATISTICS 0")
+
+    def purge(self, conn: psycopg.Connection[Any], wait: bool) -> bool:
+        """Rewrite the text tables, then switch the WAL and checkpoint (module docstring)."""
+        timeout_ms = int((PURGE_WAIT_S if wait else _RETRY_WAIT_S) * 1000)
+        with self.errors():
+            conn.execute(f"SET lock_timeout = {timeout_ms}")
+            try:
+                conn.execute(f"VACUUM (FULL) {', '.join(_TEXT_TABLES)}")
+            except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
+                return False
+            finally:
+                conn.execute(f"SET lock_timeout = {int(self.lock_timeout * 1000)}")
+            try:
+                conn.execute("SELECT pg_switch_wal()")
+                conn.execute("CHECKPOINT")
+            except (pg_errors.InsufficientPrivilege, pg_errors.ObjectNotInPrerequisiteState):
+                if not self._wal_refused:
+                    logger.warning("%s: the tables are rewritten after a forget, but this role "
+                                   "may not switch the WAL and checkpoint, so pg_wal keeps "
+                                   "forgotten text until the server recycles it (see "
+                                   "`larimar purge`)", self.where, exc_info=True)
+                self._wal_refused = True
+        return True
+
+    def erasure_limits(self, conn: psycopg.Connection[Any]) -> list[str]:
+        with self.errors():
+            settings = dict(conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('wal_recycle', "
+                "'archive_mode', 'wal_keep_size', 'min_wal_size', 'log_statement', "
+                "'log_min_duration_statement', 'server_version_num')").fetchall())
+            slots = [r[0] for r in conn.execute(
+                "SELECT slot_name FROM pg_replication_slots ORDER BY 1").fetchall()]
+            standbys = conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0]
+            may_checkpoint = conn.execute(
+                "SELECT rolsuper OR (SELECT count(*) > 0 FROM pg_roles WHERE rolname = "
+                "'pg_checkpoint' AND pg_has_role(current_user, oid, 'MEMBER')) FROM pg_roles "
+                "WHERE rolname = current_user").fetchone()[0]
+            may_switch = conn.execute(
+                "SELECT has_function_privilege('pg_switch_wal()', 'EXECUTE')").fetchone()[0]
+        limits = []
+        if settings.get("wal_recycle") == "on":
+            limits.append(
+                "wal_recycle = on: a checkpoint renames old WAL segments for reuse instead of "
+                f"deleting them (up to min_wal_size = {settings.get('min_wal_size')} MB), so "
+                "forgotten text stays in pg_wal until overwritten; set it off: ALTER SYSTEM SET "
+                "wal_recycle = off; SELECT pg_reload_conf();"
+            )
+        if settings.get("archive_mode", "off") != "off":
+            limits.append(
+                f"archive_mode = {settings['archive_mode']}: archive_command copies every WAL "
+                "segment, with the text of every fact ever written, to the WAL archive; bound "
+                "its retention, or encrypt the store (key file) so a clear makes it unreadable"
+            )
+        if settings.get("wal_keep_size", "0") != "0":
+            limits.append(f"wal_keep_size = {settings['wal_keep_size']} MB keeps that much old "
+                          "WAL in pg_wal after a checkpoint; set it to 0")
+        if slots:
+            limits.append(f"replication slots ({', '.join(slots)}) keep WAL until their "
+                          "consumers confirm it; drop unused slots")
+        if standbys:
+            limits.append(f"{standbys} streaming standby(s) replay the rewrite but keep their "
+                          "own WAL (set wal_recycle = off there too) and any archive")
+        if not may_checkpoint or not may_switch:
+            limits.append(
+                "this role may not run CHECKPOINT or pg_switch_wal(), so old WAL is removed only "
+                "when the server checkpoints by itself; GRANT pg_checkpoint (PostgreSQL 15+) and "
+                "EXECUTE ON FUNCTION pg_switch_wal() to it, or run `larimar purge` as a superuser"
+            )
+        if settings.get("log_statement") in ("mod", "all") or settings.get(
+                "log_min_duration_statement", "-1") != "-1":
+            limits.append(
+                "statements are logged with their parameters (log_statement / "
+                "log_min_duration_statement), so the server log holds remembered text; turn "
+                "statement logging off or encrypt the store"
+            )
+        return limits
+
     def close(self) -> None:
         self._closed = True
         while True:
@@ -184,7 +303,8 @@ class PostgresStore(SQLStore):
         create tables in; ``scripts/postgres.sh start`` makes a throwaway one.
     Instantiate:
         ``PostgresStore("postgresql://user@db-host/larimar")``; ``schema="tenant_x"`` keeps the
-        tables in their own schema (created if missing).
+        tables in their own schema (created if missing); ``key_file=`` (or ``$LARIMAR_KEY_FILE``)
+        creates the store encrypted with per-namespace keys (``store_keys.py``).
     Use:
         ``Larimar(store=PostgresStore(dsn))``, or ``larimar serve --store postgresql://...``.
 
@@ -195,6 +315,7 @@ class PostgresStore(SQLStore):
     def __init__(
         self, dsn: str, *, schema: str | None = None, lock_timeout: float = 30.0,
         connect_timeout: float = 10.0, pool_size: int = 16,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise StoreError(
@@ -207,15 +328,12 @@ class PostgresStore(SQLStore):
         self.dsn, self.schema = dsn, schema
         self.lock_timeout = float(lock_timeout)
         super().__init__(PostgresDialect(dsn, schema, self.lock_timeout, float(connect_timeout),
-                                         pool_size))
-
-    def vacuum(self, full: bool = False) -> None:
-        """VACUUM the store's tables: dead rows of forgotten facts become reusable space
-        (``full=True`` rewrites the tables into new files, locking them while it runs). Neither
-        overwrites the old bytes on disk; see docs/deploy.md."""
+                                         pool_size), key_file)
         with self._read() as q:
-            for table in ("larimar_facts", "larimar_namespaces"):
-                q.run(f"VACUUM {'FULL ' if full else ''}{table}")
+            limits = self.dialect.erasure_limits(q.conn)
+        if limits:
+            logger.warning("%s: a forget cannot remove every copy of a fact on this server: %s",
+                           self.dialect.where, "; ".join(limits))
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.dialect.where!r}, schema={self.schema!r})"

@@ -5,6 +5,15 @@ The schema and every query are written here once; a dialect (``store_sqlite.py``
 transaction takes the namespace's write lock, the metadata filter, error messages and the purge
 of deleted bytes. Queries are written with ``?`` placeholders; `Dialect.sql` rewrites them.
 
+Purges: every transaction that deleted something ends with the dialect's purge; one purge covers
+every delete committed before it started, so concurrent forgets share a purge. A purge that
+cannot run yet leaves the delete committed, raises `PurgePendingError`, and is retried at the
+start and end of every later write, at close and by `purge()`.
+
+Encryption (a key file given, see ``store_keys.py``): ``text``, ``key_text``, ``metadata``,
+``extra_key_texts`` and ``key`` hold empty placeholders, ``vals`` the sealed payload (all of them
+and the latents), ``request_id`` a keyed hash; metadata filters then run in Python.
+
 Layout (format version 2)::
 
     larimar_meta(key, value)                       format_version, created_by, version_floor
@@ -15,7 +24,8 @@ Layout (format version 2)::
 
 `key` is raw little-endian float32 ((1 + extra keys) x key_dim: the key, then the extra keys
 of `extra_key_texts`, a JSON list), `vals` float32 (n_rows x value_dim, row-major),
-`mem_rows` int64 (n_rows). Versions: a new namespace starts above ``version_floor``, which
+`mem_rows` int64 (n_rows). Meta ``encryption`` and ``store_id`` mark a store created
+with a key file. Versions: a new namespace starts above ``version_floor``, which
 `clear` raises to the cleared namespace's last version, so no version is ever reused.
 """
 
@@ -26,6 +36,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -39,7 +50,15 @@ from .errors import (
     StoreError,
     TextInputError,
 )
-from .store import FORMAT_VERSION, FactRecord, MemoryStore, StoreTransaction, check_metadata
+from .store import (
+    FORMAT_VERSION,
+    FactRecord,
+    MemoryStore,
+    PurgeReport,
+    StoreTransaction,
+    check_metadata,
+)
+from .store_keys import SCHEME, KeyFile, NamespaceCipher, key_file_from_env
 
 __all__ = ["Dialect", "SQLStore", "SQLTransaction"]
 
@@ -105,7 +124,9 @@ class Dialect(abc.ABC):
     types: dict[str, str]
     """Substitutions for the schema: blob, real, bigint, serial_pk."""
     purges = False
-    """Whether deletes leave bytes that `purge` must clear (SQLite's WAL)."""
+    """Whether deletes leave bytes that `purge` must clear."""
+    pending_reason = "something kept the deleted bytes in use"
+    """Why a purge could not run, for `PurgePendingError` (what holds it, where the bytes are)."""
     v1_tables: tuple[str, str, str]
     """Format-1 table names (namespaces, states, facts) and the order column of v1 facts."""
     v1_order: str
@@ -150,6 +171,14 @@ class Dialect(abc.ABC):
         """Remove deleted bytes from every file; False when a reader prevents it for now."""
         return True
 
+    def tune(self, q: Any) -> None:  # noqa: B027 - optional hook
+        """Backend settings of the tables, applied at every open in the schema transaction."""
+
+    def erasure_limits(self, conn: Any) -> list[str]:
+        """Where this backend's settings let copies of forgotten facts survive a purge, each
+        with what to change (empty: none the store can see)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the dialect's connections."""
 
@@ -171,14 +200,52 @@ def _array(blob: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: str, f
     return np.frombuffer(blob, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape)
 
 
-def _to_row(r: FactRecord) -> tuple[Any, ...]:
-    return (
-        r.namespace, r.id, r.text, r.key_text,
-        _blob(np.concatenate([r.key[None], r.extra_keys]), _F32), int(r.key.shape[0]),
-        _blob(r.values, _F32), int(r.values.shape[0]), int(r.values.shape[1]),
-        _blob(r.rows, _I64), check_metadata(r.metadata), float(r.created_at), r.request_id,
-        json.dumps(r.extra_key_texts, ensure_ascii=False),
-    )
+def _to_row(r: FactRecord, cipher: NamespaceCipher | None = None) -> tuple[Any, ...]:
+    keys = _blob(np.concatenate([r.key[None], r.extra_keys]), _F32)
+    metadata = check_metadata(r.metadata)
+    if cipher is None:
+        return (r.namespace, r.id, r.text, r.key_text, keys, int(r.key.shape[0]),
+                _blob(r.values, _F32), int(r.values.shape[0]), int(r.values.shape[1]),
+                _blob(r.rows, _I64), metadata, float(r.created_at), r.request_id,
+                json.dumps(r.extra_key_texts, ensure_ascii=False))
+    header = json.dumps({"text": r.text, "key_text": r.key_text, "metadata": metadata,
+                         "extra_key_texts": r.extra_key_texts, "request_id": r.request_id},
+                        ensure_ascii=False).encode()
+    payload = b"".join((len(header).to_bytes(4, "big"), header, keys, _blob(r.values, _F32)))
+    return (r.namespace, r.id, "", "", b"", int(r.key.shape[0]), cipher.seal(r.id, payload),
+            int(r.values.shape[0]), int(r.values.shape[1]), _blob(r.rows, _I64), "{}",
+            float(r.created_at), None if r.request_id is None else cipher.tag(r.request_id), "[]")
+
+
+def _unseal(row: Sequence[Any], cipher: NamespaceCipher) -> tuple[Any, ...]:
+    """A sealed row (see `_to_row`) as the plain row it was made from."""
+    (ns, fid, _, _, _, key_dim, sealed, n_rows, value_dim, rows, _, created_at, _, _) = row
+    payload = cipher.open(fid, bytes(sealed))
+    end = 4 + int.from_bytes(payload[:4], "big")
+    try:
+        head = json.loads(payload[4:end])
+        split = end + (1 + len(head["extra_key_texts"])) * int(key_dim) * _F32.itemsize
+        return (ns, fid, head["text"], head["key_text"], payload[end:split], key_dim,
+                payload[split:], n_rows, value_dim, rows, head["metadata"], created_at,
+                head["request_id"], json.dumps(head["extra_key_texts"], ensure_ascii=False))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"Fact {fid}: its sealed payload is malformed ({exc}); corrupted "
+                         "store.") from exc
+
+
+def _metadata_matches(metadata: dict[str, Any], where: dict[str, Any]) -> bool:
+    """`Dialect.metadata_equals` in Python (for sealed metadata): JSON types must agree, numbers
+    compare by value, true is not 1, a missing field is not null."""
+    for field, value in where.items():
+        if field not in metadata:
+            return False
+        found = metadata[field]
+        if value is None or isinstance(value, (bool, str)):
+            if type(found) is not type(value) or found != value:
+                return False
+        elif isinstance(found, bool) or not isinstance(found, (int, float)) or found != value:
+            return False
+    return True
 
 
 def _from_row(row: Sequence[Any]) -> FactRecord:
@@ -257,6 +324,7 @@ class _Queries:
 
     def __init__(self, store: SQLStore, conn: Any) -> None:
         self.d = store.dialect
+        self.keys = store._keys
         self.conn = conn
 
     def q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -282,7 +350,17 @@ class _Queries:
         if page is not None and (page[0] is not None or page[1]):
             sql += " LIMIT ? OFFSET ?"
             args += [_NO_LIMIT if page[0] is None else page[0], page[1]]
-        return [_from_row(r) for r in self.q(sql, args)]
+        rows = self.q(sql, args)
+        if self.keys is None or not rows:
+            return [_from_row(r) for r in rows]
+        cipher = self.keys.cipher(ns)
+        if cipher is None:
+            raise StoreError(
+                f"Namespace {ns!r} has facts but the key file {self.keys.path} has no key for "
+                "it: its key was destroyed by a clear that did not commit (clear the namespace "
+                "again), or this is not the key file the store was written with."
+            )
+        return [_from_row(_unseal(r, cipher)) for r in rows]
 
     def facts_by_ids(self, ns: str, ids: Sequence[str]) -> list[FactRecord]:
         if isinstance(ids, str):
@@ -324,6 +402,7 @@ class SQLTransaction(StoreTransaction):
     def __init__(self, store: SQLStore, conn: Any, namespace: str) -> None:
         self.namespace = namespace
         self._q = _Queries(store, conn)
+        self._keys = store._keys
         self._version: int | None = None  # set once this transaction bumped the version
         # the namespace row (version, meta), read once: under the namespace's write lock only
         # this transaction changes it (a write asked for it four times, each a round trip)
@@ -407,9 +486,25 @@ class SQLTransaction(StoreTransaction):
                 f"batch: {', '.join(taken[:5])}; ids must be unique within a namespace. Nothing "
                 "was written."
             )
+        cipher = None if self._keys is None else self._cipher(create=True)
         self._bump()
         q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 14)})",
-               [_to_row(r) for r in records])
+               [_to_row(r, cipher) for r in records])
+
+    def _cipher(self, create: bool) -> NamespaceCipher | None:
+        """The namespace's cipher (encrypting stores); ``create`` makes a key for a namespace
+        that has no facts, and refuses to for one whose facts were sealed with a lost key."""
+        assert self._keys is not None
+        cipher = self._keys.cipher(self.namespace)
+        if cipher is None and create:
+            if self._q.count(self.namespace):
+                raise StoreError(
+                    f"Namespace {self.namespace!r} has facts but the key file "
+                    f"{self._keys.path} has no key for it; a new key would not open them. "
+                    "Restore the key file, or clear the namespace. Nothing was written."
+                )
+            cipher = self._keys.create(self.namespace)
+        return cipher
 
     def delete_facts(self, ids: Sequence[str]) -> list[FactRecord]:
         records = self._check_open().facts_by_ids(self.namespace, ids)  # raises before any change
@@ -427,6 +522,11 @@ class SQLTransaction(StoreTransaction):
         q = self._check_open()
         if not q.d.storable(request_id):
             return []
+        if self._keys is not None:
+            cipher = self._cipher(create=False)
+            if cipher is None:
+                return []
+            request_id = cipher.tag(request_id)
         return q.facts(self.namespace, "AND request_id = ?", (request_id,), order=_ORDER_KEYED)
 
     def commit_version(self) -> int:
@@ -444,6 +544,8 @@ class SQLTransaction(StoreTransaction):
         q.run("UPDATE larimar_meta SET value = CAST(CASE WHEN CAST(value AS {bigint}) < ? THEN ? "
               "ELSE CAST(value AS {bigint}) END AS TEXT) WHERE key = ?"
               .format(**q.d.types), (row[0], row[0], FLOOR_KEY))
+        if self._keys is not None:  # last: a failure before commit rolls everything back
+            self._keys.destroy(self.namespace)
         self._row, self._version = None, None
         self.deleted = True
         return n
@@ -453,11 +555,15 @@ class SQLStore(MemoryStore):
     """`MemoryStore` over any `Dialect`; see the module docstring. Construct a backend class
     (`SQLiteStore`, `PostgresStore`) rather than this one."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, key_file: Any = None) -> None:
         self.dialect = dialect
         self._local = threading.local()
-        self._purge_lock = threading.Lock()
-        self._pending = 0
+        self._purge_lock = threading.Lock()  # one purge at a time; later ones may be covered
+        self._count_lock = threading.Lock()
+        self._deletes = 0  # transactions that deleted something, by this object
+        self._purged = 0  # how many of those a finished purge covers
+        self._key_path = key_file_from_env(key_file)
+        self._keys: KeyFile | None = None
         self._closed = False
         try:
             self._init_schema()
@@ -482,9 +588,13 @@ class SQLStore(MemoryStore):
                             f"{d.where} is a database but not a larimar store (tables: "
                             f"{', '.join(sorted(tables))}). Point the store at a new file."
                         )
-                    self._create(q, {"created_at": str(time.time())})
+                    meta = {"created_at": str(time.time())}
+                    if self._key_path is not None:
+                        meta |= {"encryption": SCHEME, "store_id": uuid.uuid4().hex}
+                    self._create(q, meta)
                 else:
                     meta = dict(q.q("SELECT key, value FROM larimar_meta"))
+                    self._check_encryption(meta)
                     found = meta.get("format_version")
                     if found == "1":
                         self._migrate_v1(q, meta)
@@ -497,13 +607,37 @@ class SQLStore(MemoryStore):
                             f"{', '.join(map(str, READABLE_FORMATS))}. Open it with the version "
                             "that wrote it, or point the store at a new file or schema."
                         )
+                d.tune(q)
                 with d.errors():
                     conn.execute("COMMIT")
             except BaseException:
                 d.rollback(conn)
                 raise
-        if migrated and d.purges and not self._purge(wait=True):
-            self._pending += 1  # the format-1 rows' bytes; retried on the next write
+        if self._key_path is not None:
+            self._keys = KeyFile(self._key_path, meta["store_id"])
+        if migrated and d.purges:
+            with self._count_lock:
+                self._deletes += 1  # the format-1 rows' bytes
+            self._purge(wait=True)  # else retried on the next write
+
+    def _check_encryption(self, meta: dict[str, str]) -> None:
+        """Encryption is chosen when a store is created; opening it otherwise is refused."""
+        where, scheme = self.dialect.where, meta.get("encryption")
+        if scheme is None and self._key_path is not None:
+            raise StoreError(
+                f"The store {where} was created without encryption, and a key file "
+                f"({self._key_path}) was given; encryption is chosen when a store is created. "
+                "Create a new store with the key file and copy the facts over, or open this one "
+                "without a key file (unset LARIMAR_KEY_FILE)."
+            )
+        if scheme is not None and self._key_path is None:
+            raise StoreError(
+                f"The store {where} is encrypted ({scheme}); open it with its key file "
+                "(key_file=... or LARIMAR_KEY_FILE)."
+            )
+        if scheme is not None and scheme != SCHEME:
+            raise StoreError(f"The store {where} is encrypted with {scheme!r}, which this "
+                             f"larimar-memory ({_library_version()}) does not read.")
 
     def _create(self, q: _Queries, extra: dict[str, str]) -> None:
         for statement in SCHEMA.format(**self.dialect.types).split(";"):
@@ -560,7 +694,7 @@ class SQLStore(MemoryStore):
                 "A transaction is already open on this thread; finish it before starting another "
                 "(nested transactions would deadlock on the write lock)."
             )
-        if self._pending:
+        if self.pending_purges:
             self._purge(wait=False)
         d = self.dialect
         self._local.in_tx = True
@@ -594,30 +728,59 @@ class SQLStore(MemoryStore):
 
     @property
     def pending_purges(self) -> int:
-        return self._pending
+        return self._deletes - self._purged
 
-    def _purge(self, wait: bool) -> bool:
-        with self.dialect.connection() as conn:
-            done = self.dialect.purge(conn, wait)
-        if done:
-            with self._purge_lock:
-                self._pending = 0
+    def _purge(self, wait: bool, force: bool = False) -> bool:
+        """Run the dialect's purge unless a finished one already covers every delete (``force``:
+        run it anyway, for deletes by other processes)."""
+        with self._purge_lock:
+            target = self._deletes
+            if self._purged >= target and not force:
+                return True
+            with self.dialect.connection() as conn:
+                done = self.dialect.purge(conn, wait)
+            if done:
+                self._purged = max(self._purged, target)
         return done
 
     def _after_write(self, deleted: bool) -> None:
-        if not self.dialect.purges or (not deleted and not self._pending):
+        if not self.dialect.purges or (not deleted and not self.pending_purges):
             return
         if deleted:
-            with self._purge_lock:
-                self._pending += 1
+            with self._count_lock:
+                self._deletes += 1
         if not self._purge(wait=deleted) and deleted:
             raise PurgePendingError(
                 "The delete committed (the fact is gone from every answer), but "
-                f"{self.dialect.where} could not be purged: another connection, a reader "
-                "holding an old snapshot, kept the write-ahead log in use. The forgotten text may "
-                "remain in the -wal file until that reader finishes; the purge is retried on the "
-                "next write and at close."
+                f"{self.dialect.where} could not be purged: {self.dialect.pending_reason}. The "
+                "purge is retried on the next write, at close and by `larimar purge`."
             )
+
+    def purge(self) -> PurgeReport:
+        self._check_open()
+        done = not self.dialect.purges or self._purge(wait=True, force=True)
+        with self.dialect.connection() as conn:
+            limits = self.dialect.erasure_limits(conn)
+        if self._keys is None:
+            limits.append(
+                "backups and copies of the store taken before a forget keep its text in clear "
+                "until they expire: bound their retention, or create the store with a key file "
+                "(LARIMAR_KEY_FILE) so that clearing a namespace makes every copy unreadable"
+            )
+        else:
+            limits.append(
+                "backups and copies hold only ciphertext; a cleared namespace's key is "
+                f"destroyed in {self._keys.path}, so its copies are unreadable, but a fact "
+                "forgotten from a namespace that still exists stays readable in them with that "
+                "namespace's key (keep the key file out of those backups)"
+            )
+        limits.append(
+            "the file system and the disk may keep freed blocks of old files (SSDs remap "
+            "writes): put the store on an encrypted volume"
+        )
+        return PurgeReport(purged=done and self.pending_purges == 0,
+                           pending=self.pending_purges, out_of_reach=limits,
+                           encrypted=self._keys is not None)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -646,6 +809,7 @@ class SQLStore(MemoryStore):
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}.")
         clauses, params = [], []
+        sealed = self._keys is not None and bool(where)
         for field, value in (where or {}).items():
             if not isinstance(field, str) or (
                     value is not None and not isinstance(value, (str, int, float))):
@@ -660,6 +824,11 @@ class SQLStore(MemoryStore):
             sql, args = self.dialect.metadata_equals(field, value)
             clauses.append(f"AND {sql}")
             params += args
+        if sealed:  # metadata is sealed: filter the namespace's facts here
+            assert where is not None
+            with self._read() as q:
+                found = [r for r in q.facts(namespace) if _metadata_matches(r.metadata, where)]
+            return found[int(offset):None if limit is None else int(offset) + limit]
         with self._read() as q:
             return q.facts(namespace, " ".join(clauses), params, page=(limit, int(offset)))
 
@@ -678,11 +847,11 @@ class SQLStore(MemoryStore):
     def close(self) -> None:
         if self._closed:
             return
-        if self._pending:
+        if self.pending_purges:
             try:
                 if not self._purge(wait=True):
-                    logger.warning("%s: closing with %d purge(s) pending; a reader still holds "
-                                   "an old snapshot", self.dialect.where, self._pending)
+                    logger.warning("%s: closing with %d purge(s) pending: %s", self.dialect.where,
+                                   self.pending_purges, self.dialect.pending_reason)
             except StoreError:
                 logger.warning("purge at close failed", exc_info=True)
         self._closed = True

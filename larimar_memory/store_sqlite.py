@@ -43,6 +43,9 @@ class SQLiteDialect(Dialect):
     types = {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER",
              "serial_pk": "INTEGER PRIMARY KEY"}
     purges = True
+    pending_reason = ("another connection, a reader holding an old snapshot, kept the "
+                      "write-ahead log in use; the forgotten text may remain in the -wal file "
+                      "until that reader finishes")
     v1_tables = ("namespaces", "states", "facts")
     v1_order = "rowid"
 
@@ -193,12 +196,14 @@ class SQLiteStore(SQLStore):
         ``pip install larimar-memory``; nothing else, SQLite ships with Python.
     Instantiate:
         ``store = SQLiteStore()`` (default file, or ``$LARIMAR_STORE``) or
-        ``SQLiteStore("/path/to/larimar.sqlite3")``.
+        ``SQLiteStore("/path/to/larimar.sqlite3")``; ``key_file="/etc/larimar/keys.json"`` (or
+        ``$LARIMAR_KEY_FILE``) creates it encrypted with per-namespace keys (``store_keys.py``).
     Use:
         ``with store.transaction("alice") as tx: tx.add_facts([...]); tx.commit_version()``
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout: float = 30.0):
+    def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout: float = 30.0,
+                 *, key_file: str | os.PathLike[str] | None = None):
         if path is not None and (str(path) in ("", ":memory:") or str(path).startswith("file:")):
             raise StoreError(
                 f"SQLiteStore needs a file path, got {str(path)!r}: every thread opens its own "
@@ -210,7 +215,7 @@ class SQLiteStore(SQLStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create the store's folder {self.path.parent}: {exc}") from exc
-        super().__init__(SQLiteDialect(self.path, self.busy_timeout))
+        super().__init__(SQLiteDialect(self.path, self.busy_timeout), key_file)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"

@@ -7,21 +7,10 @@ import logging
 import os
 
 from ..service import Larimar
-from ..store import MemoryStore, SQLiteStore
+from ..store import open_store
 from .settings import SETTINGS_ENV, ServerSettings
 
 logger = logging.getLogger(__name__)
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def open_store(spec: str | None) -> MemoryStore:
-    """A `PostgresStore` for a ``postgresql://`` DSN, else a `SQLiteStore` (None = default)."""
-    if spec and spec.startswith(POSTGRES_SCHEMES):
-        from ..store_postgres import PostgresStore
-
-        return PostgresStore(spec)
-    return SQLiteStore(spec)
 
 
 def build_larimar(settings: ServerSettings) -> Larimar:
