@@ -7,6 +7,8 @@
 #   scripts/postgres.sh status
 #   scripts/postgres.sh stop              # stops it and deletes its data
 #
+# wal_recycle=off: a checkpoint deletes old WAL segments instead of renaming them for reuse, the
+# setting that lets a forget leave no copy in pg_wal (tests/server/test_store_postgres.py checks).
 # LARIMAR_PG_DIR picks the folder (default /tmp/larimar-pg-<uid>); LARIMAR_PG_PORT the port
 # (default: a free one). Everything but the export lines goes to stderr.
 set -euo pipefail
@@ -85,7 +87,7 @@ start() {
     port="$(free_port)"
     echo "$port" | as_owner tee "$DIR/port" >/dev/null
     as_owner "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$DIR" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$DIR -c wal_recycle=off" \
         start >&2 || { cat "$DIR/server.log" >&2; exit 1; }
     as_owner "$BIN/createdb" -h 127.0.0.1 -p "$port" -U postgres "$DB"
     log "PostgreSQL $("$BIN/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port, data in $DIR"
