@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -204,6 +205,37 @@ def list_facts(
                 table.add_row(item["id"], " ".join(map(str, item["rows"])), item["text"])
             console.print(table)
         _emit(rows, as_json, render)
+    _run(body)
+
+
+@app.command()
+def purge(
+    store: str = typer.Option(None, "--store", help="SQLite file or postgresql:// DSN "
+                              "(default: the SQLite file in the user data dir)."),
+    key_file: Path = typer.Option(None, "--key-file", help="Key file of an encrypted store "
+                                  "(default: $LARIMAR_KEY_FILE)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Purge the bytes of forgotten facts from the store's files now (SQLite: checkpoint and
+    truncate the WAL; PostgreSQL: rewrite the text tables, switch the WAL, checkpoint), and list
+    what no purge reaches. Exit code 1 while a purge stays pending."""
+    def body() -> None:
+        from .store import open_store
+
+        with open_store(store, key_file=key_file) as db:
+            report = db.purge()
+
+        def render(r: Any) -> None:
+            state = "[green]purged[/green]" if r.purged else (
+                f"[red]{r.pending or 'some'} purge(s) pending[/red] (a reader holds the old "
+                "bytes; run again when it is done)")
+            console.print(f"{state}; encryption {'on' if r.encrypted else 'off'}")
+            console.print("Out of reach of any purge:")
+            for line in r.out_of_reach:
+                console.print(f"  - {line}")
+        _emit(dataclasses.asdict(report), as_json, lambda _: render(report))
+        if not report.purged:
+            raise typer.Exit(1)
     _run(body)
 
 
