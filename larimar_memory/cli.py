@@ -282,13 +282,18 @@ def bench_service(
     tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
     threads: int = ThreadsOption,
     recall_facts: int = typer.Option(10000, help="Facts in the namespace recall(k=5) searches."),
+    store: str = typer.Option(None, "--store", help="postgresql:// DSN or SQLite file "
+                              "(default: a temporary SQLite file)."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Create the store with a key file "
+                                 "(encryption at rest, crypto-shredding)."),
 ) -> None:
     """Latency of remember/forget/recall/ask on the packaged models, against LangChain's
     InMemoryVectorStore and LlamaIndex's VectorStoreIndex on the same embeddings."""
     _set_threads(threads)
     from .benchmarks import service_bench
 
-    results = service_bench.run(out=out, facts=facts, tiny=tiny, recall_facts=recall_facts)
+    results = service_bench.run(out=out, facts=facts, tiny=tiny, recall_facts=recall_facts,
+                                store=store, encrypt=encrypt)
     table = Table(title="Larimar service (ms)")
     for column in ("operation", "p50", "p95", "target"):
         table.add_column(column, justify="right")

@@ -9,7 +9,8 @@ embedder as Larimar (all-MiniLM-L6-v2 in ONNX Runtime int8); LangChain's also ru
 model in sentence-transformers (torch), the runtime a LangChain user gets by default. An
 operation that misses its target, and remember always, is profiled (cProfile, the top functions
 by own time go into the JSON). Facts are CounterFact training sentences when ../shared/data is
-present.
+present. ``store`` runs it on another store (a PostgreSQL DSN: forget then includes the purge),
+``encrypt`` on a store created with a key file (crypto-shredding), to compare with the default.
 """
 
 from __future__ import annotations
@@ -189,21 +190,24 @@ def bench_llamaindex(embedder: Any, facts: list[str]) -> dict[str, Any] | None:
 
 
 def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
-        plot: bool = True, recall_facts: int = RECALL_FACTS) -> dict[str, Any]:
+        plot: bool = True, recall_facts: int = RECALL_FACTS, store: str | None = None,
+        encrypt: bool = False) -> dict[str, Any]:
     from ..scope import SentenceEmbedder
     from ..service import Larimar
+    from ..store import open_store
 
     texts = benchmark_facts(max(facts, 1000, recall_facts))
     with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp) / "bench.sqlite3"
+        backend = open_store(store or str(Path(tmp) / "bench.sqlite3"),
+                             key_file=Path(tmp) / "keys" / "keys.json" if encrypt else None)
         if tiny:
             from ..testing import tiny_larimar
 
             larimar = tiny_larimar(
-                store, model_overrides={"memory_slots": 512, "max_text_tokens": 256})
+                backend, model_overrides={"memory_slots": 512, "max_text_tokens": 256})
         else:
-            larimar = Larimar(store=store, namespace="bench")
-        with larimar:
+            larimar = Larimar(store=backend, namespace="bench")
+        with backend, larimar:
             larimar.remember("warm-up fact for the benchmark.")
             larimar.ask("warm-up question?", max_new_tokens=2)
             larimar.clear()
@@ -217,6 +221,7 @@ def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
                                  "backend": getattr(larimar.embedder, "backend", "unknown")},
                 "latent_width": larimar.model.latent_width,
                 "block_rows": larimar.settings.block_rows,
+                "store": {"backend": type(backend).__name__, "encrypted": encrypt},
                 "targets_ms": TARGETS_MS,
                 "larimar": bench_larimar(larimar, texts[:facts], texts[:1000],
                                          texts[:recall_facts]),
@@ -236,7 +241,10 @@ def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
         for name, row in results["baselines"].items()
     }
     results["targets_met"] = targets_met(results)
-    out = out or RESULTS_DIR / ("service_bench_tiny.json" if tiny else "service_bench.json")
+    name = "service_bench" + "".join(
+        tag for tag, on in (("_tiny", tiny), ("_postgres", bool(store and "://" in store)),
+                            ("_encrypted", encrypt)) if on)
+    out = out or RESULTS_DIR / f"{name}.json"
     save_json(results, out)
     if plot:
         _plot(results, out.with_suffix(".png"))

@@ -11,8 +11,10 @@ from larimar_memory.benchmarks import server_bench, service_bench
 
 def test_service_bench_writes_every_operation_ratio_and_profile(tmp_path: Path) -> None:
     out = tmp_path / "service.json"
-    results = service_bench.run(out=out, facts=12, tiny=True, plot=False, recall_facts=60)
+    results = service_bench.run(out=out, facts=12, tiny=True, plot=False, recall_facts=60,
+                                encrypt=True)  # the option of issue 29's write-cost figure
     saved = json.loads(out.read_text())
+    assert saved["store"] == {"backend": "SQLiteStore", "encrypted": True}
     assert saved["larimar"]["recall"]["facts_in_namespace"] == 60
     for op in ("remember", "forget", "recall", "ask"):
         assert saved["larimar"][op]["p50_ms"] > 0 and saved["larimar"][op]["n"] > 0
