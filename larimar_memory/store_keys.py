@@ -264,9 +264,3 @@ class KeyFile:
             self._keys.pop(namespace, None)
             self._ciphers.pop(namespace, None)
         return found
-
-    def namespaces(self) -> list[str]:
-        """Namespaces that have a key."""
-        with self._lock:
-            self._refresh()
-            return sorted(self._keys)

@@ -10,7 +10,9 @@ model in sentence-transformers (torch), the runtime a LangChain user gets by def
 operation that misses its target, and remember always, is profiled (cProfile, the top functions
 by own time go into the JSON). Facts are CounterFact training sentences when ../shared/data is
 present. ``store`` runs it on another store (a PostgreSQL DSN: forget then includes the purge),
-``encrypt`` on a store created with a key file (crypto-shredding), to compare with the default.
+``encrypt`` on a store created with a key file (crypto-shredding), and then also compares
+remember with encryption on and off call by call (`bench_encryption`): separate runs differ by
+more than the encryption costs on a shared machine.
 """
 
 from __future__ import annotations
@@ -139,6 +141,26 @@ def bench_larimar(larimar: Any, facts: list[str], batch_facts: list[str],
     return rows
 
 
+def bench_encryption(larimar: Any, plain_store: Any, facts: list[str]) -> dict[str, Any]:
+    """remember p50 with encryption on (``larimar``'s store) and off (``plain_store``, same model
+    and embedder), calls interleaved so both see the same load."""
+    from ..service import Larimar
+
+    plain = Larimar(larimar.model, store=plain_store, embedder=larimar.embedder,
+                    settings=larimar.settings)
+    on: list[float] = []
+    off: list[float] = []
+    with plain:
+        for i, fact in enumerate(facts):
+            pair = ((larimar, on), (plain, off)) if i % 2 else ((plain, off), (larimar, on))
+            for memory, times in pair:
+                times.append(_timed(lambda m=memory, f=fact: m.remember(f))[1])
+        larimar.clear()
+        plain.clear()
+    rows = {"on": _stats(on), "off": _stats(off)}
+    return {**rows, "ratio_p50": rows["on"]["p50_ms"] / rows["off"]["p50_ms"], "target_ratio": 1.2}
+
+
 def bench_langchain(embedder: Any, facts: list[str]) -> dict[str, Any] | None:
     try:
         from langchain_core.embeddings import Embeddings
@@ -233,6 +255,9 @@ def run(out: Path | None = None, facts: int = 200, tiny: bool = False,
                                                       texts[:facts])),
                 "llamaindex_VectorStoreIndex": bench_llamaindex(larimar.embedder, texts[:facts]),
             }
+            if encrypt and not store:  # the same backend, plain
+                with open_store(str(Path(tmp) / "plain.sqlite3"), key_file=None) as plain:
+                    results["encryption"] = bench_encryption(larimar, plain, texts[:facts])
     results["machine"]["load_average_after"] = os.getloadavg()
     results["baselines"] = {k: v for k, v in baselines.items() if v is not None}
     results["ratios_larimar_over_baseline_p50"] = {

@@ -15,6 +15,7 @@ def test_service_bench_writes_every_operation_ratio_and_profile(tmp_path: Path) 
                                 encrypt=True)  # the option of issue 29's write-cost figure
     saved = json.loads(out.read_text())
     assert saved["store"] == {"backend": "SQLiteStore", "encrypted": True}
+    assert saved["encryption"]["on"]["n"] == saved["encryption"]["off"]["n"] == 12
     assert saved["larimar"]["recall"]["facts_in_namespace"] == 60
     for op in ("remember", "forget", "recall", "ask"):
         assert saved["larimar"][op]["p50_ms"] > 0 and saved["larimar"][op]["n"] > 0
