@@ -250,7 +250,7 @@ class PostgresDialect(Dialect):
                 "wal_recycle = on: a checkpoint renames old WAL segments for reuse instead of "
                 f"deleting them (up to min_wal_size = {settings.get('min_wal_size')} MB), so "
                 "forgotten text stays in pg_wal until overwritten; set it off: ALTER SYSTEM SET "
-                "wal_recycle = off; SELECT pg_reload_conf();"
+                "wal_recycle = off, then SELECT pg_reload_conf()"
             )
         if settings.get("archive_mode", "off") != "off":
             limits.append(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from store_contract import C, D, StoreContract, make_record
 
 from larimar_memory.errors import (
@@ -186,6 +187,16 @@ def test_encrypted_store_keeps_no_plaintext_and_clear_destroys_the_key(
         assert cipher is not None and cipher.open(fact.id, bytes(sealed[0][0]))
         store.clear("alice")
         assert store._keys.cipher("alice") is None and "alice" not in key_file.read_text()
+
+
+def test_store_warns_at_start_when_the_server_keeps_forgotten_text(
+        pg_dsn: str, pg_schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    dsn = make_conninfo(pg_dsn, options="-c wal_recycle=on -c log_statement=mod")
+    with caplog.at_level("WARNING", logger="larimar_memory.store_postgres"):
+        PostgresStore(dsn, schema=pg_schema).close()
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "cannot remove every copy" in warning
+    assert "wal_recycle = on" in warning and "server log" in warning
 
 
 def test_purge_reports_what_the_server_keeps(pg_store: PostgresStore, pg_dsn: str) -> None:
