@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import os
 import stat
 import threading
@@ -41,8 +40,6 @@ from typing import Any
 from .errors import StoreError
 
 __all__ = ["KEY_FILE_ENV", "KeyFile", "NamespaceCipher", "key_file_from_env"]
-
-logger = logging.getLogger(__name__)
 
 KEY_FILE_ENV = "LARIMAR_KEY_FILE"
 """Environment variable naming the key file; set, it turns encryption on for new stores."""
