@@ -96,8 +96,10 @@ _SLOT_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(?:i|we)\s+(?:now\s+)?report\s+to\b", re.I), "my manager"),
     (re.compile(r"^you\s+can\s+(?:reach|email|contact|write to)\s+me\s+at\s+\S+@", re.I),
      "my email"),
-    (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:now\s+)?(?:lives|resides)\s+in\b"), "{name} residence"),
-    (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:has\s+)?(?:just\s+)?moved\s+to\b"), "{name} residence"),
+    (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:now\s+)?(?:lives|resides)\s+in\b"),
+     "{name} residence"),
+    (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:has\s+)?(?:just\s+)?moved\s+to\b"),
+     "{name} residence"),
 ]
 # "<subject> is (now) on/at <time>", "<subject> (has been|was|got) moved/rescheduled to <time>"
 _WHEN_RULES = [

@@ -559,8 +559,8 @@ class AsyncLarimarClient(_Base):
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> RememberResult:
         return await self._send(self._api.remember(
-            text, messages=messages, key=key, namespace=namespace, metadata=metadata, request_id=request_id,
-            ids=ids, extra_keys=extra_keys,
+            text, messages=messages, key=key, namespace=namespace, metadata=metadata,
+            request_id=request_id, ids=ids, extra_keys=extra_keys,
         ))
 
     async def recall(

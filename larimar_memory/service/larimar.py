@@ -34,7 +34,6 @@ from ..store import FactRecord, MemoryStore
 from ..store_sqlite import SQLiteStore
 from ..types import (
     AskResult,
-    ConversationResult,
     Fact,
     ForgetCandidate,
     ForgetResult,
@@ -366,6 +365,10 @@ class Larimar:
         ``margin`` (default ``settings.forget_margin``). Otherwise nothing is deleted and the
         result lists the candidates, best first, to ask the user or forget by id."""
         description = self._check_description(description)
+        exact = self._same_text(description, namespace)
+        if exact is not None:  # "forget that I live in Paris" naming the fact word for word
+            return ForgetResult(description=description, forgotten=self._forget_present(
+                [exact], self._namespace_name(namespace)))
         hits, ns_name = self._describe(description, namespace, 3)
         limit = self.scope_threshold if threshold is None else threshold
         lead = self.settings.forget_margin if margin is None else margin
@@ -572,6 +575,15 @@ class Larimar:
             ns = self._namespaces.synced(ns_name)
             return self._rank(ns, description, embedded, k, {}), ns_name
 
+    def _same_text(self, description: str, namespace: str | None) -> str | None:
+        """The one stored fact whose text is the description but for case, spacing and final
+        punctuation, if exactly one is."""
+        wanted = _plain(description)
+        with self._lock:
+            ns = self._namespaces.synced(self._namespace_name(namespace))
+            same = [e.id for e in ns.facts.values() if _plain(e.text) == wanted] if ns else []
+        return same[0] if len(same) == 1 else None
+
     def _candidates(self, hits: builtins.list[Hit], ns_name: str) -> builtins.list[ForgetCandidate]:
         with self._lock:
             ns = self._namespaces.synced(ns_name)
@@ -586,6 +598,10 @@ class Larimar:
             if removed:
                 self._namespaces.commit(tx, ns)
         return [removed[i].to_fact(ns_name) for i in present]
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".!? ")
 
 
 def _fact(record: FactRecord, ns_name: str) -> Fact:

@@ -227,14 +227,15 @@ def test_state_survives_reopening_the_store(tmp_path):
         ids = first.remember(FACTS + ["Erin paints.", "Fay sings."]).ids
         first.forget(ids[2])
         expected = _blocks(first)
-        readouts = {i: first._namespaces.synced("default").memory.readout(i) for i in ids if i != ids[2]}
+        memory = first._namespaces.synced("default").memory
+        readouts = {i: memory.readout(i) for i in ids if i != ids[2]}
     with tiny_larimar(path, block_rows=2) as second:
         assert [f.text for f in second.list()] == FACTS[:2] + ["Erin paints.", "Fay sings."]
         for a, b in zip(_blocks(second), expected, strict=True):
             assert torch.allclose(a, b, atol=1e-6)
         for fact_id, readout in readouts.items():
-            assert torch.allclose(second._namespaces.synced("default").memory.readout(fact_id), readout,
-                                  atol=1e-9)
+            again = second._namespaces.synced("default").memory.readout(fact_id)
+            assert torch.allclose(again, readout, atol=1e-9)
 
 
 def test_two_instances_on_one_store_see_each_others_writes(tmp_path):

@@ -15,7 +15,7 @@ from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSp
 from larimar_memory.conversation import statement_metadata
 from larimar_memory.errors import FactNotFoundError
 from larimar_memory.protocol import MemoryBackend
-from larimar_memory.types import Fact
+from larimar_memory.types import Fact, ForgetResult
 
 from ._client import ContextSource, LarimarBinding, default_larimar
 from ._convert import describe_forgotten, describe_recall, describe_remembered
@@ -118,7 +118,7 @@ class LarimarToolSpec(BaseToolSpec):
             return describe_forgotten(self._larimar.forget(fact, namespace=self.namespace))
         except FactNotFoundError:
             pass  # not an id or exact text: resolve it as a description
-        return self._larimar.forget_matching(fact, namespace=self.namespace).describe()
+        return _describe(self._larimar.forget_matching(fact, namespace=self.namespace))
 
     async def aforget(self, fact: str) -> str:
         """Async `forget`."""
@@ -127,5 +127,10 @@ class LarimarToolSpec(BaseToolSpec):
             return describe_forgotten(removed)
         except FactNotFoundError:
             pass
-        result = await self._larimar.aforget_matching(fact, namespace=self.namespace)
-        return result.describe()
+        return _describe(await self._larimar.aforget_matching(fact, namespace=self.namespace))
+
+
+def _describe(result: ForgetResult) -> str:
+    """The forgotten facts as the other replies list them, or why nothing was and the
+    candidates to choose from."""
+    return describe_forgotten(result.forgotten) if result.forgotten else result.describe()

@@ -1,0 +1,150 @@
+"""The relevance module and what rests on it: fusion unbiased by key count, calibrated scores
+and scope, safe forgets, corrections that replace, conversations as message lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from larimar_memory.errors import ArgumentError, EmptyInputError, TextInputError
+from larimar_memory.relevance import CONVERSATION, EDITS, Calibration, Evidence
+from larimar_memory.scope import ExternalScopeDetector
+
+
+def test_extra_keys_do_not_outrank_a_better_single_key_match(larimar):
+    """A fact with context keys appears in more lists only if the lists it lacks are filled by
+    the others' main keys: the exact single-key match stays first."""
+    larimar.remember("Tom plays the violin every evening.")
+    larimar.remember("Tom has a cat.", extra_keys=["Tom violin evening plays chat",
+                                                   "Tom plays evening violin talk"])
+    hits = larimar.recall("Tom plays the violin every evening", k=2).hits
+    assert hits[0].fact.text == "Tom plays the violin every evening."
+
+
+def test_scores_are_calibrated_and_scope_uses_the_same_score(larimar):
+    larimar.remember(["Alice lives in Lisbon.", "Bob plays the cello."])
+    result = larimar.recall("Where does Alice live in Lisbon?", k=2)
+    assert 0.0 <= result.hits[-1].score <= result.hits[0].score <= 1.0
+    assert set(result.hits[0].evidence) == {"dense", "lexical", "agreement"}
+    assert result.scope.score == result.hits[0].score
+    assert result.scope.in_scope == (result.scope.score >= result.scope.threshold)
+    off = larimar.recall("quantum chromodynamics lecture notes", k=1)
+    assert not off.scope.in_scope
+
+
+def test_calibration_is_monotone_in_evidence_and_edits_is_the_cosine_rule():
+    weak, strong = Evidence(0.2, 0.0, 0.1), Evidence(0.7, 1.0, 0.9)
+    assert CONVERSATION.score(weak) < CONVERSATION.threshold < CONVERSATION.score(strong)
+    assert EDITS.accepts(Evidence(0.57, 0.0, 0.0)) and not EDITS.accepts(Evidence(0.55, 0, 0))
+    rule = Calibration.dense_only("x", 0.3)
+    assert rule.accepts(Evidence(0.31, 0, 0)) and not rule.accepts(Evidence(0.29, 0, 0))
+
+
+def test_the_edit_scope_detector_decides_with_the_calibration(larimar):
+    esd = ExternalScopeDetector(larimar.embedder, threshold=0.5)
+    assert esd.calibration == Calibration.dense_only("edits", 0.5)
+
+
+def test_forget_matching_refuses_an_ambiguous_description(larimar):
+    larimar.remember(["My sister Ana lives in Oslo.", "My sister Ana lives in Rome."])
+    result = larimar.forget_matching("my sister Ana lives", margin=0.2)
+    assert result.forgotten == [] and result.ambiguous and len(result.candidates) == 2
+    assert "forget by id" in result.reason and len(larimar.list()) == 2
+    assert "Candidates" in result.describe()
+
+
+def test_forget_matching_deletes_the_clear_match_only(larimar):
+    larimar.remember(["Alice lives in Lisbon.", "Bob plays the cello on Sundays."])
+    result = larimar.forget_matching("that Bob plays the cello")
+    assert [f.text for f in result.forgotten] == ["Bob plays the cello on Sundays."]
+    assert [f.text for f in larimar.list()] == ["Alice lives in Lisbon."]
+    nothing = larimar.forget_matching("quantum chromodynamics")
+    assert nothing.forgotten == [] and not nothing.ambiguous and nothing.reason
+
+
+def test_forget_matching_takes_the_word_for_word_fact(larimar):
+    larimar.remember(["My sister is called Ana.", "My sister is called Ana by her friends."])
+    result = larimar.forget_matching("my sister is called ana")
+    assert [f.text for f in result.forgotten] == ["My sister is called Ana."]
+
+
+def test_forget_about_removes_everything_about_it(larimar):
+    larimar.remember(["My sister Ana lives in Oslo.", "My sister Ana is a doctor.",
+                      "I play chess on Mondays."])
+    result = larimar.forget_about("my sister Ana", threshold=0.3)
+    assert len(result.forgotten) == 2
+    assert [f.text for f in larimar.list()] == ["I play chess on Mondays."]
+
+
+@pytest.mark.parametrize("bad, error", [("", EmptyInputError), ("   ", EmptyInputError),
+                                        (None, TextInputError)])
+def test_empty_forget_descriptions_are_refused(larimar, bad, error):
+    larimar.remember("Alice lives in Lisbon.")
+    with pytest.raises(error):
+        larimar.forget_matching(bad)
+    with pytest.raises(error):
+        larimar.forget_about(bad)
+    assert len(larimar.list()) == 1
+
+
+def test_a_correction_replaces_whichever_path_wrote_the_fact(larimar):
+    from larimar_memory.conversation import observe, statement_metadata
+
+    observe(larimar, "I live in Porto.", metadata={"speaker": "user"})
+    turn = observe(larimar, "Actually, I moved to Lisbon.", metadata={"speaker": "user"})
+    assert [f.text for f in turn.replaced] == ["I live in Porto."]
+    fact = "I now live in Madrid."  # a tool writes with the same speaker and slot
+    result = larimar.remember(fact, metadata=statement_metadata(fact))
+    assert result.outcomes[0].status == "replaced"
+    assert [f.text for f in larimar.list()] == ["I now live in Madrid."]
+    observe(larimar, "My sister is a doctor.", metadata={"speaker": "user"})
+    observe(larimar, "My sister is a pilot.", metadata={"speaker": "user"})
+    assert len(larimar.list()) == 3  # distinct facts (no slot) are never replaced
+
+
+def test_remember_messages_attributes_speakers_and_reports_every_skip(larimar):
+    result = larimar.remember(messages=[
+        {"role": "user", "content": "Hi! Ok, so my email is tom@example.com. What's up?"},
+        {"role": "assistant", "content": "Where do you live?"},
+        {"role": "user", "content": "I live in Porto.", "name": "Tom"},
+    ])
+    facts = larimar.list()
+    assert [(f.text, f.metadata["speaker"]) for f in facts] == [
+        ("My email is tom@example.com.", "user"), ("I live in Porto.", "Tom")]
+    assert facts[1].extra_keys == ["Where do you live? I live in Porto."]
+    assert facts[0].metadata["slot"] == "my email"
+    assert {s.reason for s in result.skipped} == {"filler", "question"}
+    assert len(result.ids) == 2
+    forget = larimar.remember(messages=[{"role": "user", "content": "Forget my email."}])
+    assert [f.text for f in forget.forgotten] == ["My email is tom@example.com."]
+
+
+@pytest.mark.parametrize("messages, error", [
+    ([{"role": "robot", "content": "I live in Porto."}], ArgumentError),
+    ([{"role": "user", "content": ["I live", "in Porto"]}], TextInputError),
+    ([{"role": "user"}], ArgumentError),
+    ([], ArgumentError),
+])
+def test_bad_messages_are_refused_and_store_nothing(larimar, messages, error):
+    with pytest.raises(error):
+        larimar.remember(messages=[{"role": "user", "content": "I live in Lisbon."}, *messages]
+                         if messages else messages)
+    assert larimar.list() == []
+
+
+def test_text_and_messages_together_are_refused(larimar):
+    with pytest.raises(ArgumentError):
+        larimar.remember("x y z", messages=[{"role": "user", "content": "I live in Porto."}])
+
+
+def test_fallback_lists_hold_every_fact_once(larimar):
+    """Every fact has exactly one entry in each kind's dense and lexical lists."""
+    larimar.remember("Ann sings.", extra_keys=["context one Ann sings."])
+    larimar.remember("Ben runs.")
+    ns = larimar._namespaces.synced("default")
+    ranker = larimar.ranker
+    emb = larimar.embedder.embed(["Ben runs"])
+    for kind in (0, 1):
+        lacking = ranker._lacking(ns.memory, kind, None)
+        dense = ranker._dense(ns.memory, emb[0], 10, None, kind, lacking)
+        assert sorted(dense) == sorted(np.unique(dense)) and len(dense) == 2
