@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .dialogues.cli import dialogues_command
 from .experiments import EXPERIMENTS, Experiment
 from .locomo_cli import locomo_command
 from .options import RESULTS_DIR, EvalOptions
@@ -113,6 +114,7 @@ for _experiment in EXPERIMENTS.values():
     _make_command(_experiment)
 
 eval_app.command("locomo")(locomo_command)
+eval_app.command("dialogues")(dialogues_command)
 
 
 @eval_app.command("scope")
