@@ -90,8 +90,7 @@ def oracle(dialogue: Dialogue) -> DialogueRun:
     run = DialogueRun(dialogue=dialogue.id, mode="oracle", transport="none")
     live: list[str] = []
     for session, turn in dialogue.turns:
-        record = TurnRecord(session=session, kind=turn.kind, say=turn.say,
-                            stored_before=[dialogue.facts[n].text for n in live])
+        record = TurnRecord(session=session, kind=turn.kind, say=turn.say)
         if turn.asks:
             record.context = [dialogue.facts[turn.asks].text]
         live = [n for n in live if n not in turn.removes]
@@ -108,16 +107,20 @@ def test_a_memory_that_does_what_was_said_scores_full_marks(dialogue: Dialogue) 
     assert figures["off_topic_clean_pct"] == 100.0
     assert figures["removals_in_effect_pct"] == 100.0
     assert (figures["wrong_forgets"], figures["lost_facts"], figures["leaked_facts"]) == (0, 0, 0)
-    assert (figures["asks"], figures["off_topic"], figures["removals"]) == (1, 1, 2)
+    assert figures["stated_stored_pct"] == 100.0
+    assert (figures["asks"], figures["off_topic"], figures["removals"], figures["stated"]) == (
+        1, 1, 2, 3)
 
 
 def test_each_failure_lowers_its_own_figure(dialogue: Dialogue) -> None:
     run = oracle(dialogue)
-    asks, off_topic, correct, forget = run.turns[2], run.turns[3], run.turns[4], run.turns[5]
+    email, asks, off_topic, correct, forget = run.turns[1:6]
+    email.stored_after = ["I live in Porto."]  # dropped: "Ok, my email is ..."
     asks.context = ["My email is ana@example.org."]  # the wrong fact
+    asks.stored_after = off_topic.stored_after = [
+        "I live in Porto.", "My email is ana@example.org."]  # (stored after all, later)
     off_topic.context = ["I live in Porto."]  # memory for a general-knowledge question
     correct.stored_after = ["I live in Porto.", "I live in Lisbon.", "My email is ana@example.org."]
-    forget.stored_before = ["I live in Lisbon.", "My email is ana@example.org."]
     forget.stored_after = []  # the email went, and so did the fact that had to stay
     run.final_stored = []
     score = score_run(dialogue, run)
@@ -125,8 +128,9 @@ def test_each_failure_lowers_its_own_figure(dialogue: Dialogue) -> None:
     assert figures["asked_in_context_pct"] == 0.0
     assert figures["off_topic_clean_pct"] == 0.0
     assert figures["removals_in_effect_pct"] == 50.0
+    assert figures["stated_stored_pct"] == round(100 * 2 / 3, 1)
     assert figures["wrong_forgets"] == 1 and figures["lost_facts"] == 1
-    assert {f.turn for f in score.failures} == {2, 3, 4, 5, 6}
+    assert {f.turn for f in score.failures} == {1, 2, 3, 4, 5, 6}
 
 
 def test_turns_never_reached_count_as_failed(dialogue: Dialogue) -> None:

@@ -27,7 +27,8 @@ TRANSPORTS: tuple[Transport, ...] = ("in-process", "server")
 RESULT_NAME = "eval-dialogues"
 FIGURES = [("asked_in_context_pct", "asked facts in context %"),
            ("off_topic_clean_pct", "off-topic given no memory %"),
-           ("removals_in_effect_pct", "forgets/corrections in effect %")]
+           ("removals_in_effect_pct", "forgets/corrections in effect %"),
+           ("stated_stored_pct", "stated facts stored %")]
 
 
 class DialogueOptions(BaseModel):
@@ -88,7 +89,7 @@ def open_memory(transport: Transport, tiny: bool, threads: int) -> Iterator[Any]
 
 def run_dialogue(setup: Any, dialogue: Dialogue, mode: str, transport: str) -> DialogueRun:
     """Every turn of ``dialogue`` through ``setup`` (a built mode), with the memory's contents
-    read around each forget or correct turn and at the end."""
+    read after each turn (outside the timed part)."""
     run = DialogueRun(dialogue=dialogue.id, mode=mode, transport=transport)
     session = -1
     for index, turn in dialogue.turns:
@@ -97,15 +98,12 @@ def run_dialogue(setup: Any, dialogue: Dialogue, mode: str, transport: str) -> D
             setup.start_session(index)
         record = TurnRecord(session=index, kind=turn.kind, say=turn.say)
         try:
-            if turn.removes:
-                record.stored_before = setup.stored()
             start = time.perf_counter()
             try:
                 record.context = setup.turn(turn)
             finally:
                 record.latency_s = time.perf_counter() - start
-            if turn.removes:
-                record.stored_after = setup.stored()
+            record.stored_after = setup.stored()
         except Exception as exc:  # noqa: BLE001 - a failing turn is a result, recorded
             logger.warning("%s/%s/%s: %r failed: %s", transport, mode, dialogue.id, turn.say, exc)
             record.error = f"{type(exc).__name__}: {exc}"
@@ -157,9 +155,11 @@ def run_suite(options: DialogueOptions, progress: Any = None) -> dict[str, Any]:
 def table_rows(payload: dict[str, Any]) -> list[list[str]]:
     """Header and rows of the summary table."""
     header = ["mode", "transport", "asked in ctx %", "off-topic clean %", "forget/correct %",
-              "wrong forgets", "lost", "leaked", "stale", "errors", "median ms", "p95 ms"]
+              "stated stored %", "wrong forgets", "lost", "leaked", "stale", "errors",
+              "median ms", "p95 ms"]
     keys = ["asked_in_context_pct", "off_topic_clean_pct", "removals_in_effect_pct",
-            "wrong_forgets", "lost_facts", "leaked_facts", "stale_in_context", "errors",
+            "stated_stored_pct", "wrong_forgets", "lost_facts", "leaked_facts",
+            "stale_in_context", "errors",
             "latency_ms_median", "latency_ms_p95"]
     rows = [[r["mode"], r["transport"], *("-" if r[k] is None else str(r[k]) for k in keys)]
             for r in payload["results"]]

@@ -1,8 +1,8 @@
 """Scores of one dialogue run against its annotations, and their sums per mode × transport.
 
 Pure functions over what a run recorded: per turn, the memory texts the model was given
-(``context``) and, around forget/correct turns, the texts the memory held (``stored_before``,
-``stored_after``); at the end, everything stored. A fact is "in" a list of texts when its needle
+(``context``) and the texts the memory held after it (``stored_after``); at the end, everything
+stored. A fact is "in" a list of texts when its needle
 is (whole words, case-blind), so a memory that keeps the user's own sentence ("Ok so my email
 is …") counts as holding the fact.
 """
@@ -23,8 +23,7 @@ class TurnRecord(BaseModel):
     kind: TurnKind
     say: str
     context: list[str] = Field(default_factory=list, description="memory texts given the model")
-    stored_before: list[str] | None = None
-    stored_after: list[str] | None = None
+    stored_after: list[str] | None = Field(None, description="the memory's texts after the turn")
     latency_s: float = 0.0
     error: str | None = None
 
@@ -58,8 +57,10 @@ class Score(BaseModel):
     off_topic_clean: int = 0
     removals: int = Field(0, description="facts to forget or replace")
     removals_in_effect: int = 0
-    wrong_forgets: int = Field(0, description="facts that had to stay, gone after a forget or "
-                                              "correct turn")
+    stated: int = Field(0, description="facts stated (and new facts of corrections)")
+    stated_stored: int = Field(0, description="... found in memory right after their turn")
+    wrong_forgets: int = Field(0, description="facts that had to stay, gone after a turn that "
+                                              "was not meant to remove them")
     must_stay: int = 0
     lost: int = Field(0, description="facts that had to be stored at the end and were not")
     must_go: int = 0
@@ -85,12 +86,14 @@ class Score(BaseModel):
             "asked_in_context_pct": pct(self.asks_in_context, self.asks),
             "off_topic_clean_pct": pct(self.off_topic_clean, self.off_topic),
             "removals_in_effect_pct": pct(self.removals_in_effect, self.removals),
+            "stated_stored_pct": pct(self.stated_stored, self.stated),
             "wrong_forgets": self.wrong_forgets,
             "lost_facts": self.lost,
             "leaked_facts": self.leaked,
             "stale_in_context": self.stale_in_context,
             "errors": self.errors,
             "asks": self.asks, "off_topic": self.off_topic, "removals": self.removals,
+            "stated": self.stated,
             "must_stay": self.must_stay, "must_go": self.must_go, "turns": self.turns,
             "latency_ms_median": round(1000 * statistics.median(lat), 1) if lat else None,
             "latency_ms_p95": round(1000 * lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
@@ -108,6 +111,7 @@ def score_run(dialogue: Dialogue, run: DialogueRun) -> Score:
     s = Score(errors=int(run.error is not None))
     live: set[str] = set()
     removed: set[str] = set()
+    before: list[str] = []
     records = run.turns
     for i, (_, turn) in enumerate(dialogue.turns):
         record = records[i] if i < len(records) else None
@@ -141,21 +145,27 @@ def score_run(dialogue: Dialogue, run: DialogueRun) -> Score:
                 fail("off-topic question given memory", context)
             else:
                 s.off_topic_clean += 1
-        elif turn.removes:
-            before = (record.stored_before if record else None) or []
-            after = (record.stored_after if record else None) or []
-            for name in turn.removes:
-                s.removals += 1
-                if record is not None and record.stored_after is not None and _removal_ok(
-                        dialogue, turn, name, after):
-                    s.removals_in_effect += 1
-                else:
-                    fail(f"{turn.kind} {name!r} not in effect", after)
-            for name in sorted(live - set(turn.removes)):
-                fact = dialogue.facts[name]
-                if fact.found_in(before) and not fact.found_in(after):
-                    s.wrong_forgets += 1
-                    fail(f"{name!r} ({fact.needle!r}) had to stay and is gone", after)
+        seen = record is not None and record.stored_after is not None
+        after = (record.stored_after if record else None) or []
+        for name in turn.removes:
+            s.removals += 1
+            if seen and _removal_ok(dialogue, turn, name, after):
+                s.removals_in_effect += 1
+            else:
+                fail(f"{turn.kind} {name!r} not in effect", after)
+        for name in [*turn.states, *turn.corrects.values()]:
+            s.stated += 1
+            if dialogue.facts[name].found_in(after):
+                s.stated_stored += 1
+            else:
+                fail(f"stated {name!r} ({dialogue.facts[name].needle!r}) not stored", after)
+        for name in sorted(live - set(turn.removes)) if seen else []:
+            fact = dialogue.facts[name]
+            if fact.found_in(before) and not fact.found_in(after):
+                s.wrong_forgets += 1
+                fail(f"{name!r} ({fact.needle!r}) had to stay and is gone", after)
+        if seen:
+            before = after
         live -= set(turn.removes)
         removed |= set(turn.removes)
         live |= set(turn.states) | set(turn.corrects.values())
