@@ -106,13 +106,15 @@ class TurnPlanner:
         return len(turn.forgets) if turn.all else 1
 
     def toolkit_calls(self, turn: Turn, results: list[ToolMessage]) -> ToolCall | None:
-        """``middleware+tools``: ``forget(about)`` per fact to forget (one, unless "forget
-        everything about X"), ``remember(new fact)`` per correction."""
-        if turn.forgets and len(results) < self._forgets(turn):
-            return "forget", {"fact": turn.about}
+        """``middleware+tools``: one ``forget(about, everything)`` for a forget request
+        (``everything`` for "forget everything about X"), ``remember(new fact)`` per
+        correction."""
+        if turn.forgets and not results:  # one call; "everything about X" says so
+            return "forget", {"fact": turn.about, "everything": turn.all}
         news = list(turn.corrects.values())
-        if len(results) < len(news):
-            return "remember", {"fact": self.dialogue.facts[news[len(results)]].text}
+        done = len(results) - int(bool(turn.forgets))
+        if done < len(news):
+            return "remember", {"fact": self.dialogue.facts[news[done]].text}
         return None
 
     def store_calls(self, turn: Turn, results: list[ToolMessage]) -> ToolCall | None:
@@ -268,8 +270,9 @@ class LlamaQueryEngine:
             return [node.node.get_content() for node in response.source_nodes]
         for name in [*turn.states, *turn.corrects.values()]:
             self.tools.remember(facts[name].text)
-        for _ in range(len(turn.forgets) if turn.all else int(bool(turn.forgets))):
-            self.tools.forget(turn.about or "")
+        if turn.forgets:
+            forget = self.tools.forget_everything_about if turn.all else self.tools.forget
+            forget(turn.about or "")
         return []
 
 

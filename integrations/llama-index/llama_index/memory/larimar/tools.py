@@ -37,6 +37,7 @@ class LarimarToolSpec(BaseToolSpec):
         ("remember", "aremember"),
         ("recall", "arecall"),
         ("forget", "aforget"),
+        ("forget_everything_about", "aforget_everything_about"),
     ]
 
     def __init__(
@@ -128,6 +129,19 @@ class LarimarToolSpec(BaseToolSpec):
         except FactNotFoundError:
             pass
         return _describe(await self._larimar.aforget_matching(fact, namespace=self.namespace))
+
+    def forget_everything_about(self, topic: str) -> str:
+        """Remove every stored fact about a topic, when the user asks to forget everything
+        about it ("forget everything about my sister").
+
+        Args:
+            topic (str): what to forget everything about, e.g. "my sister"
+        """
+        return _describe(self._larimar.forget_about(topic, namespace=self.namespace))
+
+    async def aforget_everything_about(self, topic: str) -> str:
+        """Async `forget_everything_about`."""
+        return _describe(await self._larimar.aforget_about(topic, namespace=self.namespace))
 
 
 def _describe(result: ForgetResult) -> str:
