@@ -15,24 +15,29 @@ from .errors import (
     LarimarError,
     MemoryInputError,
     ModelNotFoundError,
+    NamespaceError,
     NotWrittenError,
     PurgePendingError,
     RequestConflictError,
     StateFileError,
     StoreError,
     StoreMismatchError,
+    StoreURLError,
     TextInputError,
 )
-from .memory import EpisodicMemory, MemoryConfig
 
 if TYPE_CHECKING:
+    from .memory import EpisodicMemory, MemoryConfig
     from .model import LarimarConfig, LarimarModel
     from .service import Larimar, LarimarSettings, RecallCall, RememberCall
 
 __version__ = "0.1.0"
 
-# the model stack (transformers, peft) loads on first use, so `import larimar_memory` stays cheap
+# the model stack (torch, transformers, peft) loads on first use, so `import larimar_memory`
+# stays cheap and the HTTP client and the integrations never import torch in remote mode
 _LAZY = {
+    "EpisodicMemory": "memory",
+    "MemoryConfig": "memory",
     "Larimar": "service",
     "LarimarSettings": "service",
     "RecallCall": "service",
@@ -63,6 +68,7 @@ __all__ = [
     "MemoryConfig",
     "MemoryInputError",
     "ModelNotFoundError",
+    "NamespaceError",
     "NotWrittenError",
     "PurgePendingError",
     "RecallCall",
@@ -71,6 +77,7 @@ __all__ = [
     "StateFileError",
     "StoreError",
     "StoreMismatchError",
+    "StoreURLError",
     "TextInputError",
     "__version__",
 ]

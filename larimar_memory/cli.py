@@ -23,12 +23,15 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 
-StoreOption = typer.Option(None, "--store", help="SQLite file (default: user data dir).")
+StoreOption = typer.Option(
+    None, "--store", help="SQLite file, sqlite:///file.db or postgresql://... URL (default: "
+    "$LARIMAR_STORE or the user data dir).",
+)
 NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace (user/session).")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def _open(store: Path | None, namespace: str) -> Larimar:
+def _open(store: str | None, namespace: str) -> Larimar:
     from .service import Larimar
 
     return Larimar(store=store, namespace=namespace)
@@ -96,7 +99,7 @@ def remember(
     text: list[str] = typer.Argument(..., help="One or more facts."),
     key: str = typer.Option(None, help="Text that addresses the fact (default: the fact)."),
     metadata: str = typer.Option(None, help="JSON object stored with each fact."),
-    store: Path = StoreOption,
+    store: str = StoreOption,
     namespace: str = NamespaceOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -119,7 +122,7 @@ def remember(
 
 @app.command()
 def recall(
-    query: str, store: Path = StoreOption, namespace: str = NamespaceOption,
+    query: str, store: str = StoreOption, namespace: str = NamespaceOption,
     k: int = typer.Option(1, "--k", min=1, help="How many facts to return, best first."),
     filter: list[str] = FilterOption,
     as_json: bool = JsonOption,
@@ -141,7 +144,7 @@ def recall(
 
 @app.command()
 def ask(
-    question: str, store: Path = StoreOption, namespace: str = NamespaceOption,
+    question: str, store: str = StoreOption, namespace: str = NamespaceOption,
     as_json: bool = JsonOption,
     k: int = typer.Option(None, "--k", min=1, help="Facts read into the decoder."),
     max_new_tokens: int = typer.Option(32, help="Answer length in tokens."),
@@ -156,7 +159,7 @@ def ask(
 
 
 @app.command()
-def reencode(store: Path = StoreOption, namespace: str = NamespaceOption) -> None:
+def reencode(store: str = StoreOption, namespace: str = NamespaceOption) -> None:
     """Re-write a namespace with the current model, embedder and settings (after a change of
     any of them): texts, ids and metadata are kept, keys and latents are recomputed."""
     def body() -> None:
@@ -170,7 +173,7 @@ def reencode(store: Path = StoreOption, namespace: str = NamespaceOption) -> Non
 @app.command()
 def forget(
     fact: str = typer.Argument(..., help="Fact id, or the fact's exact text."),
-    store: Path = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
+    store: str = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
 ) -> None:
     """Forget a fact: the memory update is undone and its text deleted from the store."""
     def body() -> None:
@@ -183,16 +186,16 @@ def forget(
 
 @app.command("list")
 def list_facts(
-    store: Path = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
+    store: str = StoreOption, namespace: str = NamespaceOption, as_json: bool = JsonOption,
     filter: list[str] = FilterOption,
 ) -> None:
     """List the facts of a namespace (oldest first), optionally only those whose metadata
     matches every --filter FIELD=VALUE."""
     def body() -> None:
-        from .store import SQLiteStore
+        from .store import open_store
 
         # Listing needs no model: read the fact log directly.
-        with SQLiteStore(store) as db:
+        with open_store(store) as db:
             facts = db.list_facts(namespace, where=_parse_filter(filter))
         rows = [{"id": f.id, "rows": f.rows.tolist(), "text": f.text, "key": f.key_text,
                  "metadata": f.metadata} for f in facts]

@@ -40,8 +40,16 @@ class TextInputError(LarimarError, ValueError):
     """Text that cannot be stored: empty, not valid UTF-8, or longer than allowed."""
 
 
+class NamespaceError(TextInputError):
+    """A namespace name breaks the namespace rule (``larimar_memory.names.NAMESPACE_RULE``)."""
+
+
 class StoreError(LarimarError, RuntimeError):
     """The persistent store is unusable: wrong schema version, locked too long, or corrupted."""
+
+
+class StoreURLError(StoreError, ValueError):
+    """A store URL is malformed or names a scheme no store serves (see ``store_url``)."""
 
 
 class PurgePendingError(StoreError):

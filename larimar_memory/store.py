@@ -25,6 +25,7 @@ import abc
 import json
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,7 @@ from .errors import MemoryInputError, TextInputError
 
 if TYPE_CHECKING:
     from .store_sqlite import SQLiteStore
+    from .store_url import open_store
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,6 +53,7 @@ __all__ = [
     "check_metadata",
     "default_store_path",
     "open_store",
+    "redact_url",
 ]
 
 FORMAT_VERSION = 2
@@ -401,26 +404,19 @@ def default_store_path() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME)) / STORE_FILE_NAME
 
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def open_store(spec: str | os.PathLike[str] | None = None, *,
-               key_file: str | os.PathLike[str] | None = None) -> MemoryStore:
-    """A `PostgresStore` for a ``postgresql://`` DSN, else a `SQLiteStore` at that path (None:
-    the default file). ``key_file`` (or ``$LARIMAR_KEY_FILE``) turns encryption on."""
-    if isinstance(spec, str) and spec.startswith(POSTGRES_SCHEMES):
-        from .store_postgres import PostgresStore
-
-        return PostgresStore(spec, key_file=key_file)
-    from .store_sqlite import SQLiteStore
-
-    return SQLiteStore(spec, key_file=key_file)
+def redact_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for messages and logs)."""
+    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
 
 
 def __getattr__(name: str) -> Any:
-    # `SQLiteStore` lives in store_sqlite.py, which imports this module: resolve it lazily.
+    # `SQLiteStore` and `open_store` live in modules that import this one: resolve them lazily.
     if name == "SQLiteStore":
         from .store_sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "open_store":  # paths and URLs: store_url.py (which imports this module)
+        from .store_url import open_store
+
+        return open_store
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,6 +51,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreError
+from .store import redact_url
 from .store_sql import Dialect, SQLStore
 
 __all__ = ["PostgresStore"]
@@ -100,7 +101,7 @@ class PostgresDialect(Dialect):
 
     @property
     def where(self) -> str:
-        return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", self.dsn)  # no password
+        return redact_url(self.dsn)
 
     @contextmanager
     def errors(self) -> Iterator[None]:

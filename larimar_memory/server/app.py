@@ -43,6 +43,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import __version__
+from ..names import NAMESPACE_RULE
 from ..protocol import MemoryBackend
 from ..store import check_json_value
 from ..types import (
@@ -60,10 +61,10 @@ from .batching import MicroBatcher
 from .errors import ApiError, install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
+from .paths import SegmentPathMiddleware, decode_segment
 from .protocol import (
     API_PREFIX,
     JSON_CONTENT_TYPES,
-    NAME_PATTERN,
     REQUEST_ID_HEADER,
     UNAUTHORIZED,
     UNSUPPORTED_MEDIA_TYPE,
@@ -103,12 +104,23 @@ _WRITE_ERRORS = {**_ERRORS, 409: {
     "model": ErrorResponse,
     "description": "namespace full, or a request id reused with different content"}}
 
-Namespace = Annotated[
-    str,
-    Path(pattern=NAME_PATTERN, description="1-64 letters, digits, '.', '_', '-'; no '/'"),
-]
+
+
+def _namespace(namespace: Annotated[str, Path(
+    min_length=1, description=f"one percent-encoded path segment ('/' as %2F); {NAMESPACE_RULE}",
+)]) -> str:
+    return decode_segment(namespace)  # checked by core_namespace, against the tenant's budget
+
+
+def _fact_id(fact_id: Annotated[str, Path(
+    min_length=1, description="a fact id, one percent-encoded path segment ('/' as %2F)",
+)]) -> str:
+    return decode_segment(fact_id)
+
+
+Namespace = Annotated[str, Depends(_namespace)]
 NS = API_PREFIX + "/namespaces/{namespace}"
-FactId = Annotated[str, Path(min_length=1, max_length=200, description="a fact id")]
+FactId = Annotated[str, Depends(_fact_id)]
 
 
 class _State:
@@ -291,7 +303,8 @@ def create_app(larimar: MemoryBackend | None, settings: ServerSettings | None = 
     app.state.larimar_state = state
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts 413s too
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # counts 413s too
+    app.add_middleware(SegmentPathMiddleware)  # outermost: routes %2F inside a namespace
 
     @app.get("/healthz", response_model=Health, tags=["ops"],
              responses={503: {"model": Health, "description": "store unreachable"}})

@@ -1,8 +1,9 @@
 """API keys bound to tenants, and the namespace mapping that isolates tenants.
 
-A tenant's namespace ``ns`` is ``"<tenant>/<ns>"`` in the core. Namespace and tenant names may
-not contain ``/``, so no request of one tenant can ever name a namespace of another: reading,
-listing and forgetting all stay inside the caller's prefix.
+A tenant's namespace ``ns`` is ``"<tenant>/<ns>"`` in the core. Tenant names are one plain
+segment (``names.TENANT_RULE``) and the core's first segment is always the caller's tenant, so
+no request of one tenant can ever name a namespace of another: reading, listing and forgetting
+all stay inside the caller's prefix. Namespaces follow the one rule, ``names.NAMESPACE_RULE``.
 
 Key sources (merged; a key bound to two different tenants is refused):
 
@@ -16,16 +17,21 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import LarimarError
-from .protocol import NAME_PATTERN
+from ..names import (
+    MAX_NAMESPACE_CHARS,
+    SEPARATOR,
+    TENANT_RULE,
+    check_namespace,
+    is_namespace,
+    is_tenant,
+)
 
 API_KEYS_ENV = "LARIMAR_API_KEYS"
-_NAME = re.compile(NAME_PATTERN)
 MIN_KEY_CHARS = 8
 
 
@@ -39,11 +45,8 @@ def _check_pair(key: Any, tenant: Any, source: str) -> tuple[str, str]:
             f"{source}: API keys must be strings of at least {MIN_KEY_CHARS} characters, got "
             f"{'a ' + type(key).__name__ if not isinstance(key, str) else repr(key[:3] + '…')}"
         )
-    if not isinstance(tenant, str) or not _NAME.match(tenant):
-        raise ApiKeyConfigError(
-            f"{source}: tenant {tenant!r} is not a valid name (1-64 letters, digits, '.', '_', "
-            "'-'; no '/')"
-        )
+    if not is_tenant(tenant):
+        raise ApiKeyConfigError(f"{source}: tenant {tenant!r} is not valid: {TENANT_RULE}")
     return key.strip(), tenant
 
 
@@ -145,14 +148,19 @@ class KeyRing:
 
 
 def core_namespace(tenant: str | None, namespace: str) -> str:
-    """The namespace the core sees: ``tenant/ns``, or ``ns`` itself without auth."""
-    return namespace if tenant is None else f"{tenant}/{namespace}"
+    """The namespace the core sees: ``tenant/ns``, or ``ns`` itself without auth. The prefix
+    takes part of the rule's length budget: `NamespaceError` when ``tenant/ns`` would not fit."""
+    if tenant is None:
+        return check_namespace(namespace)
+    budget = MAX_NAMESPACE_CHARS - len(tenant) - len(SEPARATOR)
+    return f"{tenant}{SEPARATOR}{check_namespace(namespace, max_chars=budget)}"
 
 
 def visible_namespaces(tenant: str | None, names: list[str]) -> list[str]:
-    """The caller's namespaces, without their prefix; names the API could not address are
-    left out."""
+    """The caller's namespaces, without their prefix, exactly as they were written; names the
+    rule refuses (left by older versions) are left out."""
     if tenant is None:
-        return [n for n in names if _NAME.match(n)]
-    prefix = tenant + "/"
-    return [n[len(prefix):] for n in names if n.startswith(prefix) and _NAME.match(n[len(prefix):])]
+        return [n for n in names if is_namespace(n)]
+    prefix = tenant + SEPARATOR
+    own = (n[len(prefix):] for n in names if n.startswith(prefix))
+    return [n for n in own if is_namespace(n)]

@@ -27,7 +27,6 @@ import builtins
 import json
 import logging
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import LarimarError, TextInputError
+from ..names import check_namespace
 from ..protocol import Filter, Metadata
 from ..store import check_json_value
 from ..types import (
@@ -53,7 +53,6 @@ from .protocol import (
     API_PREFIX,
     CORE_ERRORS,
     FORBIDDEN,
-    NAME_PATTERN,
     NOT_RETRYABLE,
     PAYLOAD_TOO_LARGE,
     UNAUTHORIZED,
@@ -70,7 +69,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = frozenset({502, 503, 504})
-_NAME = re.compile(NAME_PATTERN)
 
 
 class LarimarHTTPError(LarimarError):
@@ -192,13 +190,8 @@ class _Api:
         self.namespace = namespace
 
     def _ns(self, namespace: str | None) -> str:
-        name = self.namespace if namespace is None else namespace
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise TextInputError(
-                f"a server namespace is 1-64 letters, digits, '.', '_' or '-' (no '/'), starting "
-                f"with a letter or digit; got {name!r}"
-            )
-        return f"{API_PREFIX}/namespaces/{quote(name, safe='')}"
+        name = check_namespace(self.namespace if namespace is None else namespace)
+        return f"{API_PREFIX}/namespaces/{quote(name, safe='')}"  # one segment: '/' is %2F
 
     def remember(
         self, text: str | builtins.list[str] | None = None, *,

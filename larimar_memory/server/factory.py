@@ -1,5 +1,6 @@
-"""Building what the server serves: the store from a path or DSN, the `Larimar`, and the app
-from the environment (the entry point uvicorn imports, also in each worker process)."""
+"""Building what the server serves: the store from a path or URL (`open_store`), the
+`Larimar`, and the app from the environment (the entry point uvicorn imports, also in each
+worker process)."""
 
 from __future__ import annotations
 

@@ -16,9 +16,6 @@ from ..store import check_json_value
 from ..types import Fact
 
 API_PREFIX = "/v1"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-"""Tenants and namespaces: 1-64 letters, digits, '.', '_', '-', and never '/', so a tenant's
-prefix cannot be escaped."""
 REQUEST_ID_HEADER = "Idempotency-Key"
 MAX_BATCH = 256
 """Most texts one remember request may carry."""

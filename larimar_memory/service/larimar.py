@@ -28,10 +28,11 @@ import torch
 
 from ..blocks import BlockWrite
 from ..errors import ArgumentError, FactNotFoundError
+from ..names import check_namespace
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
 from ..scope import SentenceEmbedder
 from ..store import FactRecord, MemoryStore
-from ..store_sqlite import SQLiteStore
+from ..store_url import open_store
 from ..types import (
     AskResult,
     Fact,
@@ -127,7 +128,7 @@ class Larimar:
         self.model = model.eval().requires_grad_(False)
         embedder = embedder or SentenceEmbedder()
         self.ranker = Ranker(calibration, self.settings.lexical_weight)
-        self.store = store if isinstance(store, MemoryStore) else SQLiteStore(store)
+        self.store = open_store(store)
         self._owns_store = not isinstance(store, MemoryStore)
         self._namespaces = NamespaceCache(self.store, self.settings, self.model, embedder,
                                           model_name)
@@ -524,7 +525,7 @@ class Larimar:
     # -- internals ---------------------------------------------------------------------------------
 
     def _namespace_name(self, namespace: str | None) -> str:
-        return check.check_name(self.namespace if namespace is None else namespace, "namespace")
+        return check_namespace(self.namespace if namespace is None else namespace)
 
     def _rank(self, ns: NamespaceState | None, query: str, embedded: torch.Tensor, k: int,
               where: dict[str, Any]) -> builtins.list[Hit]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..names import check_namespace
 from ..types import OWNER_FIELDS, SLOT_FIELD
 
 NAMESPACE_FORMAT = "larimar-memory/namespace-v2"
@@ -34,7 +35,7 @@ class LarimarSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = Field("default", min_length=1, max_length=MAX_NAME_CHARS)
+    namespace: Annotated[str, AfterValidator(check_namespace)] = "default"
     block_rows: int = Field(
         512, gt=0, le=65536, description="K: rows per memory block (the paper's memory size)"
     )

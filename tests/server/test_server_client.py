@@ -93,8 +93,8 @@ def test_client_raises_the_core_exceptions(served) -> None:
             memory.remember("x" * 5000)
         with pytest.raises(TextInputError):  # wrong type: the server's 422, as locally
             memory.remember(42)  # type: ignore[arg-type]
-        with pytest.raises(TextInputError):
-            memory.list(namespace="no/slash")
+        with pytest.raises(TextInputError):  # the namespace rule: a NamespaceError
+            memory.list(namespace="../up")
         with pytest.raises(TextInputError):
             memory.recall("q", namespace="")
     with LarimarClient(served.url, "wrong-key-123", retry=FAST) as stranger:
