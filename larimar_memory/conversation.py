@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from .errors import ArgumentError, TextInputError
-from .scope import split_sentences
+from .sentences import split_sentences
 from .types import (
     SLOT_FIELD,
     ConversationResult,

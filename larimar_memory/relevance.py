@@ -29,7 +29,7 @@ import torch
 
 from .blocks import BlockMemory
 from .lexical import LexicalIndex, reciprocal_rank_fusion, terms
-from .scope import split_sentences
+from .sentences import split_sentences
 
 __all__ = [
     "CONVERSATION",

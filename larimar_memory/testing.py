@@ -187,3 +187,81 @@ class ProtocolOnly:
         if name not in self._members:
             raise AttributeError(f"{name!r} is not a member of MemoryBackend")
         return getattr(self._inner, name)
+
+
+# --- servers and fresh interpreters, for tests of the remote paths ----------------------------
+
+MODEL_STACK = ("torch", "transformers", "sentence_transformers", "scipy", "safetensors")
+"""Top-level packages the HTTP client and the integrations must not import in remote mode."""
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, timeout: float = 60.0, proc: Any = None) -> None:
+    """Wait until ``url``/healthz answers 200; ``proc`` (a Popen) must not exit meanwhile."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before becoming healthy")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy after {timeout} s")
+
+
+class ThreadedServer:
+    """uvicorn serving an app object (``create_app(tiny_larimar(...), settings)``) in a
+    background thread of this process, on a free loopback port: ``with ThreadedServer(app) as
+    s: LarimarClient(s.url, ...)``."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.memory: Any = None
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        wait_healthy(self.url, timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def modules_imported_by(code: str, timeout: float = 120.0) -> list[str]:
+    """Run ``code`` in a fresh interpreter and return the `MODEL_STACK` packages it left in
+    ``sys.modules`` (what a remote-mode test asserts is empty). ``code`` failing raises."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (f"{code}\nimport json, sys\nprint(json.dumps(sorted("
+             f"set(m.split('.')[0] for m in sys.modules) & {set(MODEL_STACK)!r})))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"the probe failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -5,64 +5,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from larimar_memory.testing import ThreadedServer, free_port, wait_healthy
+
+__all__ = ["KEY_A", "KEY_B", "ForkedServer", "SubprocessServer", "ThreadedServer", "drop_schema",
+           "free_port", "wait_healthy"]
+
 KEY_A = "key-acme-0123456789"
 KEY_B = "key-globex-0123456789"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(url: str, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None
-                 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before becoming healthy")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not healthy after {timeout} s")
-
-
-class ThreadedServer:
-    """uvicorn serving an app object in a background thread of this process."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.memory: Any = None
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        wait_healthy(self.url, timeout=30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 class SubprocessServer:

@@ -25,7 +25,7 @@ from larimar_memory.conversation import (
     statement_metadata,
 )
 from larimar_memory.errors import LarimarError
-from larimar_memory.scope import split_sentences
+from larimar_memory.sentences import split_sentences
 from larimar_memory.types import RecallResult
 
 from ._client import LarimarBinding, hit_texts
