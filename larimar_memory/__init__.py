@@ -51,7 +51,19 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        try:
+            module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in ("torch", "transformers", "scipy",
+                                                       "sentence_transformers", "safetensors"):
+                raise ModuleNotFoundError(
+                    f"{name} runs the model stack, which is not installed ({exc.name} is "
+                    "missing): pip install 'larimar-memory[models]'; or talk to a server with "
+                    "larimar_memory.server.LarimarClient (pip install 'larimar-memory[client]')",
+                    name=exc.name,
+                ) from exc
+            raise
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

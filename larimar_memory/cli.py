@@ -255,6 +255,58 @@ def demo(
     _run(lambda: run_demo(store=store, namespace=namespace, as_json=as_json, console=console))
 
 
+MCP_TRANSPORTS = ("stdio", "streamable-http")
+
+
+@app.command("mcp")
+def mcp_command(
+    url: str = typer.Option(
+        None, "--url", help="A `larimar serve` URL: the memory lives there (this process needs "
+        "no model stack). Default: a memory in this process on --store.",
+    ),
+    api_key: str = typer.Option(None, "--api-key", envvar="LARIMAR_API_KEY",
+                                help="API key for --url (or $LARIMAR_API_KEY)."),
+    store: str = StoreOption,
+    namespace: str = NamespaceOption,
+    transport: str = typer.Option("stdio", "--transport",
+                                  help="stdio (hosts start the command) or streamable-http."),
+    host: str = typer.Option("127.0.0.1", help="Interface for streamable-http."),
+    port: int = typer.Option(8765, help="TCP port for streamable-http (path /mcp)."),
+    tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny random model (tests)."),
+) -> None:
+    """Serve the memory over the Model Context Protocol: tools remember / recall / forget /
+    list, facts as resources (see docs/mcp.md for host configs)."""
+    if transport not in MCP_TRANSPORTS:
+        raise typer.BadParameter(f"choose one of {', '.join(MCP_TRANSPORTS)}",
+                                 param_hint="--transport")
+    if url and (store or tiny):
+        raise typer.BadParameter("the memory is either on a server (--url) or in this process "
+                                 "(--store); give one", param_hint="--url")
+
+    def body() -> None:
+        from .mcp_server import create_mcp_server
+
+        if url:
+            from .server.client import LarimarClient
+
+            memory: Any = LarimarClient(url, api_key, namespace=namespace)
+        elif tiny:
+            from .testing import tiny_larimar
+
+            memory = tiny_larimar(store, namespace=namespace)
+        else:
+            memory = _open(store, namespace)
+        try:
+            server = create_mcp_server(memory)
+            if transport == "stdio":
+                server.run("stdio")
+            else:
+                server.run("streamable-http", host=host, port=port)
+        finally:
+            memory.close()
+    _run(body)
+
+
 @bench_app.command("memory")
 def bench_memory(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
@@ -369,6 +421,28 @@ def bench_server(
     console.print(table)
     if results["skipped"]:
         console.print(json.dumps(results["skipped"], indent=1))
+
+
+@bench_app.command("imports")
+def bench_imports(
+    out: Path = typer.Option(None, help="JSON file to write."),
+    repeats: int = typer.Option(7, min=1, help="Fresh interpreters per statement."),
+) -> None:
+    """Import time of the client, the integrations and the MCP server in fresh interpreters,
+    and whether each loaded the model stack (remote mode must not)."""
+    from .benchmarks import import_bench
+
+    results = import_bench.run(out=out, repeats=repeats)
+    table = Table(title="imports in a fresh interpreter (ms)")
+    for column in ("import", "median", "min", "target", "model stack"):
+        table.add_column(column, justify="right")
+    for row in results["imports"]:
+        if "error" in row:
+            table.add_row(row["statement"], "-", "-", "", "not installed")
+            continue
+        table.add_row(row["statement"], f"{row['median_ms']:.0f}", f"{row['min_ms']:.0f}",
+                      str(row["target_ms"] or ""), ", ".join(row["model_stack_imported"]) or "none")
+    console.print(table)
 
 
 def _mount_subcommands() -> None:

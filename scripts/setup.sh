@@ -27,7 +27,7 @@ CONSTRAINTS=$(mktemp)
 echo "torch==$TORCH_VERSION" > "$CONSTRAINTS"
 
 echo "setup: installing larimar-memory and integrations (editable)"
-extras=(-e ".[models,train,server,fast,eval,encryption,dev]")
+extras=(-e ".[models,client,train,server,fast,mcp,eval,encryption,dev]")
 for d in integrations/*/; do
   [ -f "$d/pyproject.toml" ] && extras+=(-e "$d[test]")
 done

@@ -28,3 +28,16 @@ with LarimarClient({served.url!r}, {KEY_A!r}, namespace="user:alice") as memory:
 
 def test_the_probe_can_fail() -> None:
     assert "torch" in modules_imported_by("import larimar_memory.memory")
+
+
+def test_without_the_model_stack_larimar_says_what_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+            "import larimar_memory.server.client\n"
+            "try:\n    from larimar_memory import Larimar\n"
+            "except ModuleNotFoundError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "pip install 'larimar-memory[models]'" in out and "LarimarClient" in out

@@ -49,7 +49,7 @@ def default_larimar() -> MemoryBackend:
     global _default
     with _default_lock:
         if _default is None:
-            from larimar_memory.service import Larimar
+            from larimar_memory import Larimar  # a clear error when the model stack is missing
 
             _default = Larimar()
         return _default

@@ -53,7 +53,7 @@ def default_larimar(larimar: MemoryBackend | None, store: str | Path | None) -> 
                 "store belongs to the Larimar, so give it to Larimar(store=...)"
             )
         return larimar
-    from larimar_memory.service import Larimar
+    from larimar_memory import Larimar  # a clear error when the model stack is missing
 
     return Larimar(store=store)
 
