@@ -57,7 +57,14 @@ def _run(fn: Any) -> Any:
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log to stderr.")) -> None:
+def _main(verbose: bool = typer.Option(
+    False, "--verbose", "-v",
+    help="Log to stderr, with the model libraries' progress bars and warnings.",
+)) -> None:
+    if verbose:
+        from .quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # server workers and subprocesses inherit it
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .codec import evaluating
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from .token_codes import TokenCodebook
 
 IGNORE_INDEX = -100
+# transformers 5 renamed the key/value cache argument and output `past_key_values` to `cache`
+# (the old name still works but warns); older versions know only the old one
+CACHE_ARG = ("cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+             else "past_key_values")
 _MARK = "\u2063MEMORY\u2063"  # placeholder for the memory block in a rendered chat template
 
 
@@ -157,8 +162,8 @@ class KVPrefix(Conditioning):
             inputs_embeds=self.embed(lm, input_ids, z),
             attention_mask=_with_prefix(attention_mask, self.num_latent_tokens),
             position_ids=_positions(attention_mask) + self.num_latent_tokens,
-            past_key_values=self.cache(lm, z),
             use_cache=True,
+            **{CACHE_ARG: self.cache(lm, z)},
         ).logits
 
     def prefill(
@@ -367,10 +372,10 @@ class LatentDecoder(nn.Module):
                     inputs_embeds=embeds,
                     attention_mask=full_mask,
                     position_ids=positions,
-                    past_key_values=cache,
                     use_cache=True,
+                    **{CACHE_ARG: cache},
                 )
-                cache = out.past_key_values
+                cache = getattr(out, CACHE_ARG)
                 token = _pick(out.logits[:, -1].float(), do_sample, temperature)
                 token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
                 new.append(token)

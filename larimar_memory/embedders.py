@@ -393,6 +393,15 @@ def load_key_encoder(
 
     ``auto`` takes ``onnx-int8`` on CPU when onnxruntime and onnx are installed and the model is
     a local sentence-transformers folder (the packaged MiniLM is), else torch."""
+    from .quiet import quiet_loading
+
+    with quiet_loading():
+        return _load_key_encoder(name, device, backend)
+
+
+def _load_key_encoder(
+    name: str | Path | None, device: str, backend: str | None
+) -> tuple[Any, str, str]:
     from .loading import PACKAGED_ENCODER, packaged_encoder_path
 
     chosen = resolve_backend(backend)

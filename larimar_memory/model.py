@@ -44,6 +44,7 @@ from .loading import (
     load_encoder_backbone,
 )
 from .memory import read_memory, write_episode
+from .quiet import quiet_loading
 from .token_codes import TokenCodebook, TokenCodeCodec
 
 logger = logging.getLogger(__name__)
@@ -305,6 +306,12 @@ class LarimarModel(nn.Module):
         """Load a folder written by ``save_pretrained``; ``"larimar-smol"`` is the packaged,
         trained checkpoint. Should its files be missing from an installation, that name falls
         back to an untrained model on the packaged decoder, with a warning."""
+        with quiet_loading():
+            model = cls._load(name_or_dir, cache_dir)
+        return model.to(device) if device is not None else model
+
+    @classmethod
+    def _load(cls, name_or_dir: str | Path, cache_dir: str | Path | None) -> LarimarModel:
         folder = _resolve_checkpoint(name_or_dir)
         if folder is None:
             logger.warning(
@@ -318,7 +325,7 @@ class LarimarModel(nn.Module):
             model = cls.from_config(config, cache_dir=cache_dir)
             model._stored_backbones = stored
             model._load_trained_state(folder / WEIGHTS_FILE, version)
-        return model.to(device) if device is not None else model
+        return model
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``CONFIG_FILE`` and ``WEIGHTS_FILE`` (the trained parts only) into a folder."""
