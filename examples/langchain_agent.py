@@ -14,12 +14,13 @@ reading from and forgetting in Larimar's episodic memory. Swap the scripted mode
 tool-calling chat model (e.g. ``init_chat_model("openai:gpt-5-mini")``) to run the same agent
 against a real LLM.
 
-With the real models, loading takes ~30 s (longer the first time: the packaged GGUF decoder is
-converted once and cached) and every recall decodes a memory readout on the CPU. The agent is
-shown the fact-log text of the addressed slot (``context_source="stored"``, the default);
-``context_source="decoded"`` shows the decoded readout instead. With ``--tiny`` the scope
-detector uses a bag-of-words hashing embedder, so only questions sharing words with a fact are
-in scope.
+With the real models (the trained, packaged ``larimar-smol``), loading takes a few seconds
+(~30 s the first time: the packaged GGUF decoder is converted once and cached). The agent is
+shown each recalled fact's text read back from its memory rows (``context_source="decoded"``,
+the default: token codes snapped to the decoder's vocabulary, exact for ``larimar-smol``, no
+language model run); ``context_source="stored"`` shows the fact log's copy. With ``--tiny`` the
+scope detector uses a bag-of-words hashing embedder, so only questions sharing words with a fact
+are in scope.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def build_larimar(tiny: bool, store: Path) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny random Larimar (fast, silly)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random Larimar (a smoke test in seconds)")
     parser.add_argument("--store", type=Path, help="SQLite fact log (default: a temp dir)")
     args = parser.parse_args()
 

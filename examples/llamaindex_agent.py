@@ -16,9 +16,10 @@ No LLM API is reachable here, so the agents are driven by ``OfflineToolLLM``, a 
 rule-based function-calling LLM ("please remember that …" → remember, "forget …" → forget, a
 question → recall or an answer from the memory in its prompt, a tool result → quoted back,
 anything else → "Noted."). Everything around it is real LlamaIndex: FunctionAgent workflows,
-FunctionTools, Memory. With a real LLM, pass e.g. ``llm=OpenAI(...)`` instead. Until a trained
-``larimar-smol`` checkpoint ships, the packaged model's decoded answers and readouts are not
-meaningful; stored facts, scope routing and forgetting are.
+FunctionTools, Memory. With a real LLM, pass e.g. ``llm=OpenAI(...)`` instead. The packaged
+``larimar-smol`` checkpoint is trained: a recalled fact's text is read back exactly from its
+memory rows, and the query engine's answers are decoded from the memory readout by SmolLM2-135M
+(short, and only as good as a 135M model: see docs/results.md).
 """
 
 from __future__ import annotations

@@ -191,6 +191,6 @@ def describe_checkpoint(name: str) -> str:
     if (CHECKPOINTS_DIR / name / CONFIG_FILE).is_file():
         return f"packaged checkpoint {name}"
     if name == DEFAULT_CHECKPOINT:
-        return (f"UNTRAINED {name}: packaged all-MiniLM-L6-v2 + SmolLM2-135M-Instruct with fresh "
-                "(random) pooling, prefix and LoRA heads; no trained checkpoint exists yet")
+        return (f"UNTRAINED {name}: the packaged checkpoint files are missing from this "
+                "installation, so the heads are fresh (random); reinstall larimar-memory")
     return name
