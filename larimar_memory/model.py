@@ -250,7 +250,8 @@ class LarimarModel(nn.Module):
         K, C = config.memory_slots, config.latent_width
         # std 1/√K puts the first readout weights w̄ near unit scale, the KL prior's
         self.prior_memory = nn.Parameter(torch.randn(K, C) / math.sqrt(K))  # M0
-        self.log_sigma_w = nn.Parameter(torch.tensor(math.log(config.readout_noise_init)))
+        # one element, not a 0-d tensor: FSDP shards only parameters of one or more dimensions
+        self.log_sigma_w = nn.Parameter(torch.tensor([math.log(config.readout_noise_init)]))
         # backbones whose full weights a loaded checkpoint held: they stay saved even if the
         # config now freezes them, so freezing never silently drops fine-tuned weights
         self._stored_backbones: set[str] = set()
@@ -380,7 +381,7 @@ class LarimarModel(nn.Module):
 
     @property
     def sigma_w(self) -> torch.Tensor:
-        """Readout noise σ_w (learned through its log)."""
+        """Readout noise σ_w, shape (1,) (learned through its log)."""
         return self.log_sigma_w.exp()
 
     # -- inference -------------------------------------------------------------------------------
@@ -605,6 +606,8 @@ class LarimarModel(nn.Module):
                 f"unexpected {unknown[:5]} ({len(unknown)}). Re-save the model or fix the config."
             )
         for name, param in expected.items():
+            if tensors[name].numel() == param.numel() == 1:  # σ_w was saved 0-d before
+                tensors[name] = tensors[name].reshape(param.shape)
             if tensors[name].shape != param.shape:
                 raise StateFileError(
                     f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the model "

@@ -66,6 +66,10 @@ def train_command(
     except LarimarError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from exc
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # the other processes of a multi-process run stay quiet
+        return
     summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     first = summary["summary"].get("train_first", {}).get("total")
     last = summary["summary"].get("train_last", {}).get("total")

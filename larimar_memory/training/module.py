@@ -149,12 +149,16 @@ class LarimarLightningModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         reduce = self.trainer.strategy.reduce
         totals = {k: reduce(v, reduce_op="sum") for k, v in self._val.items()}
+        # summed over processes already; sync_dist averages equal values (and keeps Lightning
+        # from warning that epoch-level values are not synced)
         if totals["chunks"] > 0:
-            self.log("val/recon_exact", (totals["exact"] / totals["chunks"]).float())
-            self.log("val/recon_exact_direct", (totals["exact_direct"] / totals["chunks"]).float())
+            self.log("val/recon_exact", (totals["exact"] / totals["chunks"]).float(),
+                     sync_dist=True)
+            self.log("val/recon_exact_direct",
+                     (totals["exact_direct"] / totals["chunks"]).float(), sync_dist=True)
         if totals["tokens"] > 0:
             ppl = math.exp(min(50.0, (totals["nll"] / totals["tokens"]).item()))
-            self.log("val/ppl_no_memory", ppl)
+            self.log("val/ppl_no_memory", ppl, sync_dist=True)
 
     # ----------------------------------------------------------------------------- optimiser
 
@@ -182,6 +186,20 @@ class LarimarLightningModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c, self.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's clipping, except under FSDP, where Lightning cannot clip by norm: each
+        process holds a shard of the gradients, and only the wrapper knows the global norm."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrapper = self.trainer.strategy.model
+        if gradient_clip_val and isinstance(wrapper, FullyShardedDataParallel):
+            wrapper.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def _offloads_optimizer(self) -> bool:
         """True under DeepSpeed ZeRO with the optimizer offloaded to CPU."""
         strategy = self._trainer.strategy if self._trainer is not None else None
@@ -192,6 +210,9 @@ class LarimarLightningModule(pl.LightningModule):
 
     # ---------------------------------------------------------------------------- checkpoint
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade_checkpoint(checkpoint)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.save_frozen:
             return
@@ -199,6 +220,22 @@ class LarimarLightningModule(pl.LightningModule):
         for name, param in self.model.named_parameters(remove_duplicate=False):
             if not param.requires_grad:
                 state.pop(f"model.{name}", None)
+
+
+def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A Lightning checkpoint from before σ_w became a one-element parameter (FSDP shards no
+    0-d ones), in place: σ_w and its Adam moments reshaped from 0-d to (1,). The only 0-d
+    tensors of an optimizer state that are not a ``step`` count belong to σ_w."""
+    state = checkpoint.get("state_dict", {})
+    key = "model.log_sigma_w"
+    if key in state and state[key].dim() == 0:
+        state[key] = state[key].reshape(1)
+        for optimizer in checkpoint.get("optimizer_states", []):
+            for param_state in optimizer.get("state", {}).values():
+                for name, value in param_state.items():
+                    if name != "step" and isinstance(value, torch.Tensor) and value.dim() == 0:
+                        param_state[name] = value.reshape(1)
+    return checkpoint
 
 
 def _same(decoded: str, original: str) -> bool:

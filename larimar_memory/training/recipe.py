@@ -9,7 +9,6 @@ Everything a run needs comes from one validated ``TrainConfig``; the output fold
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import multiprocessing
 import os
@@ -37,7 +36,8 @@ from .data import (
     read_ppl_chunks,
 )
 from .metrics import MetricsHistory, plot_metrics, write_metrics
-from .module import LarimarLightningModule
+from .module import LarimarLightningModule, upgrade_checkpoint
+from .strategies import resolve_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +92,6 @@ def build_model(section: ModelSection) -> LarimarModel:
     except ValueError as exc:
         raise TrainingConfigError(f"model.config on a pretrained model: {exc}") from exc
     return model
-
-
-def resolve_strategy(name: str, find_unused: bool) -> Any:
-    """A Lightning strategy; DeepSpeed is checked here so the error names the fix."""
-    if name.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise TrainingConfigError(
-            f"trainer.strategy={name} needs DeepSpeed: pip install deepspeed (on a CUDA machine)"
-        )
-    if name == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        return DDPStrategy(find_unused_parameters=find_unused)
-    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,7 +213,7 @@ class TrainingRecipe:
             accelerator=t.accelerator,
             devices=t.devices,
             num_nodes=t.num_nodes,
-            strategy=resolve_strategy(t.strategy, find_unused),
+            strategy=resolve_strategy(t.strategy, find_unused, t.accelerator, t.devices),
             precision=t.precision,  # type: ignore[arg-type]
             accumulate_grad_batches=t.accumulate_grad_batches,
             max_steps=t.max_steps,
@@ -331,8 +318,16 @@ class TrainingRecipe:
 def export_checkpoint(cfg: TrainConfig, ckpt: Path, out_dir: Path) -> Path:
     """Rebuild the recipe's model, load a Lightning checkpoint and ``save_pretrained`` it
     (the way out of sharded FSDP training, or of any saved step)."""
+    if ckpt.is_dir():
+        raise TrainingConfigError(
+            f"{ckpt} is a DeepSpeed checkpoint folder; merge it into one file first: python -c "
+            f"\"from lightning.pytorch.utilities.deepspeed import "
+            f"convert_zero_checkpoint_to_fp32_state_dict as c; c('{ckpt}', 'merged.ckpt')\" "
+            f"and pass checkpoint.resume=merged.ckpt"
+        )
     model = build_model(cfg.model)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = upgrade_checkpoint(torch.load(ckpt, map_location="cpu", weights_only=False))
+    state = state["state_dict"]
     state = {k.removeprefix("model."): v for k, v in state.items()}
     model.load_state_dict(state, strict=cfg.checkpoint.save_frozen)
     model.save_pretrained(out_dir)
