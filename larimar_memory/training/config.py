@@ -38,6 +38,12 @@ class TextSource(_Section):
 
     kind: Literal["text"] = "text"
     path: str = Field(description="file, relative to the data root unless absolute")
+    allow_validation_split: bool = Field(
+        False,
+        description="train on a WikiText validation file (valid.txt, wiki.valid.*): offline the "
+        "only WikiText-2 text besides test, which no benchmark here reports; test files are "
+        "always refused, and the file may not also be eval.ppl_file",
+    )
 
 
 class FactsSource(_Section):
@@ -287,6 +293,19 @@ class TrainConfig(_Section):
     trainer: TrainerConfig
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_ppl_not_trained_on(self) -> TrainConfig:
+        ppl = self.eval.ppl_file
+        for source in self.data.sources:
+            if isinstance(source, TextSource) and ppl and (
+                self.data.resolve(source.path) == self.data.resolve(ppl)
+            ):
+                raise ValueError(
+                    f"eval.ppl_file {ppl} is also a training source: its perplexity would be "
+                    "measured on training text; set eval.ppl_file to another file or null"
+                )
+        return self
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir or Path("runs") / self.name).expanduser()

@@ -69,6 +69,8 @@ EVALUATION_FILES = frozenset(
         "wiki.valid.tokens",
     }
 )
+#: WikiText validation files a text source may train on with ``allow_validation_split``
+VALIDATION_TEXT_FILES = frozenset({"valid.txt", "wiki.valid.raw", "wiki.valid.tokens"})
 #: Name tokens that mark a split as evaluation-only, e.g. ``foo-test.json``, ``bar_eval.jsonl``.
 _EVAL_TOKENS = frozenset({"test", "eval", "val", "valid", "validation", "dev", "edit"})
 _SPLIT_NAME = re.compile(r"[-_. ]+")
@@ -82,8 +84,12 @@ def is_evaluation_file(path: str | Path) -> bool:
     return bool(_EVAL_TOKENS.intersection(_SPLIT_NAME.split(name)))
 
 
-def check_training_file(path: str | Path) -> None:
-    """Refuse evaluation files: training on them would leak into every reported metric."""
+def check_training_file(path: str | Path, allow_validation: bool = False) -> None:
+    """Refuse evaluation files: training on them would leak into every reported metric.
+    ``allow_validation`` lets the WikiText validation files through (``VALIDATION_TEXT_FILES``),
+    never a test file."""
+    if allow_validation and Path(path).name.lower() in VALIDATION_TEXT_FILES:
+        return
     if is_evaluation_file(path):
         raise TrainingDataError(
             f"{Path(path).name} is an evaluation file (CounterFact val/edit, zsRE eval, test or "
@@ -108,9 +114,9 @@ def check_training_split(split: str) -> None:
 _WIKI_HEADING = re.compile(r"^\s*=+ .* =+\s*$")
 
 
-def read_text(path: Path) -> list[list[str]]:
+def read_text(path: Path, allow_validation: bool = False) -> list[list[str]]:
     """Paragraphs of a text file (WikiText headings dropped), one group per paragraph."""
-    check_training_file(path)
+    check_training_file(path, allow_validation)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -228,7 +234,7 @@ def read_source(cfg: DataConfig, source: TextSource | FactsSource | HFSource) ->
     if isinstance(source, HFSource):
         return read_hf(source)
     path = cfg.resolve(source.path)
-    check_training_file(path)
+    check_training_file(path, isinstance(source, TextSource) and source.allow_validation_split)
     if not path.is_file():
         raise TrainingDataError(
             f"training source {path} does not exist; set data.root, ${DATA_ENV} or an "
@@ -236,7 +242,7 @@ def read_source(cfg: DataConfig, source: TextSource | FactsSource | HFSource) ->
         )
     if isinstance(source, FactsSource):
         return read_facts(path, source.answers)
-    return read_text(path)
+    return read_text(path, source.allow_validation_split)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from larimar_memory.training import (  # noqa: E402
 )
 from larimar_memory.training.config import BetaSchedule, DataConfig, LossConfig, OptimConfig  # noqa: E402
 from larimar_memory.training.data import (  # noqa: E402
+    VALIDATION_TEXT_FILES,
     EpisodeCollator,
     build_chunks,
     chunk_texts,
@@ -87,7 +88,8 @@ def trained_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_every_recipe_validates_without_building_models() -> None:
     names = available_recipes()
-    assert {"tiny", "larimar-1.3b", "larimar-6b", "larimar-smol"} <= set(names)
+    assert {"tiny", "larimar-1.3b", "larimar-6b", "larimar-smol",
+            "larimar-smol-pooled"} <= set(names)
     for name in names:
         cfg = load_config(name)
         assert cfg.name == name
@@ -95,7 +97,11 @@ def test_every_recipe_validates_without_building_models() -> None:
             model_config(cfg.model)  # LarimarConfig validates the architecture fields
         assert cfg.data.chunk_tokens <= model_config(cfg.model).max_text_tokens
         for source in cfg.data.sources:
-            assert not is_evaluation_file(getattr(source, "path", "") or "x-train.json")
+            path = getattr(source, "path", "") or "x-train.json"
+            if getattr(source, "allow_validation_split", False):
+                assert Path(path).name in VALIDATION_TEXT_FILES  # never a test split
+            else:
+                assert not is_evaluation_file(path)
 
 
 def test_recipe_commands_are_in_the_header() -> None:
@@ -147,6 +153,24 @@ def test_evaluation_files_are_refused(name: str, tmp_path: Path) -> None:
     cfg = DataConfig(root=str(tmp_path), sources=[{"kind": "facts", "path": name}])
     with pytest.raises(TrainingDataError, match="evaluation file"):
         build_chunks(cfg, byte_level_tokenizer())
+
+
+def test_a_validation_text_trains_only_when_asked_and_a_test_file_never(tmp_path: Path) -> None:
+    (tmp_path / "valid.txt").write_text(" Paris lies in France .\n Rome lies in Italy .\n" * 8)
+    (tmp_path / "test.txt").write_text(" Oslo lies in Norway .\n" * 8)
+
+    def chunks(path: str, allow: bool) -> list[str]:
+        source = {"kind": "text", "path": path, "allow_validation_split": allow}
+        cfg = DataConfig(root=str(tmp_path), sources=[source], episode_size=2, heldout_chunks=0)
+        return build_chunks(cfg, byte_level_tokenizer()).train
+
+    with pytest.raises(TrainingDataError, match="evaluation file"):
+        chunks("valid.txt", allow=False)
+    assert "Paris lies in France ." in chunks("valid.txt", allow=True)
+    with pytest.raises(TrainingDataError, match="evaluation file"):
+        chunks("test.txt", allow=True)
+    with pytest.raises(TrainingConfigError, match="also a training source"):
+        load_config("larimar-smol-pooled", ["eval.ppl_file=wikitext/wikitext-2/valid.txt"])
 
 
 def test_training_files_are_allowed() -> None:
@@ -343,3 +367,65 @@ def test_token_code_run_trains_the_qa_term_and_exports(tmp_path: Path) -> None:
     with pytest.raises(TrainingConfigError, match="no checkpoint"):
         export_run(load_config(out / "config.yaml", ["output_dir=" + str(tmp_path / "none")]),
                    tmp_path / "x")
+
+
+def test_checkpoints_with_a_0d_sigma_w_upgrade() -> None:
+    """Runs saved before σ_w became a 1-element parameter (FSDP shards no 0-d ones) resume."""
+    from larimar_memory.training.module import upgrade_checkpoint
+
+    model = tiny_test_model()
+    module = LarimarLightningModule(model, LossConfig(), OptimConfig(), max_steps=10)
+    state = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
+    state["model.log_sigma_w"] = torch.tensor(-1.5)
+    step = torch.tensor(3.0)
+    ckpt = {"state_dict": state, "optimizer_states": [{"state": {0: {
+        "step": step, "exp_avg": torch.tensor(0.1), "exp_avg_sq": torch.zeros(2, 2)}}}]}
+    upgrade_checkpoint(ckpt)
+    moments = ckpt["optimizer_states"][0]["state"][0]
+    assert moments["exp_avg"].shape == (1,) and moments["step"].dim() == 0
+    module.load_state_dict(ckpt["state_dict"])
+    assert model.log_sigma_w.tolist() == [-1.5]
+
+
+def test_pooled_recipe_on_tiny_parts_learns_and_loads(data_root: Path, tmp_path: Path) -> None:
+    """larimar-smol-pooled's composition (trained encoder pooled into P slots, KV prefix and
+    embedding shift, LoRA decoder, every term of eq. 1, text + facts) on tiny random parts:
+    the reconstruction terms fall in 20 steps and the exported model loads."""
+    (data_root / "wiki-train.txt").write_text("\n".join(
+        f" {s} is a city in {a} , with a long history ." for s, a in zip(
+            SUBJECTS, ANSWERS, strict=True)) * 2)
+    out = tmp_path / "pooled"
+    overrides = [
+        f"output_dir={out}", f"data.root={data_root}",
+        "data.sources=[{kind: text, path: wiki-train.txt}, {kind: facts, path: facts-train.json}]",
+        "model.config.codec.encoder_name=tiny-random:bert",
+        "model.config.codec.latent_token_dim=16", "model.config.codec.max_text_tokens=48",
+        "model.config.decoder_name=tiny-random:llama", "model.config.memory_slots=8",
+        # a random frozen head (std 0.02) caps logits near ±1.3 for RMS-normed 64-wide states:
+        # a floor of ~5.15 nats whatever else learns; LoRA on it too lifts the floor (a trained
+        # LM's head has no such cap)
+        "model.config.lora_target_modules=[q_proj, k_proj, v_proj, o_proj, lm_head]",
+        "loss.kl.cycles=2",  # 10 cycles of 2 steps would hold beta at 0 for all 20
+        "data.chunk_tokens=48", "data.episode_size=4", "data.batch_size=2",
+        "data.heldout_chunks=4", "optim.lr=3.0e-3", "optim.warmup_steps=0",
+        "trainer.max_steps=20", "trainer.accelerator=cpu", "trainer.cpu_threads=1",
+        "trainer.progress_bar=false", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
+        "checkpoint.every_n_steps=20",
+    ]
+    cfg = load_config("larimar-smol-pooled", overrides)
+    assert (cfg.loss.recon_memory, cfg.loss.recon_direct, cfg.loss.lm) == (1.0, 1.0, 1.0)
+    assert cfg.loss.kl.max > 0
+    train("larimar-smol-pooled", overrides)
+    rows = json.loads((out / "metrics.json").read_text())["train"]
+    first, last = rows[0], rows[-1]
+    assert (first["step"], last["step"]) == (1, 20)
+    assert last["recon_memory"] < 0.8 * first["recon_memory"]
+    assert last["recon_direct"] < 0.8 * first["recon_direct"]
+    assert any(r["kl"] > 0 for r in rows) and all(r["lm"] > 0 for r in rows)
+    model = LarimarModel.from_pretrained(out / "model")
+    assert model.config.latent == "pooled" and model.config.decoder_training == "lora"
+    assert model.config.latent_width == 8 * 16
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for name, param in model.named_parameters():
+        if param.requires_grad:  # frozen base weights are not in the checkpoint
+            assert torch.equal(param.detach(), ckpt[f"model.{name}"]), name
