@@ -3,6 +3,9 @@ imports LlamaIndex."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from pathlib import Path
 
 import llama_index.memory.larimar as package
@@ -31,10 +34,16 @@ def test_the_tiny_larimar_has_the_interface(larimar):
 
 
 def test_core_never_imports_llama_index():
-    # benchmarks/ may compare against a LlamaIndex baseline (a lazy, optional import).
+    # benchmarks/ may compare against a LlamaIndex baseline (a lazy, optional import), and the
+    # dialogue suite's agent set-ups drive the integrations end to end (eval/dialogues/modes.py,
+    # imported only when `larimar eval dialogues` runs; checked below).
     core = Path(larimar_memory.__file__).parent
+    harness = core / "eval" / "dialogues" / "modes.py"
     offenders = [
         str(p.relative_to(core)) for p in core.rglob("*.py")
-        if "benchmarks" not in p.parts and "llama_index" in p.read_text()
+        if "benchmarks" not in p.parts and p != harness and "llama_index" in p.read_text()
     ]
     assert offenders == []
+    code = ("import sys, larimar_memory.eval.dialogues, larimar_memory.eval.dialogues.runner;"
+            "sys.exit(1 if any(m.startswith('llama_index') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

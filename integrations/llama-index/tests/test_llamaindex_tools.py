@@ -16,7 +16,8 @@ QUESTION = "What is Alice's favourite colour?"
 
 def test_tool_list_has_sync_and_async_tools(larimar):
     tools = LarimarToolSpec(larimar).to_tool_list()
-    assert [t.metadata.name for t in tools] == ["remember", "recall", "forget"]
+    assert [t.metadata.name for t in tools] == ["remember", "recall", "forget",
+                                                "forget_everything_about"]
     for tool in tools:
         assert tool.fn is not None and tool.async_fn is not None
         assert tool.metadata.description.startswith(f"{tool.metadata.name}(")
