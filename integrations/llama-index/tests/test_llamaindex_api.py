@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-
 from pathlib import Path
 
 import llama_index.memory.larimar as package
