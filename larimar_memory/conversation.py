@@ -72,15 +72,6 @@ _LEAD_IN = re.compile(
     r"(?:\s*[,:!.-]+\s*|\s+)",
     re.I,
 )
-# A statement that says it changes something ("now", "switched", "no longer"): when it names no
-# slot, it replaces the one stored fact of the same speaker it clearly matches (or nothing).
-_CORRECTION_CUE = re.compile(
-    r"\b(?:now|actually|anymore|no longer|switched|changed|moved|relocated|upgraded|instead|"
-    r"these days|from (?:now on|today|tomorrow|next \w+|january|february|march|april|may|june|"
-    r"july|august|september|october|november|december))\b", re.I,
-)
-CORRECTION_MARGIN = 0.15
-"""How far a correction's best match must lead the runner-up (as `forget_matching`'s margin)."""
 _PRONOUN_START = re.compile(r"^\s*(?:i|i'm|i've|we|we're|my|our)\b", re.I)
 MIN_FACT_WORDS = 3
 SPECIAL_TOKENS_MARGIN = 8
@@ -124,7 +115,8 @@ _COPULA = re.compile(
 )
 _NOT_A_VALUE = re.compile(
     r"^(?:a|an|not|very|really|so|too|also|quite|always|never|in|at|from|on|with|going|getting|"
-    r"being|like|more|less|still|just|pretty|kind|sort|back|away|out|off|here|there|over)\b",
+    r"being|like|more|less|still|just|pretty|kind|sort|back|away|out|off|here|there|over|about|"
+    r"due|for|by|to|of|under|up|down|done|finished|late|early|ready|almost|nearly)\b",
     re.I,
 )
 _SYNONYMS = [
@@ -299,7 +291,6 @@ def observe(
     result = TurnResult()
     meta = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(metadata or {})}
     facts: list[str] = []
-    corrections: set[int] = set()
     for sentence in split_sentences(message):
         stripped = _strip_lead_in(sentence)
         request = _forget_request(stripped)
@@ -313,11 +304,9 @@ def observe(
         if reason is not None:
             result.skipped.append(Skipped(text=sentence, reason=reason))
         else:
-            if _CORRECTION_CUE.search(sentence):
-                corrections.add(len(facts))
             facts.append(stripped)
     if facts:
-        _write(memory, facts, meta, context, namespace, request_id, result, corrections)
+        _write(memory, facts, meta, context, namespace, request_id, result)
     return result
 
 
@@ -388,8 +377,7 @@ def _forget(memory: MemoryBackend, request: ForgetRequest, namespace: str | None
 
 
 def _write(memory: MemoryBackend, facts: list[str], meta: dict[str, Any], context: str | None,
-           namespace: str | None, request_id: str | None, result: TurnResult,
-           corrections: set[int]) -> None:
+           namespace: str | None, request_id: str | None, result: TurnResult) -> None:
     limits = memory.limits()
     fits = [surely_fits(f, limits) for f in facts]
     prompt = (context or "").strip()[-limits.max_key_chars // 2:]
@@ -403,25 +391,13 @@ def _write(memory: MemoryBackend, facts: list[str], meta: dict[str, Any], contex
         }
 
     ids: dict[int, list[str]] = {}
-    done: set[int] = set()
-    for i in sorted(corrections):  # a correction without a slot replaces its clear match
-        target = None if fact_slot(facts[i]) or not fits[i] else _corrected(
-            memory, facts[i], meta, namespace)
-        if target is not None:
-            written = memory.remember([facts[i]], ids=[target], **args([i], f"c{i}"))
-            ids[i] = written.ids
-            result.replaced += [f for f in written.replaced if f.text != facts[i]]
-            result.outcomes += written.outcomes
-            done.add(i)
-    sure = [i for i, ok in enumerate(fits) if ok and i not in done]
+    sure = [i for i, ok in enumerate(fits) if ok]
     if sure:
         written = memory.remember([facts[i] for i in sure], **args(sure, "batch"))
         ids.update({i: [fid] for i, fid in zip(sure, written.ids, strict=True)})
         result.replaced += written.replaced
         result.outcomes += written.outcomes
     for i, ok in enumerate(fits):  # one over-long sentence must not cost the turn the others
-        if i in done:
-            continue
         if ok is None:
             try:
                 written = memory.remember([facts[i]], **args([i], str(i)))
@@ -433,19 +409,6 @@ def _write(memory: MemoryBackend, facts: list[str], meta: dict[str, Any], contex
         if ok is False:
             result.too_long.append(facts[i])
     result.remembered = [fid for i in sorted(ids) for fid in ids[i]]
-
-
-def _corrected(memory: MemoryBackend, fact: str, meta: dict[str, Any],
-               namespace: str | None) -> str | None:
-    """The id of the one stored fact of the same speaker that a correction clearly updates."""
-    speaker = meta.get("speaker")
-    where = {"speaker": speaker} if speaker is not None else None
-    recalled = memory.recall(fact, k=2, namespace=namespace, decode=False, filter=where)
-    hits = recalled.hits
-    if not hits or hits[0].score < recalled.scope.threshold or hits[0].fact.text == fact:
-        return None
-    runner_up = hits[1].score if len(hits) > 1 else 0.0
-    return hits[0].fact.id if hits[0].score - runner_up >= CORRECTION_MARGIN else None
 
 
 def _with_slot(meta: dict[str, Any], fact: str) -> dict[str, Any]:
