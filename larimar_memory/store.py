@@ -124,7 +124,7 @@ def _row_indices(rows: Any, n_values: int) -> np.ndarray:
 def _check_text(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise TextInputError(f"FactRecord.{name} must be str, got {type(value).__name__}.")
-    _check_utf8(value, f"FactRecord.{name}")
+    check_utf8(value, f"FactRecord.{name}")
 
 
 def check_metadata(metadata: Any) -> str:
@@ -165,7 +165,7 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
                     f"keys must be str, got {type(k).__name__} key {k!r} in {where}; convert "
                     "it yourself (JSON would silently turn it into a string)."
                 )
-            _check_utf8(k, f"key {k[:40]!r} of {where}")
+            check_utf8(k, f"key {k[:40]!r} of {where}")
             check_json_value(v, f"{where}[{k[:40]!r}]", max_depth=max_depth, _depth=_depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
@@ -178,7 +178,7 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
                 "number, null or a string instead."
             )
     elif isinstance(value, str):
-        _check_utf8(value, f"value at {where}")
+        check_utf8(value, f"value at {where}")
     elif value is not None and not isinstance(value, (bool, int)):
         raise TextInputError(
             f"value at {where} is a {type(value).__name__}, which is not JSON-serialisable; "
@@ -187,7 +187,8 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
     return value
 
 
-def _check_utf8(text: str, where: str) -> None:
+def check_utf8(text: str, where: str) -> None:
+    """A `TextInputError` naming ``where`` for text that cannot be encoded (lone surrogates)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -9,7 +9,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import ArgumentError, EmptyInputError, TextInputError
-from ..store import check_metadata
+from ..store import check_metadata, check_utf8
 from .settings import MAX_NAME_CHARS
 
 
@@ -20,7 +20,7 @@ def check_name(name: Any, what: str) -> str:
             f"{what} must be a non-empty string of at most {MAX_NAME_CHARS} characters, got "
             f"{name!r:.80}"
         )
-    _check_utf8(name, what)
+    check_utf8(name, what)
     return name
 
 
@@ -43,7 +43,7 @@ def check_texts(value: Any, what: str, max_chars: int) -> list[str]:
                 ) from exc
         if not isinstance(item, str):
             raise TextInputError(f"{what}[{i}] must be a string, got {type(item).__name__}")
-        _check_utf8(item, f"{what}[{i}]")
+        check_utf8(item, f"{what}[{i}]")
         item = unicodedata.normalize("NFC", item).strip()
         if not visible(item):
             raise EmptyInputError(
@@ -163,15 +163,6 @@ def visible(text: str) -> bool:
     """True when the text has a character that is not whitespace, a control or a format
     character (zero-width spaces and joiners alone are not a fact)."""
     return any(unicodedata.category(c)[0] not in "ZC" for c in text)
-
-
-def _check_utf8(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise TextInputError(
-            f"{what} is not valid UTF-8 text ({exc.reason}); remove lone surrogates"
-        ) from exc
 
 
 _MISSING = object()
