@@ -1,15 +1,16 @@
 """Turning conversation turns into memory operations, with no LLM call.
 
-A user message is split into sentences. Filler openings ("Ok, so", "Hi!", "Actually,") are
-dropped first. Then each sentence is one of:
+A user message is read by `larimar_memory.statements` into sentences and clauses, without
+filler openings or labels. Then each sentence is one of:
 
-- a **forget request** ("forget that I live in Paris", "please delete my address"): resolved to
-  the one stored fact it clearly means (`MemoryBackend.forget_matching`: nothing is deleted when
-  two facts match about as well; the candidates are reported); "forget everything about X"
-  removes every fact about X (`forget_about`);
-- a **statement** ("I live in Lisbon.", "My sister is called Ana"): written one-shot with its
-  speaker, and with a ``slot`` when it says what it is about (`fact_slot`: "residence",
-  "my email", "my flight when"), so a correction replaces what it corrects;
+- a **forget request** ("forget that I live in Paris", "I don't want you to keep my landlord's
+  name, please delete it"): resolved to the one stored fact it clearly means
+  (`MemoryBackend.forget_matching`: nothing is deleted when two facts match about as well; the
+  candidates are reported); "forget everything about X" removes every fact about X
+  (`forget_about`). The sentence's other clauses say why, and are not stored;
+- **statements**, one fact per clause ("I live in Lisbon and my sister is called Ana"):
+  written one-shot with their speaker, a ``slot`` when they say what they are about, and the
+  head noun of what they say has changed, so that a correction replaces what it corrects;
 - anything else (questions, greetings, commands, fragments): **skipped, with the reason**.
 
 `apply_messages` applies a list of chat messages (``Larimar.remember(messages=...)``); `observe`
@@ -19,9 +20,7 @@ local `Larimar` and on a `LarimarClient`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,22 @@ from pydantic import BaseModel, Field
 
 from .errors import ArgumentError, TextInputError
 from .sentences import split_sentences
+from .statements import (
+    ForgetRequest,
+    changed_subject,
+    clauses,
+    extract_facts,
+    fact_key,
+    fact_slot,
+    forget_request,
+    is_fact,
+    is_question,
+    parse_forget_request,
+    skip_reason,
+    strip_lead_in,
+)
 from .types import (
+    CHANGE_FIELD,
     SLOT_FIELD,
     ConversationResult,
     Fact,
@@ -42,185 +56,18 @@ from .types import (
 if TYPE_CHECKING:
     from .protocol import MemoryBackend
 
+__all__ = [
+    "ROLES", "TurnResult", "apply_messages", "check_messages", "extract_facts", "fact_key",
+    "fact_slot", "is_fact", "is_question", "observe", "parse_forget_request",
+    "statement_metadata",
+]
+
 ROLES = ("user", "assistant", "system", "tool")
 """Message roles `apply_messages` accepts; statements are taken from user messages, the
 others give the context (an assistant's question) or are skipped."""
 
-_FORGET = re.compile(
-    r"^\s*(?:please\s+|can you\s+|could you\s+|kindly\s+|i want you to\s+)?"
-    r"(?:forget|delete|remove|erase|unlearn|drop)\s+"
-    r"(?P<all>(?:everything|all)\s+(?:you know\s+|i told you\s+|i said\s+)?about\s+)?"
-    r"(?:(?:the\s+)?fact\s+)?(?:that\s+|about\s+|what\s+i\s+(?:said|told you)\s+about\s+)?"
-    r"(?P<what>.+?)[\s.!?]*$",
-    re.IGNORECASE,
-)
-_QUESTION_START = re.compile(
-    r"^\s*(?:what|who|whom|whose|when|where|why|how|which|is|are|am|was|were|do|does|did|can|"
-    r"could|should|would|will|shall|may|might|have|has|had)\b",
-    re.IGNORECASE,
-)
-_NOT_A_FACT = re.compile(
-    r"^\s*(?:hi|hello|hey|thanks|thank you|ok|okay|yes|no|sure|bye|goodbye|please|tell me|show me|"
-    r"give me|list|remind me|let's|lets)\b",
-    re.IGNORECASE,
-)
-_LEAD_IN = re.compile(
-    r"^\s*(?:actually|correction|update|no|nope|sorry|now|oh|fyi|btw|by the way|note that|"
-    r"ok|okay|alright|all right|so|well|hi|hello|hey|um|uh|and|also|anyway|just so you know|"
-    r"for the record|quick update|heads up|"
-    r"please remember(?: that)?|remember(?: that)?|keep in mind(?: that)?)"
-    r"(?:\s*[,:!.-]+\s*|\s+)",
-    re.I,
-)
-_PRONOUN_START = re.compile(r"^\s*(?:i|i'm|i've|we|we're|my|our)\b", re.I)
-MIN_FACT_WORDS = 3
 SPECIAL_TOKENS_MARGIN = 8
 """Tokens a tokenizer may add around a text (BOS/EOS and the like)."""
-
-# -- slots: what a statement is about, so that a correction replaces it ------------------------
-
-_SUBJECT = r"(?P<subj>(?:my|our|the|[A-Z][\w'-]*'s)\s+[\w' -]+?)"
-_SLOT_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^(?:i|we)\s+(?:now\s+|currently\s+|still\s+)?(?:live|reside)\s+(?:in|at|near)\b",
-                re.I), "residence"),
-    (re.compile(r"^(?:i|we)(?:'ve|\s+have)?\s+(?:just\s+|recently\s+|finally\s+)?"
-                r"(?:moved|relocated)\s+(?:to|into|back to)\b", re.I), "residence"),
-    (re.compile(r"^(?:i'm|i\s+am|we're|we\s+are)\s+(?:now\s+)?(?:based|living)\s+in\b", re.I),
-     "residence"),
-    (re.compile(r"^(?:i|we)\s+(?:now\s+)?work\s+(?:at|for)\b", re.I), "employer"),
-    (re.compile(r"^(?:i|we)(?:'ve|\s+have)?\s+(?:just\s+|recently\s+)?(?:started|joined)\s+"
-                r"(?:working\s+|a\s+new\s+job\s+)?(?:at|for)\b", re.I), "employer"),
-    (re.compile(r"^(?:i\s+work\s+as|i'm\s+working\s+as|i\s+am\s+working\s+as)\b", re.I),
-     "occupation"),
-    (re.compile(r"^(?:i'm|i\s+am)\s+(?:now\s+)?\d+(?:\s+years?\s+old)?[.!]?$", re.I), "age"),
-    (re.compile(r"^(?:i|we)\s+(?:now\s+)?report\s+to\b", re.I), "my manager"),
-    (re.compile(r"^you\s+can\s+(?:reach|email|contact|write to)\s+me\s+at\s+\S+@", re.I),
-     "my email"),
-    (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:now\s+)?(?:lives|resides)\s+in\b"),
-     "{name} residence"),
-    (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:has\s+)?(?:just\s+)?moved\s+to\b"),
-     "{name} residence"),
-]
-# "<subject> is (now) on/at <time>", "<subject> (has been|was|got) moved/rescheduled to <time>"
-_WHEN_RULES = [
-    re.compile(_SUBJECT + r"\s+(?:is|was)\s+(?:now\s+)?(?:on|at|scheduled for|set for)\s+\S", re.I),
-    re.compile(_SUBJECT + r"\s+(?:has\s+been|had\s+been|was|got|has|is)?\s*"
-               r"(?:moved|rescheduled|pushed|postponed|brought forward|changed)\s+(?:back\s+)?"
-               r"(?:to|until)\s+\S", re.I),
-]
-# "<subject> is/are (now|called|named) <value>" with a value that names something (not "a ...").
-_COPULA = re.compile(
-    _SUBJECT + r"(?:'s\s+name)?\s+(?:is|are|was|were)(?:\s+(?:now|still|actually))?"
-    r"(?:\s+(?:called|named))?\s+(?P<value>\S.*)$", re.I,
-)
-_NOT_A_VALUE = re.compile(
-    r"^(?:a|an|not|very|really|so|too|also|quite|always|never|in|at|from|on|with|going|getting|"
-    r"being|like|more|less|still|just|pretty|kind|sort|back|away|out|off|here|there|over|about|"
-    r"due|for|by|to|of|under|up|down|done|finished|late|early|ready|almost|nearly)\b",
-    re.I,
-)
-_SYNONYMS = [
-    (re.compile(r"\bfavorite\b"), "favourite"), (re.compile(r"\be-?mail(?: address)?\b"), "email"),
-    (re.compile(r"\b(?:phone|mobile|cell)(?: phone)?(?: number)?\b"), "phone"),
-    (re.compile(r"\bboss\b"), "manager"), (re.compile(r"\b(?:date of birth|bday)\b"), "birthday"),
-    (re.compile(r"\b(?:current|new|old|actual)\s+"), ""), (re.compile(r"^(?:the|our)\s+"), "my "),
-    (re.compile(r"\s+"), " "),
-]
-
-
-def fact_slot(sentence: str) -> str | None:
-    """What a statement is about, when it has a shape that says so: "I live in Porto." and
-    "I moved to Lisbon." are both "residence"; "My e-mail address is a@b.c" is "my email"; "The
-    flight moved to May 9." is "my flight when". None for other sentences (they never replace)."""
-    sentence = _strip_lead_in(sentence).strip()
-    for pattern, slot in _SLOT_RULES:
-        match = pattern.match(sentence)
-        if match:
-            return slot.format(**{k: v.lower() for k, v in match.groupdict().items()})
-    for pattern in _WHEN_RULES:
-        match = pattern.match(sentence)
-        if match:
-            return f"{_normalise(match.group('subj'))} when"
-    match = _COPULA.match(sentence)
-    if match and not _NOT_A_VALUE.match(match.group("value")):
-        return _normalise(match.group("subj"))
-    return None
-
-
-def _normalise(subject: str) -> str:
-    subject = subject.lower().strip()
-    for pattern, replacement in _SYNONYMS:
-        subject = pattern.sub(replacement, subject)
-    return subject.strip()
-
-
-# -- sentences -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ForgetRequest:
-    what: str
-    everything: bool  # "forget everything about X"
-
-
-def parse_forget_request(sentence: str) -> str | None:
-    """The thing to forget in a sentence like "Please forget that I live in Paris", else None."""
-    request = _forget_request(sentence)
-    return request.what if request else None
-
-
-def _forget_request(sentence: str) -> ForgetRequest | None:
-    match = _FORGET.match(_strip_lead_in(sentence))
-    if not match:
-        return None
-    return ForgetRequest(match.group("what").strip(), bool(match.group("all")))
-
-
-def is_question(sentence: str) -> bool:
-    return sentence.rstrip().endswith("?") or bool(_QUESTION_START.match(sentence))
-
-
-def skip_reason(sentence: str) -> str | None:
-    """Why a sentence (lead-in already stripped) is not a fact to store, or None if it is one."""
-    words = sentence.split()
-    if not words:
-        return "filler"
-    if is_question(sentence):
-        return "question"
-    if _NOT_A_FACT.match(sentence):
-        return "greeting or command"
-    if _FORGET.match(sentence):
-        return "forget request"
-    if len(words) < MIN_FACT_WORDS and not (len(words) == 2 and _PRONOUN_START.match(sentence)):
-        return "too short to state a fact"
-    return None
-
-
-def is_fact(sentence: str) -> bool:
-    """A statement: not a question, greeting, command or fragment (after filler openings)."""
-    return skip_reason(_strip_lead_in(sentence)) is None
-
-
-def fact_key(sentence: str) -> str:
-    """The text that addresses a stated fact: the sentence without its filler opening."""
-    return _strip_lead_in(sentence)
-
-
-def _strip_lead_in(sentence: str) -> str:
-    stripped = sentence.strip()
-    while True:
-        shorter = _LEAD_IN.sub("", stripped, count=1).strip()
-        if shorter == stripped:
-            break
-        stripped = shorter
-    if stripped != sentence.strip():
-        stripped = stripped[:1].upper() + stripped[1:]
-    return stripped
-
-
-def extract_facts(message: str) -> list[str]:
-    """The sentences of a message that state facts, without their filler openings."""
-    return [_strip_lead_in(s) for s in split_sentences(message) if is_fact(s)]
 
 
 def surely_fits(sentence: str, limits: MemoryLimits) -> bool | None:
@@ -280,8 +127,9 @@ def observe(
     in ``too_long``: the memory's tokenizer decides, so no fact that fits is refused and no
     tokenizer is needed on this side.
 
-    ``metadata`` is stored with every fact of the turn: pass who said it (``speaker``, or mem0's
-    ``user_id``/``agent_id``/``run_id``) and when (``time``), so that a correction replaces only
+    ``metadata`` is stored with every fact of the turn: pass who said it (``speaker``, "user"
+    by default as for `statement_metadata`, or mem0's ``user_id``/``agent_id``/``run_id``)
+    and when (``time``), so that a correction replaces only
     the same speaker's fact and temporal questions can be answered. ``time`` defaults to now
     (UTC, ISO 8601). ``context`` is the message that prompted this one (the assistant's last
     turn): each fact gets "context + fact" as an extra key, so questions phrased like the prompt
@@ -289,22 +137,35 @@ def observe(
     ``request_id`` makes the writes idempotent (a repeated message writes nothing);
     ``apply_forgets=False`` leaves forget requests to someone else (an agent's own tool call)."""
     result = TurnResult()
-    meta = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(metadata or {})}
-    facts: list[str] = []
+    meta = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "speaker": "user",
+            **(metadata or {})}
+    facts: list[tuple[str, str]] = []  # (clause, the sentence it is from)
     for sentence in split_sentences(message):
-        stripped = _strip_lead_in(sentence)
-        request = _forget_request(stripped)
-        if request is not None:
-            if apply_forgets:
-                _forget(memory, request, namespace, result)
-            continue
-        reason = skip_reason(stripped)
-        if reason == "question":
+        if is_question(strip_lead_in(sentence)):
             result.questions.append(sentence)
-        if reason is not None:
-            result.skipped.append(Skipped(text=sentence, reason=reason))
-        else:
-            facts.append(stripped)
+            result.skipped.append(Skipped(text=sentence, reason="question"))
+            continue
+        parts = clauses(sentence)
+        if not parts:
+            result.skipped.append(Skipped(text=sentence, reason="filler"))
+            continue
+        requests = [(i, r) for i, p in enumerate(parts) if (r := forget_request(p)) is not None]
+        if requests:
+            reasons = [p for i, p in enumerate(parts) if i not in dict(requests)]
+            for _, request in requests:
+                if request.refers_back and reasons:
+                    request = ForgetRequest(" ".join(reasons), request.everything)
+                if apply_forgets:
+                    _forget(memory, request, namespace, result)
+            result.skipped += [Skipped(text=p, reason="reason for a forget request")
+                               for p in reasons]
+            continue
+        for part in parts:
+            reason = skip_reason(part)
+            if reason is None:
+                facts.append((part, sentence))
+            else:
+                result.skipped.append(Skipped(text=part, reason=reason))
     if facts:
         _write(memory, facts, meta, context, namespace, request_id, result)
     return result
@@ -376,15 +237,17 @@ def _forget(memory: MemoryBackend, request: ForgetRequest, namespace: str | None
             result.ambiguous.append(outcome)
 
 
-def _write(memory: MemoryBackend, facts: list[str], meta: dict[str, Any], context: str | None,
-           namespace: str | None, request_id: str | None, result: TurnResult) -> None:
+def _write(memory: MemoryBackend, stated: list[tuple[str, str]], meta: dict[str, Any],
+           context: str | None, namespace: str | None, request_id: str | None,
+           result: TurnResult) -> None:
     limits = memory.limits()
+    facts = [fact for fact, _ in stated]
     fits = [surely_fits(f, limits) for f in facts]
     prompt = (context or "").strip()[-limits.max_key_chars // 2:]
 
     def args(indices: list[int], part: str) -> dict[str, Any]:
         return {
-            "metadata": [_with_slot(meta, facts[i]) for i in indices],
+            "metadata": [_with_slot(meta, *stated[i]) for i in indices],
             "extra_keys": [[f"{prompt} {facts[i]}"] if prompt else [] for i in indices],
             "namespace": namespace,
             "request_id": None if request_id is None else f"{request_id}:{part}",
@@ -411,13 +274,25 @@ def _write(memory: MemoryBackend, facts: list[str], meta: dict[str, Any], contex
     result.remembered = [fid for i in sorted(ids) for fid in ids[i]]
 
 
-def _with_slot(meta: dict[str, Any], fact: str) -> dict[str, Any]:
+def _with_slot(meta: dict[str, Any], fact: str, sentence: str | None = None, *,
+               stated_as_change: bool = False) -> dict[str, Any]:
+    """``meta`` with the fact's slot and, when its sentence says something changed, the head
+    noun of what changed (a fact without a slot of its own then takes "my <head>")."""
     slot = fact_slot(fact)
-    return {**meta, SLOT_FIELD: slot} if slot else dict(meta)
+    changed = changed_subject(fact, sentence or fact, stated_as_change=stated_as_change)
+    out = dict(meta)
+    if changed:
+        out[CHANGE_FIELD] = changed
+        slot = slot or f"my {changed}"
+    if slot:
+        out[SLOT_FIELD] = slot
+    return out
 
 
-def statement_metadata(fact: str, speaker: str = "user") -> dict[str, Any]:
-    """The metadata `observe` gives a stated fact (its speaker and slot), for tools that write
-    one fact: the same owner and slot, so a correction through a tool replaces a fact the
-    conversation wrote, and the other way round."""
-    return _with_slot({"speaker": speaker}, fact_key(fact))
+def statement_metadata(fact: str, speaker: str = "user", *,
+                       corrects: bool = False) -> dict[str, Any]:
+    """The metadata `observe` gives a stated fact (its speaker, slot and change), for tools
+    that write one fact: the same owner and slot, so a correction through a tool replaces a
+    fact the conversation wrote, and the other way round. ``corrects`` says the fact updates an
+    earlier one (an agent's ``remember(..., corrects=True)``) even without words like "now"."""
+    return _with_slot({"speaker": speaker}, fact_key(fact), stated_as_change=corrects)

@@ -11,6 +11,10 @@ OWNER_FIELDS = ("speaker", "user_id", "agent_id", "run_id")
 SLOT_FIELD = "slot"
 """Metadata field naming what a fact is about ("residence", "my email"): a new fact with the
 same slot from the same owner replaces the stored one (`larimar_memory.conversation` sets it)."""
+CHANGE_FIELD = "changes"
+"""Metadata field with the head noun of what a statement says has changed ("rate" for "the
+rate is now 3.9 percent"): with no fact of the same slot, it replaces the one fact of the same
+owner whose slot has that head (`larimar_memory.statements.slot_head`), if there is exactly one."""
 
 
 class Fact(BaseModel):

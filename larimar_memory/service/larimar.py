@@ -393,11 +393,12 @@ class Larimar:
         limit: int = 50,
     ) -> ForgetResult:
         """Forget everything stored about something ("everything about my sister"): every fact
-        (up to ``limit``) whose relevance to the description reaches ``threshold``."""
+        (up to ``limit``) whose relevance to the description reaches ``threshold``, or that
+        names every term of it ("my allotment" takes "My allotment plot number is 23B.")."""
         description = self._check_description(description)
         hits, ns_name = self._describe(description, namespace, check.check_k(limit))
         bar = self.scope_threshold if threshold is None else threshold
-        chosen = [h.fact_id for h in hits if h.score >= bar]
+        chosen = [h.fact_id for h in hits if h.score >= bar or h.evidence.lexical >= _ALL_TERMS]
         if not chosen:
             return ForgetResult(description=description,
                                 candidates=self._candidates(hits[:3], ns_name),
@@ -599,6 +600,9 @@ class Larimar:
             if removed:
                 self._namespaces.commit(tx, ns)
         return [removed[i].to_fact(ns_name) for i in present]
+
+
+_ALL_TERMS = 1.0 - 1e-6  # Evidence.lexical when a fact's keys hold every term of the query
 
 
 def _plain(text: str) -> str:

@@ -16,8 +16,9 @@ import torch
 
 from ..blocks import BlockWrite
 from ..errors import ArgumentError, RequestConflictError
+from ..statements import slot_head
 from ..store import FactRecord
-from ..types import Fact, RememberResult, WriteOutcome
+from ..types import CHANGE_FIELD, SLOT_FIELD, Fact, RememberResult, WriteOutcome
 from . import validation as check
 from .cache import FactEntry, NamespaceState
 from .settings import LarimarSettings, names_of, owner_of
@@ -183,6 +184,8 @@ class Writer:
             else:
                 for name in names:
                     target = target or by_name.get((owner, *name)) or ns.by_name.get((owner, *name))
+                if target is None:
+                    target = _changed_target(ns, pending, w, owner)
                 if target is None and self.settings.correction_threshold is not None:
                     target = self._similar(ns, w, owner)
                 duplicate = by_text.get((owner, w.text)) or ns.by_text.get((owner, w.text))
@@ -208,6 +211,26 @@ class Writer:
         allowed = [e.id for e in ns.facts.values() if e.owner == owner]
         hits = ns.memory.search(w.key, 1, allowed)
         return hits[0][0] if hits and threshold is not None and hits[0][1] >= threshold else None
+
+
+def _changed_target(ns: NamespaceState, pending: dict[str, PendingWrite], w: PendingWrite,
+                    owner: tuple[Any, ...]) -> str | None:
+    """The one fact of this owner whose slot has the head noun a change names ("the rate is
+    now 3.9 percent" replaces "My mortgage rate is 4.2 percent."); None when no fact or several
+    do. O(facts of the namespace), on change statements only."""
+    head = w.metadata.get(CHANGE_FIELD)
+    if not isinstance(head, str) or not head:
+        return None
+    replaced = {p.replaces for p in pending.values()}
+    candidates = {
+        fid for fid, slot, fowner in (
+            *((e.id, e.metadata.get(SLOT_FIELD), e.owner) for e in ns.facts.values()),
+            *((p.id, p.metadata.get(SLOT_FIELD), owner_of(p.metadata)) for p in pending.values()),
+        )
+        if fowner == owner and isinstance(slot, str) and slot_head(slot) == head
+        and fid not in replaced
+    }
+    return candidates.pop() if len(candidates) == 1 else None
 
 
 def _names(w: PendingWrite) -> list[tuple[str, str]]:

@@ -43,6 +43,10 @@ class RememberInput(BaseModel):
     """Arguments of the ``remember`` tool."""
 
     fact: str = Field(description="one self-contained fact, e.g. 'Alice lives in Lisbon.'")
+    corrects: bool = Field(
+        False, description="true when the fact updates one stored before (the user moved, "
+        "changed job, a date moved): the old fact about the same thing is replaced"
+    )
 
 
 class RecallInput(BaseModel):
@@ -107,21 +111,23 @@ def create_remember_tool(
     """The ``remember`` tool: one-shot write of a fact (``Larimar.remember``)."""
     memory = _Memory(larimar=larimar, namespace=namespace)
 
-    def remember(fact: str, config: RunnableConfig) -> str:
+    def remember(fact: str, config: RunnableConfig, corrects: bool = False) -> str:
         # The speaker and slot conversation.observe gives a stated fact, so a correction
         # through the tool or the middleware replaces the other's fact instead of keeping both.
         try:
             result = memory.client.remember(
-                fact, metadata=statement_metadata(fact), namespace=memory.namespace_for(config)
+                fact, metadata=statement_metadata(fact, corrects=corrects),
+                namespace=memory.namespace_for(config),
             )
         except LarimarError as exc:
             raise _tool_error(exc) from exc
         return memory.remembered(fact, result)
 
-    async def aremember(fact: str, config: RunnableConfig) -> str:
+    async def aremember(fact: str, config: RunnableConfig, corrects: bool = False) -> str:
         try:
             result = await memory.client.aremember(
-                fact, metadata=statement_metadata(fact), namespace=memory.namespace_for(config)
+                fact, metadata=statement_metadata(fact, corrects=corrects),
+                namespace=memory.namespace_for(config),
             )
         except LarimarError as exc:
             raise _tool_error(exc) from exc

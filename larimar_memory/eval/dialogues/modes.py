@@ -114,7 +114,7 @@ class TurnPlanner:
         news = list(turn.corrects.values())
         done = len(results) - int(bool(turn.forgets))
         if done < len(news):
-            return "remember", {"fact": self.dialogue.facts[news[done]].text}
+            return "remember", {"fact": self.dialogue.facts[news[done]].text, "corrects": True}
         return None
 
     def store_calls(self, turn: Turn, results: list[ToolMessage]) -> ToolCall | None:
@@ -268,8 +268,10 @@ class LlamaQueryEngine:
         if turn.asks or turn.off_topic:
             response = self.engine.query(turn.say)
             return [node.node.get_content() for node in response.source_nodes]
-        for name in [*turn.states, *turn.corrects.values()]:
+        for name in turn.states:
             self.tools.remember(facts[name].text)
+        for name in turn.corrects.values():
+            self.tools.remember(facts[name].text, corrects=True)
         if turn.forgets:
             forget = self.tools.forget_everything_about if turn.all else self.tools.forget
             forget(turn.about or "")

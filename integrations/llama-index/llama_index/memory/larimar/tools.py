@@ -74,23 +74,25 @@ class LarimarToolSpec(BaseToolSpec):
     def _larimar(self) -> MemoryBackend:
         return self.binding.larimar
 
-    def remember(self, fact: str) -> str:
+    def remember(self, fact: str, corrects: bool = False) -> str:
         """Store a fact in long-term memory at once. Use it for lasting facts the user states
         (names, preferences, plans). A fact that restates a stored one replaces it.
 
         Args:
             fact (str): one short self-contained sentence, e.g. "Alice's favourite colour is green."
+            corrects (bool): true when the fact updates one stored before (the user moved, a
+                date changed): the old fact about the same thing is replaced.
         """
         # The speaker and slot observe gives a stated fact, so a correction through either
         # path replaces the other's fact instead of keeping both.
-        result = self._larimar.remember(fact, metadata=statement_metadata(fact),
+        result = self._larimar.remember(fact, metadata=statement_metadata(fact, corrects=corrects),
                                         namespace=self.namespace)
         return describe_remembered(result, [fact])
 
-    async def aremember(self, fact: str) -> str:
+    async def aremember(self, fact: str, corrects: bool = False) -> str:
         """Async `remember`."""
-        result = await self._larimar.aremember(fact, metadata=statement_metadata(fact),
-                                               namespace=self.namespace)
+        result = await self._larimar.aremember(
+            fact, metadata=statement_metadata(fact, corrects=corrects), namespace=self.namespace)
         return describe_remembered(result, [fact])
 
     def recall(self, query: str) -> str:
