@@ -3,7 +3,11 @@
 Positives: LoCoMo dev questions, each asked against the memory of its own conversation (dated
 turns, written as `larimar eval locomo` writes them). Negatives: off-topic questions from the
 knowledge data sets' training splits (zsRE questions and their Natural Questions locality
-questions), asked against the same memories. For every question the best hit's `Evidence` comes
+questions), asked against the same memories. Reported, not fitted: questions about the people
+of a memory whose answer it may not hold (each conversation's questions with its speakers'
+names swapped for another conversation's, asked against that other memory). Their topics
+overlap (everyday life), so they are a pessimistic check of "naming someone is not enough".
+For every question the best hit's `Evidence` comes
 from `Larimar.recall` itself (``RecallHit.evidence``), so the figures measure the code users run.
 
 A logistic regression on the evidence gives the `Calibration` weights; its threshold is the
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +29,7 @@ import numpy as np
 
 from .locomo_data import load_locomo
 
-FEATURES = ("dense", "lexical", "agreement")
+FEATURES = ("dense", "lexical", "agreement", "speaker")
 NAME = "eval-scope"
 
 
@@ -35,6 +40,18 @@ def off_topic_questions(data_root: Path, n: int, seed: int) -> list[str]:
     pool += [r["loc"].removeprefix("nq question:").strip().capitalize() + "?" for r in rows]
     random.Random(seed).shuffle(pool)
     return pool[:n]
+
+
+def speakers(conv: Any) -> list[str]:
+    """A conversation's speakers, in order of first turn."""
+    return list(dict.fromkeys(u.speaker for u in conv.units if u.speaker))
+
+
+def renamed(question: str, names: list[str], others: list[str]) -> str:
+    """The question with each of ``names`` replaced by the ``others`` at the same position."""
+    for name, other in zip(names, others, strict=False):
+        question = re.sub(rf"\b{re.escape(name)}\b", other, question)
+    return question
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2,
@@ -92,24 +109,32 @@ def run_scope_calibration(model: str = "larimar-smol", data: Path | None = None,
     conversations, path = load_locomo(data)
     data_root = Path(path).parent.parent
     ctx = load_model(model)
-    rows: list[tuple[str, int, list[float]]] = []  # conversation, label, evidence
+    rows: list[tuple[str, str, list[float]]] = []  # conversation, kind, evidence
     folder = tempfile.TemporaryDirectory(prefix="larimar-scope-")
     with Larimar(ctx.model, store=Path(folder.name) / "scope.sqlite3",
                  embedder=ctx.embedder) as larimar:
         negatives = off_topic_questions(data_root, negatives_per_conversation * len(conversations),
                                         seed)
+        for conv in conversations:
+            LarimarSystem(larimar, f"scope-{conv.sample_id}", decode=False).write(
+                list(conv.units), "dated")
         for c, conv in enumerate(conversations):
             namespace = f"scope-{conv.sample_id}"
-            LarimarSystem(larimar, namespace, decode=False).write(list(conv.units), "dated")
-            asked = [(q.question, 1) for q in conv.questions] + [
-                (q, 0) for q in negatives[c::len(conversations)]]
-            for question, label in asked:
+            asked = [(q.question, "dev") for q in conv.questions] + [
+                (q, "off_topic") for q in negatives[c::len(conversations)]]
+            if len(conversations) > 1:  # the next conversation's questions, renamed to ours
+                other = conversations[(c + 1) % len(conversations)]
+                asked += [(renamed(q.question, speakers(other), speakers(conv)), "renamed")
+                          for q in other.questions]
+            for question, kind in asked:
                 hits = larimar.recall(question, k=1, namespace=namespace, decode=False).hits
                 evidence = hits[0].evidence if hits else dict.fromkeys(FEATURES, 0.0)
-                rows.append((conv.sample_id, label, [evidence[f] for f in FEATURES]))
+                rows.append((conv.sample_id, kind, [evidence[f] for f in FEATURES]))
     folder.cleanup()
+    renamed_x = np.array([r[2] for r in rows if r[1] == "renamed"]).reshape(-1, len(FEATURES))
+    rows = [r for r in rows if r[1] != "renamed"]
     x = np.array([r[2] for r in rows])
-    y = np.array([r[1] for r in rows], dtype=float)
+    y = np.array([r[1] == "dev" for r in rows], dtype=float)
     groups = np.array([r[0] for r in rows])
     w = fit_logistic(x, y)
     fitted = 1 / (1 + np.exp(-(x @ w[:-1] + w[-1])))
@@ -118,19 +143,24 @@ def run_scope_calibration(model: str = "larimar-smol", data: Path | None = None,
         wg = fit_logistic(x[groups != g], y[groups != g])
         held_out[groups == g] = 1 / (1 + np.exp(-(x[groups == g] @ wg[:-1] + wg[-1])))
     threshold, balanced, tpr, tnr = best_threshold(fitted, y)
-    calibration = Calibration("conversation", *[round(float(v), 3) for v in w[:-1]],
-                              round(float(w[-1]), 3), threshold)
+    calibration = Calibration(
+        "conversation", bias=round(float(w[-1]), 3), threshold=threshold,
+        **{f: round(float(v), 3) for f, v in zip(FEATURES, w[:-1], strict=True)})
     in_use = np.array([CONVERSATION.score(Evidence(*r)) for r in x])
+    renamed_fitted = 1 / (1 + np.exp(-(renamed_x @ w[:-1] + w[-1])))
+    renamed_in_use = np.array([CONVERSATION.score(Evidence(*r)) for r in renamed_x])
     use_t, use_bal, use_tpr, use_tnr = (CONVERSATION.threshold, *_rates(in_use, y,
                                                                         CONVERSATION.threshold))
     return {
         "experiment": NAME,
         "description": "calibration of the relevance score's conversational scope point: LoCoMo "
-                       "dev questions (in scope) vs zsRE/NQ training questions (off topic)",
+                       "dev questions (in scope) vs zsRE/NQ training questions and other "
+                       "conversations' questions renamed to this one's speakers (off topic)",
         "model": ctx.model_name,
         "data": str(path),
         "seconds": round(time.perf_counter() - start, 1),
         "counts": {"in_scope": int(y.sum()), "off_topic": int((1 - y).sum()),
+                   "renamed": len(renamed_x),
                    "conversations": [c.sample_id for c in conversations]},
         "features": list(FEATURES),
         "auc": {
@@ -140,12 +170,18 @@ def run_scope_calibration(model: str = "larimar-smol", data: Path | None = None,
             "in_use": roc_auc(in_use, y),
         },
         "fitted": {"calibration": calibration.__dict__, "balanced_accuracy": balanced,
-                   "in_scope_accepted": tpr, "off_topic_rejected": tnr},
+                   "in_scope_accepted": tpr, "off_topic_rejected": tnr,
+                   "renamed_rejected": _share_below(renamed_fitted, threshold)},
         "in_use": {"calibration": CONVERSATION.__dict__, "threshold": use_t,
                    "balanced_accuracy": use_bal, "in_scope_accepted": use_tpr,
-                   "off_topic_rejected": use_tnr},
+                   "off_topic_rejected": use_tnr,
+                   "renamed_rejected": _share_below(renamed_in_use, use_t)},
         "roc": {"fitted": _roc_points(fitted, y), "dense_alone": _roc_points(x[:, 0], y)},
     }
+
+
+def _share_below(scores: np.ndarray, t: float) -> float | None:
+    return float((scores < t).mean()) if len(scores) else None
 
 
 def _rates(scores: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float, float]:

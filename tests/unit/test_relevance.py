@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from larimar_memory.errors import ArgumentError, EmptyInputError, TextInputError
-from larimar_memory.relevance import CONVERSATION, EDITS, Calibration, Evidence
+from larimar_memory.relevance import CONVERSATION, EDITS, Calibration, Evidence, refers_to
 from larimar_memory.scope import ExternalScopeDetector
 
 
@@ -25,7 +25,7 @@ def test_scores_are_calibrated_and_scope_uses_the_same_score(larimar):
     larimar.remember(["Alice lives in Lisbon.", "Bob plays the cello."])
     result = larimar.recall("Where does Alice live in Lisbon?", k=2)
     assert 0.0 <= result.hits[-1].score <= result.hits[0].score <= 1.0
-    assert set(result.hits[0].evidence) == {"dense", "lexical", "agreement"}
+    assert set(result.hits[0].evidence) == {"dense", "lexical", "agreement", "speaker"}
     assert result.scope.score == result.hits[0].score
     assert result.scope.in_scope == (result.scope.score >= result.scope.threshold)
     off = larimar.recall("quantum chromodynamics lecture notes", k=1)
@@ -38,6 +38,28 @@ def test_calibration_is_monotone_in_evidence_and_edits_is_the_cosine_rule():
     assert EDITS.accepts(Evidence(0.57, 0.0, 0.0)) and not EDITS.accepts(Evidence(0.55, 0, 0))
     rule = Calibration.dense_only("x", 0.3)
     assert rule.accepts(Evidence(0.31, 0, 0)) and not rule.accepts(Evidence(0.29, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "query, speaker, about",
+    [
+        ("Who do I report to?", "user", True),
+        ("Who do I report to?", None, True),  # no speaker recorded: the user's own fact
+        ("Who do I report to?", "Caroline", True),  # a named user asking about herself
+        ("What did Caroline research?", "Caroline", True),
+        ("What did Caroline research?", "Melanie", False),
+        ("Who created the Python language?", "user", False),
+        ("Where do I live?", "assistant", False),  # the assistant is not who a question is about
+    ],
+)
+def test_refers_to(query, speaker, about):
+    assert refers_to(query, speaker) is about
+
+
+def test_speaker_evidence_reaches_the_hits(larimar):
+    larimar.remember(["I live in Porto."], metadata={"speaker": "user"})
+    assert larimar.recall("Where do I live?").hits[0].evidence["speaker"] == 1.0
+    assert larimar.recall("Where is Porto?").hits[0].evidence["speaker"] == 0.0
 
 
 def test_the_edit_scope_detector_decides_with_the_calibration(larimar):
