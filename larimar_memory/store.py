@@ -165,7 +165,7 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
                     f"keys must be str, got {type(k).__name__} key {k!r} in {where}; convert "
                     "it yourself (JSON would silently turn it into a string)."
                 )
-            check_utf8(k, f"key {k[:40]!r} of {where}")
+            check_storable(k, f"key {k[:40]!r} of {where}")
             check_json_value(v, f"{where}[{k[:40]!r}]", max_depth=max_depth, _depth=_depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
@@ -178,13 +178,24 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
                 "number, null or a string instead."
             )
     elif isinstance(value, str):
-        check_utf8(value, f"value at {where}")
+        check_storable(value, f"value at {where}")
     elif value is not None and not isinstance(value, (bool, int)):
         raise TextInputError(
             f"value at {where} is a {type(value).__name__}, which is not JSON-serialisable; "
             "use str, int, float, bool, None, lists and dicts."
         )
     return value
+
+
+def check_storable(text: str, where: str) -> None:
+    """The one policy for text every store keeps: valid UTF-8 (`check_utf8`) and no NUL
+    (U+0000), which PostgreSQL cannot hold; so SQLite and HTTP refuse it too."""
+    check_utf8(text, where)
+    if "\x00" in text:
+        raise TextInputError(
+            f"{where} contains a NUL character (\\x00) at {text.index(chr(0))}; no store keeps "
+            "NUL (PostgreSQL cannot), remove it."
+        )
 
 
 def check_utf8(text: str, where: str) -> None:
