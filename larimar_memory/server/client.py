@@ -119,6 +119,22 @@ class _Call(Generic[T]):
     params: dict[str, Any] | None = None
     resend_safe: bool = True
 
+    def content(self) -> bytes | None:
+        """The JSON body as UTF-8; a string JSON can only carry escaped (a lone surrogate,
+        which the server refuses) is sent as an escape instead of failing here."""
+        if self.json is None:
+            return None
+        try:
+            return json.dumps(self.json, ensure_ascii=False, allow_nan=False).encode()
+        except UnicodeEncodeError:
+            return json.dumps(self.json, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:  # only with check_inputs=False
+            raise TextInputError(f"the request cannot be sent as JSON ({exc}); nothing was "
+                                 "sent") from None
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
 
 def _error_from(response: httpx.Response) -> LarimarError:
     """The exception the local `Larimar` would have raised for this error response."""
@@ -373,7 +389,8 @@ class LarimarClient(_Base):
                 time.sleep(self.retry.delay(attempt - 1, retry_after))
             try:
                 response = self._http.request(
-                    call.method, call.path, json=call.json, params=call.params
+                    call.method, call.path, content=call.content(), params=call.params,
+                    headers=_JSON_HEADERS if call.json is not None else None,
                 )
             except httpx.TransportError as exc:
                 if not _resendable(exc, call):
@@ -543,7 +560,8 @@ class AsyncLarimarClient(_Base):
                 await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
             try:
                 response = await self._http.request(
-                    call.method, call.path, json=call.json, params=call.params
+                    call.method, call.path, content=call.content(), params=call.params,
+                    headers=_JSON_HEADERS if call.json is not None else None,
                 )
             except httpx.TransportError as exc:
                 if not _resendable(exc, call):
