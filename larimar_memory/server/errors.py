@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from ..errors import ArgumentError, LarimarError, StoreError
+from ..errors import ArgumentError, LarimarError, NamespaceError, StoreError, TextInputError
+from ..names import NAMESPACE_RULE
 from .protocol import (
     INTERNAL_ERROR,
     INVALID_JSON,
@@ -23,6 +24,8 @@ from .protocol import (
 
 logger = logging.getLogger(__name__)
 
+_PATH_ERRORS: dict[str, type[LarimarError]] = {"namespace": NamespaceError,
+                                               "fact_id": TextInputError}
 _HTTP_TYPES = {404: NOT_FOUND, 405: "MethodNotAllowed", 401: "Unauthorized", 403: "Forbidden"}
 
 
@@ -90,6 +93,12 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, LarimarError):
             return core_error_response(request, cause)
+        loc = tuple(e.get("loc", ()))
+        if len(loc) == 2 and loc[0] == "path" and loc[1] in _PATH_ERRORS:
+            # a URL segment that is not UTF-8 (the ASGI server keeps it as a lone surrogate)
+            return core_error_response(request, _PATH_ERRORS[loc[1]](
+                f"{loc[1]} in the URL is not valid UTF-8 text; send it percent-encoded UTF-8"
+                + (f". Rule: {NAMESPACE_RULE}" if loc[1] == "namespace" else "")))
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = errors[0].get("ctx") or {}
         return error_response(
