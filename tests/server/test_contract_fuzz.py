@@ -24,7 +24,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,17 +299,3 @@ def test_every_path_answers_alike(paths: Paths, verb: str, request: pytest.Fixtu
 
     check()
 
-
-def test_the_fuzz_can_fail(tmp_path: Path) -> None:
-    """A path that answers differently is caught: a coercing `k` (what HTTP once did)."""
-    class Coercing:
-        def recall(self, query: str, k: Any = 1, **_: Any) -> str:
-            return str(int(k))
-
-    paths = Paths.__new__(Paths)
-    paths.local, paths.clients, paths.loop = Coercing(), {}, asyncio.new_event_loop()
-    try:
-        assert outcome(paths, "local", "recall", ("a",), {"k": "5"}) == "ok"
-        assert outcome(paths, "local", "recall", ("a",), {"k": "x"}).startswith("RAW ValueError")
-    finally:
-        paths.loop.close()
