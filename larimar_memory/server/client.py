@@ -138,11 +138,9 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 
 def _error_from(response: httpx.Response) -> LarimarError:
     """The exception the local `Larimar` would have raised for this error response."""
-    details: Any = None
     try:
         body = response.json()["error"]
         type_, message = str(body["type"]), str(body["message"])
-        details = body.get("details")
     except (ValueError, KeyError, TypeError, AttributeError):
         type_, message = "HTTPError", response.text[:500] or response.reason_phrase
     status = response.status_code
@@ -154,7 +152,6 @@ def _error_from(response: httpx.Response) -> LarimarError:
     else:
         exc = LarimarHTTPError(status, type_, message)
     exc.status_code = status  # type: ignore[attr-defined]
-    exc.details = details  # type: ignore[attr-defined]
     return exc
 
 
