@@ -34,6 +34,7 @@ from mcp_types import Resource as MCPResource
 from pydantic import Field
 
 from . import __version__
+from .contract import MAX_K
 from .errors import LarimarError
 from .protocol import MemoryBackend
 from .types import Fact, RecallResult, RememberResult
@@ -42,7 +43,6 @@ __all__ = ["FACT_URI", "NAMESPACES_URI", "create_mcp_server", "fact_uri"]
 
 FACT_URI = "larimar://facts/{namespace}/{fact_id}"
 NAMESPACES_URI = "larimar://namespaces"
-MAX_K = 100
 MAX_LISTED = 1000
 """Most facts `list_resources` shows (the template reads any fact)."""
 INSTRUCTIONS = (

@@ -127,19 +127,21 @@ def _check_text(name: str, value: Any) -> None:
     check_utf8(value, f"FactRecord.{name}")
 
 
-def check_metadata(metadata: Any) -> str:
+def check_metadata(metadata: Any, *, allow_nul: bool = False) -> str:
     """Validate a fact's metadata and return its JSON text (the one place these rules live).
 
     A dict with str keys, JSON values (str, int, float, bool, None, lists and dicts of those)
     nested at most `METADATA_MAX_DEPTH` deep, no NaN/Inf, at most `METADATA_MAX_BYTES` as
-    UTF-8 JSON. Raises `TextInputError` naming the offending path.
+    UTF-8 JSON, no NUL (``allow_nul``: metadata read back from a store that once kept NUL;
+    `SQLTransaction.add_facts` refuses NUL on every backend). Raises `TextInputError` naming
+    the offending path.
     """
     if not isinstance(metadata, dict):
         raise TextInputError(
             f"metadata must be a dict of JSON values (e.g. {{'source': 'chat'}}), got "
             f"{type(metadata).__name__}: {metadata!r:.80}"
         )
-    check_json_value(metadata, "metadata", max_depth=METADATA_MAX_DEPTH)
+    check_json_value(metadata, "metadata", max_depth=METADATA_MAX_DEPTH, allow_nul=allow_nul)
     text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     size = len(text.encode("utf-8"))
     if size > METADATA_MAX_BYTES:
@@ -151,13 +153,15 @@ def check_metadata(metadata: Any) -> str:
 
 
 def check_json_value(value: Any, where: str = "value", *, max_depth: int | None = None,
-                     _depth: int = 1) -> Any:
+                     allow_nul: bool = False, _depth: int = 1) -> Any:
     """``value`` if it is plain JSON that every store keeps as itself: str keys, finite
-    numbers, valid Unicode, JSON types only, and (``max_depth``) nested at most that deep.
-    Raises `TextInputError` (a ValueError) naming the place. The one JSON check: metadata
-    here, request bodies and filters in the server and the client."""
+    numbers, valid Unicode without NUL (`check_storable`; ``allow_nul`` for what a store
+    reads back), JSON types only, and (``max_depth``) nested at most that deep. Raises
+    `TextInputError` (a ValueError) naming the place. The one JSON check: metadata here and in
+    the input contract, a conversation's messages in the client."""
     if isinstance(value, (dict, list, tuple)) and max_depth is not None and _depth > max_depth:
         raise TextInputError(f"{where} nests deeper than {max_depth} levels; flatten it.")
+    check = check_utf8 if allow_nul else check_storable
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
@@ -165,11 +169,13 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
                     f"keys must be str, got {type(k).__name__} key {k!r} in {where}; convert "
                     "it yourself (JSON would silently turn it into a string)."
                 )
-            check_utf8(k, f"key {k[:40]!r} of {where}")
-            check_json_value(v, f"{where}[{k[:40]!r}]", max_depth=max_depth, _depth=_depth + 1)
+            check(k, f"key {k[:40]!r} of {where}")
+            check_json_value(v, f"{where}[{k[:40]!r}]", max_depth=max_depth,
+                             allow_nul=allow_nul, _depth=_depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            check_json_value(v, f"{where}[{i}]", max_depth=max_depth, _depth=_depth + 1)
+            check_json_value(v, f"{where}[{i}]", max_depth=max_depth, allow_nul=allow_nul,
+                             _depth=_depth + 1)
     elif isinstance(value, float):
         if not math.isfinite(value):
             what = "NaN" if math.isnan(value) else "infinite"
@@ -178,13 +184,24 @@ def check_json_value(value: Any, where: str = "value", *, max_depth: int | None 
                 "number, null or a string instead."
             )
     elif isinstance(value, str):
-        check_utf8(value, f"value at {where}")
+        check(value, f"value at {where}")
     elif value is not None and not isinstance(value, (bool, int)):
         raise TextInputError(
             f"value at {where} is a {type(value).__name__}, which is not JSON-serialisable; "
             "use str, int, float, bool, None, lists and dicts."
         )
     return value
+
+
+def check_storable(text: str, where: str) -> None:
+    """The one policy for text every store keeps: valid UTF-8 (`check_utf8`) and no NUL
+    (U+0000), which PostgreSQL cannot hold; so SQLite and HTTP refuse it too."""
+    check_utf8(text, where)
+    if "\x00" in text:
+        raise TextInputError(
+            f"{where} contains a NUL character (\\x00) at {text.index(chr(0))}; no store keeps "
+            "NUL (PostgreSQL cannot), remove it."
+        )
 
 
 def check_utf8(text: str, where: str) -> None:
@@ -253,7 +270,7 @@ class FactRecord:
             )
         self.values = _float_array("values", self.values, 2, "(n_rows, C); one row: v[None]")
         self.rows = _row_indices(self.rows, self.values.shape[0])
-        check_metadata(self.metadata)
+        check_metadata(self.metadata, allow_nul=True)  # old stores kept NUL: still readable
         self.created_at = float(self.created_at)
         if not math.isfinite(self.created_at):
             raise MemoryInputError(f"FactRecord.created_at must be finite, got {self.created_at}.")

@@ -466,10 +466,13 @@ class SQLTransaction(StoreTransaction):
                     f"Fact {r.id} belongs to namespace {r.namespace!r} but this transaction is on "
                     f"{self.namespace!r}; open a transaction on the fact's namespace."
                 )
-            if not q.d.storable(r.text, r.key_text, r.id, r.request_id, *_strings(r.metadata)):
+            if any(t is not None and "\x00" in t for t in (
+                    r.text, r.key_text, r.id, r.request_id, *r.extra_key_texts,
+                    *_strings(r.metadata))):
                 raise TextInputError(
-                    "PostgreSQL text cannot contain NUL characters (\\x00), and this fact does "
-                    "(in its text, id, request id or metadata); remove them. Nothing was written."
+                    "text cannot contain NUL characters (\\x00) on any store (PostgreSQL "
+                    "cannot hold them), and this fact does (in its text, keys, id, request id "
+                    "or metadata); remove them. Nothing was written."
                 )
         if not records:
             return

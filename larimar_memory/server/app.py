@@ -42,10 +42,11 @@ from fastapi import (
 from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import __version__
-from ..names import NAMESPACE_RULE
+from .. import __version__, contract
+from ..contract import MAX_LIST_LIMIT, MAX_OFFSET
+from ..errors import ArgumentError
+from ..names import NAMESPACE_RULE, check_namespace
 from ..protocol import MemoryBackend
-from ..store import check_json_value
 from ..types import (
     AskResult,
     ConversationResult,
@@ -68,7 +69,6 @@ from .protocol import (
     REQUEST_ID_HEADER,
     UNAUTHORIZED,
     UNSUPPORTED_MEDIA_TYPE,
-    VALIDATION_ERROR,
     AskRequest,
     ClearResponse,
     ErrorResponse,
@@ -109,7 +109,8 @@ _WRITE_ERRORS = {**_ERRORS, 409: {
 def _namespace(namespace: Annotated[str, Path(
     min_length=1, description=f"one percent-encoded path segment ('/' as %2F); {NAMESPACE_RULE}",
 )]) -> str:
-    return decode_segment(namespace)  # checked by core_namespace, against the tenant's budget
+    # Checked before the body, as in process (core_namespace checks the tenant's budget).
+    return check_namespace(decode_segment(namespace))
 
 
 def _fact_id(fact_id: Annotated[str, Path(
@@ -249,22 +250,18 @@ async def require_json(request: Request) -> None:
     )
 
 
-def _json_query(raw: str | None, name: str) -> dict[str, Any] | None:
-    """A JSON object passed as a query parameter (``?filter={"speaker":"Ana"}``)."""
+def _json_query(raw: str | None, name: str) -> Any:
+    """The JSON value of a query parameter (``?filter={"speaker":"Ana"}``); the contract
+    checks what it is."""
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
-        if not isinstance(value, dict):
-            raise ValueError(f"it is a {type(value).__name__}")
-        check_json_value(value, name)
-    except ValueError as exc:
-        raise ApiError(
-            422, VALIDATION_ERROR,
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ArgumentError(
             f"query parameter {name!r} must be a JSON object of metadata fields, e.g. "
-            f'{name}={{"speaker":"Ana"}} (URL-encoded): {exc}',
+            f'{name}={{"speaker":"Ana"}} (URL-encoded); it is not JSON: {exc}'
         ) from None
-    return value
 
 
 def create_app(larimar: MemoryBackend | None, settings: ServerSettings | None = None
@@ -413,17 +410,21 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
     @router.get(NS + "/facts", response_model=FactList)
     async def list_facts(
         namespace: Namespace, tenant: Tenant,
-        limit: Annotated[int | None, Query(ge=0, le=state.settings.max_list_limit)] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int | None, Query(
+            description=f"page size, 0 to the server's max_list_limit (at most {MAX_LIST_LIMIT})",
+        )] = None,
+        offset: Annotated[int, Query(description=f"0 to {MAX_OFFSET}")] = 0,
         filter: Annotated[str | None, Query(
             max_length=4096,
             description='JSON object: equality on top-level metadata, e.g. {"speaker":"Ana"}',
         )] = None,
     ) -> FactList:
         """Stored facts, oldest first (an unknown namespace is empty)."""
+        where = contract.list_args(_json_query(filter, "filter"), limit, offset,
+                                   state.settings.max_list_limit)
         facts = await state.call(
             state.memory.list, namespace=core_namespace(tenant, namespace),
-            filter=_json_query(filter, "filter"), limit=limit, offset=offset,
+            filter=where or None, limit=limit, offset=offset,
         )
         return FactList(namespace=namespace, facts=[public(f, namespace) for f in facts])
 
@@ -436,7 +437,8 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
     @router.get(NS + "/facts/{fact_id}", response_model=Fact)
     async def get_fact(namespace: Namespace, fact_id: FactId, tenant: Tenant) -> Fact:
         fact = await state.call(
-            state.memory.get, fact_id, namespace=core_namespace(tenant, namespace)
+            state.memory.get, contract.check_name(fact_id, "fact_id"),
+            namespace=core_namespace(tenant, namespace),
         )
         return public(fact, namespace)
 

@@ -36,7 +36,8 @@ from urllib.parse import quote
 
 import httpx
 
-from ..errors import LarimarError, TextInputError
+from .. import contract
+from ..errors import ArgumentError, LarimarError, TextInputError
 from ..names import check_namespace
 from ..protocol import Filter, Metadata
 from ..store import check_json_value
@@ -53,11 +54,11 @@ from .protocol import (
     API_PREFIX,
     CORE_ERRORS,
     FORBIDDEN,
+    INVALID_JSON,
     NOT_RETRYABLE,
     PAYLOAD_TOO_LARGE,
     UNAUTHORIZED,
     UNSUPPORTED_MEDIA_TYPE,
-    VALIDATION_ERROR,
     ClearResponse,
     ExportResponse,
     FactList,
@@ -118,22 +119,34 @@ class _Call(Generic[T]):
     params: dict[str, Any] | None = None
     resend_safe: bool = True
 
+    def content(self) -> bytes | None:
+        """The JSON body as UTF-8; a string JSON can only carry escaped (a lone surrogate,
+        which the server refuses) is sent as an escape instead of failing here."""
+        if self.json is None:
+            return None
+        try:
+            return json.dumps(self.json, ensure_ascii=False, allow_nan=False).encode()
+        except UnicodeEncodeError:
+            return json.dumps(self.json, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:  # only with check_inputs=False
+            raise TextInputError(f"the request cannot be sent as JSON ({exc}); nothing was "
+                                 "sent") from None
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
 
 def _error_from(response: httpx.Response) -> LarimarError:
     """The exception the local `Larimar` would have raised for this error response."""
-    details: Any = None
     try:
         body = response.json()["error"]
         type_, message = str(body["type"]), str(body["message"])
-        details = body.get("details")
     except (ValueError, KeyError, TypeError, AttributeError):
         type_, message = "HTTPError", response.text[:500] or response.reason_phrase
     status = response.status_code
-    cls = CORE_ERRORS.get(type_)
+    cls = CORE_ERRORS.get(type_) or _TRANSPORT_ERRORS.get(type_)
     if cls is not None:
         exc: LarimarError = cls(message)
-    elif type_ in (VALIDATION_ERROR, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE):
-        exc = _input_error(details)(message)  # what the core raises for input it cannot take
     elif status in (401, 403) or type_ in (UNAUTHORIZED, FORBIDDEN):
         exc = AuthenticationError(status, type_, message)
     else:
@@ -142,20 +155,14 @@ def _error_from(response: httpx.Response) -> LarimarError:
     return exc
 
 
-_TEXT_FIELDS = frozenset({"text", "key", "query", "question", "fact", "description", "metadata"})
-
-
-def _input_error(details: Any) -> type[LarimarError]:
-    """`ArgumentError` (when the core has it) for a wrong argument such as ``k=0`` or a
-    malformed filter, as the local `Larimar` raises; `TextInputError` for text it cannot take."""
-    argument_error = CORE_ERRORS.get("ArgumentError")
-    try:
-        fields = {str(d["loc"][1]) for d in details if len(d["loc"]) > 1}
-    except (TypeError, KeyError, IndexError):
-        fields = set()
-    if argument_error is not None and fields and not fields & _TEXT_FIELDS:
-        return argument_error
-    return TextInputError
+_TRANSPORT_ERRORS: dict[str, type[LarimarError]] = {
+    # HTTP-layer refusals of a request's form, as the library error a caller handles: a body
+    # the server could not parse is a wrong argument, one too large (or not JSON) is text the
+    # memory cannot take.
+    INVALID_JSON: ArgumentError,
+    PAYLOAD_TOO_LARGE: TextInputError,
+    UNSUPPORTED_MEDIA_TYPE: TextInputError,
+}
 
 
 def _error_type(response: httpx.Response) -> str | None:
@@ -177,21 +184,35 @@ def _json_checked(value: Any, what: str) -> Any:
         raise TextInputError(f"{exc}; nothing was sent") from None
 
 
+def _query_value(value: Any) -> str:
+    """A query parameter as JSON writes it (``true``, not Python's ``True``)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _resendable(exc: httpx.TransportError, call: _Call[Any]) -> bool:
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return True  # the request never reached the server
     return call.resend_safe
 
 
-class _Api:
-    """Builds the calls; shared by the sync and async clients."""
+def _segment(name: str) -> str:
+    """A name as one URL path segment: '/' as %2F, and '.' or '..' escaped, which an HTTP
+    library would otherwise read as a relative path."""
+    segment = quote(name, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+
+class _Api:
+    """Builds the calls, checking every argument with the input contract first (the same
+    checks and errors as in process); shared by the sync and async clients. ``check=False``
+    leaves the arguments of bodies and queries to the server (tests of its contract)."""
+
+    def __init__(self, namespace: str, check: bool = True) -> None:
+        self.namespace, self.check = namespace, check
 
     def _ns(self, namespace: str | None) -> str:
         name = check_namespace(self.namespace if namespace is None else namespace)
-        return f"{API_PREFIX}/namespaces/{quote(name, safe='')}"  # one segment: '/' is %2F
+        return f"{API_PREFIX}/namespaces/{_segment(name)}"
 
     def remember(
         self, text: str | builtins.list[str] | None = None, *,
@@ -202,18 +223,16 @@ class _Api:
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
     ) -> _Call[RememberResult]:
         path = f"{self._ns(namespace)}/facts"
-        if messages is not None:
-            from ..conversation import check_messages
-
-            check_messages(messages)  # the same errors as in process, before anything is sent
+        if self.check:
+            contract.remember_args(text, messages=messages, key=key, metadata=metadata,
+                                   request_id=request_id, ids=ids, extra_keys=extra_keys)
         parse = (RememberResult.model_validate if messages is None
                  else ConversationResult.model_validate)
-        body = {"text": _json_checked(text, "text"), "key": _json_checked(key, "key"),
-                "messages": _json_checked(messages, "messages"),
-                "metadata": _json_checked(metadata, "metadata"),
+        body = {"text": text, "key": key,
+                "messages": _json_checked(messages, "messages"),  # may hold more than checked
+                "metadata": metadata,
                 "request_id": request_id or uuid.uuid4().hex,  # one id for every retry
-                "ids": _json_checked(ids, "ids"),
-                "extra_keys": _json_checked(extra_keys, "extra_keys")}
+                "ids": ids, "extra_keys": extra_keys}
         return _Call("POST", path, parse, {k: v for k, v in body.items() if v is not None})
 
     def recall(
@@ -221,31 +240,38 @@ class _Api:
         filter: Filter | None = None,
     ) -> _Call[RecallResult]:
         path = f"{self._ns(namespace)}/recall"
+        if self.check:
+            contract.recall_args(query, k, decode, filter)
         return _Call("POST", path, RecallResult.model_validate,
-                     {"query": _json_checked(query, "query"), "k": k, "decode": decode,
-                      "filter": _json_checked(filter, "filter")})
+                     {"query": query, "k": k, "decode": decode, "filter": filter})
 
     def ask(
         self, question: str, *, k: int | None = None, namespace: str | None = None,
         max_new_tokens: int | None = None, filter: Filter | None = None,
     ) -> _Call[AskResult]:
         path = f"{self._ns(namespace)}/ask"
+        if self.check:
+            contract.ask_args(question, k, max_new_tokens, filter)
         return _Call("POST", path, AskResult.model_validate,
-                     {"question": _json_checked(question, "question"), "k": k,
+                     {"question": question, "k": k,
                       "max_new_tokens": max_new_tokens,
-                      "filter": _json_checked(filter, "filter")})
+                      "filter": filter})
 
     def forget(self, fact: str, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
-        return _Call("POST", f"{self._ns(namespace)}/forget",
-                     lambda j: ForgetResponse.model_validate(j).forgotten, {"fact": fact},
-                     resend_safe=False)
+        path = f"{self._ns(namespace)}/forget"
+        if self.check:
+            contract.check_text(fact, "fact")
+        return _Call("POST", path, lambda j: ForgetResponse.model_validate(j).forgotten,
+                     {"fact": fact}, resend_safe=False)
 
     def forget_matching(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
         margin: float | None = None,
     ) -> _Call[ForgetResult]:
-        return _Call("POST", f"{self._ns(namespace)}/forget-matching",
-                     ForgetResult.model_validate,
+        path = f"{self._ns(namespace)}/forget-matching"
+        if self.check:
+            contract.forget_matching_args(description, threshold, margin)
+        return _Call("POST", path, ForgetResult.model_validate,
                      {"description": description, "threshold": threshold, "margin": margin},
                      resend_safe=False)
 
@@ -253,7 +279,10 @@ class _Api:
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
         limit: int = 50,
     ) -> _Call[ForgetResult]:
-        return _Call("POST", f"{self._ns(namespace)}/forget-about", ForgetResult.model_validate,
+        path = f"{self._ns(namespace)}/forget-about"
+        if self.check:
+            contract.forget_about_args(description, threshold, limit)
+        return _Call("POST", path, ForgetResult.model_validate,
                      {"description": description, "threshold": threshold, "limit": limit},
                      resend_safe=False)
 
@@ -261,17 +290,19 @@ class _Api:
         self, *, namespace: str | None = None, filter: Filter | None = None,
         limit: int | None = None, offset: int = 0,
     ) -> _Call[builtins.list[Fact]]:
-        params: dict[str, Any] = {"offset": offset}
+        path = f"{self._ns(namespace)}/facts"
+        if self.check:
+            contract.list_args(filter, limit, offset)
+        params: dict[str, Any] = {"offset": _query_value(offset)}
         if limit is not None:
-            params["limit"] = limit
+            params["limit"] = _query_value(limit)
         if filter is not None:
-            params["filter"] = json.dumps(_json_checked(filter, "filter"), allow_nan=False,
-                                          separators=(",", ":"))
-        return _Call("GET", f"{self._ns(namespace)}/facts",
-                     lambda j: FactList.model_validate(j).facts, params=params)
+            params["filter"] = json.dumps(filter, allow_nan=False, separators=(",", ":"))
+        return _Call("GET", path, lambda j: FactList.model_validate(j).facts, params=params)
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> _Call[Fact]:
-        return _Call("GET", f"{self._ns(namespace)}/facts/{quote(fact_id, safe='')}",
+        path = self._ns(namespace)  # a path segment is checked even with check=False
+        return _Call("GET", f"{path}/facts/{_segment(contract.check_name(fact_id, 'fact_id'))}",
                      Fact.model_validate)
 
     def clear(self, *, namespace: str | None = None) -> _Call[int]:
@@ -295,12 +326,12 @@ class _Api:
 class _Base:
     def __init__(
         self, base_url: str, api_key: str | None, namespace: str, timeout: float,
-        retry: RetryPolicy | None, headers: dict[str, str] | None,
+        retry: RetryPolicy | None, headers: dict[str, str] | None, check_inputs: bool,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
-        self._api = _Api(namespace)
+        self._api = _Api(namespace, check_inputs)
         self._headers = {"User-Agent": "larimar-memory-client", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -335,9 +366,11 @@ class LarimarClient(_Base):
         self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
         namespace: str = "default", timeout: float = 120.0, retry: RetryPolicy | None = None,
         headers: dict[str, str] | None = None, transport: httpx.BaseTransport | None = None,
-        async_transport: httpx.AsyncBaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None, check_inputs: bool = True,
     ) -> None:
-        super().__init__(base_url, api_key, namespace, timeout, retry, headers)
+        """``check_inputs=False`` sends arguments unchecked (the server refuses bad ones with
+        the same errors); for testing a server's input contract."""
+        super().__init__(base_url, api_key, namespace, timeout, retry, headers, check_inputs)
         self._http = httpx.Client(
             base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
         )
@@ -353,7 +386,8 @@ class LarimarClient(_Base):
                 time.sleep(self.retry.delay(attempt - 1, retry_after))
             try:
                 response = self._http.request(
-                    call.method, call.path, json=call.json, params=call.params
+                    call.method, call.path, content=call.content(), params=call.params,
+                    headers=_JSON_HEADERS if call.json is not None else None,
                 )
             except httpx.TransportError as exc:
                 if not _resendable(exc, call):
@@ -449,6 +483,7 @@ class LarimarClient(_Base):
             self._async = AsyncLarimarClient(
                 self.base_url, None, namespace=self.namespace, timeout=self.timeout,
                 retry=self.retry, headers=self._headers, transport=self._async_transport,
+                check_inputs=self._api.check,
             )
         return self._async
 
@@ -506,9 +541,9 @@ class AsyncLarimarClient(_Base):
         self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
         namespace: str = "default", timeout: float = 120.0, retry: RetryPolicy | None = None,
         headers: dict[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, check_inputs: bool = True,
     ) -> None:
-        super().__init__(base_url, api_key, namespace, timeout, retry, headers)
+        super().__init__(base_url, api_key, namespace, timeout, retry, headers, check_inputs)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
         )
@@ -522,7 +557,8 @@ class AsyncLarimarClient(_Base):
                 await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
             try:
                 response = await self._http.request(
-                    call.method, call.path, json=call.json, params=call.params
+                    call.method, call.path, content=call.content(), params=call.params,
+                    headers=_JSON_HEADERS if call.json is not None else None,
                 )
             except httpx.TransportError as exc:
                 if not _resendable(exc, call):

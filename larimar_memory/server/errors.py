@@ -13,17 +13,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from ..errors import LarimarError, StoreError
+from ..errors import ArgumentError, LarimarError, NamespaceError, StoreError, TextInputError
+from ..names import NAMESPACE_RULE
 from .protocol import (
     INTERNAL_ERROR,
     INVALID_JSON,
     NOT_FOUND,
-    VALIDATION_ERROR,
     status_for,
 )
 
 logger = logging.getLogger(__name__)
 
+_PATH_ERRORS: dict[str, type[LarimarError]] = {"namespace": NamespaceError,
+                                               "fact_id": TextInputError}
 _HTTP_TYPES = {404: NOT_FOUND, 405: "MethodNotAllowed", 401: "Unauthorized", 403: "Forbidden"}
 
 
@@ -58,6 +60,12 @@ def _clean_details(errors: list[Any]) -> list[dict[str, Any]]:
 
 async def _on_core_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LarimarError)
+    return core_error_response(request, exc)
+
+
+def core_error_response(request: Request, exc: LarimarError,
+                        details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """The body of a core exception: its class name as ``type``, its status."""
     status = status_for(exc)
     message = str(exc)
     tenant = getattr(request.state, "tenant", None)
@@ -67,7 +75,7 @@ async def _on_core_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.warning("%s %s: %s: %s", request.method, request.url.path,
                        type(exc).__name__, exc)
-    return error_response(status, type(exc).__name__, message, headers)
+    return error_response(status, type(exc).__name__, message, headers, details)
 
 
 async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -76,8 +84,21 @@ async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    """A body the input contract refused leaves as the contract's error (pydantic wrapped it);
+    any other shape problem (an unknown or missing field, a body that is not an object) is an
+    `ArgumentError`, as a wrong argument is in process."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    for e in errors:
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, LarimarError):
+            return core_error_response(request, cause)
+        loc = tuple(e.get("loc", ()))
+        if len(loc) == 2 and loc[0] == "path" and loc[1] in _PATH_ERRORS:
+            # a URL segment that is not UTF-8 (the ASGI server keeps it as a lone surrogate)
+            return core_error_response(request, _PATH_ERRORS[loc[1]](
+                f"{loc[1]} in the URL is not valid UTF-8 text; send it percent-encoded UTF-8"
+                + (f". Rule: {NAMESPACE_RULE}" if loc[1] == "namespace" else "")))
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = errors[0].get("ctx") or {}
         return error_response(
@@ -87,9 +108,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         )
     details = _clean_details(errors)
     summary = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:5])
-    return error_response(
-        422, VALIDATION_ERROR, f"invalid request: {summary}", details=details
-    )
+    return core_error_response(request, ArgumentError(f"invalid request: {summary}"), details)
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -97,7 +116,11 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
     message = str(exc.detail)
     headers = getattr(exc, "headers", None)
-    if exc.status_code == 404:
+    if exc.status_code == 400:  # FastAPI could not parse the body (not UTF-8, nested too deep)
+        type_ = INVALID_JSON
+        message = ("the request body could not be read as JSON (bytes that are not UTF-8, or "
+                   "nesting deeper than the parser allows); send a UTF-8 JSON object")
+    elif exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
     elif exc.status_code == 405:
         allowed = _allowed_methods(request)

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .. import errors
-from ..store import check_json_value
+from .. import contract, errors
+from ..contract import MAX_K, MAX_NEW_TOKENS
 from ..types import Fact
 
 API_PREFIX = "/v1"
 REQUEST_ID_HEADER = "Idempotency-Key"
 MAX_BATCH = 256
 """Most texts one remember request may carry."""
-MAX_NEW_TOKENS = 256
-MAX_K = 100
-"""Most hits one recall or ask may read."""
 JSON_CONTENT_TYPES = ("application/json",)
 """Request bodies are JSON; ``application/<x>+json`` is accepted too."""
 
@@ -65,9 +62,9 @@ CORE_ERRORS: dict[str, type[errors.LarimarError]] = _core_errors()
 """Error ``type`` -> the exception class the client raises (every class in
 `larimar_memory.errors`, including ones added after this module was written)."""
 
-# Error types produced by the HTTP layer itself (not core exceptions).
-VALIDATION_ERROR = "ValidationError"  # a body or parameter of the wrong shape or type -> 422
-INVALID_JSON = "InvalidJSON"  # 400
+# Error types produced by the HTTP layer itself (not core exceptions). Input the contract
+# refuses is never one of these: it travels as the core's class name (`CORE_ERRORS`).
+INVALID_JSON = "InvalidJSON"  # 400: not JSON, not UTF-8, or nested too deep to parse
 UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"  # 415: a body that is not JSON
 PAYLOAD_TOO_LARGE = "PayloadTooLarge"  # 413
 UNAUTHORIZED = "Unauthorized"  # 401
@@ -86,19 +83,11 @@ def status_for(exc: errors.LarimarError) -> int:
     return 400
 
 
-def _json_object(value: dict[str, Any]) -> dict[str, Any]:
-    return check_json_value(value, "the object")  # type: ignore[no-any-return]
-
-
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
-"""A JSON object: string keys, finite numbers, valid Unicode."""
-
-
 class ErrorBody(BaseModel):
     type: str = Field(description="the core exception's class name, or an HTTP-layer error name")
     message: str = Field(description="what was wrong and what to do")
     details: list[dict[str, Any]] | None = Field(
-        None, description="per-field problems of a ValidationError"
+        None, description="per-field problems of a request of the wrong shape"
     )
 
 
@@ -109,22 +98,27 @@ class ErrorResponse(BaseModel):
 # -- requests -------------------------------------------------------------------------------------
 
 class _Request(BaseModel):
-    # Unknown fields are refused: a misspelt "metdata" must not be silently dropped.
-    model_config = ConfigDict(extra="forbid")
+    """A request body: first the input contract on the raw JSON values (`check`), so a refusal
+    is the very error the core raises (the app's handler unwraps it); then strict fields
+    (no coercion) and unknown fields refused: a misspelt "metdata" must not be dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        # JSON may carry "\ud800": a lone surrogate that no store can encode. Refuse it here
-        # (422) instead of failing deep in the store (500).
+    def _contract(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name, value in data.items():
-                check_json_value(value, str(name))
+            cls.check(data)
         return data
+
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        """The contract's checks of this verb (`larimar_memory.contract`)."""
 
 
 _Batch = Annotated[list[str], Field(max_length=MAX_BATCH)]
 _Id = Annotated[str, Field(min_length=1, max_length=200)]
+_Object = dict[str, Any]
 
 
 class ChatMessage(BaseModel):
@@ -147,8 +141,8 @@ class RememberRequest(_Request):
     key: str | _Batch | None = Field(
         None, description="text that addresses each fact (default: the fact itself)"
     )
-    metadata: JsonObject | Annotated[list[JsonObject], Field(max_length=MAX_BATCH)] | None = (
-        Field(None, description="JSON object kept with every fact, or a list: one per text")
+    metadata: _Object | Annotated[list[_Object], Field(max_length=MAX_BATCH)] | None = Field(
+        None, description="JSON object kept with every fact, or a list: one per text"
     )
     request_id: str | None = Field(
         None, min_length=1, max_length=200,
@@ -164,6 +158,11 @@ class RememberRequest(_Request):
         "list per text"
     )
 
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        contract.remember_args(**{k: data.get(k) for k in (
+            "text", "messages", "key", "metadata", "request_id", "ids", "extra_keys")})
+
 
 class RecallRequest(_Request):
     query: str
@@ -172,9 +171,14 @@ class RecallRequest(_Request):
         True, description="False skips the (slow) decoding: only the addressed facts, their "
         "scores and the scope decision come back"
     )
-    filter: JsonObject | None = Field(
+    filter: dict[str, Any] | None = Field(
         None, description="equality on top-level metadata fields, e.g. {\"speaker\": \"Ana\"}"
     )
+
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        contract.recall_args(data.get("query"), data.get("k", 1), data.get("decode", True),
+                             data.get("filter"))
 
 
 class AskRequest(_Request):
@@ -184,13 +188,22 @@ class AskRequest(_Request):
         "(default: the service's measured default)"
     )
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
-    filter: JsonObject | None = Field(
+    filter: dict[str, Any] | None = Field(
         None, description="equality on top-level metadata fields"
     )
+
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        contract.ask_args(data.get("question"), data.get("k"), data.get("max_new_tokens"),
+                          data.get("filter"))
 
 
 class ForgetRequest(_Request):
     fact: str = Field(description="a fact id, or a fact's exact text")
+
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        contract.check_text(data.get("fact"), "fact")
 
 
 class ForgetMatchingRequest(_Request):
@@ -202,6 +215,11 @@ class ForgetMatchingRequest(_Request):
         None, ge=0, le=1, description="lead over the runner-up needed to delete"
     )
 
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        contract.forget_matching_args(data.get("description"), data.get("threshold"),
+                                      data.get("margin"))
+
 
 class ForgetAboutRequest(_Request):
     description: str = Field(description="what to forget everything about, e.g. 'my sister'")
@@ -209,6 +227,11 @@ class ForgetAboutRequest(_Request):
         None, ge=0, le=1, description="minimum calibrated relevance; default: the scope point"
     )
     limit: int = Field(50, ge=1, le=MAX_K, description="at most this many facts")
+
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> None:
+        contract.forget_about_args(data.get("description"), data.get("threshold"),
+                                   data.get("limit", 50))
 
 
 # -- responses ------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..contract import MAX_LIST_LIMIT
+
 SETTINGS_ENV = "LARIMAR_SERVER_SETTINGS"
 """Environment variable holding `ServerSettings` as JSON, read by `factory.app_from_env`."""
 
@@ -67,4 +69,5 @@ class ServerSettings(BaseModel):
     metrics_auth: bool = Field(
         False, description="require an API key for /metrics (scrapers usually have none)"
     )
-    max_list_limit: int = Field(10_000, gt=0, description="largest page of GET .../facts")
+    max_list_limit: int = Field(MAX_LIST_LIMIT, gt=0, le=MAX_LIST_LIMIT,
+                                description="largest page of GET .../facts")

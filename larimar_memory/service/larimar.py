@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
+from .. import contract
 from ..blocks import BlockWrite
-from ..errors import ArgumentError, FactNotFoundError
+from ..errors import FactNotFoundError
 from ..names import check_namespace
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
 from ..scope import SentenceEmbedder
@@ -192,20 +193,17 @@ class Larimar:
         same explicit ``key`` or the same metadata ``slot`` from the same owner. The same text
         from the same owner is a duplicate (nothing written). With ``request_id``, a repeated
         call writes nothing and returns the ids of the first."""
+        ns_name = self._namespace_name(namespace)
         if messages is not None:
             from ..conversation import apply_messages
 
-            if text is not None or key is not None or ids is not None or extra_keys is not None:
-                raise ArgumentError(
-                    "pass either text (with key/ids/extra_keys) or messages, not both"
-                )
+            contract.remember_args(text, messages=messages, key=key, metadata=metadata,
+                                   request_id=request_id, ids=ids, extra_keys=extra_keys)
             return apply_messages(self, messages, namespace=namespace, metadata=metadata,
                                   request_id=request_id)
-        if text is None:
-            raise ArgumentError("remember needs text or messages")
         call = RememberCall(text=text, key=key, namespace=namespace, metadata=metadata,
                             request_id=request_id, ids=ids, extra_keys=extra_keys)
-        prepared = self._writer.prepare(call, self._namespace_name(namespace))
+        prepared = self._writer.prepare(call, ns_name)
         self._writer.embed([prepared])
         with self._lock, self._namespaces.transaction(prepared.ns_name) as (tx, ns):
             replayed = self._writer.plan(tx, ns, prepared)
@@ -270,13 +268,8 @@ class Larimar:
         the memory in one pass. Each call gets its own result or its own exception, exactly as
         if it had been made alone."""
         results: builtins.list[Any] = [None] * len(requests)
-        prepared = _each(results, {
-            i: (lambda c=call: _PreparedRecall(
-                query=check.check_texts(c.query, "query", self.settings.max_text_chars)[0],
-                k=check.check_k(c.k), ns_name=self._namespace_name(c.namespace),
-                decode=c.decode, filter=check.check_filter(c.filter)))
-            for i, call in enumerate(requests)
-        })
+        prepared = _each(results, {i: (lambda c=call: self._prepare_recall(c))
+                                   for i, call in enumerate(requests)})
         _batch_or_each(results, prepared, self._embed_queries)
         with self._lock:
             def search(p: _PreparedRecall) -> _PreparedRecall:
@@ -314,13 +307,14 @@ class Larimar:
     ) -> AskResult:
         """Answer ``question``: decoding conditioned on the readouts of the ``k`` best facts
         together when the question is in scope of the memory, plain decoding otherwise."""
-        question = check.check_texts(question, "question", self.settings.max_text_chars)[0]
-        k = check.check_k(self.settings.ask_k if k is None else k)
+        ns_name = self._namespace_name(namespace)
+        question, k, max_new_tokens, where = contract.ask_args(question, k, max_new_tokens,
+                                                              filter)
+        self._check_length(question, "question")
+        k = self.settings.ask_k if k is None else k
         new_tokens = max_new_tokens or self.settings.max_new_tokens
         check.check_question_fits(self.model.text_token_counts([question])[0], new_tokens,
                                   self.model.context_length)
-        ns_name = self._namespace_name(namespace)
-        where = check.check_filter(filter)
         embedded = self.embedder.embed(query_texts(question))
         with self._lock:
             ns = self._namespaces.synced(ns_name)
@@ -340,8 +334,8 @@ class Larimar:
     def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         """Remove a fact by id or by its exact text: the exact −1 update of its block, then its
         text and embeddings are deleted from the store. Unknown → ``FactNotFoundError``."""
-        target = check.check_texts(fact, "fact", self.settings.max_text_chars)[0]
         ns_name = self._namespace_name(namespace)
+        target = self._check_length(contract.check_text(fact, "fact"), "fact")
         with self._lock, self._namespaces.transaction(ns_name) as (tx, ns):
             if target in ns.facts:
                 ids = [target]
@@ -365,12 +359,15 @@ class Larimar:
         ``threshold`` (default: the scope operating point) and leads the runner-up's by
         ``margin`` (default ``settings.forget_margin``). Otherwise nothing is deleted and the
         result lists the candidates, best first, to ask the user or forget by id."""
-        description = self._check_description(description)
-        exact = self._same_text(description, namespace)
+        ns_name = self._namespace_name(namespace)
+        description, threshold, margin = contract.forget_matching_args(description, threshold,
+                                                                       margin)
+        self._check_length(description, "description")
+        exact = self._same_text(description, ns_name)
         if exact is not None:  # "forget that I live in Paris" naming the fact word for word
-            return ForgetResult(description=description, forgotten=self._forget_present(
-                [exact], self._namespace_name(namespace)))
-        hits, ns_name = self._describe(description, namespace, 3)
+            return ForgetResult(description=description,
+                                forgotten=self._forget_present([exact], ns_name))
+        hits = self._describe(description, ns_name, 3)
         limit = self.scope_threshold if threshold is None else threshold
         lead = self.settings.forget_margin if margin is None else margin
         candidates = self._candidates(hits, ns_name)
@@ -395,8 +392,10 @@ class Larimar:
         """Forget everything stored about something ("everything about my sister"): every fact
         (up to ``limit``) whose relevance to the description reaches ``threshold``, or that
         names every term of it ("my allotment" takes "My allotment plot number is 23B.")."""
-        description = self._check_description(description)
-        hits, ns_name = self._describe(description, namespace, check.check_k(limit))
+        ns_name = self._namespace_name(namespace)
+        description, threshold, limit = contract.forget_about_args(description, threshold, limit)
+        self._check_length(description, "description")
+        hits = self._describe(description, ns_name, limit)
         bar = self.scope_threshold if threshold is None else threshold
         chosen = [h.fact_id for h in hits if h.score >= bar or h.evidence.lexical >= _ALL_TERMS]
         if not chosen:
@@ -416,14 +415,14 @@ class Larimar:
     ) -> builtins.list[Fact]:
         """Stored facts of the namespace, oldest first; ``filter`` as in `recall`."""
         ns_name = self._namespace_name(namespace)
-        check.check_paging(limit, offset)
-        where = check.check_filter(filter)
+        where = contract.list_args(filter, limit, offset)
         records = self.store.list_facts(ns_name, limit=limit, offset=offset, where=where)
         return [_fact(r, ns_name) for r in records]
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         ns_name = self._namespace_name(namespace)
-        return _fact(self.store.get_fact(ns_name, check.check_name(fact_id, "fact_id")), ns_name)
+        return _fact(self.store.get_fact(ns_name, contract.check_name(fact_id, "fact_id")),
+                     ns_name)
 
     def clear(self, *, namespace: str | None = None) -> int:
         """Delete every fact of the namespace and every trace of it (its name included)."""
@@ -567,23 +566,29 @@ class Larimar:
             changed = True
         return changed
 
-    def _check_description(self, description: Any) -> str:
-        return check.check_texts(description, "description", self.settings.max_text_chars)[0]
+    def _check_length(self, text: str, what: str) -> str:
+        contract.check_lengths([text], what, self.settings.max_text_chars)
+        return text
 
-    def _describe(self, description: str, namespace: str | None,
-                  k: int) -> tuple[builtins.list[Hit], str]:
-        ns_name = self._namespace_name(namespace)
+    def _prepare_recall(self, call: RecallCall) -> _PreparedRecall:
+        ns_name = self._namespace_name(call.namespace)
+        query, k, decode, where = contract.recall_args(call.query, call.k, call.decode,
+                                                       call.filter)
+        return _PreparedRecall(query=self._check_length(query, "query"), k=k, ns_name=ns_name,
+                               decode=decode, filter=where)
+
+    def _describe(self, description: str, ns_name: str, k: int) -> builtins.list[Hit]:
         embedded = self.embedder.embed(query_texts(description))
         with self._lock:
             ns = self._namespaces.synced(ns_name)
-            return self._rank(ns, description, embedded, k, {}), ns_name
+            return self._rank(ns, description, embedded, k, {})
 
-    def _same_text(self, description: str, namespace: str | None) -> str | None:
+    def _same_text(self, description: str, ns_name: str) -> str | None:
         """The one stored fact whose text is the description but for case, spacing and final
         punctuation, if exactly one is."""
         wanted = _plain(description)
         with self._lock:
-            ns = self._namespaces.synced(self._namespace_name(namespace))
+            ns = self._namespaces.synced(ns_name)
             same = [e.id for e in ns.facts.values() if _plain(e.text) == wanted] if ns else []
         return same[0] if len(same) == 1 else None
 

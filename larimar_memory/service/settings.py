@@ -10,7 +10,6 @@ from ..names import check_namespace
 from ..types import OWNER_FIELDS, SLOT_FIELD
 
 NAMESPACE_FORMAT = "larimar-memory/namespace-v2"
-MAX_NAME_CHARS = 200
 
 
 def owner_of(metadata: dict[str, Any]) -> tuple[Any, ...]:

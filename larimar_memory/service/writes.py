@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from .. import contract
 from ..blocks import BlockWrite
 from ..errors import ArgumentError, RequestConflictError
 from ..statements import slot_head
@@ -87,19 +88,19 @@ class Writer:
     def prepare(self, call: RememberCall, ns_name: str) -> PreparedRemember:
         """Validate one remember call (nothing embedded, nothing read from the store)."""
         limits = self.settings
-        texts = check.check_texts(call.text, "text", limits.max_text_chars)
-        keys = (texts if call.key is None
-                else check.check_texts(call.key, "key", limits.max_key_chars))
-        metas = check.check_metadata_list(call.metadata, len(texts))
-        fact_ids = None if call.ids is None else check.check_ids(call.ids)
-        check.check_same_length(len(texts), keys=keys, ids=fact_ids, metadata=metas)
-        request_id = (None if call.request_id is None
-                      else check.check_name(call.request_id, "request_id"))
-        extras = check.check_extra_keys(call.extra_keys, len(texts),
-                                        isinstance(call.text, (str, bytes)), limits.max_key_chars)
-        check.check_token_counts(self.model.text_token_counts(texts), limits.max_fact_tokens)
-        return PreparedRemember(texts=texts, keys=keys, metas=metas, fact_ids=fact_ids,
-                                request_id=request_id, extras=extras, ns_name=ns_name)
+        args = contract.remember_args(call.text, key=call.key, metadata=call.metadata,
+                                      request_id=call.request_id, ids=call.ids,
+                                      extra_keys=call.extra_keys)
+        assert args is not None  # a call with messages never reaches the writer
+        contract.check_lengths(args.texts, "text", limits.max_text_chars)
+        if call.key is not None:
+            contract.check_lengths(args.keys, "key", limits.max_key_chars)
+        for extra in args.extras:
+            contract.check_lengths(extra, "extra_keys", limits.max_key_chars)
+        check.check_token_counts(self.model.text_token_counts(args.texts), limits.max_fact_tokens)
+        return PreparedRemember(texts=args.texts, keys=args.keys, metas=args.metas,
+                                fact_ids=args.fact_ids, request_id=args.request_id,
+                                extras=args.extras, ns_name=ns_name)
 
     def embed(self, prepared: list[PreparedRemember]) -> None:
         """Keys (and extra keys) of all the calls in one embedder pass, values in one encoder

@@ -94,7 +94,8 @@ def test_concurrent_recalls_get_their_own_hits_or_errors(served) -> None:
     assert batcher is not None
     before = batcher.calls
     responses = asyncio.run(together())
-    assert batcher.calls - before == len(queries)
+    # a blank query is refused by the input contract on the body, before the batcher
+    assert batcher.calls - before == len(queries) - 2
     for one, many in zip(alone, responses, strict=True):
         assert many.status_code == one.status_code, many.text
         if one.is_success:

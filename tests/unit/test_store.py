@@ -118,13 +118,14 @@ def test_fact_record_text_is_validated() -> None:
         record(id="")
 
 
-def test_sqlite_accepts_nul_and_reopens(store_path: Path) -> None:
-    rec = make_record("ns", "a\x00b", metadata={"k": "v\x00"})
-    with SQLiteStore(store_path) as s, s.transaction("ns") as tx:
-        tx.add_facts([rec])
-    with SQLiteStore(store_path) as s:
-        assert s.get_fact("ns", rec.id).text == "a\x00b"
-        assert s.get_fact("ns", rec.id).metadata == {"k": "v\x00"}
+def test_sqlite_refuses_nul_as_postgresql_does(store_path: Path) -> None:
+    """One NUL policy on every store: PostgreSQL cannot hold NUL, so SQLite refuses it too."""
+    for rec in (make_record("ns", "a\x00b"), make_record("ns", "x", metadata={"k": "v\x00"}),
+                make_record("ns", "x", metadata={"k\x00": 1})):
+        with SQLiteStore(store_path) as s:
+            with pytest.raises(TextInputError, match="NUL"), s.transaction("ns") as tx:
+                tx.add_facts([rec])
+            assert s.list_facts("ns") == []
 
 
 # --- locking and crashes -------------------------------------------------------------------------
