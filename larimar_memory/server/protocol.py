@@ -91,6 +91,8 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+FILTER_HELP = ("a metadata filter: {\"speaker\": \"Ana\"} (equality), operators $eq $ne $gt $gte "
+               "$lt $lte $in $nin ({\"n\": {\"$gte\": 2}}), nested objects, $and $or $not")
 """A JSON object: string keys, finite numbers, valid Unicode."""
 
 
@@ -173,7 +175,7 @@ class RecallRequest(_Request):
         "scores and the scope decision come back"
     )
     filter: JsonObject | None = Field(
-        None, description="equality on top-level metadata fields, e.g. {\"speaker\": \"Ana\"}"
+        None, description=FILTER_HELP
     )
 
 
@@ -185,7 +187,7 @@ class AskRequest(_Request):
     )
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
     filter: JsonObject | None = Field(
-        None, description="equality on top-level metadata fields"
+        None, description=FILTER_HELP
     )
 
 

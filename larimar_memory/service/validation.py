@@ -9,6 +9,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import ArgumentError, EmptyInputError, TextInputError
+from ..filters import check_filter, matches  # noqa: F401 (the one filter language, re-exported)
 from ..store import check_metadata, check_utf8
 from .settings import MAX_NAME_CHARS
 
@@ -87,26 +88,6 @@ def check_k(k: Any) -> int:
     return k
 
 
-def check_filter(filter: Any) -> dict[str, Any]:
-    """Equality on metadata fields: ``{field: str | number | bool | None}``."""
-    if filter is None:
-        return {}
-    if not isinstance(filter, dict) or not all(isinstance(f, str) for f in filter):
-        raise ArgumentError(f"filter must be a dict of metadata field -> value, got {filter!r}")
-    for name, value in filter.items():
-        if not isinstance(value, (str, int, float, bool)) and value is not None:
-            raise ArgumentError(
-                f"filter[{name!r}] must be a str, number, bool or None (equality), got "
-                f"{type(value).__name__}"
-            )
-    return filter
-
-
-def matches(metadata: dict[str, Any], where: dict[str, Any]) -> bool:
-    """Whether a fact's metadata passes a checked filter (the in-process twin of the store's)."""
-    return all(metadata.get(f, _MISSING) == v for f, v in where.items())
-
-
 def check_metadata_list(metadata: Any, n: int) -> list[dict[str, Any]]:
     """One metadata dict per text: one dict for all, or a list of one per text."""
     if metadata is None:
@@ -164,5 +145,3 @@ def visible(text: str) -> bool:
     character (zero-width spaces and joiners alone are not a fact)."""
     return any(unicodedata.category(c)[0] not in "ZC" for c in text)
 
-
-_MISSING = object()
