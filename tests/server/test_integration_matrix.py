@@ -165,7 +165,8 @@ def test_langchain_memory_and_retriever(backend: Any, ns: str) -> None:
     retriever = LarimarRetriever(larimar=backend, namespace=ns, k=2, context_source="stored",
                                  include_out_of_scope=True)
     assert [d.page_content for d in retriever.invoke(QUESTION)] == [FACT, OTHER]
-    for wanted in ({"slot": {"$in": ["my sister"]}}, {"slot": {"$ne": TOPIC}, "time": {"$gt": "2"}}):
+    for wanted in ({"slot": {"$in": ["my sister"]}},
+                   {"slot": {"$ne": TOPIC}, "time": {"$gt": "2"}}):
         narrowed = LarimarRetriever(larimar=backend, namespace=ns, k=2, filter=wanted,
                                     context_source="stored", include_out_of_scope=True)
         assert [d.page_content for d in narrowed.invoke(QUESTION)] == [OTHER]
