@@ -280,3 +280,25 @@ async def test_mcp_tools(backend: Any, ns: str) -> None:
         assert bad.is_error and "unknown operator" in bad.content[0].text
     assert backend.clear(namespace=ns) == 2
 
+
+
+# -- the protocol itself: update ----------------------------------------------------------------
+
+
+async def test_update_replaces_the_text_under_the_same_id(backend: Any, ns: str) -> None:
+    from larimar_memory.errors import FactNotFoundError, TextInputError
+
+    [fact_id] = backend.remember(FACT, key="colour", metadata={"topic": "colour"},
+                                 namespace=ns).ids
+    result = backend.update(fact_id, CORRECTED, namespace=ns)
+    assert [(o.id, o.status) for o in result.outcomes] == [(fact_id, "replaced")]
+    fact = backend.get(fact_id, namespace=ns)
+    assert (fact.text, fact.key, fact.metadata) == (CORRECTED, "colour", {"topic": "colour"})
+    await backend.aupdate(fact_id, FACT, namespace=ns, metadata={"topic": "again"})
+    assert [(f.id, f.text, f.metadata) for f in backend.list(namespace=ns)] == [
+        (fact_id, FACT, {"topic": "again"})]
+    with pytest.raises(FactNotFoundError):
+        backend.update("no-such-fact", FACT, namespace=ns)
+    with pytest.raises(TextInputError, match="one text"):
+        backend.update(fact_id, [FACT, OTHER], namespace=ns)
+    assert backend.clear(namespace=ns) == 1

@@ -292,11 +292,10 @@ class LarimarStore(BaseStore):
             listed = self.larimar.list(namespace=name, filter=where or None)
             facts = reads.live(namespace, listed, op.refresh_ttl)
             indexed = {f.id for f in facts if _meta(f).get("indexed", True)}
+            unscored += [self._item(f, namespace) for f in facts
+                         if not op.query or f.id not in indexed]
             if not op.query or not indexed:
-                unscored += [self._item(f, namespace) for f in facts if f.id not in indexed
-                             or not op.query]
                 continue
-            unscored += [self._item(f, namespace) for f in facts if f.id not in indexed]
             # the memory also holds the expired and the unindexed: read past them
             k = min(len(listed), wanted + len(listed) - len(indexed), MAX_RECALL_K)
             recall = self.larimar.recall(op.query, k=k, namespace=name, decode=False,
