@@ -269,8 +269,12 @@ class LarimarStore(BaseStore):
 
     def _get(self, op: GetOp, reads: _Reads) -> Item | None:
         fact = self._fact(op.namespace, op.key)
-        live = reads.live(op.namespace, [] if fact is None else [fact], op.refresh_ttl)
-        return self._plain(self._item(live[0], op.namespace)) if live else None
+        live = reads.live(op.namespace, [] if fact is None else [fact])
+        if not live:
+            return None
+        if op.refresh_ttl:
+            reads.refresh(op.namespace, live[0])
+        return self._plain(self._item(live[0], op.namespace))
 
     # -- search ----------------------------------------------------------------------------------
 
@@ -284,15 +288,15 @@ class LarimarStore(BaseStore):
         if META_KEY in where:
             raise ValueError(f"{META_KEY!r} is LarimarStore's own metadata field; filter on "
                              "the value's fields")
-        scored: list[SearchItem] = []
-        unscored: list[SearchItem] = []
+        scored: list[tuple[SearchItem, Fact]] = []
+        unscored: list[tuple[SearchItem, Fact]] = []
         wanted = op.offset + op.limit
         for namespace in self._under(tuple(op.namespace_prefix)):
             name = self.larimar_namespace(namespace)
             listed = self.larimar.list(namespace=name, filter=where or None)
-            facts = reads.live(namespace, listed, op.refresh_ttl)
+            facts = reads.live(namespace, listed)
             indexed = {f.id for f in facts if _meta(f).get("indexed", True)}
-            unscored += [self._item(f, namespace) for f in facts
+            unscored += [(self._item(f, namespace), f) for f in facts
                          if not op.query or f.id not in indexed]
             if not op.query or not indexed:
                 continue
@@ -300,10 +304,14 @@ class LarimarStore(BaseStore):
             k = min(len(listed), wanted + len(listed) - len(indexed), MAX_RECALL_K)
             recall = self.larimar.recall(op.query, k=k, namespace=name, decode=False,
                                          filter=where or None)
-            scored += [self._item(hit.fact, namespace, hit.score)
+            scored += [(self._item(hit.fact, namespace, hit.score), hit.fact)
                        for hit in recall.hits if hit.fact.id in indexed]
-        scored.sort(key=lambda item: -(item.score or 0.0))
-        return (scored + unscored)[op.offset : wanted]
+        scored.sort(key=lambda pair: -(pair[0].score or 0.0))
+        page = (scored + unscored)[op.offset : wanted]
+        if op.refresh_ttl:
+            for item, fact in page:
+                reads.refresh(item.namespace, fact)
+        return [item for item, _ in page]
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         namespaces = [
@@ -365,16 +373,15 @@ class LarimarStore(BaseStore):
         except FactNotFoundError:  # gone already (another writer, or a sweep)
             pass
 
-    def _refresh(self, fact: Fact, namespace: tuple[str, ...]) -> Fact:
-        """The fact with its expiry pushed ``ttl`` minutes from now (a rewrite of its
-        metadata: the memory keeps no clock of its own)."""
+    def _refresh(self, fact: Fact, namespace: tuple[str, ...]) -> None:
+        """Push the fact's expiry ``ttl`` minutes from now (a rewrite of its metadata: the
+        memory keeps no clock of its own)."""
         meta = {**_meta(fact), "expires_at": _clock() + _meta(fact)["ttl"] * 60}
         metadata = {**fact.metadata, META_KEY: meta}
         name = self.larimar_namespace(namespace)
         self.larimar.remember(fact.text, key=fact.key if fact.key != fact.text else None,
                               extra_keys=fact.extra_keys or None, ids=[fact.id],
                               metadata=[metadata], namespace=name)
-        return fact.model_copy(update={"metadata": metadata})
 
     # -- TTL -------------------------------------------------------------------------------------
 
@@ -472,28 +479,28 @@ def _check_put(op: PutOp) -> None:
 
 class _Reads:
     """What the reads of one batch saw: expired facts (forgotten once the reads are done) and
-    facts whose TTL a read refreshed (each rewritten once)."""
+    the returned facts whose TTL a read refreshed (each rewritten once)."""
 
     def __init__(self, store: LarimarStore) -> None:
         self.store, self.now = store, _clock()
         self.expired: dict[tuple[str, str], None] = {}
-        self.refreshed: dict[tuple[tuple[str, ...], str], Fact] = {}
+        self.refreshed: set[tuple[tuple[str, ...], str]] = set()
 
-    def live(self, namespace: tuple[str, ...], facts: list[Fact],
-             refresh: bool | None) -> list[Fact]:
-        """``facts`` minus the expired ones, refreshed when the read asks for it."""
+    def live(self, namespace: tuple[str, ...], facts: list[Fact]) -> list[Fact]:
+        """``facts`` minus the expired ones (noted, to be forgotten)."""
         kept = []
         for fact in facts:
             if _expired(fact, self.now):
                 self.expired[(self.store.larimar_namespace(namespace), fact.id)] = None
-            elif refresh and _meta(fact).get("ttl"):
-                slot = (namespace, fact.id)
-                if slot not in self.refreshed:
-                    self.refreshed[slot] = self.store._refresh(fact, namespace)
-                kept.append(self.refreshed[slot])
             else:
                 kept.append(fact)
         return kept
+
+    def refresh(self, namespace: tuple[str, ...], fact: Fact) -> None:
+        """Push a returned fact's expiry on, once per batch (facts without a TTL: nothing)."""
+        if _meta(fact).get("ttl") and (namespace, fact.id) not in self.refreshed:
+            self.refreshed.add((namespace, fact.id))
+            self.store._refresh(fact, namespace)
 
     def finish(self) -> None:
         for name, fact_id in self.expired:

@@ -261,6 +261,18 @@ def test_ttl_refresh_on_read(larimar_store: LarimarStore, clock: Clock) -> None:
     assert larimar_store.get(ns, "k") is None
 
 
+def test_a_search_refreshes_only_what_it_returns(larimar_store: LarimarStore,
+                                                 clock: Clock) -> None:
+    ns = ("t",)
+    larimar_store.put(ns, "asked", {"title": "Alice lives in Lisbon."}, ttl=10)
+    larimar_store.put(ns, "other", {"title": "Bob has a red kayak."}, ttl=10)
+    clock.advance(8)
+    assert keys(larimar_store.search(ns, query="Where does Alice live?", limit=1)) == ["asked"]
+    clock.advance(8)
+    assert larimar_store.get(ns, "asked", refresh_ttl=False) is not None
+    assert larimar_store.get(ns, "other") is None
+
+
 def test_ttl_config_default_and_no_refresh(larimar: Any, clock: Clock) -> None:
     store = LarimarStore(larimar, ttl={"default_ttl": 5, "refresh_on_read": False})
     store.put(("d",), "k", {"title": "Alice lives in Lisbon."})
