@@ -30,6 +30,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from . import filters
 from .errors import ArgumentError, EmptyInputError, TextInputError
 from .store import check_metadata, check_storable
 
@@ -139,30 +140,27 @@ def check_lengths(texts: list[str], what: str, max_chars: int) -> None:
 
 
 def check_filter(filter: Any) -> dict[str, Any]:
-    """Equality on metadata fields: ``{field: str | int (64-bit) | finite float | bool |
-    None}``."""
-    if filter is None:
-        return {}
-    if not isinstance(filter, dict):
-        raise ArgumentError(f"filter must be a dict of metadata field -> value, got "
-                            f"{type(filter).__name__}")
-    for name, value in filter.items():
-        if not isinstance(name, str):
-            raise ArgumentError(f"filter keys must be metadata field names (str), got "
-                                f"{type(name).__name__} {name!r:.40}")
-        check_storable(name, "a filter field name")
-        shown = f"filter[{name[:40]!r}]"
-        if isinstance(value, str):
-            check_storable(value, shown)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ArgumentError(f"{shown} is {value}; filter numbers must be finite")
-        elif isinstance(value, int) and not isinstance(value, bool) and not (
-                _INT64[0] <= value <= _INT64[1]):
-            raise ArgumentError(f"{shown} does not fit 64 bits; filter integers must")
-        elif value is not None and not isinstance(value, (bool, int, float, str)):
-            raise ArgumentError(f"{shown} must be a str, number, bool or None (equality), got "
-                                f"{type(value).__name__}")
-    return filter
+    """A filter in the one filter language (`larimar_memory.filters`: equality, ``$gt``/
+    ``$in``/…, ``$and``/``$or``/``$not``, nested objects), with the contract's value policy on
+    top: no NUL in any string, integers within 64 bits."""
+    checked = filters.check_filter(filter)
+    _check_filter_values(checked, "filter")
+    return checked
+
+
+def _check_filter_values(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        check_storable(value, where)
+    elif isinstance(value, int) and not isinstance(value, bool) and not (
+            _INT64[0] <= value <= _INT64[1]):
+        raise ArgumentError(f"{where} does not fit 64 bits; filter integers must")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, f"a field name in {where}")
+            _check_filter_values(item, f"{where}[{key[:40]!r}]")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_filter_values(item, f"{where}[{i}]")
 
 
 def check_paging(limit: Any, offset: Any, max_limit: int = MAX_LIST_LIMIT) -> None:

@@ -58,7 +58,9 @@ Namespace = Annotated[
     str | None, Field(description="memory namespace (user or session); default the server's")
 ]
 Filter = Annotated[
-    dict[str, Any] | None, Field(description="metadata equality, e.g. {\"speaker\": \"Ana\"}")
+    dict[str, Any] | None, Field(description="metadata filter: {\"speaker\": \"Ana\"} (equality), "
+                                 "{\"n\": {\"$gte\": 2}} ($eq $ne $gt $gte $lt $lte $in $nin), "
+                                 "nested objects, $and $or $not")
 ]
 
 

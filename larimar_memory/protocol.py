@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import TextInputError
 from .types import AskResult, Fact, ForgetResult, MemoryLimits, RecallResult, RememberResult
 
 Metadata = dict[str, Any]
@@ -82,6 +83,11 @@ class MemoryBackend(Protocol):
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> Fact: ...
 
+    def update(
+        self, fact_id: str, text: str, *, namespace: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> RememberResult: ...
+
     def clear(self, *, namespace: str | None = None) -> int: ...
 
     def namespaces(self) -> builtins.list[str]: ...
@@ -103,6 +109,8 @@ class MemoryBackend(Protocol):
     async def alist(self, **kwargs: Any) -> builtins.list[Fact]: ...
 
     async def aget(self, fact_id: str, **kwargs: Any) -> Fact: ...
+
+    async def aupdate(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult: ...
 
     async def aclear(self, **kwargs: Any) -> int: ...
 
@@ -134,9 +142,22 @@ class AsyncMemoryBackend(Protocol):
 
     async def get(self, fact_id: str, **kwargs: Any) -> Fact: ...
 
+    async def update(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult: ...
+
     async def clear(self, **kwargs: Any) -> int: ...
 
     async def namespaces(self) -> builtins.list[str]: ...
+
+
+def update_arguments(fact: Fact, text: Any, metadata: Metadata | None) -> dict[str, Any]:
+    """How every backend's ``update(fact_id, text)`` rewrites a fact (mem0's update): one
+    ``remember`` under the same id (an exact replacement: the old text is forgotten and purged),
+    keeping its explicit key and its metadata unless ``metadata`` is given; its extra keys,
+    which addressed the old text, are dropped."""
+    if not isinstance(text, str):
+        raise TextInputError(f"update takes one text (a string), got {type(text).__name__}")
+    return {"ids": [fact.id], "key": fact.key if fact.key != fact.text else None,
+            "metadata": [dict(fact.metadata) if metadata is None else metadata]}
 
 
 def protocol_members(protocol: type = MemoryBackend) -> tuple[str, ...]:

@@ -371,8 +371,8 @@ class MemoryStore(abc.ABC):
         offset: int = 0,
         where: dict[str, Any] | None = None,
     ) -> list[FactRecord]:
-        """Facts oldest first, paginated; `where` keeps those whose top-level metadata fields
-        equal the given str/int/float/bool/None values (filtered in SQL)."""
+        """Facts oldest first, paginated; `where` keeps those whose metadata passes a filter
+        (`larimar_memory.filters`: equality pushed down to SQL, richer filters evaluated)."""
 
     @abc.abstractmethod
     def get_fact(self, namespace: str, id: str) -> FactRecord:

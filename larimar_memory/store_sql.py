@@ -50,6 +50,7 @@ from .errors import (
     StoreError,
     TextInputError,
 )
+from .filters import check_filter, equalities, matches
 from .store import (
     FORMAT_VERSION,
     FactRecord,
@@ -231,21 +232,6 @@ def _unseal(row: Sequence[Any], cipher: NamespaceCipher) -> tuple[Any, ...]:
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"Fact {fid}: its sealed payload is malformed ({exc}); corrupted "
                          "store.") from exc
-
-
-def _metadata_matches(metadata: dict[str, Any], where: dict[str, Any]) -> bool:
-    """`Dialect.metadata_equals` in Python (for sealed metadata): JSON types must agree, numbers
-    compare by value, true is not 1, a missing field is not null."""
-    for field, value in where.items():
-        if field not in metadata:
-            return False
-        found = metadata[field]
-        if value is None or isinstance(value, (bool, str)):
-            if type(found) is not type(value) or found != value:
-                return False
-        elif isinstance(found, bool) or not isinstance(found, (int, float)) or found != value:
-            return False
-    return True
 
 
 def _from_row(row: Sequence[Any]) -> FactRecord:
@@ -811,27 +797,19 @@ class SQLStore(MemoryStore):
                    where: dict[str, Any] | None = None) -> list[FactRecord]:
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}.")
+        where = check_filter(where)
+        pushed = equalities(where) if self._keys is None else None
+        if where and pushed is None:  # sealed metadata or a rich filter: evaluate it here
+            with self._read() as q:
+                found = [r for r in q.facts(namespace) if matches(r.metadata, where)]
+            return found[int(offset):None if limit is None else int(offset) + limit]
         clauses, params = [], []
-        sealed = self._keys is not None and bool(where)
-        for field, value in (where or {}).items():
-            if not isinstance(field, str) or (
-                    value is not None and not isinstance(value, (str, int, float))):
-                raise TextInputError(
-                    f"where filters top-level metadata fields by equality with str, int, float, "
-                    f"bool or None; got {field!r}: {type(value).__name__}."
-                )
-            if isinstance(value, float) and not np.isfinite(value):
-                raise TextInputError(f"where value for {field!r} must be finite, got {value}.")
+        for field, value in (pushed or {}).items():
             if not self.dialect.storable(field, value if isinstance(value, str) else None):
                 return []
             sql, args = self.dialect.metadata_equals(field, value)
             clauses.append(f"AND {sql}")
             params += args
-        if sealed:  # metadata is sealed: filter the namespace's facts here
-            assert where is not None
-            with self._read() as q:
-                found = [r for r in q.facts(namespace) if _metadata_matches(r.metadata, where)]
-            return found[int(offset):None if limit is None else int(offset) + limit]
         with self._read() as q:
             return q.facts(namespace, " ".join(clauses), params, page=(limit, int(offset)))
 

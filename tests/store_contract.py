@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from larimar_memory.errors import (
+    ArgumentError,
     FactNotFoundError,
     MemoryInputError,
     StoreError,
@@ -206,8 +207,13 @@ class StoreContract:
         assert texts(store.list_facts("ns", where={"source": "chat"}, limit=1, offset=1)) == [
             "f2"]
         assert texts(store.list_facts("ns", where={})) == ["f0", "f1", "f2", "f3"]
-        for bad in ({"x": [1]}, {"x": {"a": 1}}, {1: "x"}, {"x": float("nan")}):
-            with pytest.raises(TextInputError):
+        # richer filters (larimar_memory.filters) run on the same rows, paged after filtering
+        assert texts(store.list_facts("ns", where={"n": {"$gte": 1, "$lt": 2}})) == ["f0", "f1"]
+        assert texts(store.list_facts("ns", where={"nested": {"source": "mail"}})) == ["f3"]
+        assert texts(store.list_facts("ns", where={"$or": [{"ok": 1}, {"note": None}]},
+                                      limit=1, offset=1)) == ["f2"]
+        for bad in ({"x": {"$gt": [1]}}, {"$x": 1}, {1: "x"}, {"x": float("nan")}):
+            with pytest.raises(ArgumentError):
                 store.list_facts("ns", where=bad)  # type: ignore[arg-type]
 
     def test_unknown_ids_raise_and_change_nothing(self, store: MemoryStore) -> None:

@@ -65,6 +65,7 @@ from .metrics import Metrics, MetricsMiddleware
 from .paths import SegmentPathMiddleware, decode_segment
 from .protocol import (
     API_PREFIX,
+    FILTER_HELP,
     JSON_CONTENT_TYPES,
     REQUEST_ID_HEADER,
     UNAUTHORIZED,
@@ -416,7 +417,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         offset: Annotated[int, Query(description=f"0 to {MAX_OFFSET}")] = 0,
         filter: Annotated[str | None, Query(
             max_length=4096,
-            description='JSON object: equality on top-level metadata, e.g. {"speaker":"Ana"}',
+            description="JSON object, " + FILTER_HELP,
         )] = None,
     ) -> FactList:
         """Stored facts, oldest first (an unknown namespace is empty)."""

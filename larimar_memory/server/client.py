@@ -39,7 +39,7 @@ import httpx
 from .. import contract
 from ..errors import ArgumentError, LarimarError, TextInputError
 from ..names import check_namespace
-from ..protocol import Filter, Metadata
+from ..protocol import Filter, Metadata, update_arguments
 from ..store import check_json_value
 from ..types import (
     AskResult,
@@ -464,6 +464,13 @@ class LarimarClient(_Base):
     def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         return self._send(self._api.get(fact_id, namespace=namespace))
 
+    def update(self, fact_id: str, text: str, *, namespace: str | None = None,
+               metadata: Metadata | None = None) -> RememberResult:
+        """As `Larimar.update`: the fact read, then written again under its id."""
+        fact = self.get(fact_id, namespace=namespace)
+        return self.remember(text, namespace=namespace,
+                             **update_arguments(fact, text, metadata))
+
     def clear(self, *, namespace: str | None = None) -> int:
         return self._send(self._api.clear(namespace=namespace))
 
@@ -511,6 +518,9 @@ class LarimarClient(_Base):
 
     async def aget(self, fact_id: str, **kwargs: Any) -> Fact:
         return await self._aclient().get(fact_id, **kwargs)
+
+    async def aupdate(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult:
+        return await self._aclient().update(fact_id, text, **kwargs)
 
     async def aclear(self, **kwargs: Any) -> int:
         return await self._aclient().clear(**kwargs)
@@ -629,6 +639,12 @@ class AsyncLarimarClient(_Base):
 
     async def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         return await self._send(self._api.get(fact_id, namespace=namespace))
+
+    async def update(self, fact_id: str, text: str, *, namespace: str | None = None,
+                     metadata: Metadata | None = None) -> RememberResult:
+        fact = await self.get(fact_id, namespace=namespace)
+        return await self.remember(text, namespace=namespace,
+                                   **update_arguments(fact, text, metadata))
 
     async def clear(self, *, namespace: str | None = None) -> int:
         return await self._send(self._api.clear(namespace=namespace))

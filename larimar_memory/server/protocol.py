@@ -83,6 +83,10 @@ def status_for(exc: errors.LarimarError) -> int:
     return 400
 
 
+FILTER_HELP = ("a metadata filter: {\"speaker\": \"Ana\"} (equality), operators $eq $ne $gt $gte "
+               "$lt $lte $in $nin ({\"n\": {\"$gte\": 2}}), nested objects, $and $or $not")
+
+
 class ErrorBody(BaseModel):
     type: str = Field(description="the core exception's class name, or an HTTP-layer error name")
     message: str = Field(description="what was wrong and what to do")
@@ -172,7 +176,7 @@ class RecallRequest(_Request):
         "scores and the scope decision come back"
     )
     filter: dict[str, Any] | None = Field(
-        None, description="equality on top-level metadata fields, e.g. {\"speaker\": \"Ana\"}"
+        None, description=FILTER_HELP
     )
 
     @classmethod
@@ -189,7 +193,7 @@ class AskRequest(_Request):
     )
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
     filter: dict[str, Any] | None = Field(
-        None, description="equality on top-level metadata fields"
+        None, description=FILTER_HELP
     )
 
     @classmethod

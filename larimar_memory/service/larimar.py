@@ -30,6 +30,7 @@ from .. import contract
 from ..blocks import BlockWrite
 from ..errors import FactNotFoundError
 from ..names import check_namespace
+from ..protocol import update_arguments
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
 from ..scope import SentenceEmbedder
 from ..store import FactRecord, MemoryStore
@@ -424,6 +425,15 @@ class Larimar:
         return _fact(self.store.get_fact(ns_name, contract.check_name(fact_id, "fact_id")),
                      ns_name)
 
+    def update(self, fact_id: str, text: str, *, namespace: str | None = None,
+               metadata: dict[str, Any] | None = None) -> RememberResult:
+        """Replace a stored fact's text (mem0's ``update``): the same id, its explicit key and
+        its metadata (unless ``metadata`` is given) are kept, the old text is forgotten exactly
+        and purged; `FactNotFoundError` when there is no such fact."""
+        fact = self.get(fact_id, namespace=namespace)
+        return self.remember(text, namespace=namespace,
+                             **update_arguments(fact, text, metadata))
+
     def clear(self, *, namespace: str | None = None) -> int:
         """Delete every fact of the namespace and every trace of it (its name included)."""
         ns_name = self._namespace_name(namespace)
@@ -518,6 +528,9 @@ class Larimar:
 
     async def aget(self, fact_id: str, **kwargs: Any) -> Fact:
         return await asyncio.to_thread(self.get, fact_id, **kwargs)
+
+    async def aupdate(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult:
+        return await asyncio.to_thread(self.update, fact_id, text, **kwargs)
 
     async def aclear(self, **kwargs: Any) -> int:
         return await asyncio.to_thread(self.clear, **kwargs)

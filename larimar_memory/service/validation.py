@@ -4,14 +4,8 @@ the clients."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import TextInputError
-
-
-def matches(metadata: dict[str, Any], where: dict[str, Any]) -> bool:
-    """Whether a fact's metadata passes a checked filter (the in-process twin of the store's)."""
-    return all(metadata.get(f, _MISSING) == v for f, v in where.items())
+from ..filters import matches  # noqa: F401 (the one filter language, re-exported)
 
 
 def check_token_counts(counts: list[int], limit: int) -> None:
@@ -35,5 +29,3 @@ def check_question_fits(count: int, new_tokens: int, positions: int | None) -> N
             "for the memory block). Shorten it"
         )
 
-
-_MISSING = object()

@@ -28,7 +28,7 @@ class LarimarRetriever(RecallBinding, BaseRetriever):
     ``fact_metadata``, ``created_at``, ``namespace`` and the query's scope decision
     (``scope_score``, ``in_scope``, ``scope_threshold``, ``route``). Queries the scope detector
     calls out of scope return no documents unless ``include_out_of_scope=True``; ``filter``
-    keeps only facts whose metadata has those values.
+    keeps only facts whose metadata passes it (the core's filters, e.g. ``{"n": {"$gte": 2}}``).
 
     Setup:
         ``pip install langchain-larimar``
@@ -56,7 +56,8 @@ class LarimarRetriever(RecallBinding, BaseRetriever):
         default=False, description="also return documents when the query is out of scope"
     )
     filter: dict[str, Any] | None = Field(
-        default=None, description="equality on top-level fact metadata fields"
+        default=None, description="metadata filter (larimar_memory.filters): equality, "
+        "$eq $ne $gt $gte $lt $lte $in $nin, nested objects, $and $or $not"
     )
 
     # The namespace depends on the run's config, which BaseRetriever does not hand to

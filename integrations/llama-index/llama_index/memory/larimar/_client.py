@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from llama_index.core.vector_stores.types import MetadataFilters
 
 from larimar_memory.protocol import MemoryBackend, missing_members
 from larimar_memory.types import RecallHit, RecallResult
+
+from ._filters import larimar_filter
 
 ContextSource = Literal["decoded", "stored"]
 """Which text of a recalled fact (`RecallHit`) components show:
@@ -85,6 +88,12 @@ class LarimarBinding(BaseModel):
         "model, no LM generation); 'stored': the fact log's copy.",
     )
 
+    filters: MetadataFilters | None = Field(
+        default=None,
+        description="LlamaIndex metadata filters on the facts' metadata, run by the memory "
+        "(operators == != > >= < <= in nin; and, or, not)",
+    )
+
     _larimar: MemoryBackend = PrivateAttr()
 
     def __init__(self, larimar: MemoryBackend, **data: Any) -> None:
@@ -108,4 +117,5 @@ class LarimarBinding(BaseModel):
             "k": self.k,
             "namespace": namespace if namespace is not None else self.namespace,
             "decode": self.context_source != "stored",
+            "filter": larimar_filter(self.filters),
         }

@@ -14,6 +14,7 @@ from llama_index.core.schema import QueryBundle
 
 from ._client import LarimarBinding
 from ._convert import to_response
+from ._filters import larimar_filter
 
 
 class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
@@ -32,7 +33,8 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
     """
 
     def custom_query(self, query_str: str) -> Response:
-        answer = self._larimar.ask(query_str, k=self.k, namespace=self.namespace)
+        answer = self._larimar.ask(query_str, k=self.k, namespace=self.namespace,
+                                   filter=larimar_filter(self.filters))
         recall = None
         if answer.route == "memory":
             recall = self._larimar.recall(query_str, **self.recall_kwargs())
@@ -40,7 +42,8 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
 
     async def acustom_query(self, query_str: str) -> Response:
         # The core runs each call in a worker thread: the event loop stays free while decoding.
-        answer = await self._larimar.aask(query_str, k=self.k, namespace=self.namespace)
+        answer = await self._larimar.aask(query_str, k=self.k, namespace=self.namespace,
+                                          filter=larimar_filter(self.filters))
         recall = None
         if answer.route == "memory":
             recall = await self._larimar.arecall(query_str, **self.recall_kwargs())
