@@ -175,6 +175,9 @@ class PostgresDialect(Dialect):
         if lock is None and self.schema:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
+    def begin_snapshot(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
     def rollback(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:
             return

@@ -84,3 +84,9 @@ class LarimarSettings(BaseModel):
         description="in-process memories beyond this many bytes are evicted (least recently "
         "used first) and rebuilt from the fact log on their next call",
     )
+    change_log_keep: int = Field(
+        10000, ge=0,
+        description="versions of each namespace's change log the store keeps: a replica whose "
+        "cache is fewer versions behind applies only the changes it missed; one further behind "
+        "(or a restart) rebuilds from the fact log",
+    )

@@ -243,7 +243,7 @@ def forget_targets(tx: Any, ns: NamespaceState, ids: list[str]) -> dict[str, Fac
         return {}
     records = tx.get_facts(ids)
     for record in records:
-        ns.memory.forget(record.id, torch.from_numpy(record.values))
+        ns.memory.forget(record.id)
     tx.delete_facts(ids)
     return {record.id: ns.remove(record.id) for record in records}
 
