@@ -11,6 +11,7 @@ meta changed, or a log that is truncated or out of order (a warning: never a wro
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -272,7 +273,7 @@ def _log_problem(log: ChangeLog) -> str | None:
     if log.since <= log.floor:
         return f"the change log starts after version {log.floor}, the copy is at {log.since}"
     versions = [c.version for c in log.changes]
-    if any(b < a for a, b in zip(versions, versions[1:])):
+    if any(b < a for a, b in itertools.pairwise(versions)):
         return "!the change log is out of order"
     if set(versions) != set(range(log.since + 1, log.version + 1)):
         missing = sorted(set(range(log.since + 1, log.version + 1)) - set(versions))
