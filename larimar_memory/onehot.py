@@ -121,14 +121,14 @@ class OneHotMemory:
     def _update(self, index: torch.Tensor, values: torch.Tensor, sign: int) -> None:
         # M_r' = (d_r·M_r + s·Σz) / d_r', d = λ + n: the moment is rebuilt from the solution,
         # updated, and divided by the new precision; rows whose count reaches 0 hold the prior.
-        touched = torch.unique(index)
-        before = self.ridge + self.counts[touched].to(self.dtype)
-        moment = torch.zeros(self.slots, self.width, dtype=self.dtype)
-        moment.index_add_(0, index, values)
-        counts = self.counts.clone()
-        counts.index_add_(0, index, torch.full_like(index, sign, dtype=torch.int32))
-        after = self.ridge + counts[touched].to(self.dtype)
-        rows = (before[:, None] * self.memory[touched] + sign * moment[touched]) / after[:, None]
-        rows[counts[touched] == 0] = 0
+        # Only the touched rows are read or written: O(m·C).
+        touched, slot = torch.unique(index, return_inverse=True)
+        sums = torch.zeros(len(touched), self.width, dtype=self.dtype)
+        sums.index_add_(0, slot, values)
+        before = self.counts[touched]
+        after = before + sign * torch.bincount(slot, minlength=len(touched)).to(torch.int32)
+        rows = ((self.ridge + before.to(self.dtype))[:, None] * self.memory[touched]
+                + sign * sums) / (self.ridge + after.to(self.dtype))[:, None]
+        rows[after == 0] = 0
         self.memory[touched] = rows
-        self.counts = counts
+        self.counts[touched] = after
