@@ -144,7 +144,8 @@ class NamespaceCache:
         if not meta:
             return
         mine = self.namespace_meta()
-        for name in ("latent", "embedder", "block_rows", "ridge", "memory_dtype"):
+        # memory_dtype is recorded but not checked: it changes only the in-process rows' dtype
+        for name in ("latent", "embedder", "block_rows", "ridge"):
             if name in meta and meta[name] != mine[name]:
                 raise StoreMismatchError(
                     f"namespace {ns_name!r} was written with {name}={meta[name]!r}, but this "
