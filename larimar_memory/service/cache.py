@@ -155,8 +155,9 @@ class NamespaceCache:
                 )
 
     def synced(self, ns_name: str) -> NamespaceState | None:
-        """The namespace's memory, rebuilt from the store if another writer changed it or it
-        was evicted; None (and nothing allocated) for a namespace that holds nothing."""
+        """The namespace's memory, caught up by the change log if another writer changed it,
+        rebuilt from the store when it was evicted or the log cannot catch it up; None (and
+        nothing allocated) for a namespace that holds nothing."""
         version = self.store.version(ns_name)
         ns = self._cache.get(ns_name)
         if ns is not None and ns.version == version:
