@@ -2,8 +2,8 @@
 
 The paper sizes the memory to what it holds (K = 1000 rows for 1000 edits) and reads long inputs
 through several memories (recursive search). Here a namespace's memory is a list of blocks; each
-block is an `EpisodicMemory` of at most ``block_rows`` rows, the exact (ridge) least-squares
-memory of the facts written to it (eq. 4). A fact takes as many rows as its value has (a long
+block holds at most ``block_rows`` rows and is the exact (ridge) least-squares memory of the
+facts written to it (eq. 4). A fact takes as many rows as its value has (a long
 fact several), all in one block; its key routes a query to it (a top-k cosine search over the
 keys), and its readout is ``w·M`` with the weights it was written with.
 
@@ -13,6 +13,11 @@ one block are therefore linearly independent and every fact reads back what was 
 the ridge factor ``1/(1+λ)``). A write or forget touches one block: its cost does not depend on
 how many facts the namespace holds. Blocks grow by doubling up to ``block_rows``, so bytes grow
 with the facts stored, not with a fixed K.
+
+Because the weights are one-hot, each block's precision is diagonal and its solution decouples
+row by row: a block is a `OneHotMemory` (``onehot.py``: the rows and a count per row, no K×K
+matrix), which equals the dense `EpisodicMemory` of the same writes (tests compare them) at a
+fraction of the bytes. A forget that empties a fact's rows needs no values.
 
 Pure tensors: ids are opaque strings, no text enters this module.
 """
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import FactNotFoundError, MemoryInputError
-from .memory import EpisodicMemory, MemoryConfig
+from .onehot import OneHotMemory
 
 _FIRST_BLOCK_ROWS = 1
 
@@ -135,7 +140,7 @@ class BlockMemory:
             raise MemoryInputError(f"block_rows must be >= 1, got {block_rows}")
         self.width, self.key_width, self.block_rows = width, key_width, block_rows
         self.ridge, self.dtype = ridge, dtype
-        self.blocks: list[EpisodicMemory] = []
+        self.blocks: list[OneHotMemory] = []
         self._used: list[int] = []  # rows in use per block
         self._owner: dict[int, str] = {}  # global row -> fact id
         self._rows: dict[str, tuple[int, ...]] = {}  # fact id -> global rows
@@ -178,15 +183,16 @@ class BlockMemory:
             self._index_keys(fact)
             out[fact.fact_id] = tuple(rows)
         for block_index, items in placed.items():
-            self._apply(block_index, items, sign=1.0)
+            self.blocks[block_index].write_rows([row % self.block_rows for row, _ in items],
+                                                torch.stack([value for _, value in items]))
         return out
 
-    def forget(self, fact_id: str, values: torch.Tensor) -> tuple[int, ...]:
-        """The exact −1 update of the block holding ``fact_id``; ``values`` are the rows it was
-        written with (kept in the fact log). Its rows and key slot are freed for reuse."""
+    def forget(self, fact_id: str) -> tuple[int, ...]:
+        """The exact −1 update of the block holding ``fact_id``: its rows hold only its write,
+        so they return to the prior (no values needed: a replica forgets a fact whose record
+        the store no longer has). Its rows and key slot are freed for reuse."""
         rows = self._rows[self._known(fact_id)]
-        values = values.to(self.dtype).reshape(len(rows), self.width)
-        self._apply(rows[0] // self.block_rows, list(zip(rows, values, strict=True)), sign=-1.0)
+        self.blocks[rows[0] // self.block_rows].forget_rows([r % self.block_rows for r in rows])
         for row in rows:
             del self._owner[row]
             self._used[row // self.block_rows] -= 1
@@ -295,12 +301,8 @@ class BlockMemory:
 
     def _ensure_block(self, block_index: int, rows_needed: int) -> None:
         while len(self.blocks) <= block_index:
-            config = MemoryConfig(
-                slots=_FIRST_BLOCK_ROWS, width=self.width, key_width=self.key_width,
-                ridge=self.ridge, dtype="float64" if self.dtype == torch.float64 else "float32",
-                woodbury_fraction=1.0, refresh_every=0,
-            )
-            self.blocks.append(EpisodicMemory(config))
+            self.blocks.append(OneHotMemory(_FIRST_BLOCK_ROWS, self.width, ridge=self.ridge,
+                                            dtype=self.dtype))
             self._used.append(0)
         block = self.blocks[block_index]
         if block.slots < rows_needed:
@@ -308,17 +310,6 @@ class BlockMemory:
             while size < rows_needed:
                 size *= 2
             block.grow(min(size, self.block_rows))
-
-    def _apply(self, block_index: int, items: list[tuple[int, torch.Tensor]], sign: float) -> None:
-        block = self.blocks[block_index]
-        local = torch.tensor([row % self.block_rows for row, _ in items])
-        weights = torch.zeros(len(items), block.slots, dtype=self.dtype)
-        weights[torch.arange(len(items)), local] = 1.0
-        values = torch.stack([value for _, value in items])
-        if sign > 0:
-            block.write(values, weights=weights)
-        else:
-            block.forget(values, weights=weights)
 
     def _index_keys(self, fact: BlockWrite) -> None:
         extra = fact.extra_keys if fact.extra_keys is not None else torch.zeros(0, self.key_width)

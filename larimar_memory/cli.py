@@ -368,6 +368,24 @@ def bench_service(
                              indent=1, default=str))
 
 
+@bench_app.command("replicas")
+def bench_replicas(
+    out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
+    facts: int = typer.Option(10000, help="Facts in the shared namespace."),
+    ops: int = typer.Option(20, help="Writes and recalls timed per mode."),
+    tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    threads: int = ThreadsOption,
+) -> None:
+    """Two replicas on one store: lone vs alternating writes, recall after a foreign write,
+    cold first recall, bytes per fact."""
+    _set_threads(threads)
+    from .benchmarks import replica_bench
+
+    results = replica_bench.run(out=out, facts=facts, ops=ops, tiny=tiny)
+    console.print(json.dumps({k: results[k] for k in ("latency", "grows_with_namespace",
+                                                      "bytes", "targets_met")}, indent=1))
+
+
 @bench_app.command("capacity")
 def bench_capacity(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION",
     "STORE_ENV",
+    "Change",
+    "ChangeLog",
     "FactRecord",
     "MemoryStore",
     "PurgeReport",
@@ -56,10 +58,11 @@ __all__ = [
     "redact_url",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the on-disk layout. Bump it (and add a migration) whenever the schema changes.
 1: one slot, one value and the addressing weights per fact, plus a table of memory states.
-2: the log alone: per fact its key, the latents written and the memory rows that hold them."""
+2: the log alone: per fact its key, the latents written and the memory rows that hold them.
+3: plus the change log: one row per committed write or forget (version, op, fact id)."""
 
 STORE_ENV = "LARIMAR_STORE"
 """Environment variable naming the SQLite file used when no path is given."""
@@ -276,6 +279,32 @@ class FactRecord:
             raise MemoryInputError(f"FactRecord.created_at must be finite, got {self.created_at}.")
 
 
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: at `version` the fact `fact_id` was written or forgotten
+    (`op` ``write`` / ``forget``), the namespace meta set (``meta``), or the version bumped
+    (``version``: one per committed version, so a gap in the log is visible)."""
+
+    version: int
+    op: str
+    fact_id: str = ""
+
+
+@dataclass
+class ChangeLog:
+    """What a cache at version `since` needs to reach `version`, read in one snapshot.
+
+    `changes` are every change after `since` in commit order; `records` the facts they wrote
+    that still exist. The log is complete only after `floor` (older entries were compacted, or
+    the namespace was created there): a cache at or below it must rebuild."""
+
+    since: int
+    version: int
+    floor: int
+    changes: list[Change]
+    records: list[FactRecord]
+
+
 @dataclass
 class PurgeReport:
     """What `MemoryStore.purge` did, and what no purge of this store can reach."""
@@ -340,6 +369,15 @@ class StoreTransaction(abc.ABC):
         """Bump the namespace version (once per transaction) and return the value it has after
         the commit."""
 
+    @abc.abstractmethod
+    def changes(self, since: int) -> ChangeLog:
+        """The change log after version `since` (see `ChangeLog`)."""
+
+    @abc.abstractmethod
+    def trim_changes(self, keep: int) -> int:
+        """Drop change-log entries more than `keep` versions old (caches further behind rebuild
+        in full); returns how many went."""
+
 
 class MemoryStore(abc.ABC):
     """Backend-neutral fact log (`SQLiteStore`, `PostgresStore`).
@@ -362,6 +400,11 @@ class MemoryStore(abc.ABC):
     @abc.abstractmethod
     def namespace_meta(self, namespace: str) -> dict[str, str] | None:
         """The namespace's string metadata, or None."""
+
+    @abc.abstractmethod
+    def changes(self, namespace: str, since: int) -> ChangeLog:
+        """The change log of a namespace after version `since`, with the facts it wrote that
+        still exist, read in one snapshot (see `ChangeLog`)."""
 
     @abc.abstractmethod
     def list_facts(

@@ -16,7 +16,8 @@ and 4 times in ``pg_wal``. A plain VACUUM removes the TOAST chunks but not the h
 bytes; ANALYZE copies short texts into ``pg_statistic`` (histogram bounds). So after every
 transaction that deleted something the purge:
 
-1. rewrites the tables that hold text, ``VACUUM (FULL) larimar_facts, larimar_namespaces``: new
+1. rewrites the tables that hold text, ``VACUUM (FULL) larimar_facts, larimar_namespaces,
+   larimar_changes`` (the change log names the namespace): new
    heap, TOAST and index files with the live rows only; the old files are truncated at once and
    unlinked at the next checkpoint. It needs the tables' ACCESS EXCLUSIVE lock, waited for at
    most `PURGE_WAIT_S` seconds (0.1 s for a retry), so a long reader (``pg_dump``, an open
@@ -61,11 +62,12 @@ logger = logging.getLogger(__name__)
 PURGE_WAIT_S = 2.0
 """How long a purge waits for the text tables' lock after a delete before `PurgePendingError`."""
 _RETRY_WAIT_S = 0.1  # the same wait when a later write retries a pending purge
-_TEXT_TABLES = ("larimar_facts", "larimar_namespaces")
+_TEXT_TABLES = ("larimar_facts", "larimar_namespaces", "larimar_changes")
 _NO_STATISTICS = {
     "larimar_facts": ("namespace", "id", "text", "key_text", "key", "vals", "metadata",
                       "request_id", "extra_key_texts"),
     "larimar_namespaces": ("name", "meta"),
+    "larimar_changes": ("namespace", "fact_id"),
 }
 """Columns whose values ANALYZE would copy into pg_statistic (most common values, histograms)."""
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -174,6 +176,9 @@ class PostgresDialect(Dialect):
         conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
         if lock is None and self.schema:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+
+    def begin_snapshot(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def rollback(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:

@@ -14,19 +14,26 @@ Encryption (a key file given, see ``store_keys.py``): ``text``, ``key_text``, ``
 ``extra_key_texts`` and ``key`` hold empty placeholders, ``vals`` the sealed payload (all of them
 and the latents), ``request_id`` a keyed hash; metadata filters then run in Python.
 
-Layout (format version 2)::
+Layout (format version 3)::
 
     larimar_meta(key, value)                       format_version, created_by, version_floor
-    larimar_namespaces(name, version, meta, created_at)
+    larimar_namespaces(name, version, meta, created_at, log_floor)
     larimar_facts(seq, namespace, id, text, key_text, key, key_dim, vals, n_rows, value_dim,
                   mem_rows, metadata, created_at, request_id, extra_key_texts)
                   unique (namespace, id)
+    larimar_changes(seq, namespace, version, op, fact_id)
 
 `key` is raw little-endian float32 ((1 + extra keys) x key_dim: the key, then the extra keys
 of `extra_key_texts`, a JSON list), `vals` float32 (n_rows x value_dim, row-major),
 `mem_rows` int64 (n_rows). Meta ``encryption`` and ``store_id`` mark a store created
 with a key file. Versions: a new namespace starts above ``version_floor``, which
 `clear` raises to the cleared namespace's last version, so no version is ever reused.
+
+Change log: every transaction that bumps a version records it (op ``version``) and each fact it
+writes or forgets and any meta it sets, in the same transaction as the change itself; a cache
+that is behind reads the entries after its version (`MemoryStore.changes`) and applies only
+those. `log_floor` is the version after which a namespace's log is complete: the version it was
+created at, raised by `trim_changes`. Entries hold fact ids only, never text.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ from .errors import (
 from .filters import check_filter, equalities, matches
 from .store import (
     FORMAT_VERSION,
+    Change,
+    ChangeLog,
     FactRecord,
     MemoryStore,
     PurgeReport,
@@ -65,8 +74,8 @@ __all__ = ["Dialect", "SQLStore", "SQLTransaction"]
 
 logger = logging.getLogger(__name__)
 
-READABLE_FORMATS = (1, 2)
-"""Format versions this library opens (1 is migrated to 2 in place)."""
+READABLE_FORMATS = (1, 2, 3)
+"""Format versions this library opens (1 and 2 are migrated to 3 in place)."""
 
 SCHEMA = """
 CREATE TABLE larimar_meta (
@@ -77,7 +86,8 @@ CREATE TABLE larimar_namespaces (
     name       TEXT PRIMARY KEY,
     version    {bigint} NOT NULL,           -- bumped once per committed change
     meta       TEXT,                        -- JSON object of strings, or NULL
-    created_at {real} NOT NULL
+    created_at {real} NOT NULL,
+    log_floor  {bigint} NOT NULL DEFAULT 0  -- the change log is complete after this version
 );
 CREATE TABLE larimar_facts (
     seq        {serial_pk},                 -- insertion order, breaks created_at ties
@@ -98,7 +108,18 @@ CREATE TABLE larimar_facts (
     UNIQUE (namespace, id)
 );
 CREATE INDEX larimar_facts_by_age ON larimar_facts(namespace, created_at, seq);
-CREATE INDEX larimar_facts_by_request ON larimar_facts(namespace, request_id)
+CREATE INDEX larimar_facts_by_request ON larimar_facts(namespace, request_id);
+{changes}"""
+
+CHANGES_SCHEMA = """
+CREATE TABLE larimar_changes (
+    seq        {serial_pk},                 -- commit order within a version
+    namespace  TEXT NOT NULL REFERENCES larimar_namespaces(name) ON DELETE CASCADE,
+    version    {bigint} NOT NULL,
+    op         TEXT NOT NULL,               -- version | write | forget | meta
+    fact_id    TEXT NOT NULL
+);
+CREATE INDEX larimar_changes_by_version ON larimar_changes(namespace, version)
 """
 
 _COLUMNS = (
@@ -147,6 +168,10 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def begin(self, conn: Any, lock: str | None) -> None:
         """BEGIN a transaction holding the write lock of namespace `lock` (None: the schema)."""
+
+    def begin_snapshot(self, conn: Any) -> None:
+        """BEGIN a read-only transaction whose statements all see one committed snapshot."""
+        conn.execute("BEGIN")
 
     @abc.abstractmethod
     def rollback(self, conn: Any) -> None:
@@ -376,6 +401,24 @@ class _Queries:
         rows = self.q("SELECT version, meta FROM larimar_namespaces WHERE name = ?", (ns,))
         return (int(rows[0][0]), rows[0][1]) if rows else None
 
+    def change_log(self, ns: str, since: int) -> ChangeLog:
+        """The entries after `since`, in commit order, and the live facts they wrote."""
+        if not self.d.storable(ns):
+            return ChangeLog(since=since, version=0, floor=0, changes=[], records=[])
+        head = self.q("SELECT version, log_floor FROM larimar_namespaces WHERE name = ?", (ns,))
+        if not head:
+            return ChangeLog(since=since, version=0, floor=0, changes=[], records=[])
+        changes = [Change(version=int(v), op=op, fact_id=fid) for v, op, fid in self.q(
+            "SELECT version, op, fact_id FROM larimar_changes WHERE namespace = ? AND "
+            "version > ? ORDER BY seq", (ns, since))]
+        written = list(dict.fromkeys(c.fact_id for c in changes if c.op == "write"))
+        records: list[FactRecord] = []
+        for start in range(0, len(written), _CHUNK):
+            chunk = written[start:start + _CHUNK]
+            records += self.facts(ns, f"AND id IN ({','.join('?' * len(chunk))})", chunk)
+        return ChangeLog(since=since, version=int(head[0][0]), floor=int(head[0][1]),
+                         changes=changes, records=records)
+
     def count(self, ns: str) -> int:
         if not self.d.storable(ns):
             return 0
@@ -413,14 +456,22 @@ class SQLTransaction(StoreTransaction):
             row = self._namespace_row()
             if row is None:
                 floor = q.q("SELECT value FROM larimar_meta WHERE key = ?", (FLOOR_KEY,))
-                q.run("INSERT INTO larimar_namespaces(name, version, meta, created_at) "
-                      "VALUES (?, ?, NULL, ?)",
-                      (self.namespace, int(floor[0][0]) if floor else 0, time.time()))
+                start = int(floor[0][0]) if floor else 0
+                q.run("INSERT INTO larimar_namespaces(name, version, meta, created_at, "
+                      "log_floor) VALUES (?, ?, NULL, ?, ?)",
+                      (self.namespace, start, time.time(), start))
             rows = q.q("UPDATE larimar_namespaces SET version = version + 1 WHERE name = ? "
                        "RETURNING version", (self.namespace,))
             self._version = int(rows[0][0])
             self._row = (self._version, None if row is None else row[1])
+            self._log("version", [""])
         return self._version
+
+    def _log(self, op: str, fact_ids: Sequence[str]) -> None:
+        """Change-log entries at this transaction's version (bumped already)."""
+        self._q.many("INSERT INTO larimar_changes(namespace, version, op, fact_id) "
+                     "VALUES (?, ?, ?, ?)",
+                     [(self.namespace, self._version, op, fid) for fid in fact_ids])
 
     def namespace_meta(self) -> dict[str, str] | None:
         row = self._namespace_row()
@@ -430,6 +481,7 @@ class SQLTransaction(StoreTransaction):
         raw = _check_namespace_meta(meta)
         version = self._bump()
         self._q.run("UPDATE larimar_namespaces SET meta = ? WHERE name = ?", (raw, self.namespace))
+        self._log("meta", [""])
         self._row = (version, raw)
 
     def version(self) -> int:
@@ -479,6 +531,7 @@ class SQLTransaction(StoreTransaction):
         self._bump()
         q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 14)})",
                [_to_row(r, cipher) for r in records])
+        self._log("write", ids)
 
     def _cipher(self, create: bool) -> NamespaceCipher | None:
         """The namespace's cipher (encrypting stores); ``create`` makes a key for a namespace
@@ -501,6 +554,7 @@ class SQLTransaction(StoreTransaction):
             self._bump()
             self._q.many("DELETE FROM larimar_facts WHERE namespace = ? AND id = ?",
                          [(self.namespace, r.id) for r in records])
+            self._log("forget", [r.id for r in records])
             self.deleted = True
         return records
 
@@ -520,6 +574,24 @@ class SQLTransaction(StoreTransaction):
 
     def commit_version(self) -> int:
         return self._bump()
+
+    def changes(self, since: int) -> ChangeLog:
+        return self._check_open().change_log(self.namespace, since)
+
+    def trim_changes(self, keep: int) -> int:
+        q = self._check_open()
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0 versions, got {keep}")
+        cut = self.version() - keep
+        if cut <= 0:
+            return 0
+        rows = q.q("SELECT COUNT(*) FROM larimar_changes WHERE namespace = ? AND version <= ?",
+                   (self.namespace, cut))
+        q.run("DELETE FROM larimar_changes WHERE namespace = ? AND version <= ?",
+              (self.namespace, cut))
+        q.run("UPDATE larimar_namespaces SET log_floor = ? WHERE name = ? AND log_floor < ?",
+              (cut, self.namespace, cut))
+        return int(rows[0][0])
 
     def clear(self) -> int:
         """Delete the namespace's facts and row; raise the version floor past its version."""
@@ -588,6 +660,8 @@ class SQLStore(MemoryStore):
                     if found == "1":
                         self._migrate_v1(q, meta)
                         migrated = True
+                    elif found == "2":
+                        self._migrate_v2(q)
                     elif found != str(FORMAT_VERSION):
                         raise StoreError(
                             f"The store {d.where} has format version {found!r} (written by "
@@ -629,7 +703,8 @@ class SQLStore(MemoryStore):
                              f"larimar-memory ({_library_version()}) does not read.")
 
     def _create(self, q: _Queries, extra: dict[str, str]) -> None:
-        for statement in SCHEMA.format(**self.dialect.types).split(";"):
+        for statement in SCHEMA.format(changes=CHANGES_SCHEMA.format(**self.dialect.types),
+                                   **self.dialect.types).split(";"):
             if statement.strip():
                 q.run(statement)
         meta = {"format_version": str(FORMAT_VERSION), "created_by": _library_version(),
@@ -665,7 +740,20 @@ class SQLStore(MemoryStore):
         q.many(f"INSERT INTO larimar_facts({_COLUMNS}) VALUES ({','.join('?' * 14)})", rows)
         for tmp in (old[facts_t], old[states_t], old[ns_t]):
             q.run(f"DROP TABLE {tmp}")
+        q.run("UPDATE larimar_namespaces SET log_floor = version")  # no log before this
         logger.info("%s: migrated %d facts from format version 1 to 2", d.where, len(rows))
+
+    def _migrate_v2(self, q: _Queries) -> None:
+        """Format 2 -> 3: the change log, empty; each namespace's log starts at its version."""
+        q.run("ALTER TABLE larimar_namespaces ADD COLUMN log_floor {bigint} NOT NULL DEFAULT 0"
+              .format(**self.dialect.types))
+        q.run("UPDATE larimar_namespaces SET log_floor = version")
+        for statement in CHANGES_SCHEMA.format(**self.dialect.types).split(";"):
+            if statement.strip():
+                q.run(statement)
+        q.run("UPDATE larimar_meta SET value = ? WHERE key = 'format_version'",
+              (str(FORMAT_VERSION),))
+        logger.info("%s: migrated from format version 2 to 3 (change log)", self.dialect.where)
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -792,6 +880,15 @@ class SQLStore(MemoryStore):
         with self._read() as q:
             row = q.namespace_row(namespace)
         return _parse_namespace_meta(row[1], namespace) if row else None
+
+    def changes(self, namespace: str, since: int) -> ChangeLog:
+        with self._read() as q:
+            with self.dialect.errors():
+                self.dialect.begin_snapshot(q.conn)
+            try:
+                return q.change_log(namespace, since)
+            finally:
+                self.dialect.rollback(q.conn)
 
     def list_facts(self, namespace: str, limit: int | None = None, offset: int = 0,
                    where: dict[str, Any] | None = None) -> list[FactRecord]:

@@ -301,6 +301,44 @@ class StoreContract:
             tx.add_facts([make_record("ns", "after")])
         assert store.count("ns") == 1
 
+    def test_change_log_records_each_committed_change(self, store: MemoryStore) -> None:
+        a, b = make_record("ns", "a"), make_record("ns", "b")
+        with store.transaction("ns") as tx:
+            tx.add_facts([a, b])
+            tx.set_namespace_meta({"k": "v"})
+        with store.transaction("ns") as tx:
+            tx.delete_facts([a.id])
+        with pytest.raises(RuntimeError):  # rolled back: no entry
+            with store.transaction("ns") as tx:
+                tx.add_facts([make_record("ns", "never")])
+                raise RuntimeError("boom")
+        with store.transaction("ns") as tx:
+            tx.commit_version()  # a bare bump is an entry too: no version is silent
+        log = store.changes("ns", 0)
+        assert (log.since, log.version, log.floor) == (0, 3, 0)
+        assert [(c.version, c.op, c.fact_id) for c in log.changes] == [
+            (1, "version", ""), (1, "write", a.id), (1, "write", b.id), (1, "meta", ""),
+            (2, "version", ""), (2, "forget", a.id), (3, "version", "")]
+        assert [r.id for r in log.records] == [b.id]  # a was forgotten since
+        later = store.changes("ns", 1)
+        assert [c.version for c in later.changes] == [2, 2, 3] and later.records == []
+        with store.transaction("ns") as tx:
+            assert [c.op for c in tx.changes(2).changes] == ["version"]
+        assert store.changes("unknown", 0).version == 0
+
+    def test_trimmed_and_cleared_logs_raise_the_floor(self, store: MemoryStore) -> None:
+        for i in range(5):
+            increment(store, "ns", f"x{i}")
+        with store.transaction("ns") as tx:
+            assert tx.trim_changes(keep=2) > 0
+        log = store.changes("ns", 0)
+        assert log.floor == 3 and {c.version for c in log.changes} == {4, 5}
+        store.clear("ns")
+        increment(store, "ns", "again")
+        log = store.changes("ns", 0)
+        assert log.version == 6 and log.floor == 5  # a copy of the old namespace must rebuild
+        assert [c.version for c in log.changes if c.op == "version"] == [6]
+
     def test_nested_transaction_is_refused(self, store: MemoryStore) -> None:
         with store.transaction("a"):
             with pytest.raises(StoreError, match="already open"):

@@ -1,11 +1,17 @@
 """The in-process memories of namespaces: a cache of the fact log, kept in sync with the store.
 
 The fact log is the durable truth. A cached namespace is valid while the store's version of it
-equals the cached version; when another writer moved it on (or it was evicted under the byte
-budget) it is rebuilt from the log."""
+equals the cached version. When another writer (a replica, another worker) moved it on, the
+cache reads the store's change log after its version and applies only those changes: each fact
+written or forgotten since is forgotten from the memory and the indexes, and written again from
+its stored record when it still exists; O(changes), not O(facts). It rebuilds from all facts
+only when it has no copy (first use, eviction under the byte budget) or the log cannot bring
+it up to date: compacted past its version (`LarimarSettings.change_log_keep`), the namespace
+meta changed, or a log that is truncated or out of order (a warning: never a wrong memory)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -18,7 +24,7 @@ import torch
 from ..blocks import BlockMemory, BlockWrite
 from ..errors import StoreMismatchError
 from ..lexical import LexicalIndex
-from ..store import FactRecord, MemoryStore
+from ..store import ChangeLog, FactRecord, MemoryStore
 from ..types import Fact
 from .settings import NAMESPACE_FORMAT, LarimarSettings, names_of, owner_of
 
@@ -27,6 +33,9 @@ if TYPE_CHECKING:
     from ..scope import SentenceEmbedder
 
 logger = logging.getLogger(__name__)
+
+_TRIM_EVERY = 64
+"""A write trims its namespace's change log once every this many versions."""
 
 
 @dataclass
@@ -135,7 +144,8 @@ class NamespaceCache:
         if not meta:
             return
         mine = self.namespace_meta()
-        for name in ("latent", "embedder", "block_rows", "ridge", "memory_dtype"):
+        # memory_dtype is recorded but not checked: it changes only the in-process rows' dtype
+        for name in ("latent", "embedder", "block_rows", "ridge"):
             if name in meta and meta[name] != mine[name]:
                 raise StoreMismatchError(
                     f"namespace {ns_name!r} was written with {name}={meta[name]!r}, but this "
@@ -145,8 +155,9 @@ class NamespaceCache:
                 )
 
     def synced(self, ns_name: str) -> NamespaceState | None:
-        """The namespace's memory, rebuilt from the store if another writer changed it or it
-        was evicted; None (and nothing allocated) for a namespace that holds nothing."""
+        """The namespace's memory, caught up by the change log if another writer changed it,
+        rebuilt from the store when it was evicted or the log cannot catch it up; None (and
+        nothing allocated) for a namespace that holds nothing."""
         version = self.store.version(ns_name)
         ns = self._cache.get(ns_name)
         if ns is not None and ns.version == version:
@@ -155,6 +166,8 @@ class NamespaceCache:
         if version == 0:
             self._cache.pop(ns_name, None)
             return None
+        if ns is not None and self._catch_up(ns_name, ns, self.store.changes(ns_name, ns.version)):
+            return ns
         self.check_meta(self.store.namespace_meta(ns_name), ns_name)
         records = self.store.list_facts(ns_name)
         if not records:
@@ -171,6 +184,9 @@ class NamespaceCache:
                 self.check_meta(tx.namespace_meta(), ns_name)
                 version = tx.version()
                 ns = self._cache.get(ns_name)
+                if ns is not None and ns.version != version and version:
+                    if not self._catch_up(ns_name, ns, tx.changes(ns.version)):
+                        ns = None
                 if ns is None or ns.version != version:
                     ns = self._rebuild(ns_name, tx.all_facts(), version)
                 self._cache.move_to_end(ns_name)
@@ -184,12 +200,45 @@ class NamespaceCache:
         if tx.namespace_meta() is None:
             tx.set_namespace_meta(self.namespace_meta())
         ns.version = tx.commit_version()
+        if ns.version % _TRIM_EVERY == 0:
+            tx.trim_changes(self.settings.change_log_keep)
 
     def cached_bytes(self) -> int:
         return sum(ns.memory.nbytes() for ns in self._cache.values())
 
-    def _rebuild(self, ns_name: str, records: list[FactRecord], version: int) -> NamespaceState:
-        ns = NamespaceState(memory=self.new_memory(), version=version)
+    def _catch_up(self, ns_name: str, ns: NamespaceState, log: ChangeLog) -> bool:
+        """Apply the changes after ``ns.version``; False (``ns`` dropped) when only a rebuild
+        from all facts is right. On success ``ns`` is at ``log.version``."""
+        problem = _log_problem(log)
+        if problem is None:
+            try:
+                self._apply(ns, log)
+                ns.version = log.version
+                self._cache.move_to_end(ns_name)
+                self._evict(keep=ns_name)
+                return True
+            except Exception:  # noqa: BLE001 - a log that does not fit the copy: rebuild
+                logger.warning("namespace %r: applying the change log after version %d failed; "
+                               "rebuilding from the fact log", ns_name, log.since, exc_info=True)
+        elif problem.startswith("!"):
+            logger.warning("namespace %r: %s; rebuilding from the fact log", ns_name, problem[1:])
+        else:
+            logger.debug("namespace %r: %s; rebuilding from the fact log", ns_name, problem)
+        self._cache.pop(ns_name, None)
+        return False
+
+    def _apply(self, ns: NamespaceState, log: ChangeLog) -> None:
+        """Every fact the changes touch leaves the copy, and comes back from its stored record
+        when it still exists: the copy then equals the store for those facts, and every other
+        fact is unchanged (the log says so)."""
+        touched = list(dict.fromkeys(c.fact_id for c in log.changes if c.fact_id))
+        for fact_id in touched:
+            if fact_id in ns.facts:
+                ns.memory.forget(fact_id)
+                ns.remove(fact_id)
+        self._write(ns, log.records)
+
+    def _write(self, ns: NamespaceState, records: list[FactRecord]) -> None:
         if records:
             ns.memory.write([
                 BlockWrite(r.id, torch.from_numpy(r.key), torch.from_numpy(r.values),
@@ -199,6 +248,10 @@ class NamespaceCache:
             ])
         for r in records:
             ns.add(FactEntry.from_record(r))
+
+    def _rebuild(self, ns_name: str, records: list[FactRecord], version: int) -> NamespaceState:
+        ns = NamespaceState(memory=self.new_memory(), version=version)
+        self._write(ns, records)
         self._cache[ns_name] = ns
         self._evict(keep=ns_name)
         return ns
@@ -212,3 +265,22 @@ class NamespaceCache:
                 break
             if name != keep:
                 total -= self._cache.pop(name).memory.nbytes()
+
+
+def _log_problem(log: ChangeLog) -> str | None:
+    """Why the log cannot bring a copy at ``log.since`` to ``log.version`` (None: it can). A
+    reason starting with ``!`` is a fault worth a warning; the others are expected."""
+    if log.version == 0:
+        return "the namespace was cleared"
+    if log.since <= log.floor:
+        return f"the change log starts after version {log.floor}, the copy is at {log.since}"
+    versions = [c.version for c in log.changes]
+    if any(b < a for a, b in itertools.pairwise(versions)):
+        return "!the change log is out of order"
+    if set(versions) != set(range(log.since + 1, log.version + 1)):
+        missing = sorted(set(range(log.since + 1, log.version + 1)) - set(versions))
+        return (f"!the change log is truncated: versions {missing[:5]} are missing"
+                if missing else "!the change log has versions beyond the namespace's")
+    if any(c.op == "meta" for c in log.changes):
+        return "the namespace meta changed (re-encoded)"
+    return None

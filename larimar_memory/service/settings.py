@@ -40,10 +40,11 @@ class LarimarSettings(BaseModel):
     )
     ridge: float = Field(1e-3, gt=0, le=1, description="λ of each block's ridge prior")
     memory_dtype: Literal["float32", "float64"] = Field(
-        "float64",
-        description="dtype of the memory blocks. float64: a forget divides by λ/(1+λ), so "
-        "float32 rounding in the cached inverse comes back ~1000× larger (10 % residue "
-        "measured after one write and forget); float32 halves the bytes but is not exact",
+        "float32",
+        description="dtype of the in-process memory rows. The one-hot blocks (`OneHotMemory`) "
+        "keep no inverse to drift: a row is its value divided by 1 + λ and a forget resets it "
+        "exactly, so float32 (the stored values' dtype) is exact to its rounding; float64 "
+        "doubles the bytes",
     )
     scope_threshold: float | None = Field(
         None, ge=0, le=1,
@@ -82,4 +83,10 @@ class LarimarSettings(BaseModel):
         2 * 1024**3, ge=0,
         description="in-process memories beyond this many bytes are evicted (least recently "
         "used first) and rebuilt from the fact log on their next call",
+    )
+    change_log_keep: int = Field(
+        10000, ge=0,
+        description="versions of each namespace's change log the store keeps: a replica whose "
+        "cache is fewer versions behind applies only the changes it missed; one further behind "
+        "(or a restart) rebuilds from the fact log",
     )

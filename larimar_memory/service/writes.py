@@ -242,10 +242,9 @@ def forget_targets(tx: Any, ns: NamespaceState, ids: list[str]) -> dict[str, Fac
     """The exact −1 update of each fact's block and its deletion from the log."""
     if not ids:
         return {}
-    records = tx.get_facts(ids)
+    records = tx.delete_facts(ids)  # raises before any change for an unknown id
     for record in records:
-        ns.memory.forget(record.id, torch.from_numpy(record.values))
-    tx.delete_facts(ids)
+        ns.memory.forget(record.id)  # its rows return to the prior: no values needed
     return {record.id: ns.remove(record.id) for record in records}
 
 

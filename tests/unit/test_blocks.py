@@ -49,7 +49,8 @@ def test_blocks_equal_batch_least_squares_after_writes_and_forgets(ops):
             live[fact.fact_id] = fact
         else:
             fid = sorted(live)[pick % len(live)]
-            mem.forget(fid, live.pop(fid).values)
+            live.pop(fid)
+            mem.forget(fid)
         _check_blocks(mem, live)
     assert len(mem) == len(live)
     for fid, fact in live.items():  # every fact reads back what was written (ridge factor)
@@ -72,7 +73,7 @@ def test_rebuild_at_known_rows_equals_the_original():
     mem = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
     facts = [_fact(i, 2, gen) for i in range(7)]
     rows = mem.write(facts)
-    mem.forget("f3", facts[3].values)
+    mem.forget("f3")
     again = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
     again.write([BlockWrite(f.fact_id, f.key, f.values, rows[f.fact_id])
                  for f in facts if f.fact_id != "f3"])
@@ -118,5 +119,5 @@ def test_bad_input_is_refused_and_changes_nothing():
     with pytest.raises(MemoryInputError, match="rows"):
         mem.write([BlockWrite("x", torch.ones(KEY_WIDTH), torch.ones(BLOCK_ROWS + 1, WIDTH))])
     with pytest.raises(FactNotFoundError):
-        mem.forget("nope", torch.ones(1, WIDTH))
+        mem.forget("nope")
     assert len(mem) == 0 and mem.search(torch.ones(KEY_WIDTH), k=3) == []

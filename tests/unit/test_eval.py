@@ -245,7 +245,7 @@ def test_service_memory_reads_back_routes_and_forgets_exactly(tiny_ctx):
     alone = ctx.new_memory()
     ctx.write(alone, ["a", "c"], keys[[0, 2]], [values[0], values[2]])
     rows = memory.rows_of("b")
-    memory.forget("b", values[1])
+    memory.forget("b")
     block = memory.blocks[rows[0] // 2]
     assert block.memory[[r % 2 for r in rows]].abs().max() < 1e-6  # back to the zero prior
     assert ctx.hits(memory, keys[1:2])[0] in ("a", "c")  # b's key now reads another fact

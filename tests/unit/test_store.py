@@ -442,9 +442,33 @@ def test_format_1_store_migrates_in_place(store_path: Path) -> None:
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     fmt = raw.execute("SELECT value FROM larimar_meta WHERE key = 'format_version'").fetchone()
     raw.close()
-    assert tables == {"larimar_meta", "larimar_namespaces", "larimar_facts"} and fmt == ("2",)
+    assert tables == {"larimar_meta", "larimar_namespaces", "larimar_facts",
+                      "larimar_changes"} and fmt == ("3",)
     with SQLiteStore(store_path) as store:  # opens again without migrating twice
         assert store.count("alice") == 3
+
+
+def test_format_2_store_gains_an_empty_change_log(store_path: Path) -> None:
+    with SQLiteStore(store_path) as store:
+        for i in range(3):
+            with store.transaction("alice") as tx:
+                tx.add_facts([make_record("alice", f"fact {i}")])
+    with sqlite3.connect(store_path) as raw:  # back to format 2's layout
+        raw.execute("DROP TABLE larimar_changes")
+        raw.execute("ALTER TABLE larimar_namespaces DROP COLUMN log_floor")
+        raw.execute("UPDATE larimar_meta SET value = '2' WHERE key = 'format_version'")
+    raw.close()
+    with SQLiteStore(store_path) as store:
+        log = store.changes("alice", 0)
+        assert (log.version, log.floor, log.changes) == (3, 3, [])  # caches at <= 3 rebuild
+        with store.transaction("alice") as tx:
+            tx.add_facts([make_record("alice", "fact 3")])
+        assert [c.op for c in store.changes("alice", 3).changes] == ["version", "write"]
+        assert store.count("alice") == 4
+    with sqlite3.connect(store_path) as raw:
+        fmt = raw.execute("SELECT value FROM larimar_meta WHERE key = 'format_version'").fetchone()
+    raw.close()
+    assert fmt == ("3",)
 
 
 def test_failed_migration_leaves_the_format_1_file(store_path: Path) -> None:

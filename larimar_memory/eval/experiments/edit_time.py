@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from ..context import EvalContext
@@ -61,7 +60,6 @@ def _time_memory(ctx: EvalContext, records: list[EditRecord]) -> dict[str, Any]:
     memory = ctx.new_memory()
     parts: dict[str, list[float]] = {"embed": [], "encode": [], "write": [], "edit": []}
     forgets: list[float] = []
-    written: list[torch.Tensor] = []
     for i, r in enumerate(tqdm(records, desc=f"{len(records)} edits", leave=False)):
         t0 = time.perf_counter()
         key = ctx.embed([r.prompt])
@@ -70,14 +68,13 @@ def _time_memory(ctx: EvalContext, records: list[EditRecord]) -> dict[str, Any]:
         t2 = time.perf_counter()
         ctx.write(memory, [str(i)], key, value)
         t3 = time.perf_counter()
-        written.append(value[0])
         parts["embed"].append(t1 - t0)
         parts["encode"].append(t2 - t1)
         parts["write"].append(t3 - t2)
         parts["edit"].append(t3 - t0)
     for i in tqdm(range(len(records)), desc=f"{len(records)} forgets", leave=False):
         t0 = time.perf_counter()
-        memory.forget(str(i), written[i])
+        memory.forget(str(i))
         forgets.append(time.perf_counter() - t0)
     row: dict[str, Any] = {"edits": len(records)}
     for name, values in parts.items():

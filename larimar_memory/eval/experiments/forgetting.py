@@ -2,7 +2,7 @@
 
 Memory: ``service: BlockMemory`` (K = ``--block-rows`` rows per block). Facts are written as
 ``Larimar.remember`` writes them, forgotten as ``Larimar.forget`` does (``BlockMemory.forget``,
-the exact −1 update of the fact's block with the rows it was written with), and read as
+the exact −1 update of the fact's rows back to the prior), and read as
 ``Larimar.ask`` reads (top-1 key search, readout, ``model.memory_context``; plain decoding when
 the memory is empty).
 
@@ -106,7 +106,7 @@ def _forget_one(ctx: EvalContext, records: list[EditRecord], keys: torch.Tensor,
     fidelity_before = _fidelity(memory, keys[target], values[target])
     rows = memory.rows_of(ids[target])
     block = memory.blocks[rows[0] // memory.block_rows]
-    memory.forget(ids[target], values[target])
+    memory.forget(ids[target])
     left = block.memory[[row % memory.block_rows for row in rows]]
     others = [i for i in range(n) if i != target]
     rest = [others[i] for i in sample_indices(len(others), sample, ctx.options.seed)]
@@ -141,7 +141,7 @@ def _leakage(ctx: EvalContext, records: list[EditRecord], keys: torch.Tensor,
     for i in attacked:
         r = records[i]
         stages["stored"].append(_attack(ctx, memory, r))
-        memory.forget(ids[i], values[i])
+        memory.forget(ids[i])
         stages["forgotten"].append(_attack(ctx, memory, r))
         unknown = ctx.encode_facts([join_prompt(r.prompt, UNKNOWN)])
         ctx.write(memory, [f"{i}/unknown"], keys[i : i + 1], unknown)
@@ -149,7 +149,7 @@ def _leakage(ctx: EvalContext, records: list[EditRecord], keys: torch.Tensor,
         stages["forgotten_plus_unknown"].append(leaked[0])
         examples.append({"prompt": r.prompt, "forgotten_answer": r.target_new,
                          "generations": leaked[1][:3]})
-        memory.forget(f"{i}/unknown", unknown[0])  # the other attacks: a memory without it
+        memory.forget(f"{i}/unknown")  # the other attacks: a memory without it
     return {
         "facts_in_memory": n,
         "attacked": len(attacked),

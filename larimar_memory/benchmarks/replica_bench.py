@@ -1,0 +1,185 @@
+"""`larimar bench replicas`: two `Larimar` replicas on one store, as a load balancer drives them.
+
+On a namespace of ``facts`` facts (10,000 by default): write p50 on a lone replica against two
+replicas alternating writes (each write's replica is behind by the other's last write, so it
+catches up by the change log first); recall p50 on a lone replica against a recall right after
+the other replica's write; the first recall of a fresh instance (a restart: a full load of the
+namespace, whose cost grows with its size: the slope is measured at two sizes); and bytes per
+fact: in process beyond the keys, and in the store beyond text and keys.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import RESULTS_DIR, machine, percentile, save_json
+from .service_bench import benchmark_facts
+
+TARGETS = {"alternating_write_over_lone": 1.5, "recall_after_foreign_write_over_lone": 1.5,
+           "cold_first_recall_ms": 300, "in_process_bytes_per_fact": 4096,
+           "store_bytes_per_fact": 4096}
+"""Issue 26's targets (p50 ratios; bytes beyond keys, and beyond text and keys)."""
+
+
+def _p50_ms(seconds: list[float]) -> float:
+    return percentile(seconds, 50) * 1e3
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _fill(mem: Any, texts: list[str]) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(texts), 1000):
+        mem.remember(texts[i: i + 1000])
+    return time.perf_counter() - start
+
+
+def _cold_first_recall(make: Any, path: Path, query: str) -> float:
+    fresh = make(path)
+    try:
+        return _timed(lambda: fresh.recall(query, k=5))
+    finally:
+        fresh.close()
+
+
+def _bytes(mem: Any, path: Path) -> dict[str, float]:
+    ns = mem._namespaces.synced(mem.namespace)
+    facts = len(ns.facts)
+    keys = sum(index.nbytes() for index in ns.memory.key_indices)
+    records = mem.store.list_facts(mem.namespace)
+    text_and_keys = sum(len(r.text.encode()) + len(r.key_text.encode()) * (r.key_text != r.text)
+                        + r.key.nbytes + r.extra_keys.nbytes for r in records)
+    store_files = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    return {
+        "facts": facts,
+        "in_process_state_bytes": ns.memory.nbytes(),
+        "in_process_bytes_per_fact_beyond_keys": (ns.memory.nbytes() - keys) / facts,
+        "store_file_bytes": store_files,
+        "store_bytes_per_fact_beyond_text_and_keys": (store_files - text_and_keys) / facts,
+        "value_bytes_per_row_in_store": float(records[0].values[0].nbytes),
+    }
+
+
+def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool = False,
+        plot: bool = True) -> dict[str, Any]:
+    from ..scope import SentenceEmbedder
+    from ..service import Larimar
+
+    if tiny:
+        from ..testing import HashingEmbedder, tiny_test_model
+
+        model = tiny_test_model("gpt2", memory_slots=512, max_text_tokens=256)
+        embedder = SentenceEmbedder(model=HashingEmbedder())
+    else:
+        from ..model import LarimarModel
+
+        model = LarimarModel.from_pretrained("larimar-smol").eval().requires_grad_(False)
+        embedder = SentenceEmbedder()
+
+    def make(path: Path) -> Any:
+        return Larimar(model, store=str(path), embedder=embedder, namespace="bench")
+
+    texts = benchmark_facts(facts + 4 * ops + 10)
+    base, extra = texts[:facts], iter(texts[facts:])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "replicas.sqlite3"
+        a, b = make(path), make(path)
+        try:
+            fill_seconds = _fill(a, base)
+            probes = base[:: max(1, facts // ops)][:ops]
+            a.recall(probes[0], k=5)
+            b.recall(probes[0], k=5)
+            lone_write = [_timed(lambda: a.remember(next(extra))) for _ in range(ops)]
+            b.recall(probes[0], k=5)  # b catches up before the alternating phase
+            lone_recall = [_timed(lambda q=q: a.recall(q, k=5)) for q in probes]
+            alternating, after_foreign = [], []
+            for i in range(ops):
+                writer, reader = (a, b) if i % 2 == 0 else (b, a)
+                alternating.append(_timed(lambda w=writer: w.remember(next(extra))))
+                after_foreign.append(_timed(lambda r=reader, q=probes[i]: r.recall(q, k=5)))
+            sizes = _bytes(a, path)
+            cold = [_cold_first_recall(make, path, probes[i]) for i in range(3)]
+        finally:
+            a.close()
+            b.close()
+        half = make(Path(tmp) / "half.sqlite3")
+        try:
+            _fill(half, base[: facts // 2])
+        finally:
+            half.close()
+        cold_half = [_cold_first_recall(make, Path(tmp) / "half.sqlite3", probes[i])
+                     for i in range(3)]
+    rows = {
+        "lone_write_p50_ms": _p50_ms(lone_write),
+        "alternating_write_p50_ms": _p50_ms(alternating),
+        "lone_recall_p50_ms": _p50_ms(lone_recall),
+        "recall_after_foreign_write_p50_ms": _p50_ms(after_foreign),
+        "cold_first_recall_ms": min(cold) * 1e3,
+        "cold_first_recall_half_namespace_ms": min(cold_half) * 1e3,
+    }
+    rows["alternating_write_over_lone"] = rows["alternating_write_p50_ms"] / rows[
+        "lone_write_p50_ms"]
+    rows["recall_after_foreign_write_over_lone"] = (rows["recall_after_foreign_write_p50_ms"]
+                                                    / rows["lone_recall_p50_ms"])
+    slope = ((rows["cold_first_recall_ms"] - rows["cold_first_recall_half_namespace_ms"])
+             / (facts - facts // 2))
+    results = {
+        "benchmark": "replicas",
+        "machine": {**machine(), "load_average": os.getloadavg()},
+        "facts": facts, "ops": ops, "tiny": tiny, "latent_width": model.latent_width,
+        "fill_seconds": fill_seconds,
+        "latency": rows,
+        "grows_with_namespace": {
+            "cold_first_recall_ms_per_fact": slope,
+            "note": "a restart loads every fact of the namespace (records, memory rows, "
+                    "lexical index); writes and recalls after a foreign write apply only the "
+                    "changes",
+        },
+        "bytes": sizes,
+        "targets": TARGETS,
+        "targets_met": {
+            "alternating_write_over_lone": rows["alternating_write_over_lone"]
+            <= TARGETS["alternating_write_over_lone"],
+            "recall_after_foreign_write_over_lone": rows["recall_after_foreign_write_over_lone"]
+            <= TARGETS["recall_after_foreign_write_over_lone"],
+            "cold_first_recall_ms": rows["cold_first_recall_ms"]
+            <= TARGETS["cold_first_recall_ms"],
+            "in_process_bytes_per_fact": sizes["in_process_bytes_per_fact_beyond_keys"]
+            <= TARGETS["in_process_bytes_per_fact"],
+            "store_bytes_per_fact": sizes["store_bytes_per_fact_beyond_text_and_keys"]
+            <= TARGETS["store_bytes_per_fact"],
+        },
+    }
+    out = out or RESULTS_DIR / ("replica_bench_tiny.json" if tiny else "replica_bench.json")
+    save_json(results, out)
+    if plot:
+        _plot(results, out.with_suffix(".png"))
+    return results
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["latency"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(["lone", "alternating"], [rows["lone_write_p50_ms"],
+                                       rows["alternating_write_p50_ms"]], color=["C0", "C1"])
+    left.set_title(f"remember p50 (ms), {results['facts']} facts")
+    right.bar(["lone", "after foreign write", "cold first"],
+              [rows["lone_recall_p50_ms"], rows["recall_after_foreign_write_p50_ms"],
+               rows["cold_first_recall_ms"]], color=["C0", "C1", "C2"])
+    right.set_title("recall(k=5) (ms)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
