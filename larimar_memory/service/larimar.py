@@ -30,6 +30,7 @@ from ..blocks import BlockWrite
 from ..errors import ArgumentError, FactNotFoundError
 from ..names import check_namespace
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
+from ..routing import UNKNOWN_ANSWER, choose_route
 from ..scope import SentenceEmbedder
 from ..store import FactRecord, MemoryStore
 from ..store_url import open_store
@@ -312,8 +313,11 @@ class Larimar:
         max_new_tokens: int | None = None,
         filter: dict[str, Any] | None = None,
     ) -> AskResult:
-        """Answer ``question``: decoding conditioned on the readouts of the ``k`` best facts
-        together when the question is in scope of the memory, plain decoding otherwise."""
+        """Answer ``question`` by one of three routes (`larimar_memory.routing`): in scope of
+        the memory, decoding conditioned on the readouts of the ``k`` best facts together
+        (``memory``); out of scope, plain decoding for a general question (``plain``) and
+        `UNKNOWN_ANSWER` for a question about the user (``unknown``), since plain decoding
+        would invent a personal fact."""
         question = check.check_texts(question, "question", self.settings.max_text_chars)[0]
         k = check.check_k(self.settings.ask_k if k is None else k)
         new_tokens = max_new_tokens or self.settings.max_new_tokens
@@ -329,13 +333,15 @@ class Larimar:
             used = hits if scope.in_scope else []
             readouts = [ns.memory.readout(h.fact_id) for h in used] if ns else []
             facts = [ns.facts[h.fact_id].to_fact(ns_name) for h in used] if ns else []
-        context = self.model.memory_context(readouts) if readouts else None
-        answer = self.model.decode(context, prompts=[question], max_new_tokens=new_tokens)[0]
-        return AskResult(
-            question=question, answer=answer.strip(),
-            route="memory" if context is not None else "plain",
-            scope=scope, fact=facts[0] if facts else None, facts=facts,
-        )
+        route = choose_route(question, scope.in_scope)
+        if route == "unknown":  # about the user, nothing on it stored: say so, invent nothing
+            answer = UNKNOWN_ANSWER
+        else:
+            context = self.model.memory_context(readouts) if readouts else None
+            answer = self.model.decode(context, prompts=[question],
+                                       max_new_tokens=new_tokens)[0].strip()
+        return AskResult(question=question, answer=answer, route=route, scope=scope,
+                         fact=facts[0] if facts else None, facts=facts)
 
     def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         """Remove a fact by id or by its exact text: the exact −1 update of its block, then its
