@@ -338,8 +338,8 @@ class Larimar:
             answer = UNKNOWN_ANSWER
         else:
             context = self.model.memory_context(readouts) if readouts else None
-            answer = self.model.decode(context, prompts=[question],
-                                       max_new_tokens=new_tokens)[0].strip()
+            answer = self.model.decode(context, prompts=[question], max_new_tokens=new_tokens,
+                                       copy_bias=self.settings.copy_bias)[0].strip()
         return AskResult(question=question, answer=answer, route=route, scope=scope,
                          fact=facts[0] if facts else None, facts=facts)
 
