@@ -30,6 +30,7 @@ UNKNOWN_ANSWER = "I don't have that in memory."
 _WORD = re.compile(r"[a-z]+")
 _PERSON = frozenset({"i", "me", "my", "mine", "myself", "we", "us", "our", "ours",
                      "ourselves", "your", "yours", "yourself"})
+_POSSESSIVE = frozenset({"my", "mine", "our", "ours", "your", "yours"})
 # The world everyone shares: "our planet", "our solar system" ask no personal fact.
 _SHARED = frozenset({"planet", "solar", "galaxy", "universe", "world", "species", "sun",
                      "moon", "earth", "society", "history"})
@@ -51,12 +52,15 @@ _HOW_TO = re.compile(
 
 
 def asks_about_user(question: str) -> bool:
-    """Whether ``question`` asks about the user's own life (so only memory can answer it)."""
+    """Whether ``question`` asks about the user's own life (so only memory can answer it).
+    A how-to question about something of theirs ("How do I like my coffee?", "How do I renew
+    my passport?") counts: saying memory has nothing loses less than an invented answer."""
     rest = _REQUEST.sub("", question, count=1)
-    if _HOW_TO.match(rest):
-        return False
     words = _WORD.findall(rest.lower())
-    return any(_personal(words, i) for i, w in enumerate(words) if w in _PERSON)
+    personal = [i for i, w in enumerate(words) if w in _PERSON and _personal(words, i)]
+    if _HOW_TO.match(rest):
+        return any(words[i] in _POSSESSIVE for i in personal)
+    return bool(personal)
 
 
 def _personal(words: list[str], i: int) -> bool:

@@ -17,6 +17,7 @@ ABOUT_THE_USER = [
     "Who is our vet?",
     "What is your daughter's name?",
     "I’m trying to remember: which team am I on?",
+    "How do I like my coffee?",
 ]
 GENERAL = [
     "Who wrote Pride and Prejudice?",
