@@ -347,8 +347,8 @@ class LatentDecoder(nn.Module):
 
         ``copy_bias`` (readouts that spell tokens only): a logit bonus that makes answers copy
         the readout as stored: every readout token gets half of it, and the token that follows
-        the one just generated in the readout gets all of it, so a name started from memory is
-        finished as stored ("Arsenal", not "Arsalal"). 0 decodes exactly as before.
+        the one just generated in the readout, inside a word, gets all of it, so a name started
+        from memory is finished as stored ("Arsenal", not "Arsalal"). 0 decodes as before.
 
         ``prompts=None`` decodes from the start token alone: the reconstruction of the stored text.
         A prompt is continued as raw text (what memory conditioning is trained on), except that
@@ -389,7 +389,7 @@ class LatentDecoder(nn.Module):
             if spelled is not None:  # stopping stays the LM's own decision
                 ends = set(self.stop_token_ids)
                 copy = CopyBias([[t for t in row if t not in ends] for row in spelled],
-                                copy_bias, device)
+                                copy_bias, device, self._starts_word)
         with evaluating(self), self._plain(z is None):
             for _ in range(max_new_tokens):
                 out = self.lm(
@@ -441,6 +441,9 @@ class LatentDecoder(nn.Module):
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._start() + list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    def _starts_word(self, token: int) -> bool:
+        return self.tokenizer.decode([token])[:1].isspace()
+
     def _decode_row(self, row: list[int]) -> str:
         stops = set(self.stop_token_ids)
         end = next((i for i, t in enumerate(row) if t in stops), len(row))
@@ -450,13 +453,19 @@ class LatentDecoder(nn.Module):
 class CopyBias:
     """A copy bias over the readout's tokens (a pointer to the memory, as in copy-augmented
     decoders, but added to the logits with no training): ``bias / 2`` on every token of the
-    row's readout, ``bias`` more on each token that follows the previous generated token there."""
+    row's readout, ``bias`` more on each token that follows the previous generated token there
+    inside a word (``starts_word`` tokens are not pushed: the bias finishes a name as stored,
+    it does not recite the rest of the fact)."""
 
-    def __init__(self, spelled: list[list[int]], bias: float, device: torch.device) -> None:
+    def __init__(self, spelled: list[list[int]], bias: float, device: torch.device,
+                 starts_word: Callable[[int], bool] = lambda token: False) -> None:
         width = max((len(row) for row in spelled), default=0) + 1
         self.ids = torch.full((len(spelled), width), -1, dtype=torch.long, device=device)
+        self.inside = torch.zeros((len(spelled), width), dtype=torch.bool, device=device)
         for i, row in enumerate(spelled):
             self.ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
+            self.inside[i, : len(row)] = torch.tensor([not starts_word(t) for t in row],
+                                                      dtype=torch.bool, device=device)
         self.bias = bias
 
     def __call__(self, logits: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
@@ -467,7 +476,7 @@ class CopyBias:
         bonus.scatter_reduce_(1, ids, torch.where(present, self.bias / 2, 0.0), reduce="amax")
         if previous is not None:
             follows = torch.zeros_like(present)
-            follows[:, 1:] = (self.ids[:, :-1] == previous[:, None]) & present[:, 1:]
+            follows[:, 1:] = (self.ids[:, :-1] == previous[:, None]) & self.inside[:, 1:]
             bonus.scatter_add_(1, ids, torch.where(follows, self.bias, 0.0))
         return logits + bonus
 
