@@ -3,8 +3,8 @@
 It answers the latest human message with `Larimar.ask`: decoding conditioned on the memory
 readout when the scope detector says the message is about stored facts; otherwise plain
 decoding for a general question, and "I don't have that in memory" for a question about the
-user (route ``unknown``: nothing is invented). It is a small memory decoder, not a general assistant: earlier turns and system
-messages do not reach it, and it cannot call tools.
+user (route ``unknown``: nothing is invented). It is a small memory decoder, not a general
+assistant: earlier turns and system messages do not reach it, and it cannot call tools.
 """
 
 from __future__ import annotations
