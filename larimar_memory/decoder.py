@@ -101,6 +101,11 @@ class Conditioning(nn.Module):
         """The first generation step for left-padded ``input_ids`` conditioned on ``z``."""
         raise NotImplementedError
 
+    def readout_tokens(self, z: torch.Tensor) -> list[list[int]] | None:
+        """The decoder tokens each row of ``z`` spells, in order, when the readout is text a
+        decoder can copy from (token codes); None when it is not (a pooled latent)."""
+        return None
+
 
 class KVPrefix(Conditioning):
     """W_M maps each of the ``P`` latent tokens to keys and values in every layer; an optional
@@ -212,6 +217,12 @@ class MemoryBlock(Conditioning):
 
     def context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(readouts).reshape(1, -1)
+
+    def readout_tokens(self, z: torch.Tensor) -> list[list[int]]:
+        slots = z.reshape(z.shape[0], -1, self.latent_token_dim)
+        ids, present = self._codebook.nearest_tokens(slots)
+        return [[int(t) for t, p in zip(row, keep, strict=True) if p]
+                for row, keep in zip(ids.tolist(), present.tolist(), strict=True)]
 
     def logits(
         self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
@@ -330,8 +341,14 @@ class LatentDecoder(nn.Module):
         do_sample: bool = False,
         temperature: float = 1.0,
         chat: bool | None = None,
+        copy_bias: float = 0.0,
     ) -> list[str]:
         """Greedy (or sampled) continuations, one string per row of ``z`` / per prompt.
+
+        ``copy_bias`` (readouts that spell tokens only): a logit bonus that makes answers copy
+        the readout as stored: every readout token gets half of it, and the token that follows
+        the one just generated in the readout, inside a word, gets all of it, so a name started
+        from memory is finished as stored ("Arsenal", not "Arsalal"). 0 decodes as before.
 
         ``prompts=None`` decodes from the start token alone: the reconstruction of the stored text.
         A prompt is continued as raw text (what memory conditioning is trained on), except that
@@ -366,6 +383,13 @@ class LatentDecoder(nn.Module):
         stops = torch.tensor(self.stop_token_ids, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         new: list[torch.Tensor] = []
+        copy = None
+        if z is not None and copy_bias:
+            spelled = self.conditioning.readout_tokens(z)
+            if spelled is not None:  # stopping stays the LM's own decision
+                ends = set(self.stop_token_ids)
+                copy = CopyBias([[t for t in row if t not in ends] for row in spelled],
+                                copy_bias, device, self._starts_word)
         with evaluating(self), self._plain(z is None):
             for _ in range(max_new_tokens):
                 out = self.lm(
@@ -376,7 +400,10 @@ class LatentDecoder(nn.Module):
                     **{CACHE_ARG: cache},
                 )
                 cache = getattr(out, CACHE_ARG)
-                token = _pick(out.logits[:, -1].float(), do_sample, temperature)
+                logits = out.logits[:, -1].float()
+                if copy is not None:
+                    logits = copy(logits, new[-1] if new else None)
+                token = _pick(logits, do_sample, temperature)
                 token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
                 new.append(token)
                 done |= torch.isin(token, stops)
@@ -414,10 +441,44 @@ class LatentDecoder(nn.Module):
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._start() + list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    def _starts_word(self, token: int) -> bool:
+        return self.tokenizer.decode([token])[:1].isspace()
+
     def _decode_row(self, row: list[int]) -> str:
         stops = set(self.stop_token_ids)
         end = next((i for i, t in enumerate(row) if t in stops), len(row))
         return self.tokenizer.decode(row[:end], skip_special_tokens=True).strip()
+
+
+class CopyBias:
+    """A copy bias over the readout's tokens (a pointer to the memory, as in copy-augmented
+    decoders, but added to the logits with no training): ``bias / 2`` on every token of the
+    row's readout, ``bias`` more on each token that follows the previous generated token there
+    inside a word (``starts_word`` tokens are not pushed: the bias finishes a name as stored,
+    it does not recite the rest of the fact)."""
+
+    def __init__(self, spelled: list[list[int]], bias: float, device: torch.device,
+                 starts_word: Callable[[int], bool] = lambda token: False) -> None:
+        width = max((len(row) for row in spelled), default=0) + 1
+        self.ids = torch.full((len(spelled), width), -1, dtype=torch.long, device=device)
+        self.inside = torch.zeros((len(spelled), width), dtype=torch.bool, device=device)
+        for i, row in enumerate(spelled):
+            self.ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
+            self.inside[i, : len(row)] = torch.tensor([not starts_word(t) for t in row],
+                                                      dtype=torch.bool, device=device)
+        self.bias = bias
+
+    def __call__(self, logits: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """``logits (N, V)`` with the bonus; ``previous (N,)``: the token generated last."""
+        present = self.ids >= 0
+        bonus = torch.zeros_like(logits)
+        ids = self.ids.clamp(min=0)
+        bonus.scatter_reduce_(1, ids, torch.where(present, self.bias / 2, 0.0), reduce="amax")
+        if previous is not None:
+            follows = torch.zeros_like(present)
+            follows[:, 1:] = (self.ids[:, :-1] == previous[:, None]) & self.inside[:, 1:]
+            bonus.scatter_add_(1, ids, torch.where(follows, self.bias, 0.0))
+        return logits + bonus
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ import torch
 
 from .blocks import BlockMemory
 from .lexical import LexicalIndex, reciprocal_rank_fusion, terms
+from .routing import asks_about_user
 from .sentences import split_sentences
 
 __all__ = [
@@ -107,19 +108,18 @@ CONVERSATION = Calibration("conversation", dense=29.033, lexical=3.024, agreemen
 EDITS = Calibration.dense_only("edits", 0.56)
 
 
-_FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll)\b", re.I)
 NOT_A_PERSON = frozenset({"assistant", "system", "tool"})
 """Speakers (chat roles) that are not a person a question can be about."""
 
 
 def refers_to(query: str, speaker: str | None) -> bool:
     """Whether a query is about the person who said a fact: it names them ("What did Caroline
-    research?" for Caroline's turn), or it is in the first person and they are a user, not the
-    assistant ("Where do I live?" for the user's "I live in Porto.")."""
+    research?" for Caroline's turn), or it asks about the user (`routing.asks_about_user`: "Where
+    do I live?", not "How do I boil an egg?") and they are a user, not the assistant."""
     who = (speaker or "user").strip()
     if who.lower() in NOT_A_PERSON:
         return False
-    if _FIRST_PERSON.search(query):
+    if asks_about_user(query):
         return True
     name = who.split()[0] if who.split() else ""
     return who.lower() != "user" and bool(name) and bool(

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from .routing import Route
+
 OWNER_FIELDS = ("speaker", "user_id", "agent_id", "run_id")
 """Metadata fields that say whose a fact is: replacements and duplicates never cross owners."""
 SLOT_FIELD = "slot"
@@ -78,12 +80,14 @@ class RecallResult(BaseModel):
 
 
 class AskResult(BaseModel):
-    """An answer, with the route the scope detector chose."""
+    """An answer, with the route it took (`larimar_memory.routing`)."""
 
     question: str
     answer: str
-    route: Literal["memory", "plain"] = Field(
-        description="'memory': decoded conditioned on the readouts; 'plain': no memory"
+    route: Route = Field(
+        description="'memory': decoded conditioned on the readouts; 'plain': a general question, "
+        "decoded with no memory; 'unknown': a question about the user with nothing relevant "
+        "stored, answered that memory has nothing (never decoded, so nothing is invented)"
     )
     scope: ScopeInfo
     fact: Fact | None = Field(None, description="the best fact read (memory route only)")

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .answers_cli import answers_command
 from .dialogues.cli import dialogues_command
 from .experiments import EXPERIMENTS, Experiment
 from .locomo_cli import locomo_command
@@ -115,6 +116,7 @@ for _experiment in EXPERIMENTS.values():
 
 eval_app.command("locomo")(locomo_command)
 eval_app.command("dialogues")(dialogues_command)
+eval_app.command("answers")(answers_command)
 
 
 @eval_app.command("scope")

@@ -32,6 +32,7 @@ from ..errors import FactNotFoundError
 from ..names import check_namespace
 from ..protocol import update_arguments
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
+from ..routing import UNKNOWN_ANSWER, choose_route
 from ..scope import SentenceEmbedder
 from ..store import FactRecord, MemoryStore
 from ..store_url import open_store
@@ -306,8 +307,11 @@ class Larimar:
         max_new_tokens: int | None = None,
         filter: dict[str, Any] | None = None,
     ) -> AskResult:
-        """Answer ``question``: decoding conditioned on the readouts of the ``k`` best facts
-        together when the question is in scope of the memory, plain decoding otherwise."""
+        """Answer ``question`` by one of three routes (`larimar_memory.routing`): in scope of
+        the memory, decoding conditioned on the readouts of the ``k`` best facts together
+        (``memory``); out of scope, plain decoding for a general question (``plain``) and
+        `UNKNOWN_ANSWER` for a question about the user (``unknown``), since plain decoding
+        would invent a personal fact."""
         ns_name = self._namespace_name(namespace)
         question, k, max_new_tokens, where = contract.ask_args(question, k, max_new_tokens,
                                                               filter)
@@ -324,13 +328,15 @@ class Larimar:
             used = hits if scope.in_scope else []
             readouts = [ns.memory.readout(h.fact_id) for h in used] if ns else []
             facts = [ns.facts[h.fact_id].to_fact(ns_name) for h in used] if ns else []
-        context = self.model.memory_context(readouts) if readouts else None
-        answer = self.model.decode(context, prompts=[question], max_new_tokens=new_tokens)[0]
-        return AskResult(
-            question=question, answer=answer.strip(),
-            route="memory" if context is not None else "plain",
-            scope=scope, fact=facts[0] if facts else None, facts=facts,
-        )
+        route = choose_route(question, scope.in_scope)
+        if route == "unknown":  # about the user, nothing on it stored: say so, invent nothing
+            answer = UNKNOWN_ANSWER
+        else:
+            context = self.model.memory_context(readouts) if readouts else None
+            answer = self.model.decode(context, prompts=[question], max_new_tokens=new_tokens,
+                                       copy_bias=self.settings.copy_bias)[0].strip()
+        return AskResult(question=question, answer=answer, route=route, scope=scope,
+                         fact=facts[0] if facts else None, facts=facts)
 
     def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
         """Remove a fact by id or by its exact text: the exact −1 update of its block, then its

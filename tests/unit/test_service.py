@@ -16,6 +16,7 @@ from larimar_memory.errors import (
     StoreMismatchError,
 )
 from larimar_memory.memory import least_squares_memory
+from larimar_memory.routing import UNKNOWN_ANSWER
 from larimar_memory.scope import SentenceEmbedder
 from larimar_memory.testing import HashingEmbedder, tiny_larimar
 
@@ -130,6 +131,18 @@ def test_ask_routes_by_scope(larimar):
 def test_ask_on_empty_memory_is_plain(larimar):
     result = larimar.ask("What is the capital of France?")
     assert result.route == "plain" and result.scope.score == 0.0
+
+
+def test_ask_about_the_user_with_nothing_relevant_stored_says_so(larimar):
+    empty = larimar.ask("Where do I live?")
+    assert empty.route == "unknown" and empty.answer == UNKNOWN_ANSWER and empty.fact is None
+    larimar.remember(FACTS)
+    unrelated = larimar.ask("What is my cat called?")
+    assert not unrelated.scope.in_scope
+    assert unrelated.route == "unknown" and unrelated.answer == UNKNOWN_ANSWER
+    assert unrelated.facts == []
+    larimar.remember("My cat is called Miso.")
+    assert larimar.ask("What is my cat called?").route == "memory"
 
 
 def test_forget_by_id_and_text_removes_the_fact_and_its_contribution(larimar):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.prompt_values import PromptValue
+from larimar_memory.routing import choose_route
 from larimar_memory.types import RecallHit, RecallResult
 
 ContextSource = Literal["decoded", "stored", "both"]
@@ -121,7 +122,7 @@ def hit_document(
             "scope_score": recall.scope.score,
             "in_scope": recall.scope.in_scope,
             "scope_threshold": recall.scope.threshold,
-            "route": "memory" if recall.scope.in_scope else "plain",
+            "route": choose_route(recall.query, recall.scope.in_scope),
         },
     )
 

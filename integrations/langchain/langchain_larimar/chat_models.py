@@ -1,9 +1,10 @@
 """`ChatLarimar`: Larimar's memory-conditioned decoder as a LangChain chat model.
 
 It answers the latest human message with `Larimar.ask`: decoding conditioned on the memory
-readout when the scope detector says the message is about stored facts, plain decoding
-otherwise. It is a small memory decoder, not a general assistant: earlier turns and system
-messages do not reach it, and it cannot call tools.
+readout when the scope detector says the message is about stored facts; otherwise plain
+decoding for a general question, and "I don't have that in memory" for a question about the
+user (route ``unknown``: nothing is invented). It is a small memory decoder, not a general
+assistant: earlier turns and system messages do not reach it, and it cannot call tools.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class ChatLarimar(LarimarBinding, BaseChatModel):
 
     When the scope detector says the message is about stored facts the answer is decoded
     conditioned on the memory readout (``route="memory"``), otherwise by the plain decoder
-    (``route="plain"``); the route, the scope score and the addressed fact are in
+    (``route="plain"``), or, for a question about the user that memory has nothing on, with
+    "I don't have that in memory" (``route="unknown"``); the route, the scope score and the
+    addressed fact are in
     ``response_metadata``. With ``observe_user_messages=True`` the latest human message is first
     applied to the memory (stated facts written, "forget …" requests honoured; no LLM call).
 

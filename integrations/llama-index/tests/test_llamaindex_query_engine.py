@@ -123,3 +123,20 @@ def test_from_defaults_refuses_both_a_larimar_and_a_store(larimar, tmp_path):
         LarimarQueryEngine.from_defaults(larimar, store=tmp_path / "other.sqlite3")
     engine = LarimarQueryEngine.from_defaults(larimar, namespace="x")
     assert engine.larimar is larimar and engine.namespace == "x"
+
+
+def test_a_question_about_the_user_with_nothing_stored_gets_the_unknown_route(larimar, stored):
+    """Route ``unknown`` the same in process and over HTTP: the fixed answer, no sources."""
+    from larimar_memory.routing import UNKNOWN_ANSWER
+    from larimar_memory.server import ServerSettings, create_app
+    from larimar_memory.server.client import LarimarClient
+    from larimar_memory.testing import ThreadedServer
+
+    with ThreadedServer(create_app(larimar, ServerSettings(auth=False))) as server:
+        for memory in (larimar, LarimarClient(server.url)):
+            engine = LarimarQueryEngine(memory)
+            response = engine.query("Where did I park my bike yesterday?")
+            assert response.metadata["route"] == "unknown"
+            assert response.response == UNKNOWN_ANSWER and response.source_nodes == []
+            assert engine.query(UNRELATED).metadata["route"] == "plain"
+            assert engine.query(QUESTION).metadata["route"] == "memory"

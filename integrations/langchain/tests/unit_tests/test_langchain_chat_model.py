@@ -12,10 +12,10 @@ from langchain_larimar.chat_models import _truncate_at_stop
 
 def test_routes_and_metadata(larimar, texts) -> None:
     llm = ChatLarimar(larimar=larimar, max_tokens=4)
-    plain = llm.invoke(texts.question)
-    assert isinstance(plain, AIMessage)
-    assert plain.response_metadata["route"] == "plain"
-    assert plain.response_metadata["fact_id"] is None
+    unknown = llm.invoke(texts.question)  # about the user, nothing stored
+    assert isinstance(unknown, AIMessage)
+    assert unknown.response_metadata["route"] == "unknown"
+    assert unknown.response_metadata["fact_id"] is None
 
     fact_id = larimar.remember(texts.fact).ids[0]
     reply = llm.invoke([SystemMessage("ignored"), HumanMessage(texts.question)])
@@ -41,11 +41,11 @@ def test_observe_user_messages(larimar, texts) -> None:
 def test_namespace_field_and_per_call(larimar, texts) -> None:
     larimar.remember(texts.fact, namespace="alice")
     assert ChatLarimar(larimar=larimar).invoke(texts.question).response_metadata["route"] == (
-        "plain"
+        "unknown"
     )
     llm = ChatLarimar(larimar=larimar, namespace="alice")
     assert llm.invoke(texts.question).response_metadata["route"] == "memory"
-    assert llm.invoke(texts.question, namespace="bob").response_metadata["route"] == "plain"
+    assert llm.invoke(texts.question, namespace="bob").response_metadata["route"] == "unknown"
 
 
 def test_stream_chunks_the_answer_and_ends_with_metadata(larimar, texts) -> None:
@@ -101,3 +101,24 @@ def test_ls_params(larimar) -> None:
     assert params["ls_provider"] == "larimar" and params["ls_model_name"] == "larimar-smol"
     assert params["ls_max_tokens"] == 8 and params["ls_stop"] == ["\n"]
     assert llm._get_ls_params(model="x")["ls_model_name"] == "x"
+
+
+def test_a_question_about_the_user_with_nothing_stored_is_not_answered_by_invention(
+    larimar, texts
+) -> None:
+    """Route ``unknown`` the same in process and over HTTP: the fixed answer, no fact."""
+    from larimar_memory.routing import UNKNOWN_ANSWER
+    from larimar_memory.server import ServerSettings, create_app
+    from larimar_memory.server.client import LarimarClient
+    from larimar_memory.testing import ThreadedServer
+
+    larimar.remember(texts.other_fact)
+    with ThreadedServer(create_app(larimar, ServerSettings(auth=False))) as server:
+        for memory in (larimar, LarimarClient(server.url)):
+            llm = ChatLarimar(larimar=memory, max_tokens=4)
+            reply = llm.invoke(texts.question)
+            meta = reply.response_metadata
+            assert meta["route"] == "unknown" and meta["in_scope"] is False
+            assert reply.content == UNKNOWN_ANSWER and meta["fact_id"] is None
+            assert llm.invoke(texts.unrelated).response_metadata["route"] == "plain"
+            assert llm.invoke(texts.other_question).response_metadata["route"] == "memory"

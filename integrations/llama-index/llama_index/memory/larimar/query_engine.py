@@ -2,8 +2,9 @@
 
 Each query goes through the scope detector (`Larimar.ask`): in scope, the answer is decoded
 conditioned on the memory readouts and the response cites the ``k`` recalled facts as source
-nodes (one per `RecallHit`, best first); out of scope, the decoder answers plainly and the
-response has no sources.
+nodes (one per `RecallHit`, best first); out of scope, a general question is answered by the
+plain decoder and a question about the user with "I don't have that in memory" (route
+``unknown``, `larimar_memory.routing`), both without sources.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         ``engine = LarimarQueryEngine(larimar=Larimar(store="facts.sqlite3"), k=3)``
     Use:
         ``response = engine.query("What is Alice's favourite colour?")``;
-        ``response.metadata["route"]`` is ``"memory"`` or ``"plain"``, and
+        ``response.metadata["route"]`` is ``"memory"``, ``"plain"`` or ``"unknown"`` (a
+        question about the user that memory has nothing on: nothing is invented), and
         ``response.source_nodes`` holds one node per recalled fact (up to ``k``, best first,
         scored by the hit's score) when it is ``"memory"``.
         As an agent tool: ``QueryEngineTool.from_defaults(engine, name=..., description=...)``.
