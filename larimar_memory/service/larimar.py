@@ -535,7 +535,7 @@ class Larimar:
         allowed = None if not where else [
             e.id for e in ns.facts.values() if check.matches(e.metadata, where)
         ]
-        return self.ranker.rank(ns.memory, ns.lexical, query, embedded, k, allowed)
+        return self.ranker.rank(ns.memory, ns.lexical, query, embedded, k, allowed, ns.facts)
 
     def _scope(self, hits: builtins.list[Hit]) -> ScopeInfo:
         score = hits[0].score if hits else 0.0
