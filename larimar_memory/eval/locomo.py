@@ -82,6 +82,8 @@ class LocomoOptions(BaseModel):
     ask_variant: Literal["best", "bare", "dated"] = "best"
     max_new_tokens: int = Field(16, ge=1, le=256)
     decode: bool = Field(True, description="Larimar recall decodes hit texts from memory")
+    embedder: str | None = Field(None, description="key embedder for every system (a "
+                                 "SentenceEmbedder name); None: the packaged all-MiniLM-L6-v2")
     scale_facts: int = Field(SCALE_FACTS, ge=0, description="facts in the one namespace whose "
                              "recall latency is measured (0: not measured)")
     out_dir: Path = RESULTS_DIR
@@ -207,7 +209,8 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
     torch.manual_seed(options.seed)
     start = time.perf_counter()
     conversations, path = load_locomo(options.data, options.conversations)
-    ctx = load_model(options.model, device=options.device, seed=options.seed)
+    ctx = load_model(options.model, device=options.device, seed=options.seed,
+                     embedder=options.embedder)
     notes: dict[str, str] = {}
     for name, module in (("vector", "langchain_core"), ("bm25", "bm25s")):
         if (why := _available(module)) is not None:
@@ -218,7 +221,8 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
                       settings=LarimarSettings(max_new_tokens=options.max_new_tokens,
                                                scope_threshold=options.scope_threshold))
     embeddings = langchain_embeddings(ctx.embedder) if "vector" not in notes else None
-    mem0 = None if options.skip_mem0 else _start_mem0(options.model, ctx, embeddings, notes)
+    packaged = options.model != TINY and options.embedder is None  # mem0 loads the same folder
+    mem0 = None if options.skip_mem0 else _start_mem0(packaged, ctx, embeddings, notes)
     if options.skip_mem0:
         notes["mem0"] = "skipped (--skip-mem0)"
     tallies: dict[str, dict[str, _Tally]] = {v: {} for v in options.variants}
@@ -262,6 +266,7 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
                        "BM25⊕vector RRF, mem0; end-to-end ask F1",
         "model": ctx.model_name,
         "model_description": ctx.model_description,
+        "key_embedder": {"name": ctx.embedder.name, "backend": ctx.embedder.backend},
         "options": options.model_dump(mode="json"),
         "seconds": round(time.perf_counter() - start, 2),
         "machine": machine(),
@@ -299,9 +304,11 @@ class LoadedModel:
     model_description: str
 
 
-def load_model(name: str, device: str | None = None, seed: int = 0) -> LoadedModel:
+def load_model(name: str, device: str | None = None, seed: int = 0,
+               embedder: str | None = None) -> LoadedModel:
     """``"tiny"`` (random tiny model + hashing embedder, smoke tests), ``"larimar-smol"`` or a
-    checkpoint folder, with the packaged all-MiniLM-L6-v2 as key embedder."""
+    checkpoint folder, with the packaged all-MiniLM-L6-v2 as key embedder, or ``embedder``
+    (a `SentenceEmbedder` name, e.g. `embedders.E5_SMALL`)."""
     from ..scope import SentenceEmbedder
 
     torch.manual_seed(seed)  # an untrained model's heads are random: seed them
@@ -320,19 +327,20 @@ def load_model(name: str, device: str | None = None, seed: int = 0) -> LoadedMod
         description = f"packaged checkpoint {name}"
     else:
         description = name
-    return LoadedModel(model, SentenceEmbedder(), name, description)
+    return LoadedModel(model, SentenceEmbedder(embedder), name, description)
 
 
-def _start_mem0(model: str, ctx: Any, embeddings: Any, notes: dict[str, str]
+def _start_mem0(packaged: bool, ctx: Any, embeddings: Any, notes: dict[str, str]
                 ) -> Mem0Backend | None:
-    """An offline mem0, or None with the reason in ``notes["mem0"]``."""
+    """An offline mem0, or None with the reason in ``notes["mem0"]``: its huggingface embedder
+    on the packaged MiniLM folder when ``packaged``, else the eval's embedder via LangChain."""
     offline_mem0_env()
     if (why := _available("mem0")) is not None:
         notes["mem0"] = why
         return None
     try:
         embedder_path = None
-        if model != TINY:
+        if packaged:
             from ..loading import packaged_encoder_path
 
             embedder_path = str(packaged_encoder_path())
@@ -345,7 +353,7 @@ def _start_mem0(model: str, ctx: Any, embeddings: Any, notes: dict[str, str]
     notes["mem0"] = (
         "mem0 Memory.add(infer=False): raw turns, the LLM replaced by a stub that raises; local "
         "Qdrant (in memory); embedder " + (f"huggingface {embedder_path}" if embedder_path
-                                           else "langchain (the test embedder)")
+                                           else "langchain (the eval's key embedder)")
         + (f"; not installed: {', '.join(missing)} (its BM25 keyword score and entity boosts "
            "are off, so search ranks by embedding cosine)" if missing else ""))
     return backend

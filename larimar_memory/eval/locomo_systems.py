@@ -275,12 +275,17 @@ class BM25System(MemorySystem):
 
 
 class FusionSystem(MemorySystem):
-    """Reciprocal-rank fusion (k=60) of BM25 and the embedding ranking over all turns."""
+    """Reciprocal-rank fusion of BM25 and the embedding ranking over all turns: the usual
+    constant 60, or on the same keys Larimar's own constant (`relevance.RRF_CONSTANT`; on LoCoMo
+    dev it beats 60 there too: R@10 76.9 against 72.2)."""
 
-    def __init__(self, vector: VectorSystem, bm25: BM25System, rrf_k: int = RRF_K) -> None:
+    def __init__(self, vector: VectorSystem, bm25: BM25System) -> None:
         super().__init__()
+        from ..relevance import RRF_CONSTANT
+
         self.name = "bm25+vector-rrf" + (" (larimar keys)" if vector.same_keys else "")
-        self.vector, self.bm25, self.rrf_k = vector, bm25, rrf_k
+        self.vector, self.bm25 = vector, bm25
+        self.rrf_k = RRF_CONSTANT if vector.same_keys else RRF_K
 
     def write(self, units: list[Unit], variant: Variant) -> WriteLog:
         # Reuses the two indexes; its write cost is theirs together.
