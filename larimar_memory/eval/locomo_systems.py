@@ -4,8 +4,9 @@ Every system writes the same units one turn at a time and answers ``search(query
 ``k`` hits best first, each naming the ``dia_id`` it holds. Larimar is the service under test;
 the baselines are a LangChain ``InMemoryVectorStore`` over the same sentence embeddings, BM25
 (``bm25s``), reciprocal-rank fusion of BM25 and the embeddings, and mem0 (``infer=False``: raw
-turns, no LLM) on a local Qdrant. The baseline libraries are optional: a missing one is reported,
-never installed from here.
+turns, no LLM) on a local Qdrant; and the first three again on the same keys Larimar writes
+(`unit_keys`), so the lead that remains is Larimar's ranking. The baseline libraries are
+optional: a missing one is reported, never installed from here.
 """
 
 from __future__ import annotations
