@@ -263,7 +263,8 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
         "experiment": NAME,
         "description": "LoCoMo conversational memory: evidence recall@k, answer containment, "
                        "write/recall cost, replacements; Larimar vs vector store, BM25, "
-                       "BM25⊕vector RRF, mem0; end-to-end ask F1",
+                       "BM25⊕vector RRF (each on the unit text and on Larimar's keys), mem0; "
+                       "per category; recall latency at scale_facts; end-to-end ask F1",
         "model": ctx.model_name,
         "model_description": ctx.model_description,
         "key_embedder": {"name": ctx.embedder.name, "backend": ctx.embedder.backend},
