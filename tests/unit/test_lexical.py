@@ -59,3 +59,11 @@ def test_incremental_bm25_equals_bm25_from_scratch(ops, query):
 def test_reciprocal_rank_fusion_rewards_agreement():
     fused = reciprocal_rank_fusion([(["a", "b", "c"], 1.0), (["b", "c", "a"], 1.0)], k=2)
     assert [d for d, _ in fused] == ["b", "a"]
+
+
+def test_terms_are_stemmed_so_word_forms_match():
+    index = LexicalIndex()
+    index.add("a", "Researching adoption agencies has been a dream.")
+    index.add("b", "I went hiking with the dogs.")
+    assert index.search("What did Caroline research?", k=1)[0][0] == "a"
+    assert terms("painting paintings painted") == ["paint"] * 3

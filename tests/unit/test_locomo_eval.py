@@ -114,6 +114,7 @@ def _run(toy_file, tmp_path, **overrides):
     from larimar_memory.eval.locomo import LocomoOptions, markdown_table, run_locomo, save_locomo
 
     torch.set_num_threads(1)
+    overrides.setdefault("scale_facts", 12)
     options = LocomoOptions(model="tiny", data=toy_file, ks=[1, 2], limit_questions=1,
                             max_new_tokens=2, out_dir=tmp_path / "out", **overrides)
     payload = run_locomo(options)
@@ -134,22 +135,60 @@ def test_run_locomo_tiny_end_to_end(toy_file, tmp_path):
     }
     for variant in ("bare", "dated"):
         systems = payload["metrics"][variant]
-        assert set(systems) == {"larimar", "vector", "bm25", "bm25+vector-rrf"}
+        assert set(systems) == {"larimar", "vector", "bm25", "bm25+vector-rrf",
+                                "vector (larimar keys)", "bm25 (larimar keys)",
+                                "bm25+vector-rrf (larimar keys)"}
         for row in systems.values():
             assert row["questions"] == 3
             assert set(row["recall_at_k"]) == {"1", "2"}
             assert row["recall_ms_p50"] is not None and row["write_ms_per_turn"] is not None
+            assert row["recall_ms_p95"] >= row["recall_ms_p50"]
+            assert set(row["recall_at_k_by_category"]) == {"temporal", "single-hop"}
         larimar = systems["larimar"]
         assert larimar["refused"] == 0 and larimar["turns"] == 5
         assert larimar["bytes_per_namespace"]
         # BM25 finds the keyword turns ("cat", "marathon"/"Oslo") within the top 2
         assert systems["bm25"]["recall_at_k"]["2"] == 100.0
         assert systems["vector"]["bytes_per_namespace"] == 5 * 256 * 4  # hashing embedder, f32
+        # the same-key baselines index both keys of every turn
+        assert systems["vector (larimar keys)"]["bytes_per_namespace"] == 10 * 256 * 4
     assert payload["baselines"]["mem0"] == "skipped (--skip-mem0)"
     ask = payload["ask"]
     assert ask["questions"] == 1
     assert set(ask["systems"]) == {"larimar", "vector+decoder", "decoder, no memory"}
     assert "| dated | bm25 |" in table and "End-to-end answers" in table
+    assert "| dated | bm25 (larimar keys) |" in table and "temporal (2) R@1" in table
+    assert (json_path.parent / "eval-conversation-recall-by-category.png").is_file()
+    # 12 distinct facts in one namespace: the 5 turns, then again with the years moved on
+    scale = payload["scale"]
+    assert scale["facts"] == 12 and scale["queries"] == 3
+    assert scale["recall_ms_p95"] >= scale["recall_ms_p50"] > 0
+
+
+def test_same_key_baselines_find_a_turn_by_its_context_key():
+    """The fair baselines index the key Larimar adds (the turn with the turn before it): a
+    question phrased like the previous turn finds the answer turn only with it."""
+    pytest.importorskip("bm25s")
+    from larimar_memory.eval.locomo_systems import BM25System, unit_keys
+
+    conv = parse_conversation(CONVERSATION)
+    units = list(conv.units)
+    assert unit_keys(units, "bare")[1] == ["Nice! I bake bread.",
+                                           "Ann: I adopted a cat, Miso. Bo: Nice! I bake bread."]
+    plain, same = BM25System(), BM25System(same_keys=True)
+    for system in (plain, same):
+        system.write(units, "bare")
+    assert [h.dia_ids for h in plain.search("Miso adopted", 2)] == [("D1:1",)]
+    assert [h.dia_ids for h in same.search("Miso adopted", 2)] == [("D1:1",), ("D1:2",)]
+    assert same.search("adopting", 1)[0].dia_ids == ("D1:1",)  # stemmed as Larimar's keys
+
+
+def test_scale_units_are_distinct_dated_turns():
+    from larimar_memory.eval.locomo import scale_units
+
+    units = scale_units([parse_conversation(CONVERSATION)], 12)
+    assert len({u.render("dated") for u in units}) == 12
+    assert units[5].date == "1 May 2024" and units[5].dia_id == "D1:1#1"
 
 
 def test_run_locomo_with_mem0_offline(toy_file, tmp_path):

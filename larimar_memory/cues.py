@@ -1,0 +1,92 @@
+"""Query cues read without an LLM: who a query names, whether it asks *when*, which months.
+
+`relevance.Ranker` turns each cue into one more ranked list for its fusion (a list of the
+candidates that carry the cue, in their fused order), so a cue promotes facts the dense and
+lexical rankings already found and never brings in one they did not. Why each cue, measured on
+the LoCoMo dev conversations (docs/results.md, "Query understanding"):
+
+* **Speaker.** Questions name people ("What did Melanie paint?"); a turn's speaker is in its
+  metadata, while its text says "I". Facts whose ``speaker`` the query names come first.
+* **Time reference.** A *when* question ("When did Melanie go to the museum?") is answered by
+  the turn that places the event in time ("Yesterday I took the kids to the museum"), which the
+  session date then resolves. Facts whose text holds a time expression beyond their own
+  timestamp come first.
+* **Dated facts.** A question that names a month ("camping in June") prefers facts dated that
+  month or the next one (where "last month" points back to it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")
+_MONTH = re.compile(r"\b(" + "|".join(MONTHS) + r")\b", re.IGNORECASE)
+_WHEN = re.compile(
+    r"^\W*(when|what (year|month|date|day|time)|which (year|month|day)|how long|"
+    r"how many (years|months|weeks|days))\b|\b(before|after|since|ago|until)\b",
+    re.IGNORECASE)
+_UNIT = r"(days?|weeks?|weekends?|months?|years?|nights?)"
+_DAY = r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|wed|thu|fri|sat|sun)"
+_SEASON = r"(summer|winter|spring|fall|autumn)"
+_TIME_EXPRESSION = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|recently|lately|"
+    rf"(last|this|next|past|coming) ({_UNIT}|{_DAY}|{_SEASON}|morning|evening)|"
+    rf"(a|an|one|two|three|four|five|six|few|couple( of)?|several|\d+) {_UNIT} (ago|back)|"
+    rf"{_DAY}s?|" + "|".join(MONTHS) + r"|(19|20)\d{2})\b",
+    re.IGNORECASE)
+TIMESTAMP_FIELDS = ("date", "time")
+"""Metadata fields that may hold a fact's own timestamp (LoCoMo's session date; the ISO time
+`conversation` writes)."""
+
+
+def asks_when(query: str) -> bool:
+    """Whether the query asks about time ("when", "how long", "before X", ...)."""
+    return _WHEN.search(query) is not None
+
+
+def named_speakers(query: str, speakers: set[str]) -> set[str]:
+    """The speakers (among ``speakers``) the query names, as whole words, any case."""
+    return {s for s in speakers if s and _word(s).search(query)}
+
+
+def months_named(query: str) -> set[int]:
+    """Months (1-12) the query names."""
+    return {MONTHS.index(m.lower()) + 1 for m in _MONTH.findall(query)}
+
+
+def fact_month(metadata: Mapping[str, Any]) -> int | None:
+    """The month of the fact's own timestamp, if its metadata has one."""
+    for field in TIMESTAMP_FIELDS:
+        value = metadata.get(field)
+        if isinstance(value, str) and value:
+            return _month_of(value)
+    return None
+
+
+def has_time_expression(text: str, metadata: Mapping[str, Any]) -> bool:
+    """Whether ``text`` places something in time, not counting the fact's own timestamp
+    (a dated unit's text starts with its session date)."""
+    for field in TIMESTAMP_FIELDS:
+        value = metadata.get(field)
+        if isinstance(value, str) and value:
+            text = text.replace(value, " ")
+    return _TIME_EXPRESSION.search(text) is not None
+
+
+@lru_cache(maxsize=4096)
+def _word(name: str) -> re.Pattern[str]:
+    return re.compile(r"\b" + re.escape(name) + r"\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=65536)
+def _month_of(value: str) -> int | None:
+    try:
+        return datetime.fromisoformat(value).month
+    except ValueError:
+        named = _MONTH.search(value)
+        return MONTHS.index(named.group(1).lower()) + 1 if named else None

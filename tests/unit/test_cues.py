@@ -1,0 +1,57 @@
+"""Query cues (`larimar_memory.cues`) and how the ranker uses them."""
+
+from __future__ import annotations
+
+from larimar_memory import cues
+
+
+def test_when_questions_and_others():
+    assert cues.asks_when("When did Melanie go to the museum?")
+    assert cues.asks_when("How long has Jon been dancing?")
+    assert cues.asks_when("What did Gina do after the fair?")
+    assert not cues.asks_when("What did Melanie paint?")
+    assert not cues.asks_when("Whenever I ask, what is my name?")
+
+
+def test_named_speakers_are_whole_words_in_any_case():
+    speakers = {"Ann", "Bo", "Melanie"}
+    assert cues.named_speakers("What is Melanie's favourite book?", speakers) == {"Melanie"}
+    assert cues.named_speakers("did ann and BO meet?", speakers) == {"Ann", "Bo"}
+    assert cues.named_speakers("What about boats?", speakers) == set()
+
+
+def test_time_expressions_do_not_count_the_facts_own_timestamp():
+    date = {"date": "1:56 pm on 8 May, 2023"}
+    assert not cues.has_time_expression("1:56 pm on 8 May, 2023 Ann: I love my cat.", date)
+    assert cues.has_time_expression("1:56 pm on 8 May, 2023 Ann: Yesterday I went out.", date)
+    assert cues.has_time_expression("I moved there three years ago.", {})
+    assert cues.has_time_expression("We met last Friday.", {})
+    assert not cues.has_time_expression("I like dancing.", {})
+
+
+def test_months_of_questions_and_facts():
+    assert cues.months_named("When did she go camping in June or July?") == {6, 7}
+    assert cues.months_named("What did she do?") == set()
+    assert cues.fact_month({"date": "1:56 pm on 8 May, 2023"}) == 5
+    assert cues.fact_month({"time": "2026-12-02T20:15:00+00:00"}) == 12
+    assert cues.fact_month({"speaker": "Ann"}) is None
+
+
+def test_a_named_speaker_puts_their_fact_first(larimar):
+    """Two turns match the words equally; the question names who said one of them."""
+    larimar.remember(["I painted a sunrise by the lake.", "I painted a sunrise at the lake."],
+                     metadata=[{"speaker": "Caroline"}, {"speaker": "Melanie"}])
+    for who in ("Melanie", "Caroline"):
+        hits = larimar.recall(f"What did {who} paint by the lake?", k=2).hits
+        assert hits[0].fact.metadata["speaker"] == who
+
+
+def test_a_when_question_prefers_the_turn_that_places_it_in_time(larimar):
+    """The words favour the first turn (without the cue it ranks first); *when* asks for the
+    turn that says when."""
+    larimar.remember(["I took the kids to the museum, the kids loved it.",
+                      "Yesterday we went to the museum."])
+    hits = larimar.recall("When did she take the kids to the museum?", k=2).hits
+    assert hits[0].fact.text.startswith("Yesterday")
+    hits = larimar.recall("Did she take the kids to the museum?", k=2).hits
+    assert hits[0].fact.text.startswith("I took")
