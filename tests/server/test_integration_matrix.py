@@ -234,7 +234,8 @@ async def test_llamaindex_block_query_engine_and_tools(backend: Any, ns: str) ->
     filtered = LarimarQueryEngine(backend, namespace=ns, k=2, context_source="stored",
                                   filters=todo)
     assert [n.node.text for n in filtered.query(MILK).source_nodes] == ["Buy milk on Monday."]
-    assert filtered.query(QUESTION).metadata["route"] == "plain"  # the colour is not a todo
+    # the colour is not a todo, and the question is about the user: nothing stored to answer it
+    assert filtered.query(QUESTION).metadata["route"] == "unknown"
     not_todo = MetadataFilters(filters=[
         MetadataFilter(key="kind", value="todo", operator=FilterOperator.NE)])
     assert await LarimarMemoryBlock(backend, namespace=ns, filters=not_todo,
