@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from .errors import ArgumentError, TextInputError
+from .scoping import SCOPE_FIELDS
 from .sentences import split_sentences
 from .statements import (
     ForgetRequest,
@@ -156,7 +157,7 @@ def observe(
                 if request.refers_back and reasons:
                     request = ForgetRequest(" ".join(reasons), request.everything)
                 if apply_forgets:
-                    _forget(memory, request, namespace, result)
+                    _forget(memory, request, namespace, result, meta)
             result.skipped += [Skipped(text=p, reason="reason for a forget request")
                                for p in reasons]
             continue
@@ -227,9 +228,11 @@ def check_messages(messages: Any) -> list[tuple[str, str, str | None]]:
 
 
 def _forget(memory: MemoryBackend, request: ForgetRequest, namespace: str | None,
-            result: TurnResult) -> None:
+            result: TurnResult, meta: dict[str, Any]) -> None:
+    """A forget request, among the facts of the turn's scope (mem0's ids in its metadata)."""
     verb = memory.forget_about if request.everything else memory.forget_matching
-    outcome = verb(request.what, namespace=namespace)
+    scope = {name: meta[name] for name in SCOPE_FIELDS if name in meta}
+    outcome = verb(request.what, namespace=namespace, **scope)
     result.forgotten += outcome.forgotten
     if not outcome.forgotten:
         result.unmatched_forget_requests.append(request.what)
@@ -279,7 +282,8 @@ def _with_slot(meta: dict[str, Any], fact: str, sentence: str | None = None, *,
     """``meta`` with the fact's slot and, when its sentence says something changed, the head
     noun of what changed (a fact without a slot of its own then takes "my <head>")."""
     slot = fact_slot(fact)
-    changed = changed_subject(fact, sentence or fact, stated_as_change=stated_as_change)
+    changed = changed_subject(fact, sentence or fact, slot=slot,
+                              stated_as_change=stated_as_change)
     out = dict(meta)
     if changed:
         out[CHANGE_FIELD] = changed

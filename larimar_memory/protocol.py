@@ -4,6 +4,9 @@
 implements `AsyncMemoryBackend`. Integrations (LangChain, LangGraph, LlamaIndex) and
 `conversation.observe` use nothing outside these, so the same code runs against a local memory
 or a server. A test checks all three against the protocols.
+
+Every verb that reads, writes or forgets takes mem0's scope (``user_id``, ``agent_id``,
+``run_id``; `larimar_memory.scoping`); `ScopedMemory` binds one to any backend.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import builtins
 from typing import Any, Protocol, runtime_checkable
 
+from typing_extensions import Unpack
+
 from .errors import TextInputError
+from .scoping import Scope
 from .types import AskResult, Fact, ForgetResult, MemoryLimits, RecallResult, RememberResult
 
 Metadata = dict[str, Any]
@@ -38,6 +44,7 @@ class MemoryBackend(Protocol):
         request_id: str | None = None,
         ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
+        **scope: Unpack[Scope],
     ) -> RememberResult: ...
 
     def recall(
@@ -48,6 +55,7 @@ class MemoryBackend(Protocol):
         namespace: str | None = None,
         decode: bool = True,
         filter: Filter | None = None,
+        **scope: Unpack[Scope],
     ) -> RecallResult: ...
 
     def ask(
@@ -58,18 +66,22 @@ class MemoryBackend(Protocol):
         namespace: str | None = None,
         max_new_tokens: int | None = None,
         filter: Filter | None = None,
+        **scope: Unpack[Scope],
     ) -> AskResult: ...
 
-    def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]: ...
+    def forget(
+        self, fact: str, *, namespace: str | None = None, filter: Filter | None = None,
+        **scope: Unpack[Scope],
+    ) -> builtins.list[Fact]: ...
 
     def forget_matching(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
-        margin: float | None = None,
+        margin: float | None = None, filter: Filter | None = None, **scope: Unpack[Scope],
     ) -> ForgetResult: ...
 
     def forget_about(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
-        limit: int = 50,
+        limit: int = 50, filter: Filter | None = None, **scope: Unpack[Scope],
     ) -> ForgetResult: ...
 
     def list(
@@ -79,6 +91,7 @@ class MemoryBackend(Protocol):
         filter: Filter | None = None,
         limit: int | None = None,
         offset: int = 0,
+        **scope: Unpack[Scope],
     ) -> builtins.list[Fact]: ...
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> Fact: ...
@@ -88,7 +101,10 @@ class MemoryBackend(Protocol):
         metadata: Metadata | None = None,
     ) -> RememberResult: ...
 
-    def clear(self, *, namespace: str | None = None) -> int: ...
+    def clear(
+        self, *, namespace: str | None = None, filter: Filter | None = None,
+        **scope: Unpack[Scope],
+    ) -> int: ...
 
     def namespaces(self) -> builtins.list[str]: ...
 

@@ -351,16 +351,17 @@ def slot_head(slot: str) -> str:
     return words[-1] + (" when" if when else "")
 
 
-def changed_subject(statement: str, sentence: str | None = None, *,
+def changed_subject(statement: str, sentence: str | None = None, *, slot: str | None = None,
                     stated_as_change: bool = False) -> str | None:
     """The head noun of what a statement says has changed ("the rate is now 3.9 percent" →
     "rate", "I switched coaches" → "coach", "I now have a Radeon graphics card" → "card"), or
     None when it does not say so. The change may be said anywhere in the ``sentence`` the
     statement is a clause of ("The dentist moved me: the appointment is on Thursday.");
-    ``stated_as_change`` is the caller saying so (an agent's tool call that corrects a fact)."""
+    ``stated_as_change`` is the caller saying so (an agent's tool call that corrects a fact);
+    ``slot`` is the statement's `fact_slot` when the caller has it already."""
     if not (stated_as_change or _CHANGE_CUE.search(sentence or statement)):
         return None
-    slot = fact_slot(statement)
+    slot = slot or fact_slot(statement)
     if slot:
         return slot_head(slot)
     switched = _SWITCHED.search(statement) or _SWITCHED.search(sentence or statement)

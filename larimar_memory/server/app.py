@@ -42,7 +42,7 @@ from fastapi import (
 from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import __version__, contract
+from .. import __version__, contract, scoping
 from ..contract import MAX_LIST_LIMIT, MAX_OFFSET
 from ..errors import ArgumentError
 from ..names import NAMESPACE_RULE, check_namespace
@@ -123,6 +123,13 @@ def _fact_id(fact_id: Annotated[str, Path(
 Namespace = Annotated[str, Depends(_namespace)]
 NS = API_PREFIX + "/namespaces/{namespace}"
 FactId = Annotated[str, Depends(_fact_id)]
+ScopeId = Annotated[str | None, Query(description="mem0's scoping: only facts stored with this id")]
+
+
+def _scope(body: Any) -> dict[str, str]:
+    """The scope ids a request body gives (checked by the body's contract)."""
+    return {name: getattr(body, name) for name in scoping.SCOPE_FIELDS
+            if getattr(body, name) is not None}
 
 
 class _State:
@@ -383,7 +390,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                 extra_keys=body.extra_keys,
                 messages=[m.model_dump(exclude_none=True) for m in body.messages],
                 namespace=core_namespace(tenant, namespace), metadata=body.metadata,
-                request_id=body.request_id or idempotency_key,
+                request_id=body.request_id or idempotency_key, **_scope(body),
             )
             return result.model_copy(update={
                 "forgotten": [public(f, namespace) for f in result.forgotten],
@@ -392,7 +399,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         arguments = {"key": body.key, "namespace": core_namespace(tenant, namespace),
                      "metadata": body.metadata,
                      "request_id": body.request_id or idempotency_key, "ids": body.ids,
-                     "extra_keys": body.extra_keys}
+                     "extra_keys": body.extra_keys, **_scope(body)}
         batcher = state.remember_batcher
         if batcher is not None:  # concurrent callers share one embedder pass and transaction
             from ..service import RememberCall
@@ -419,6 +426,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
             max_length=4096,
             description="JSON object, " + FILTER_HELP,
         )] = None,
+        user_id: ScopeId = None, agent_id: ScopeId = None, run_id: ScopeId = None,
     ) -> FactList:
         """Stored facts, oldest first (an unknown namespace is empty)."""
         where = contract.list_args(_json_query(filter, "filter"), limit, offset,
@@ -426,13 +434,24 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         facts = await state.call(
             state.memory.list, namespace=core_namespace(tenant, namespace),
             filter=where or None, limit=limit, offset=offset,
+            **scoping.check_scope(user_id, agent_id, run_id),
         )
         return FactList(namespace=namespace, facts=[public(f, namespace) for f in facts])
 
     @router.delete(NS + "/facts", response_model=ClearResponse)
-    async def clear(namespace: Namespace, tenant: Tenant) -> ClearResponse:
-        """Delete every fact of the namespace."""
-        n = await state.call(state.memory.clear, namespace=core_namespace(tenant, namespace))
+    async def clear(
+        namespace: Namespace, tenant: Tenant,
+        filter: Annotated[str | None, Query(
+            max_length=4096, description="JSON object: delete only the facts it keeps",
+        )] = None,
+        user_id: ScopeId = None, agent_id: ScopeId = None, run_id: ScopeId = None,
+    ) -> ClearResponse:
+        """Delete every fact of the namespace, or only those of a filter or scope (mem0's
+        ``delete_all(user_id=...)``)."""
+        where = contract.check_filter(_json_query(filter, "filter"))
+        n = await state.call(state.memory.clear, namespace=core_namespace(tenant, namespace),
+                             filter=where or None,
+                             **scoping.check_scope(user_id, agent_id, run_id))
         return ClearResponse(deleted=n)
 
     @router.get(NS + "/facts/{fact_id}", response_model=Fact)
@@ -443,25 +462,28 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         )
         return public(fact, namespace)
 
-    async def _forget(namespace: str, target: str, tenant: str | None) -> ForgetResponse:
+    async def _forget(namespace: str, target: str, tenant: str | None,
+                      **where: Any) -> ForgetResponse:
         removed = await state.call(
-            state.memory.forget, target, namespace=core_namespace(tenant, namespace)
+            state.memory.forget, target, namespace=core_namespace(tenant, namespace), **where
         )
         return ForgetResponse(forgotten=[public(f, namespace) for f in removed])
 
     @router.delete(NS + "/facts/{fact_id}", response_model=ForgetResponse,
                    responses=_WRITE_ERRORS)
-    async def forget_by_id(namespace: Namespace, fact_id: FactId, tenant: Tenant
-                           ) -> ForgetResponse:
+    async def forget_by_id(namespace: Namespace, fact_id: FactId, tenant: Tenant,
+                           user_id: ScopeId = None, agent_id: ScopeId = None,
+                           run_id: ScopeId = None) -> ForgetResponse:
         """Forget one fact: the exact −1 update, then its text leaves the store."""
-        return await _forget(namespace, fact_id, tenant)
+        return await _forget(namespace, fact_id, tenant,
+                             **scoping.check_scope(user_id, agent_id, run_id))
 
     @router.post(NS + "/forget", response_model=ForgetResponse,
                  dependencies=JSON, responses=_WRITE_ERRORS)
     async def forget(namespace: Namespace, body: ForgetRequest, tenant: Tenant
                      ) -> ForgetResponse:
         """Forget by id or by exact text (every fact with that text)."""
-        return await _forget(namespace, body.fact, tenant)
+        return await _forget(namespace, body.fact, tenant, filter=body.filter, **_scope(body))
 
     @router.post(NS + "/forget-matching", response_model=ForgetResult,
                  dependencies=JSON, responses=_WRITE_ERRORS)
@@ -472,7 +494,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         result = await state.call(
             state.memory.forget_matching, body.description,
             namespace=core_namespace(tenant, namespace), threshold=body.threshold,
-            margin=body.margin,
+            margin=body.margin, filter=body.filter, **_scope(body),
         )
         return public_forget(result, namespace)
 
@@ -484,7 +506,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         result = await state.call(
             state.memory.forget_about, body.description,
             namespace=core_namespace(tenant, namespace), threshold=body.threshold,
-            limit=body.limit,
+            limit=body.limit, filter=body.filter, **_scope(body),
         )
         return public_forget(result, namespace)
 
@@ -493,7 +515,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                      ) -> RecallResult:
         """Up to k facts the query addresses, best first, each read back from the memory."""
         arguments = {"k": body.k, "namespace": core_namespace(tenant, namespace),
-                     "decode": body.decode, "filter": body.filter}
+                     "decode": body.decode, "filter": body.filter, **_scope(body)}
         batcher = state.recall_batcher
         if batcher is not None:  # concurrent callers share one embedder and one reading pass
             from ..service import RecallCall
@@ -512,7 +534,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         result = await state.call(
             state.memory.ask, body.question, k=body.k,
             namespace=core_namespace(tenant, namespace), max_new_tokens=body.max_new_tokens,
-            filter=body.filter,
+            filter=body.filter, **_scope(body),
         )
         return result.model_copy(update={
             "fact": public_opt(result.fact, namespace),

@@ -35,11 +35,13 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+from typing_extensions import Unpack
 
 from .. import contract
 from ..errors import ArgumentError, LarimarError, TextInputError
 from ..names import check_namespace
 from ..protocol import Filter, Metadata, update_arguments
+from ..scoping import Scope, scope_of
 from ..store import check_json_value
 from ..types import (
     AskResult,
@@ -195,6 +197,11 @@ def _resendable(exc: httpx.TransportError, call: _Call[Any]) -> bool:
     return call.resend_safe
 
 
+def _filter_query(filter: Filter) -> str:
+    """A filter as the ``filter`` query parameter of a GET or DELETE."""
+    return json.dumps(filter, allow_nan=False, separators=(",", ":"))
+
+
 def _segment(name: str) -> str:
     """A name as one URL path segment: '/' as %2F, and '.' or '..' escaped, which an HTTP
     library would otherwise read as a relative path."""
@@ -221,6 +228,7 @@ class _Api:
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
+        scope: Scope | None = None,
     ) -> _Call[RememberResult]:
         path = f"{self._ns(namespace)}/facts"
         if self.check:
@@ -232,22 +240,24 @@ class _Api:
                 "messages": _json_checked(messages, "messages"),  # may hold more than checked
                 "metadata": metadata,
                 "request_id": request_id or uuid.uuid4().hex,  # one id for every retry
-                "ids": ids, "extra_keys": extra_keys}
+                "ids": ids, "extra_keys": extra_keys, **self._scope(scope)}
         return _Call("POST", path, parse, {k: v for k, v in body.items() if v is not None})
 
     def recall(
         self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
-        filter: Filter | None = None,
+        filter: Filter | None = None, scope: Scope | None = None,
     ) -> _Call[RecallResult]:
         path = f"{self._ns(namespace)}/recall"
         if self.check:
             contract.recall_args(query, k, decode, filter)
         return _Call("POST", path, RecallResult.model_validate,
-                     {"query": query, "k": k, "decode": decode, "filter": filter})
+                     {"query": query, "k": k, "decode": decode, "filter": filter,
+                      **self._scope(scope)})
 
     def ask(
         self, question: str, *, k: int | None = None, namespace: str | None = None,
         max_new_tokens: int | None = None, filter: Filter | None = None,
+        scope: Scope | None = None,
     ) -> _Call[AskResult]:
         path = f"{self._ns(namespace)}/ask"
         if self.check:
@@ -255,49 +265,56 @@ class _Api:
         return _Call("POST", path, AskResult.model_validate,
                      {"question": question, "k": k,
                       "max_new_tokens": max_new_tokens,
-                      "filter": filter})
+                      "filter": filter, **self._scope(scope)})
 
-    def forget(self, fact: str, *, namespace: str | None = None) -> _Call[builtins.list[Fact]]:
+    def forget(self, fact: str, *, namespace: str | None = None, filter: Filter | None = None,
+               scope: Scope | None = None) -> _Call[builtins.list[Fact]]:
         path = f"{self._ns(namespace)}/forget"
         if self.check:
             contract.check_text(fact, "fact")
+            contract.check_filter(filter)
         return _Call("POST", path, lambda j: ForgetResponse.model_validate(j).forgotten,
-                     {"fact": fact}, resend_safe=False)
+                     {"fact": fact, "filter": filter, **self._scope(scope)},
+                     resend_safe=False)
 
     def forget_matching(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
-        margin: float | None = None,
+        margin: float | None = None, filter: Filter | None = None, scope: Scope | None = None,
     ) -> _Call[ForgetResult]:
         path = f"{self._ns(namespace)}/forget-matching"
         if self.check:
             contract.forget_matching_args(description, threshold, margin)
+            contract.check_filter(filter)
         return _Call("POST", path, ForgetResult.model_validate,
-                     {"description": description, "threshold": threshold, "margin": margin},
+                     {"description": description, "threshold": threshold, "margin": margin,
+                      "filter": filter, **self._scope(scope)},
                      resend_safe=False)
 
     def forget_about(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
-        limit: int = 50,
+        limit: int = 50, filter: Filter | None = None, scope: Scope | None = None,
     ) -> _Call[ForgetResult]:
         path = f"{self._ns(namespace)}/forget-about"
         if self.check:
             contract.forget_about_args(description, threshold, limit)
+            contract.check_filter(filter)
         return _Call("POST", path, ForgetResult.model_validate,
-                     {"description": description, "threshold": threshold, "limit": limit},
+                     {"description": description, "threshold": threshold, "limit": limit,
+                      "filter": filter, **self._scope(scope)},
                      resend_safe=False)
 
     def list(
         self, *, namespace: str | None = None, filter: Filter | None = None,
-        limit: int | None = None, offset: int = 0,
+        limit: int | None = None, offset: int = 0, scope: Scope | None = None,
     ) -> _Call[builtins.list[Fact]]:
         path = f"{self._ns(namespace)}/facts"
         if self.check:
             contract.list_args(filter, limit, offset)
-        params: dict[str, Any] = {"offset": _query_value(offset)}
+        params: dict[str, Any] = {"offset": _query_value(offset), **self._scope(scope)}
         if limit is not None:
             params["limit"] = _query_value(limit)
         if filter is not None:
-            params["filter"] = json.dumps(filter, allow_nan=False, separators=(",", ":"))
+            params["filter"] = _filter_query(filter)
         return _Call("GET", path, lambda j: FactList.model_validate(j).facts, params=params)
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> _Call[Fact]:
@@ -305,9 +322,20 @@ class _Api:
         return _Call("GET", f"{path}/facts/{_segment(contract.check_name(fact_id, 'fact_id'))}",
                      Fact.model_validate)
 
-    def clear(self, *, namespace: str | None = None) -> _Call[int]:
+    def clear(self, *, namespace: str | None = None, filter: Filter | None = None,
+              scope: Scope | None = None) -> _Call[int]:
+        params: dict[str, Any] = self._scope(scope)
+        if filter is not None:
+            if self.check:
+                contract.check_filter(filter)
+            params["filter"] = _filter_query(filter)
         return _Call("DELETE", f"{self._ns(namespace)}/facts",
-                     lambda j: ClearResponse.model_validate(j).deleted)
+                     lambda j: ClearResponse.model_validate(j).deleted, params=params or None)
+
+    def _scope(self, scope: Scope | None) -> dict[str, str]:
+        """The scope ids to send (checked here unless the server is to check them)."""
+        given = {k: v for k, v in (scope or {}).items() if v is not None}
+        return scope_of(given) if self.check else given  # type: ignore[return-value]
 
     def export(self, *, namespace: str | None = None) -> _Call[ExportResponse]:
         return _Call("GET", f"{self._ns(namespace)}/export", ExportResponse.model_validate)
@@ -418,48 +446,57 @@ class LarimarClient(_Base):
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
+        **scope: Unpack[Scope],
     ) -> RememberResult:
         """Write facts (or apply ``messages``), as `Larimar.remember`; without ``request_id``
-        one is generated and reused by every retry of this call."""
+        one is generated and reused by every retry of this call. ``user_id`` / ``agent_id``
+        / ``run_id`` scope this and every verb that reads or forgets, as in `Larimar`."""
         return self._send(self._api.remember(text, messages=messages, key=key,
                                              namespace=namespace,
                                              metadata=metadata, request_id=request_id, ids=ids,
-                                             extra_keys=extra_keys))
+                                             extra_keys=extra_keys, scope=scope))
 
     def recall(
         self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
-        filter: Filter | None = None,
+        filter: Filter | None = None, **scope: Unpack[Scope],
     ) -> RecallResult:
         return self._send(self._api.recall(query, k=k, namespace=namespace, decode=decode,
-                                           filter=filter))
+                                           filter=filter, scope=scope))
 
     def ask(
         self, question: str, *, k: int | None = None, namespace: str | None = None,
         max_new_tokens: int | None = None, filter: Filter | None = None,
+        **scope: Unpack[Scope],
     ) -> AskResult:
         return self._send(self._api.ask(question, k=k, namespace=namespace,
-                                        max_new_tokens=max_new_tokens, filter=filter))
+                                        max_new_tokens=max_new_tokens, filter=filter,
+                                        scope=scope))
 
-    def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
-        return self._send(self._api.forget(fact, namespace=namespace))
+    def forget(self, fact: str, *, namespace: str | None = None, filter: Filter | None = None,
+               **scope: Unpack[Scope]) -> builtins.list[Fact]:
+        return self._send(self._api.forget(fact, namespace=namespace, filter=filter,
+                                           scope=scope))
 
     def forget_matching(self, description: str, *, namespace: str | None = None,
-                        threshold: float | None = None,
-                        margin: float | None = None) -> ForgetResult:
+                        threshold: float | None = None, margin: float | None = None,
+                        filter: Filter | None = None, **scope: Unpack[Scope]) -> ForgetResult:
         return self._send(self._api.forget_matching(description, namespace=namespace,
-                                                    threshold=threshold, margin=margin))
+                                                    threshold=threshold, margin=margin,
+                                                    filter=filter, scope=scope))
 
     def forget_about(self, description: str, *, namespace: str | None = None,
-                     threshold: float | None = None, limit: int = 50) -> ForgetResult:
+                     threshold: float | None = None, limit: int = 50,
+                     filter: Filter | None = None, **scope: Unpack[Scope]) -> ForgetResult:
         return self._send(self._api.forget_about(description, namespace=namespace,
-                                                 threshold=threshold, limit=limit))
+                                                 threshold=threshold, limit=limit,
+                                                 filter=filter, scope=scope))
 
     def list(
         self, *, namespace: str | None = None, filter: Filter | None = None,
-        limit: int | None = None, offset: int = 0,
+        limit: int | None = None, offset: int = 0, **scope: Unpack[Scope],
     ) -> builtins.list[Fact]:
         return self._send(self._api.list(namespace=namespace, filter=filter, limit=limit,
-                                         offset=offset))
+                                         offset=offset, scope=scope))
 
     def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         return self._send(self._api.get(fact_id, namespace=namespace))
@@ -471,8 +508,9 @@ class LarimarClient(_Base):
         return self.remember(text, namespace=namespace,
                              **update_arguments(fact, text, metadata))
 
-    def clear(self, *, namespace: str | None = None) -> int:
-        return self._send(self._api.clear(namespace=namespace))
+    def clear(self, *, namespace: str | None = None, filter: Filter | None = None,
+              **scope: Unpack[Scope]) -> int:
+        return self._send(self._api.clear(namespace=namespace, filter=filter, scope=scope))
 
     def namespaces(self) -> builtins.list[str]:
         return self._send(self._api.namespaces())
@@ -596,46 +634,57 @@ class AsyncLarimarClient(_Base):
         namespace: str | None = None, metadata: Metadata | builtins.list[Metadata] | None = None,
         request_id: str | None = None, ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
+        **scope: Unpack[Scope],
     ) -> RememberResult:
         return await self._send(self._api.remember(
             text, messages=messages, key=key, namespace=namespace, metadata=metadata,
-            request_id=request_id, ids=ids, extra_keys=extra_keys,
+            request_id=request_id, ids=ids, extra_keys=extra_keys, scope=scope,
         ))
 
     async def recall(
         self, query: str, *, k: int = 1, namespace: str | None = None, decode: bool = True,
-        filter: Filter | None = None,
+        filter: Filter | None = None, **scope: Unpack[Scope],
     ) -> RecallResult:
         return await self._send(self._api.recall(query, k=k, namespace=namespace,
-                                                 decode=decode, filter=filter))
+                                                 decode=decode, filter=filter, scope=scope))
 
     async def ask(
         self, question: str, *, k: int | None = None, namespace: str | None = None,
         max_new_tokens: int | None = None, filter: Filter | None = None,
+        **scope: Unpack[Scope],
     ) -> AskResult:
         return await self._send(self._api.ask(question, k=k, namespace=namespace,
-                                              max_new_tokens=max_new_tokens, filter=filter))
+                                              max_new_tokens=max_new_tokens, filter=filter,
+                                              scope=scope))
 
-    async def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
-        return await self._send(self._api.forget(fact, namespace=namespace))
+    async def forget(self, fact: str, *, namespace: str | None = None,
+                     filter: Filter | None = None, **scope: Unpack[Scope]
+                     ) -> builtins.list[Fact]:
+        return await self._send(self._api.forget(fact, namespace=namespace, filter=filter,
+                                                 scope=scope))
 
     async def forget_matching(self, description: str, *, namespace: str | None = None,
-                              threshold: float | None = None,
-                              margin: float | None = None) -> ForgetResult:
+                              threshold: float | None = None, margin: float | None = None,
+                              filter: Filter | None = None, **scope: Unpack[Scope]
+                              ) -> ForgetResult:
         return await self._send(self._api.forget_matching(description, namespace=namespace,
-                                                          threshold=threshold, margin=margin))
+                                                          threshold=threshold, margin=margin,
+                                                          filter=filter, scope=scope))
 
     async def forget_about(self, description: str, *, namespace: str | None = None,
-                           threshold: float | None = None, limit: int = 50) -> ForgetResult:
+                           threshold: float | None = None, limit: int = 50,
+                           filter: Filter | None = None, **scope: Unpack[Scope]
+                           ) -> ForgetResult:
         return await self._send(self._api.forget_about(description, namespace=namespace,
-                                                       threshold=threshold, limit=limit))
+                                                       threshold=threshold, limit=limit,
+                                                       filter=filter, scope=scope))
 
     async def list(
         self, *, namespace: str | None = None, filter: Filter | None = None,
-        limit: int | None = None, offset: int = 0,
+        limit: int | None = None, offset: int = 0, **scope: Unpack[Scope],
     ) -> builtins.list[Fact]:
         return await self._send(self._api.list(namespace=namespace, filter=filter, limit=limit,
-                                               offset=offset))
+                                               offset=offset, scope=scope))
 
     async def get(self, fact_id: str, *, namespace: str | None = None) -> Fact:
         return await self._send(self._api.get(fact_id, namespace=namespace))
@@ -646,8 +695,10 @@ class AsyncLarimarClient(_Base):
         return await self.remember(text, namespace=namespace,
                                    **update_arguments(fact, text, metadata))
 
-    async def clear(self, *, namespace: str | None = None) -> int:
-        return await self._send(self._api.clear(namespace=namespace))
+    async def clear(self, *, namespace: str | None = None, filter: Filter | None = None,
+                    **scope: Unpack[Scope]) -> int:
+        return await self._send(self._api.clear(namespace=namespace, filter=filter,
+                                                scope=scope))
 
     async def namespaces(self) -> builtins.list[str]:
         return await self._send(self._api.namespaces())

@@ -7,11 +7,11 @@ Errors travel as ``{"error": {"type": "<name>", "message": "..."}}``. For the co
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .. import contract, errors
+from .. import contract, errors, scoping
 from ..contract import MAX_K, MAX_NEW_TOKENS
 from ..types import Fact
 
@@ -107,17 +107,31 @@ class _Request(BaseModel):
     (no coercion) and unknown fields refused: a misspelt "metdata" must not be dropped."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    scoped: ClassVar[bool] = False
 
     @model_validator(mode="before")
     @classmethod
     def _contract(cls, data: Any) -> Any:
         if isinstance(data, dict):
             cls.check(data)
+            if cls.scoped:  # last, as in the verbs' signatures
+                scoping.scope_of({k: data.get(k) for k in scoping.SCOPE_FIELDS})
         return data
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> None:
         """The contract's checks of this verb (`larimar_memory.contract`)."""
+
+
+class _Scoped(_Request):
+    """A body of a scoped verb: mem0's ids (`larimar_memory.scoping`), checked first."""
+
+    user_id: str | None = Field(None, description="only this user's facts (stored with each "
+                                "fact written)")
+    agent_id: str | None = Field(None, description="only this agent's facts")
+    run_id: str | None = Field(None, description="only this run's facts")
+
+    scoped: ClassVar[bool] = True
 
 
 _Batch = Annotated[list[str], Field(max_length=MAX_BATCH)]
@@ -134,7 +148,7 @@ class ChatMessage(BaseModel):
     name: str | None = Field(None, max_length=200, description="who spoke (default: the role)")
 
 
-class RememberRequest(_Request):
+class RememberRequest(_Scoped):
     text: str | _Batch | None = Field(
         None, description="one fact, or a list written in one call (or pass messages)"
     )
@@ -168,7 +182,7 @@ class RememberRequest(_Request):
             "text", "messages", "key", "metadata", "request_id", "ids", "extra_keys")})
 
 
-class RecallRequest(_Request):
+class RecallRequest(_Scoped):
     query: str
     k: int = Field(1, ge=1, le=MAX_K, description="how many facts to read, best first")
     decode: bool = Field(
@@ -185,7 +199,7 @@ class RecallRequest(_Request):
                              data.get("filter"))
 
 
-class AskRequest(_Request):
+class AskRequest(_Scoped):
     question: str
     k: int | None = Field(
         None, ge=1, le=MAX_K, description="facts whose readouts condition the answer "
@@ -202,15 +216,17 @@ class AskRequest(_Request):
                           data.get("filter"))
 
 
-class ForgetRequest(_Request):
+class ForgetRequest(_Scoped):
     fact: str = Field(description="a fact id, or a fact's exact text")
+    filter: dict[str, Any] | None = Field(None, description="only facts it keeps: " + FILTER_HELP)
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> None:
         contract.check_text(data.get("fact"), "fact")
+        contract.check_filter(data.get("filter"))
 
 
-class ForgetMatchingRequest(_Request):
+class ForgetMatchingRequest(_Scoped):
     description: str = Field(description="what to forget, e.g. 'my address'")
     threshold: float | None = Field(
         None, ge=0, le=1, description="minimum calibrated relevance; default: the scope point"
@@ -218,24 +234,28 @@ class ForgetMatchingRequest(_Request):
     margin: float | None = Field(
         None, ge=0, le=1, description="lead over the runner-up needed to delete"
     )
+    filter: dict[str, Any] | None = Field(None, description="only facts it keeps: " + FILTER_HELP)
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> None:
         contract.forget_matching_args(data.get("description"), data.get("threshold"),
                                       data.get("margin"))
+        contract.check_filter(data.get("filter"))
 
 
-class ForgetAboutRequest(_Request):
+class ForgetAboutRequest(_Scoped):
     description: str = Field(description="what to forget everything about, e.g. 'my sister'")
     threshold: float | None = Field(
         None, ge=0, le=1, description="minimum calibrated relevance; default: the scope point"
     )
     limit: int = Field(50, ge=1, le=MAX_K, description="at most this many facts")
+    filter: dict[str, Any] | None = Field(None, description="only facts it keeps: " + FILTER_HELP)
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> None:
         contract.forget_about_args(data.get("description"), data.get("threshold"),
                                    data.get("limit", 50))
+        contract.check_filter(data.get("filter"))
 
 
 # -- responses ------------------------------------------------------------------------------------

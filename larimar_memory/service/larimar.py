@@ -34,6 +34,7 @@ from ..protocol import update_arguments
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
 from ..routing import UNKNOWN_ANSWER, choose_route
 from ..scope import SentenceEmbedder
+from ..scoping import check_scope, scoped_filter, scoped_metadata
 from ..store import FactRecord, MemoryStore
 from ..store_url import open_store
 from ..types import (
@@ -68,10 +69,12 @@ class RecallCall:
     namespace: str | None = None
     decode: bool = True
     filter: dict[str, Any] | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
 
     def arguments(self) -> dict[str, Any]:
-        return {"query": self.query, "k": self.k, "namespace": self.namespace,
-                "decode": self.decode, "filter": self.filter}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass
@@ -177,6 +180,7 @@ class Larimar:
         request_id: str | None = None,
         ids: str | builtins.list[str] | None = None,
         extra_keys: builtins.list[str] | builtins.list[builtins.list[str]] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
     ) -> RememberResult:
         """Write facts in one shot (no gradient step, no LLM call); one outcome per input.
 
@@ -194,17 +198,23 @@ class Larimar:
         A fact replaces a stored one only when the caller says so: the same ``ids`` entry, the
         same explicit ``key`` or the same metadata ``slot`` from the same owner. The same text
         from the same owner is a duplicate (nothing written). With ``request_id``, a repeated
-        call writes nothing and returns the ids of the first."""
+        call writes nothing and returns the ids of the first.
+
+        ``user_id`` / ``agent_id`` / ``run_id`` (mem0's scoping, `larimar_memory.scoping`) are
+        stored in every fact's metadata; they also make the fact's owner."""
         ns_name = self._namespace_name(namespace)
         if messages is not None:
             from ..conversation import apply_messages
 
             contract.remember_args(text, messages=messages, key=key, metadata=metadata,
                                    request_id=request_id, ids=ids, extra_keys=extra_keys)
-            return apply_messages(self, messages, namespace=namespace, metadata=metadata,
+            scope = check_scope(user_id, agent_id, run_id)
+            return apply_messages(self, messages, namespace=namespace,
+                                  metadata=scoped_metadata(metadata, scope),
                                   request_id=request_id)
         call = RememberCall(text=text, key=key, namespace=namespace, metadata=metadata,
-                            request_id=request_id, ids=ids, extra_keys=extra_keys)
+                            request_id=request_id, ids=ids, extra_keys=extra_keys,
+                            user_id=user_id, agent_id=agent_id, run_id=run_id)
         prepared = self._writer.prepare(call, ns_name)
         self._writer.embed([prepared])
         with self._lock, self._namespaces.transaction(prepared.ns_name) as (tx, ns):
@@ -252,12 +262,15 @@ class Larimar:
         namespace: str | None = None,
         decode: bool = True,
         filter: dict[str, Any] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
     ) -> RecallResult:
         """The ``k`` facts the query is most likely about, best first, each with a calibrated
         relevance score and its text read back from the memory rows (``decode=False`` skips
-        reading). ``filter`` keeps facts whose metadata equals every given field."""
+        reading). ``filter`` keeps the facts whose metadata it matches (`larimar_memory.filters`),
+        and a scope (``user_id`` …) the facts stored in it."""
         result = self.recall_many([RecallCall(query=query, k=k, namespace=namespace,
-                                              decode=decode, filter=filter)])[0]
+                                              decode=decode, filter=filter, user_id=user_id,
+                                              agent_id=agent_id, run_id=run_id)])[0]
         if isinstance(result, Exception):
             raise result
         return result
@@ -306,6 +319,7 @@ class Larimar:
         namespace: str | None = None,
         max_new_tokens: int | None = None,
         filter: dict[str, Any] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
     ) -> AskResult:
         """Answer ``question`` by one of three routes (`larimar_memory.routing`): in scope of
         the memory, decoding conditioned on the readouts of the ``k`` best facts together
@@ -315,6 +329,7 @@ class Larimar:
         ns_name = self._namespace_name(namespace)
         question, k, max_new_tokens, where = contract.ask_args(question, k, max_new_tokens,
                                                               filter)
+        where = scoped_filter(where, check_scope(user_id, agent_id, run_id))
         self._check_length(question, "question")
         k = self.settings.ask_k if k is None else k
         new_tokens = max_new_tokens or self.settings.max_new_tokens
@@ -338,16 +353,22 @@ class Larimar:
         return AskResult(question=question, answer=answer, route=route, scope=scope,
                          fact=facts[0] if facts else None, facts=facts)
 
-    def forget(self, fact: str, *, namespace: str | None = None) -> builtins.list[Fact]:
+    def forget(
+        self, fact: str, *, namespace: str | None = None, filter: dict[str, Any] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
+    ) -> builtins.list[Fact]:
         """Remove a fact by id or by its exact text: the exact −1 update of its block, then its
-        text and embeddings are deleted from the store. Unknown → ``FactNotFoundError``."""
+        text and embeddings are deleted from the store. Unknown, or outside ``filter`` and the
+        scope → ``FactNotFoundError``."""
         ns_name = self._namespace_name(namespace)
         target = self._check_length(contract.check_text(fact, "fact"), "fact")
+        where = scoped_filter(contract.check_filter(filter), check_scope(user_id, agent_id,
+                                                                          run_id))
         with self._lock, self._namespaces.transaction(ns_name) as (tx, ns):
-            if target in ns.facts:
+            ids = [e.id for e in ns.facts.values()
+                   if (e.id == target or e.text == target) and check.matches(e.metadata, where)]
+            if target in ids:
                 ids = [target]
-            else:
-                ids = [e.id for e in ns.facts.values() if e.text == target]
             if not ids:
                 raise FactNotFoundError(
                     f"no fact with id or exact text {target[:80]!r} in namespace {ns_name!r} "
@@ -359,22 +380,26 @@ class Larimar:
 
     def forget_matching(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
-        margin: float | None = None,
+        margin: float | None = None, filter: dict[str, Any] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
     ) -> ForgetResult:
         """Forget the one stored fact a description points to ("my email address", "that I
         live in Paris"), only when it is clearly the one meant: its relevance reaches
         ``threshold`` (default: the scope operating point) and leads the runner-up's by
         ``margin`` (default ``settings.forget_margin``). Otherwise nothing is deleted and the
-        result lists the candidates, best first, to ask the user or forget by id."""
+        result lists the candidates, best first, to ask the user or forget by id. Only facts
+        that ``filter`` and the scope keep are candidates."""
         ns_name = self._namespace_name(namespace)
         description, threshold, margin = contract.forget_matching_args(description, threshold,
                                                                        margin)
+        where = scoped_filter(contract.check_filter(filter), check_scope(user_id, agent_id,
+                                                                          run_id))
         self._check_length(description, "description")
-        exact = self._same_text(description, ns_name)
+        exact = self._same_text(description, ns_name, where)
         if exact is not None:  # "forget that I live in Paris" naming the fact word for word
             return ForgetResult(description=description,
                                 forgotten=self._forget_present([exact], ns_name))
-        hits = self._describe(description, ns_name, 3)
+        hits = self._describe(description, ns_name, 3, where)
         limit = self.scope_threshold if threshold is None else threshold
         lead = self.settings.forget_margin if margin is None else margin
         candidates = self._candidates(hits, ns_name)
@@ -394,15 +419,18 @@ class Larimar:
 
     def forget_about(
         self, description: str, *, namespace: str | None = None, threshold: float | None = None,
-        limit: int = 50,
+        limit: int = 50, filter: dict[str, Any] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
     ) -> ForgetResult:
         """Forget everything stored about something ("everything about my sister"): every fact
         (up to ``limit``) whose relevance to the description reaches ``threshold``, or that
         names every term of it ("my allotment" takes "My allotment plot number is 23B.")."""
         ns_name = self._namespace_name(namespace)
         description, threshold, limit = contract.forget_about_args(description, threshold, limit)
+        where = scoped_filter(contract.check_filter(filter), check_scope(user_id, agent_id,
+                                                                          run_id))
         self._check_length(description, "description")
-        hits = self._describe(description, ns_name, limit)
+        hits = self._describe(description, ns_name, limit, where)
         bar = self.scope_threshold if threshold is None else threshold
         chosen = [h.fact_id for h in hits if h.score >= bar or h.evidence.lexical >= _ALL_TERMS]
         if not chosen:
@@ -419,10 +447,12 @@ class Larimar:
         filter: dict[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
     ) -> builtins.list[Fact]:
-        """Stored facts of the namespace, oldest first; ``filter`` as in `recall`."""
+        """Stored facts of the namespace, oldest first; ``filter`` and scope as in `recall`."""
         ns_name = self._namespace_name(namespace)
-        where = contract.list_args(filter, limit, offset)
+        where = scoped_filter(contract.list_args(filter, limit, offset),
+                              check_scope(user_id, agent_id, run_id))
         records = self.store.list_facts(ns_name, limit=limit, offset=offset, where=where)
         return [_fact(r, ns_name) for r in records]
 
@@ -440,9 +470,23 @@ class Larimar:
         return self.remember(text, namespace=namespace,
                              **update_arguments(fact, text, metadata))
 
-    def clear(self, *, namespace: str | None = None) -> int:
-        """Delete every fact of the namespace and every trace of it (its name included)."""
+    def clear(
+        self, *, namespace: str | None = None, filter: dict[str, Any] | None = None,
+        user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
+    ) -> int:
+        """Delete every fact of the namespace and every trace of it (its name included). With
+        ``filter`` or a scope (mem0's ``delete_all(user_id=...)``), forget exactly the facts
+        they keep instead. Returns how many facts were deleted."""
         ns_name = self._namespace_name(namespace)
+        where = scoped_filter(contract.check_filter(filter), check_scope(user_id, agent_id,
+                                                                          run_id))
+        if where:
+            with self._lock, self._namespaces.transaction(ns_name) as (tx, ns):
+                ids = [e.id for e in ns.facts.values() if check.matches(e.metadata, where)]
+                removed = forget_targets(tx, ns, ids)
+                if removed:
+                    self._namespaces.commit(tx, ns)
+            return len(removed)
         with self._lock:
             self._namespaces.drop(ns_name)
             return self.store.clear(ns_name)
@@ -592,22 +636,25 @@ class Larimar:
         ns_name = self._namespace_name(call.namespace)
         query, k, decode, where = contract.recall_args(call.query, call.k, call.decode,
                                                        call.filter)
+        where = scoped_filter(where, check_scope(call.user_id, call.agent_id, call.run_id))
         return _PreparedRecall(query=self._check_length(query, "query"), k=k, ns_name=ns_name,
                                decode=decode, filter=where)
 
-    def _describe(self, description: str, ns_name: str, k: int) -> builtins.list[Hit]:
+    def _describe(self, description: str, ns_name: str, k: int, where: dict[str, Any]
+                  ) -> builtins.list[Hit]:
         embedded = self.embedder.embed(query_texts(description))
         with self._lock:
             ns = self._namespaces.synced(ns_name)
-            return self._rank(ns, description, embedded, k, {})
+            return self._rank(ns, description, embedded, k, where)
 
-    def _same_text(self, description: str, ns_name: str) -> str | None:
-        """The one stored fact whose text is the description but for case, spacing and final
-        punctuation, if exactly one is."""
+    def _same_text(self, description: str, ns_name: str, where: dict[str, Any]) -> str | None:
+        """The one stored fact (of those ``where`` keeps) whose text is the description but for
+        case, spacing and final punctuation, if exactly one is."""
         wanted = _plain(description)
         with self._lock:
             ns = self._namespaces.synced(ns_name)
-            same = [e.id for e in ns.facts.values() if _plain(e.text) == wanted] if ns else []
+            same = [e.id for e in ns.facts.values()
+                    if _plain(e.text) == wanted and check.matches(e.metadata, where)] if ns else []
         return same[0] if len(same) == 1 else None
 
     def _candidates(self, hits: builtins.list[Hit], ns_name: str) -> builtins.list[ForgetCandidate]:

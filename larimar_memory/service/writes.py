@@ -8,7 +8,7 @@ is a duplicate and is not written twice."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from .. import contract
 from ..blocks import BlockWrite
 from ..errors import ArgumentError, RequestConflictError
+from ..scoping import check_scope, scoped_metadata
 from ..statements import slot_head
 from ..store import FactRecord
 from ..types import CHANGE_FIELD, SLOT_FIELD, Fact, RememberResult, WriteOutcome
@@ -39,11 +40,12 @@ class RememberCall:
     request_id: str | None = None
     ids: str | list[str] | None = None
     extra_keys: list[str] | list[list[str]] | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
 
     def arguments(self) -> dict[str, Any]:
-        return {"text": self.text, "key": self.key, "namespace": self.namespace,
-                "metadata": self.metadata, "request_id": self.request_id, "ids": self.ids,
-                "extra_keys": self.extra_keys}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -68,13 +70,8 @@ class PendingWrite:
 class PreparedRemember:
     """A validated remember call; ``writes`` are filled when its inputs are embedded."""
 
-    texts: list[str]
-    keys: list[str]
-    metas: list[dict[str, Any]]
-    fact_ids: list[str] | None
-    request_id: str | None
+    args: contract.RememberArgs
     ns_name: str
-    extras: list[list[str]] = field(default_factory=list)
     writes: list[PendingWrite] = field(default_factory=list)
 
 
@@ -92,49 +89,50 @@ class Writer:
                                       request_id=call.request_id, ids=call.ids,
                                       extra_keys=call.extra_keys)
         assert args is not None  # a call with messages never reaches the writer
+        args.metas = scoped_metadata(args.metas, check_scope(call.user_id, call.agent_id,
+                                                             call.run_id))
         contract.check_lengths(args.texts, "text", limits.max_text_chars)
         if call.key is not None:
             contract.check_lengths(args.keys, "key", limits.max_key_chars)
         for extra in args.extras:
             contract.check_lengths(extra, "extra_keys", limits.max_key_chars)
         check.check_token_counts(self.model.text_token_counts(args.texts), limits.max_fact_tokens)
-        return PreparedRemember(texts=args.texts, keys=args.keys, metas=args.metas,
-                                fact_ids=args.fact_ids, request_id=args.request_id,
-                                extras=args.extras, ns_name=ns_name)
+        return PreparedRemember(args=args, ns_name=ns_name)
 
     def embed(self, prepared: list[PreparedRemember]) -> None:
         """Keys (and extra keys) of all the calls in one embedder pass, values in one encoder
         pass."""
         if not prepared:
             return
-        keys = [k for p in prepared for k in p.keys]
-        extras = [e for p in prepared for per_text in p.extras for e in per_text]
+        keys = [k for p in prepared for k in p.args.keys]
+        extras = [e for p in prepared for per_text in p.args.extras for e in per_text]
         embedded = self.embedder.embed(keys + extras)
         key_emb, extra_emb = embedded[: len(keys)], embedded[len(keys):]
-        values = self.model.encode_facts([t for p in prepared for t in p.texts])
+        values = self.model.encode_facts([t for p in prepared for t in p.args.texts])
         at = extra_at = 0
         for p in prepared:
-            p.writes = []
-            for i, (t, k, m) in enumerate(zip(p.texts, p.keys, p.metas, strict=True)):
-                n = len(p.extras[i])
+            a, p.writes = p.args, []
+            for i, (t, k, m) in enumerate(zip(a.texts, a.keys, a.metas, strict=True)):
+                n = len(a.extras[i])
                 p.writes.append(PendingWrite(
                     text=t, key_text=k, metadata=m,
-                    id=p.fact_ids[i] if p.fact_ids else uuid.uuid4().hex,
+                    id=a.fact_ids[i] if a.fact_ids else uuid.uuid4().hex,
                     key=key_emb[at + i], values=values[at + i].float().cpu(),
-                    extra_key_texts=p.extras[i],
+                    extra_key_texts=a.extras[i],
                     extra_keys=extra_emb[extra_at: extra_at + n] if n else None,
                 ))
                 extra_at += n
-            at += len(p.texts)
+            at += len(a.texts)
 
     def plan(self, tx: Any, ns: NamespaceState, p: PreparedRemember) -> RememberResult | None:
         """Inside the transaction, before anything changes: the first call's result for a
         repeated request id, or None after resolving each input (which may refuse the call)."""
-        if p.request_id is not None:
-            seen = tx.find_by_request_id(p.request_id)
+        request_id = p.args.request_id
+        if request_id is not None:
+            seen = tx.find_by_request_id(request_id)
             if seen:
-                return _replayed(seen, p.texts, p.request_id)
-        self._resolve(ns, p.writes, caller_ids=p.fact_ids is not None)
+                return _replayed(seen, p.args.texts, request_id)
+        self._resolve(ns, p.writes, caller_ids=p.args.fact_ids is not None)
         return None
 
     def apply(self, tx: Any, ns: NamespaceState, p: PreparedRemember) -> RememberResult:
@@ -149,7 +147,7 @@ class Writer:
             FactRecord(
                 namespace=p.ns_name, text=w.text, key_text=w.key_text,
                 key=w.key.numpy(), values=w.values.numpy(), rows=np.asarray(rows[w.id]),
-                metadata=w.metadata, request_id=p.request_id, id=w.id,
+                metadata=w.metadata, request_id=p.args.request_id, id=w.id,
                 extra_key_texts=w.extra_key_texts,
                 extra_keys=None if w.extra_keys is None else w.extra_keys.numpy(),
             )

@@ -10,8 +10,10 @@ import re
 from typing import Any
 
 import pytest
+from typing_extensions import Unpack
 
 from larimar_memory.protocol import AsyncMemoryBackend, MemoryBackend
+from larimar_memory.scoping import SCOPE_FIELDS, Scope
 
 pytest.importorskip("httpx")
 from larimar_memory.server.client import AsyncLarimarClient, LarimarClient  # noqa: E402
@@ -25,11 +27,17 @@ def _members(protocol: type) -> list[str]:
 
 
 def _params(fn: Any) -> dict[str, tuple[Any, Any]]:
-    """Name -> (kind, default) of every parameter but self."""
-    sig = inspect.signature(fn)
-    return {
-        name: (p.kind, p.default) for name, p in sig.parameters.items() if name != "self"
-    }
+    """Name -> (kind, default) of every parameter but self; ``**scope: Unpack[Scope]`` stands
+    for the keyword-only scope ids (default None) it takes."""
+    params = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name == "self":
+            continue
+        if p.kind is inspect.Parameter.VAR_KEYWORD and "Unpack[Scope]" in str(p.annotation):
+            params.update({f: (inspect.Parameter.KEYWORD_ONLY, None) for f in SCOPE_FIELDS})
+        else:
+            params[name] = (p.kind, p.default)
+    return params
 
 
 def _shape(fn: Any) -> tuple[list[str], dict[str, Any], bool]:
@@ -116,13 +124,14 @@ async def test_async_client_is_an_async_memory_backend() -> None:
 def test_the_check_catches_a_missing_parameter() -> None:
     class Missing(LarimarClient):
         def recall(self, query: str, *, namespace: str | None = None,  # type: ignore[override]
-                   decode: bool = True, filter: dict[str, Any] | None = None) -> Any:
+                   decode: bool = True, filter: dict[str, Any] | None = None,
+                   **scope: Unpack[Scope]) -> Any:
             raise NotImplementedError  # no k
 
     class WrongDefault(LarimarClient):
         def list(self, *, namespace: str | None = None,  # type: ignore[override]
                  filter: dict[str, Any] | None = None, limit: int | None = 10,
-                 offset: int = 0) -> Any:
+                 offset: int = 0, **scope: Unpack[Scope]) -> Any:
             raise NotImplementedError
 
     cases = ((Missing, re.escape("missing ['k']")), (WrongDefault, "default of 'limit'"))
