@@ -11,8 +11,10 @@ Use:
     ``server.run("stdio")`` / ``server.run("streamable-http", port=8765)``, or the command
     ``larimar mcp [--url URL] [--transport streamable-http]``; docs/mcp.md shows host configs.
 
-Tools: ``remember``, ``recall``, ``forget``, ``list`` (each takes an optional ``namespace``;
-default the server's). Resources: every fact of the server's namespace is
+Tools: ``remember``, ``recall``, ``forget``, ``list`` (each takes an optional ``namespace``,
+default the server's, and mem0's optional ``user_id`` / ``agent_id`` / ``run_id``, which scope
+the call as in `Larimar`; a server for one user is ``create_mcp_server(ScopedMemory(memory,
+user_id="alice"))``). Resources: every fact of the server's namespace is
 ``larimar://facts/{namespace}/{fact_id}`` (both percent-encoded, JSON of the `Fact`); the
 template reads facts of any namespace; ``larimar://namespaces`` lists the namespaces. A bad call
 (missing or mistyped argument, unknown fact, text the memory cannot take) is an MCP tool error
@@ -63,6 +65,10 @@ Filter = Annotated[
                                  "nested objects, $and $or $not")
 ]
 
+UserId = Annotated[str | None, Field(description="only this user's facts (stored with new ones)")]
+AgentId = Annotated[str | None, Field(description="only this agent's facts")]
+RunId = Annotated[str | None, Field(description="only this run's facts")]
+
 
 def fact_uri(fact: Fact) -> str:
     """The resource URI of a fact: namespace and id percent-encoded (either may hold '/')."""
@@ -84,6 +90,11 @@ class _LarimarMCP(MCPServer):
                         mime_type="application/json")
             for f in facts
         )]
+
+
+def _scope(**given: str | None) -> dict[str, str]:
+    """The scope ids a tool call gave (a memory bound to a scope takes none it lacks)."""
+    return {name: value for name, value in given.items() if value is not None}
 
 
 async def _call(fn: Any, *args: Any, error: type[Exception] = ToolError, **kwargs: Any) -> Any:
@@ -115,11 +126,13 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
             description="text that addresses the fact; a later fact with the same key from "
             "the same owner replaces it (e.g. \"Alice's address\")")] = None,
         namespace: Namespace = None,
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
     ) -> RememberResult:
         """Store facts in long-term memory, written in one shot; one outcome per fact
         ('written', 'replaced' or 'duplicate') with its id."""
         return await _call(memory.remember, text, key=key, metadata=metadata,
-                           namespace=ns(namespace))
+                           namespace=ns(namespace),
+                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
 
     @server.tool()
     async def recall(
@@ -127,19 +140,23 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
         k: Annotated[int, Field(ge=1, le=MAX_K, description="how many facts, best first")] = 3,
         filter: Filter = None,
         namespace: Namespace = None,
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
     ) -> RecallResult:
         """The k stored facts that best match the query, best first, each with its score and
         the text read back from the memory; `scope.in_scope` says whether memory covers it."""
-        return await _call(memory.recall, query, k=k, filter=filter, namespace=ns(namespace))
+        return await _call(memory.recall, query, k=k, filter=filter, namespace=ns(namespace),
+                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
 
     @server.tool()
     async def forget(
         fact: Annotated[str, Field(description="a fact id (from recall or list), or the "
                                    "fact's exact text")],
         namespace: Namespace = None,
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
     ) -> builtins.list[Fact]:
         """Forget a fact exactly: its memory update is undone and its text deleted."""
-        return await _call(memory.forget, fact, namespace=ns(namespace))
+        return await _call(memory.forget, fact, namespace=ns(namespace),
+                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
 
     @server.tool(name="list")
     async def list_facts(
@@ -147,10 +164,12 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
         offset: Annotated[int, Field(ge=0, description="facts to skip (paging)")] = 0,
         filter: Filter = None,
         namespace: Namespace = None,
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
     ) -> builtins.list[Fact]:
         """Stored facts, oldest first."""
         return await _call(memory.list, namespace=ns(namespace), filter=filter, limit=limit,
-                           offset=offset)
+                           offset=offset,
+                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
 
     @server.resource(FACT_URI, mime_type="application/json")
     async def fact(namespace: str, fact_id: str) -> str:

@@ -45,6 +45,7 @@ from pydantic import Field  # noqa: E402
 from server_testing import KEY_A, SubprocessServer  # noqa: E402
 
 from larimar_memory.mcp_server import create_mcp_server  # noqa: E402
+from larimar_memory.scoping import ScopedMemory  # noqa: E402
 from larimar_memory.server.client import LarimarClient  # noqa: E402
 from larimar_memory.testing import tiny_larimar  # noqa: E402
 
@@ -302,4 +303,95 @@ async def test_update_replaces_the_text_under_the_same_id(backend: Any, ns: str)
         backend.update("no-such-fact", FACT, namespace=ns)
     with pytest.raises(TextInputError, match="one text"):
         backend.update(fact_id, [FACT, OTHER], namespace=ns)
+    assert backend.clear(namespace=ns) == 1
+
+
+# -- mem0's scoping (user_id / agent_id / run_id) through every integration ---------------------
+
+BOBS = "My favourite colour is red."
+
+
+def test_scoping_in_langchain_agent_memory_and_retriever(backend: Any, ns: str) -> None:
+    """Two users in one namespace: each component bound to a user_id reads, corrects and
+    forgets only that user's facts."""
+    def agent_for(user_id: str, replies: list[AIMessage]) -> Any:
+        toolkit = LarimarToolkit(larimar=backend, namespace=ns, context_source="stored",
+                                 user_id=user_id)
+        return create_agent(ScriptedChatModel(messages=iter(replies)), tools=toolkit.get_tools(),
+                            middleware=[LarimarMiddleware(backend, namespace=ns,
+                                                          context_source="stored",
+                                                          user_id=user_id)])
+
+    alice = agent_for("alice", [AIMessage("Noted."), call("recall", {"query": QUESTION}, "a1"),
+                                AIMessage("Green."), call("forget", {"fact": TOPIC}, "a2"),
+                                AIMessage("Done.")])
+    bob = agent_for("bob", [AIMessage("Noted.")])
+
+    def turn(agent: Any, text: str) -> list[str]:
+        result = agent.invoke({"messages": [{"role": "user", "content": text}]},
+                              {"configurable": {"thread_id": ns}})
+        return [str(m.content) for m in result["messages"] if isinstance(m, ToolMessage)]
+
+    turn(alice, FACT)
+    turn(bob, BOBS)
+    assert texts(backend.list(namespace=ns, user_id="alice")) == [FACT]
+    [recalled] = turn(alice, QUESTION)
+    assert FACT in recalled and BOBS not in recalled
+    [forgotten] = turn(alice, "Forget my favourite colour, please.")
+    assert forgotten.startswith(f"Forgot: {FACT}")  # bob's colour was never a candidate
+    assert texts(backend.list(namespace=ns)) == [BOBS]
+
+    memory = LarimarMemory(larimar=backend, namespace=ns, context_source="stored",
+                           user_id="alice")
+    memory.observe(FACT)
+    retriever = LarimarRetriever(larimar=backend, namespace=ns, k=5, context_source="stored",
+                                 include_out_of_scope=True, user_id="bob")
+    assert [d.page_content for d in retriever.invoke(QUESTION)] == [BOBS]
+    assert memory.invoke(QUESTION) == FACT
+    assert memory.clear() == 1  # alice's facts only
+    assert texts(backend.list(namespace=ns)) == [BOBS]
+    assert backend.clear(namespace=ns, user_id="bob") == 1
+
+
+async def test_scoping_in_langgraph_llamaindex_and_mcp(backend: Any, ns: str) -> None:
+    # LangGraph: the store over a memory bound to one user
+    store = LarimarStore(ScopedMemory(backend, user_id="alice"), index={"fields": ["text"]},
+                         root=ns)
+    store.put(("memories",), "m1", {"text": FACT})
+    backend.remember(BOBS, namespace=f"{ns}/memories", user_id="bob")
+    assert [i.key for i in store.search(("memories",), query=QUESTION, limit=5)] == ["m1"]
+    store.delete(("memories",), "m1")
+    assert texts(backend.list(namespace=f"{ns}/memories")) == [BOBS]
+    backend.clear(namespace=f"{ns}/memories")
+
+    # LlamaIndex: block, query engine and tools bound to one user
+    backend.remember(BOBS, namespace=ns, user_id="bob")
+    block = LarimarMemoryBlock(backend, namespace=ns, k=3, context_source="stored",
+                               user_id="alice")
+    await block.aget(user(FACT))
+    assert texts(backend.list(namespace=ns, user_id="alice")) == [FACT]
+    assert await block.aget(user(QUESTION)) == f"- {FACT}"
+    engine = LarimarQueryEngine(backend, namespace=ns, k=3, context_source="stored",
+                                user_id="carol")
+    assert engine.query(QUESTION).metadata["route"] == "unknown"  # carol stored nothing
+    tools = LarimarToolSpec(backend, namespace=ns, context_source="stored", user_id="bob")
+    assert tools.forget(TOPIC).startswith(f"Forgot 1 fact: {BOBS!r}")
+    assert texts(backend.list(namespace=ns)) == [FACT]
+
+    # MCP: the tools take the scope ids
+    async with mcp.Client(create_mcp_server(backend, namespace=ns)) as client:
+        written = await client.call_tool("remember", {"text": BOBS, "user_id": "bob"})
+        assert not written.is_error, written.content
+        recalled = await client.call_tool("recall", {"query": QUESTION, "k": 5,
+                                                     "user_id": "alice"})
+        assert [h["fact"]["text"] for h in recalled.structured_content["hits"]] == [FACT]
+        listed = await client.call_tool("list", {"user_id": "bob"})
+        assert [f["text"] for f in listed.structured_content["result"]] == [BOBS]
+        [bobs_id] = written.structured_content["ids"]
+        refused = await client.call_tool("forget", {"fact": bobs_id, "user_id": "alice"})
+        assert refused.is_error and "FactNotFoundError" in refused.content[0].text
+        bad = await client.call_tool("list", {"user_id": ""})
+        assert bad.is_error and "user_id" in bad.content[0].text
+    assert backend.clear(namespace=ns, user_id="alice") == 1
+    assert texts(backend.list(namespace=ns)) == [BOBS]
     assert backend.clear(namespace=ns) == 1

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from larimar_memory.protocol import MemoryBackend, missing_members
+from larimar_memory.scoping import SCOPE_FIELDS, Scope, ScopedMemory
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._convert import ContextSource
@@ -71,6 +72,12 @@ class LarimarBinding(BaseModel):
         description="memory namespace; None: resolved per call from the config (user_id, then "
         "thread_id), else the memory's own",
     )
+    user_id: str | None = Field(
+        default=None, description="mem0's scoping: only this user's facts are read or "
+        "forgotten, and every fact written carries it (larimar_memory.scoping)",
+    )
+    agent_id: str | None = Field(default=None, description="scope: only this agent's facts")
+    run_id: str | None = Field(default=None, description="scope: only this run's facts")
 
     @field_validator("larimar")
     @classmethod
@@ -78,9 +85,18 @@ class LarimarBinding(BaseModel):
         return check_larimar(value, cls.__name__)
 
     @property
+    def scope(self) -> Scope:
+        """The scope ids this component was given (mem0's ``user_id`` …)."""
+        return {f: getattr(self, f) for f in SCOPE_FIELDS  # type: ignore[return-value]
+                if getattr(self, f) is not None}
+
+    @property
     def client(self) -> MemoryBackend:
-        """The memory this component uses (the shared embedded one when none was given)."""
-        return self.larimar if self.larimar is not None else default_larimar()
+        """The memory this component uses (the shared embedded one when none was given),
+        seen through the component's scope when it has one."""
+        memory = self.larimar if self.larimar is not None else default_larimar()
+        scope = self.scope
+        return ScopedMemory(memory, **scope) if scope else memory  # type: ignore[return-value]
 
     def namespace_for(
         self, config: Mapping[str, Any] | None = None, *, runtime: Any = None

@@ -30,8 +30,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from larimar_memory.conversation import TurnResult, observe
+from larimar_memory.scoping import Scope
 from larimar_memory.types import RecallResult
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, Unpack
 
 from ._convert import ContextSource, context_text, message_text
 from .memory import LarimarMemory
@@ -119,18 +120,21 @@ class LarimarMiddleware(AgentMiddleware[LarimarState, Any]):
         observe_messages: bool = True,
         context_template: str = DEFAULT_CONTEXT_TEMPLATE,
         forget_tools: tuple[str, ...] = ("forget",),
+        **scope: Unpack[Scope],
     ) -> None:
         """``memory`` shares a `LarimarMemory`'s binding (memory, namespace, context source,
         k); otherwise one is built from ``larimar``/``namespace``/``context_source``/``k``.
         ``forget_tools``: names of the agent's forget tools; a turn in which one ran leaves
-        its forget requests to the model (one owner: a request is never applied twice)."""
+        its forget requests to the model (one owner: a request is never applied twice).
+        ``user_id`` / ``agent_id`` / ``run_id``: mem0's scoping of every read and write."""
         super().__init__()
         parts = {"larimar": larimar, "namespace": namespace, "context_source": context_source,
-                 "k": k}
+                 "k": k, **scope}
         given = {name: value for name, value in parts.items() if value is not None}
         if memory is not None and given:
             raise ValueError(
-                "Only one of 'memory' and 'larimar'/'namespace'/'context_source'/'k' is allowed, "
+                "Only one of 'memory' and 'larimar'/'namespace'/'context_source'/'k'/scope is "
+                "allowed, "
                 "but got both: configure the LarimarMemory, or pass the parts without memory="
             )
         if "{context}" not in context_template:

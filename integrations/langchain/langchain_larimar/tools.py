@@ -14,8 +14,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolException
 from larimar_memory.conversation import statement_metadata
 from larimar_memory.errors import FactNotFoundError, LarimarError
+from larimar_memory.scoping import Scope
 from larimar_memory.types import Fact, RecallResult, RememberResult
 from pydantic import BaseModel, Field
+from typing_extensions import Unpack
 
 from ._client import RecallBinding
 from ._convert import ContextSource, hit_text
@@ -106,10 +108,12 @@ def _tool_error(exc: LarimarError) -> ToolException:
 
 
 def create_remember_tool(
-    larimar: Any = None, *, namespace: str | None = None, name: str = "remember"
+    larimar: Any = None, *, namespace: str | None = None, name: str = "remember",
+    **scope: Unpack[Scope],
 ) -> StructuredTool:
-    """The ``remember`` tool: one-shot write of a fact (``Larimar.remember``)."""
-    memory = _Memory(larimar=larimar, namespace=namespace)
+    """The ``remember`` tool: one-shot write of a fact (``Larimar.remember``); ``user_id`` /
+    ``agent_id`` / ``run_id`` scope it (as they do the other tools)."""
+    memory = _Memory(larimar=larimar, namespace=namespace, **scope)
 
     def remember(fact: str, config: RunnableConfig, corrects: bool = False) -> str:
         # The speaker and slot conversation.observe gives a stated fact, so a correction
@@ -146,10 +150,12 @@ def create_recall_tool(
     context_source: ContextSource = "decoded",
     k: int = 3,
     name: str = "recall",
+    **scope: Unpack[Scope],
 ) -> StructuredTool:
     """The ``recall`` tool: the ``k`` facts a query addresses, best first, when the scope
     detector says the query is about stored facts (``recall(k=k)``). See `ContextSource`."""
-    memory = _Memory(larimar=larimar, namespace=namespace, context_source=context_source, k=k)
+    memory = _Memory(larimar=larimar, namespace=namespace, context_source=context_source, k=k,
+                     **scope)
 
     def recall(query: str, config: RunnableConfig) -> str:
         try:
@@ -172,11 +178,12 @@ def create_recall_tool(
 
 
 def create_forget_tool(
-    larimar: Any = None, *, namespace: str | None = None, name: str = "forget"
+    larimar: Any = None, *, namespace: str | None = None, name: str = "forget",
+    **scope: Unpack[Scope],
 ) -> StructuredTool:
     """The ``forget`` tool: exact removal by id or exact text (``Larimar.forget``), else of the
     fact a description points to (``Larimar.forget_matching``)."""
-    memory = _Memory(larimar=larimar, namespace=namespace)
+    memory = _Memory(larimar=larimar, namespace=namespace, **scope)
 
     def forget(fact: str, config: RunnableConfig, everything: bool = False) -> str:
         ns = memory.namespace_for(config)
@@ -242,10 +249,10 @@ class LarimarToolkit(RecallBinding, BaseToolkit):
     def get_tools(self) -> list[BaseTool]:
         """``[remember, recall, forget]``."""
         return [
-            create_remember_tool(self.larimar, namespace=self.namespace),
+            create_remember_tool(self.larimar, namespace=self.namespace, **self.scope),
             create_recall_tool(
                 self.larimar, namespace=self.namespace, context_source=self.context_source,
-                k=self.k,
+                k=self.k, **self.scope,
             ),
-            create_forget_tool(self.larimar, namespace=self.namespace),
+            create_forget_tool(self.larimar, namespace=self.namespace, **self.scope),
         ]

@@ -16,6 +16,7 @@ from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from larimar_memory.protocol import MemoryBackend, missing_members
+from larimar_memory.scoping import SCOPE_FIELDS, ScopedMemory
 from larimar_memory.types import RecallHit, RecallResult
 
 from ._filters import larimar_filter
@@ -94,11 +95,20 @@ class LarimarBinding(BaseModel):
         "(operators == != > >= < <= in nin; and, or, not)",
     )
 
+    user_id: str | None = Field(
+        default=None, description="mem0's scoping: only this user's facts are read or "
+        "forgotten, and every fact written carries it (larimar_memory.scoping)",
+    )
+    agent_id: str | None = Field(default=None, description="Scope: only this agent's facts.")
+    run_id: str | None = Field(default=None, description="Scope: only this run's facts.")
+
     _larimar: MemoryBackend = PrivateAttr()
 
     def __init__(self, larimar: MemoryBackend, **data: Any) -> None:
         super().__init__(**data)
-        self._larimar = check_larimar(larimar, type(self).__name__)
+        memory = check_larimar(larimar, type(self).__name__)
+        scope = {f: getattr(self, f) for f in SCOPE_FIELDS if getattr(self, f) is not None}
+        self._larimar = ScopedMemory(memory, **scope) if scope else memory  # type: ignore[assignment]
 
     @classmethod
     def from_defaults(

@@ -46,9 +46,14 @@ class LarimarToolSpec(BaseToolSpec):
         namespace: str | None = None,
         k: int = 3,
         context_source: ContextSource = "decoded",
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
     ) -> None:
+        """``user_id`` / ``agent_id`` / ``run_id``: mem0's scoping, for every tool."""
         self.binding = LarimarBinding(
-            larimar, namespace=namespace, k=k, context_source=context_source
+            larimar, namespace=namespace, k=k, context_source=context_source, user_id=user_id,
+            agent_id=agent_id, run_id=run_id,
         )
 
     @classmethod
