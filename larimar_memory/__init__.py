@@ -25,6 +25,7 @@ from .errors import (
     StoreURLError,
     TextInputError,
 )
+from .scoping import ScopedMemory
 
 if TYPE_CHECKING:
     from .memory import EpisodicMemory, MemoryConfig
@@ -86,6 +87,7 @@ __all__ = [
     "RecallCall",
     "RememberCall",
     "RequestConflictError",
+    "ScopedMemory",
     "StateFileError",
     "StoreError",
     "StoreMismatchError",

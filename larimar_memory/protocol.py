@@ -18,7 +18,15 @@ from typing_extensions import Unpack
 
 from .errors import TextInputError
 from .scoping import Scope
-from .types import AskResult, Fact, ForgetResult, MemoryLimits, RecallResult, RememberResult
+from .types import (
+    AskResult,
+    Fact,
+    FactEvent,
+    ForgetResult,
+    MemoryLimits,
+    RecallResult,
+    RememberResult,
+)
 
 Metadata = dict[str, Any]
 Filter = dict[str, Any]
@@ -101,6 +109,9 @@ class MemoryBackend(Protocol):
         metadata: Metadata | None = None,
     ) -> RememberResult: ...
 
+    def history(self, fact_id: str, *, namespace: str | None = None
+                ) -> builtins.list[FactEvent]: ...
+
     def clear(
         self, *, namespace: str | None = None, filter: Filter | None = None,
         **scope: Unpack[Scope],
@@ -127,6 +138,8 @@ class MemoryBackend(Protocol):
     async def aget(self, fact_id: str, **kwargs: Any) -> Fact: ...
 
     async def aupdate(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult: ...
+
+    async def ahistory(self, fact_id: str, **kwargs: Any) -> builtins.list[FactEvent]: ...
 
     async def aclear(self, **kwargs: Any) -> int: ...
 
@@ -159,6 +172,8 @@ class AsyncMemoryBackend(Protocol):
     async def get(self, fact_id: str, **kwargs: Any) -> Fact: ...
 
     async def update(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult: ...
+
+    async def history(self, fact_id: str, **kwargs: Any) -> builtins.list[FactEvent]: ...
 
     async def clear(self, **kwargs: Any) -> int: ...
 

@@ -58,11 +58,13 @@ __all__ = [
     "redact_url",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the on-disk layout. Bump it (and add a migration) whenever the schema changes.
 1: one slot, one value and the addressing weights per fact, plus a table of memory states.
 2: the log alone: per fact its key, the latents written and the memory rows that hold them.
-3: plus the change log: one row per committed write or forget (version, op, fact id)."""
+3: plus the change log: one row per committed write or forget (version, op, fact id).
+4: plus the fact history: one row per write or forget of a fact (id, version, event, time),
+   never trimmed, never any text."""
 
 STORE_ENV = "LARIMAR_STORE"
 """Environment variable naming the SQLite file used when no path is given."""
@@ -305,6 +307,29 @@ class ChangeLog:
     records: list[FactRecord]
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of a fact's history: at `version` (0: before the history was kept) and time
+    `at` the fact was ``written`` or ``forgotten``."""
+
+    version: int
+    event: str
+    at: float
+
+
+def fact_events(entries: list[HistoryEntry]) -> list[tuple[str, HistoryEntry]]:
+    """A fact's stored history as users read it: a forget and a write of the same id in one
+    version (an update under the same id) is one ``updated`` event."""
+    out: list[tuple[str, HistoryEntry]] = []
+    for entry in entries:
+        if (entry.event == "written" and out and out[-1][0] == "forgotten"
+                and out[-1][1].version == entry.version and entry.version):
+            out[-1] = ("updated", entry)
+        else:
+            out.append((entry.event, entry))
+    return out
+
+
 @dataclass
 class PurgeReport:
     """What `MemoryStore.purge` did, and what no purge of this store can reach."""
@@ -405,6 +430,11 @@ class MemoryStore(abc.ABC):
     def changes(self, namespace: str, since: int) -> ChangeLog:
         """The change log of a namespace after version `since`, with the facts it wrote that
         still exist, read in one snapshot (see `ChangeLog`)."""
+
+    @abc.abstractmethod
+    def history(self, namespace: str, fact_id: str) -> list[HistoryEntry]:
+        """Every write and forget of a fact id, oldest first (empty for an id never stored).
+        Kept after the fact is forgotten, until its namespace is cleared; holds no text."""
 
     @abc.abstractmethod
     def list_facts(

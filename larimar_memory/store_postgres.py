@@ -17,7 +17,7 @@ bytes; ANALYZE copies short texts into ``pg_statistic`` (histogram bounds). So a
 transaction that deleted something the purge:
 
 1. rewrites the tables that hold text, ``VACUUM (FULL) larimar_facts, larimar_namespaces,
-   larimar_changes`` (the change log names the namespace): new
+   larimar_changes, larimar_history`` (the logs name the namespace): new
    heap, TOAST and index files with the live rows only; the old files are truncated at once and
    unlinked at the next checkpoint. It needs the tables' ACCESS EXCLUSIVE lock, waited for at
    most `PURGE_WAIT_S` seconds (0.1 s for a retry), so a long reader (``pg_dump``, an open
@@ -62,12 +62,13 @@ logger = logging.getLogger(__name__)
 PURGE_WAIT_S = 2.0
 """How long a purge waits for the text tables' lock after a delete before `PurgePendingError`."""
 _RETRY_WAIT_S = 0.1  # the same wait when a later write retries a pending purge
-_TEXT_TABLES = ("larimar_facts", "larimar_namespaces", "larimar_changes")
+_TEXT_TABLES = ("larimar_facts", "larimar_namespaces", "larimar_changes", "larimar_history")
 _NO_STATISTICS = {
     "larimar_facts": ("namespace", "id", "text", "key_text", "key", "vals", "metadata",
                       "request_id", "extra_key_texts"),
     "larimar_namespaces": ("name", "meta"),
     "larimar_changes": ("namespace", "fact_id"),
+    "larimar_history": ("namespace", "fact_id"),
 }
 """Columns whose values ANALYZE would copy into pg_statistic (most common values, histograms)."""
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

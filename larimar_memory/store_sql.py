@@ -22,6 +22,7 @@ Layout (format version 3)::
                   mem_rows, metadata, created_at, request_id, extra_key_texts)
                   unique (namespace, id)
     larimar_changes(seq, namespace, version, op, fact_id)
+    larimar_history(seq, namespace, fact_id, version, event, at)
 
 `key` is raw little-endian float32 ((1 + extra keys) x key_dim: the key, then the extra keys
 of `extra_key_texts`, a JSON list), `vals` float32 (n_rows x value_dim, row-major),
@@ -34,6 +35,11 @@ writes or forgets and any meta it sets, in the same transaction as the change it
 that is behind reads the entries after its version (`MemoryStore.changes`) and applies only
 those. `log_floor` is the version after which a namespace's log is complete: the version it was
 created at, raised by `trim_changes`. Entries hold fact ids only, never text.
+
+History: each ``write`` and ``forget`` entry is also an event of the fact's history (``written``
+/ ``forgotten``, with the time), in the same transaction. The history is never trimmed (a
+replica's log may be) and holds no text, so a forgotten fact's history stays without breaking
+the purge; `clear` deletes it with the namespace.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from .store import (
     Change,
     ChangeLog,
     FactRecord,
+    HistoryEntry,
     MemoryStore,
     PurgeReport,
     StoreTransaction,
@@ -74,8 +81,8 @@ __all__ = ["Dialect", "SQLStore", "SQLTransaction"]
 
 logger = logging.getLogger(__name__)
 
-READABLE_FORMATS = (1, 2, 3)
-"""Format versions this library opens (1 and 2 are migrated to 3 in place)."""
+READABLE_FORMATS = (1, 2, 3, 4)
+"""Format versions this library opens (1 to 3 are migrated to 4 in place)."""
 
 SCHEMA = """
 CREATE TABLE larimar_meta (
@@ -109,7 +116,8 @@ CREATE TABLE larimar_facts (
 );
 CREATE INDEX larimar_facts_by_age ON larimar_facts(namespace, created_at, seq);
 CREATE INDEX larimar_facts_by_request ON larimar_facts(namespace, request_id);
-{changes}"""
+{changes};
+{history}"""
 
 CHANGES_SCHEMA = """
 CREATE TABLE larimar_changes (
@@ -121,6 +129,20 @@ CREATE TABLE larimar_changes (
 );
 CREATE INDEX larimar_changes_by_version ON larimar_changes(namespace, version)
 """
+
+HISTORY_SCHEMA = """
+CREATE TABLE larimar_history (
+    seq        {serial_pk},                 -- event order
+    namespace  TEXT NOT NULL REFERENCES larimar_namespaces(name) ON DELETE CASCADE,
+    fact_id    TEXT NOT NULL,
+    version    {bigint} NOT NULL,           -- 0: a fact stored before format 4
+    event      TEXT NOT NULL,               -- written | forgotten
+    at         {real} NOT NULL
+);
+CREATE INDEX larimar_history_by_fact ON larimar_history(namespace, fact_id)
+"""
+_EVENTS = {"write": "written", "forget": "forgotten"}
+"""The change-log ops that are events of a fact's history."""
 
 _COLUMNS = (
     "namespace, id, text, key_text, key, key_dim, vals, n_rows, value_dim, mem_rows, metadata, "
@@ -419,6 +441,13 @@ class _Queries:
         return ChangeLog(since=since, version=int(head[0][0]), floor=int(head[0][1]),
                          changes=changes, records=records)
 
+    def history(self, ns: str, fact_id: str) -> list[HistoryEntry]:
+        if not (self.d.storable(ns) and self.d.storable(fact_id)):
+            return []
+        return [HistoryEntry(version=int(v), event=e, at=float(at)) for v, e, at in self.q(
+            "SELECT version, event, at FROM larimar_history WHERE namespace = ? AND fact_id = ? "
+            "ORDER BY seq", (ns, fact_id))]
+
     def count(self, ns: str) -> int:
         if not self.d.storable(ns):
             return 0
@@ -472,6 +501,12 @@ class SQLTransaction(StoreTransaction):
         self._q.many("INSERT INTO larimar_changes(namespace, version, op, fact_id) "
                      "VALUES (?, ?, ?, ?)",
                      [(self.namespace, self._version, op, fid) for fid in fact_ids])
+        if op in _EVENTS:
+            now = time.time()
+            self._q.many("INSERT INTO larimar_history(namespace, fact_id, version, event, at) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         [(self.namespace, fid, self._version, _EVENTS[op], now)
+                          for fid in fact_ids])
 
     def namespace_meta(self) -> dict[str, str] | None:
         row = self._namespace_row()
@@ -660,8 +695,10 @@ class SQLStore(MemoryStore):
                     if found == "1":
                         self._migrate_v1(q, meta)
                         migrated = True
-                    elif found == "2":
-                        self._migrate_v2(q)
+                    elif found in ("2", "3"):
+                        if found == "2":
+                            self._migrate_v2(q)
+                        self._migrate_v3(q)
                     elif found != str(FORMAT_VERSION):
                         raise StoreError(
                             f"The store {d.where} has format version {found!r} (written by "
@@ -703,8 +740,9 @@ class SQLStore(MemoryStore):
                              f"larimar-memory ({_library_version()}) does not read.")
 
     def _create(self, q: _Queries, extra: dict[str, str]) -> None:
-        for statement in SCHEMA.format(changes=CHANGES_SCHEMA.format(**self.dialect.types),
-                                   **self.dialect.types).split(";"):
+        types = self.dialect.types
+        for statement in SCHEMA.format(changes=CHANGES_SCHEMA.format(**types),
+                                       history=HISTORY_SCHEMA.format(**types), **types).split(";"):
             if statement.strip():
                 q.run(statement)
         meta = {"format_version": str(FORMAT_VERSION), "created_by": _library_version(),
@@ -751,9 +789,21 @@ class SQLStore(MemoryStore):
         for statement in CHANGES_SCHEMA.format(**self.dialect.types).split(";"):
             if statement.strip():
                 q.run(statement)
+        q.run("UPDATE larimar_meta SET value = '3' WHERE key = 'format_version'")
+        logger.info("%s: migrated from format version 2 to 3 (change log)", self.dialect.where)
+
+    def _migrate_v3(self, q: _Queries) -> None:
+        """Format 3 -> 4: the fact history, with one ``written`` event (version 0, at the
+        fact's creation time) for every fact stored now; what was forgotten before left none."""
+        for statement in HISTORY_SCHEMA.format(**self.dialect.types).split(";"):
+            if statement.strip():
+                q.run(statement)
+        q.run("INSERT INTO larimar_history(namespace, fact_id, version, event, at) "
+              "SELECT namespace, id, 0, 'written', created_at FROM larimar_facts "
+              "ORDER BY namespace, created_at, seq")
         q.run("UPDATE larimar_meta SET value = ? WHERE key = 'format_version'",
               (str(FORMAT_VERSION),))
-        logger.info("%s: migrated from format version 2 to 3 (change log)", self.dialect.where)
+        logger.info("%s: migrated from format version 3 to 4 (fact history)", self.dialect.where)
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -913,6 +963,10 @@ class SQLStore(MemoryStore):
     def get_fact(self, namespace: str, id: str) -> FactRecord:
         with self._read() as q:
             return q.facts_by_ids(namespace, [id])[0]
+
+    def history(self, namespace: str, fact_id: str) -> list[HistoryEntry]:
+        with self._read() as q:
+            return q.history(namespace, fact_id)
 
     def count(self, namespace: str) -> int:
         with self._read() as q:

@@ -19,6 +19,22 @@ rate is now 3.9 percent"): with no fact of the same slot, it replaces the one fa
 owner whose slot has that head (`larimar_memory.statements.slot_head`), if there is exactly one."""
 
 
+class FactEvent(BaseModel):
+    """One event of a fact's history (`Larimar.history`, mem0's ``history``). Events keep no
+    text: a forgotten fact's history says when it was written and forgotten, never what it
+    said (the purge guarantee)."""
+
+    fact_id: str
+    namespace: str
+    event: Literal["written", "updated", "forgotten"] = Field(
+        description="written; updated (the text replaced under the same id, e.g. by update() "
+        "or a caller-chosen id); forgotten (by forget, a forget request or a replacement)"
+    )
+    version: int = Field(description="the namespace version of the change (0: before the "
+                         "history was kept)")
+    at: float = Field(description="seconds since the epoch")
+
+
 class Fact(BaseModel):
     """A stored fact, as users see it."""
 

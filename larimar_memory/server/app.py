@@ -74,6 +74,7 @@ from .protocol import (
     ClearResponse,
     ErrorResponse,
     ExportResponse,
+    FactHistory,
     FactList,
     ForgetAboutRequest,
     ForgetMatchingRequest,
@@ -461,6 +462,16 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
             namespace=core_namespace(tenant, namespace),
         )
         return public(fact, namespace)
+
+    @router.get(NS + "/facts/{fact_id}/history", response_model=FactHistory)
+    async def history(namespace: Namespace, fact_id: FactId, tenant: Tenant) -> FactHistory:
+        """What happened to a fact, oldest first (written, updated, forgotten); kept after a
+        forget, never with the fact's text."""
+        fact_id = contract.check_name(fact_id, "fact_id")
+        events = await state.call(state.memory.history, fact_id,
+                                  namespace=core_namespace(tenant, namespace))
+        return FactHistory(namespace=namespace, fact_id=fact_id, events=[
+            e.model_copy(update={"namespace": namespace}) for e in events])
 
     async def _forget(namespace: str, target: str, tenant: str | None,
                       **where: Any) -> ForgetResponse:

@@ -47,6 +47,7 @@ from ..types import (
     AskResult,
     ConversationResult,
     Fact,
+    FactEvent,
     ForgetResult,
     MemoryLimits,
     RecallResult,
@@ -63,6 +64,7 @@ from .protocol import (
     UNSUPPORTED_MEDIA_TYPE,
     ClearResponse,
     ExportResponse,
+    FactHistory,
     FactList,
     ForgetResponse,
     NamespaceList,
@@ -322,6 +324,12 @@ class _Api:
         return _Call("GET", f"{path}/facts/{_segment(contract.check_name(fact_id, 'fact_id'))}",
                      Fact.model_validate)
 
+    def history(self, fact_id: str, *, namespace: str | None = None
+                ) -> _Call[builtins.list[FactEvent]]:
+        path = self._ns(namespace)
+        return _Call("GET", f"{path}/facts/{_segment(contract.check_name(fact_id, 'fact_id'))}"
+                     "/history", lambda j: FactHistory.model_validate(j).events)
+
     def clear(self, *, namespace: str | None = None, filter: Filter | None = None,
               scope: Scope | None = None) -> _Call[int]:
         params: dict[str, Any] = self._scope(scope)
@@ -508,6 +516,11 @@ class LarimarClient(_Base):
         return self.remember(text, namespace=namespace,
                              **update_arguments(fact, text, metadata))
 
+    def history(self, fact_id: str, *, namespace: str | None = None
+                ) -> builtins.list[FactEvent]:
+        """As `Larimar.history`: a fact's events, oldest first, without its text."""
+        return self._send(self._api.history(fact_id, namespace=namespace))
+
     def clear(self, *, namespace: str | None = None, filter: Filter | None = None,
               **scope: Unpack[Scope]) -> int:
         return self._send(self._api.clear(namespace=namespace, filter=filter, scope=scope))
@@ -559,6 +572,9 @@ class LarimarClient(_Base):
 
     async def aupdate(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult:
         return await self._aclient().update(fact_id, text, **kwargs)
+
+    async def ahistory(self, fact_id: str, **kwargs: Any) -> builtins.list[FactEvent]:
+        return await self._aclient().history(fact_id, **kwargs)
 
     async def aclear(self, **kwargs: Any) -> int:
         return await self._aclient().clear(**kwargs)
@@ -695,6 +711,10 @@ class AsyncLarimarClient(_Base):
         return await self.remember(text, namespace=namespace,
                                    **update_arguments(fact, text, metadata))
 
+    async def history(self, fact_id: str, *, namespace: str | None = None
+                      ) -> builtins.list[FactEvent]:
+        return await self._send(self._api.history(fact_id, namespace=namespace))
+
     async def clear(self, *, namespace: str | None = None, filter: Filter | None = None,
                     **scope: Unpack[Scope]) -> int:
         return await self._send(self._api.clear(namespace=namespace, filter=filter,
@@ -711,7 +731,7 @@ class AsyncLarimarClient(_Base):
 
     aremember, arecall, aask, aforget = remember, recall, ask, forget
     aforget_matching, aforget_about = forget_matching, forget_about
-    alist, aget, aclear = list, get, clear
+    alist, aget, aclear, ahistory = list, get, clear, history
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import contract, errors, scoping
 from ..contract import MAX_K, MAX_NEW_TOKENS
-from ..types import Fact
+from ..types import Fact, FactEvent
 
 API_PREFIX = "/v1"
 REQUEST_ID_HEADER = "Idempotency-Key"
@@ -263,6 +263,12 @@ class ForgetAboutRequest(_Scoped):
 class FactList(BaseModel):
     namespace: str
     facts: list[Fact]
+
+
+class FactHistory(BaseModel):
+    namespace: str
+    fact_id: str
+    events: list[FactEvent]
 
 
 class ForgetResponse(BaseModel):

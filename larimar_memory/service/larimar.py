@@ -35,11 +35,12 @@ from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
 from ..routing import UNKNOWN_ANSWER, choose_route
 from ..scope import SentenceEmbedder
 from ..scoping import check_scope, scoped_filter, scoped_metadata
-from ..store import FactRecord, MemoryStore
+from ..store import FactRecord, MemoryStore, fact_events
 from ..store_url import open_store
 from ..types import (
     AskResult,
     Fact,
+    FactEvent,
     ForgetCandidate,
     ForgetResult,
     MemoryLimits,
@@ -461,6 +462,20 @@ class Larimar:
         return _fact(self.store.get_fact(ns_name, contract.check_name(fact_id, "fact_id")),
                      ns_name)
 
+    def history(self, fact_id: str, *, namespace: str | None = None) -> builtins.list[FactEvent]:
+        """What happened to a fact, oldest first (mem0's ``history``): ``written``,
+        ``updated`` (new text under the same id) and ``forgotten``. It outlives the fact but
+        never keeps its text; clearing the namespace deletes it. `FactNotFoundError` for an id
+        never stored here."""
+        ns_name = self._namespace_name(namespace)
+        fact_id = contract.check_name(fact_id, "fact_id")
+        entries = self.store.history(ns_name, fact_id)
+        if not entries:
+            raise FactNotFoundError(f"no fact with id {fact_id[:80]!r} was ever stored in "
+                                    f"namespace {ns_name!r} (or the namespace was cleared)")
+        return [FactEvent(fact_id=fact_id, namespace=ns_name, event=event, version=e.version,
+                          at=e.at) for event, e in fact_events(entries)]
+
     def update(self, fact_id: str, text: str, *, namespace: str | None = None,
                metadata: dict[str, Any] | None = None) -> RememberResult:
         """Replace a stored fact's text (mem0's ``update``): the same id, its explicit key and
@@ -581,6 +596,9 @@ class Larimar:
 
     async def aupdate(self, fact_id: str, text: str, **kwargs: Any) -> RememberResult:
         return await asyncio.to_thread(self.update, fact_id, text, **kwargs)
+
+    async def ahistory(self, fact_id: str, **kwargs: Any) -> builtins.list[FactEvent]:
+        return await asyncio.to_thread(self.history, fact_id, **kwargs)
 
     async def aclear(self, **kwargs: Any) -> int:
         return await asyncio.to_thread(self.clear, **kwargs)

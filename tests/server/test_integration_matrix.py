@@ -395,3 +395,27 @@ async def test_scoping_in_langgraph_llamaindex_and_mcp(backend: Any, ns: str) ->
     assert backend.clear(namespace=ns, user_id="alice") == 1
     assert texts(backend.list(namespace=ns)) == [BOBS]
     assert backend.clear(namespace=ns) == 1
+
+
+# -- the protocol itself: history ---------------------------------------------------------------
+
+
+async def test_history_outlives_the_fact_but_not_its_text(backend: Any, ns: str) -> None:
+    from larimar_memory.errors import FactNotFoundError
+
+    [fact_id] = backend.remember(FACT, namespace=ns, user_id="alice").ids
+    backend.update(fact_id, CORRECTED, namespace=ns)
+    [replacer] = backend.remember(messages=[{"role": "user", "content": OTHER}],
+                                  namespace=ns).ids
+    backend.forget(fact_id, namespace=ns)
+    events = backend.history(fact_id, namespace=ns)
+    assert [e.event for e in events] == ["written", "updated", "forgotten"]
+    assert [e.version for e in events] == sorted(e.version for e in events)
+    assert all(e.fact_id == fact_id and e.namespace == ns for e in events)
+    assert "colour" not in repr(events)  # never the text
+    assert [e.event for e in await backend.ahistory(replacer, namespace=ns)] == ["written"]
+    with pytest.raises(FactNotFoundError):
+        backend.history("never-stored", namespace=ns)
+    assert backend.clear(namespace=ns) == 1
+    with pytest.raises(FactNotFoundError):  # clearing a namespace deletes every trace
+        backend.history(fact_id, namespace=ns)

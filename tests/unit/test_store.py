@@ -18,7 +18,13 @@ import pytest
 from store_contract import C, D, StoreContract, make_record
 
 from larimar_memory.errors import MemoryInputError, PurgePendingError, StoreError, TextInputError
-from larimar_memory.store import STORE_ENV, FactRecord, SQLiteStore, default_store_path
+from larimar_memory.store import (
+    FORMAT_VERSION,
+    STORE_ENV,
+    FactRecord,
+    SQLiteStore,
+    default_store_path,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -443,7 +449,7 @@ def test_format_1_store_migrates_in_place(store_path: Path) -> None:
     fmt = raw.execute("SELECT value FROM larimar_meta WHERE key = 'format_version'").fetchone()
     raw.close()
     assert tables == {"larimar_meta", "larimar_namespaces", "larimar_facts",
-                      "larimar_changes"} and fmt == ("3",)
+                      "larimar_changes", "larimar_history"} and fmt == (str(FORMAT_VERSION),)
     with SQLiteStore(store_path) as store:  # opens again without migrating twice
         assert store.count("alice") == 3
 
@@ -454,6 +460,7 @@ def test_format_2_store_gains_an_empty_change_log(store_path: Path) -> None:
             with store.transaction("alice") as tx:
                 tx.add_facts([make_record("alice", f"fact {i}")])
     with sqlite3.connect(store_path) as raw:  # back to format 2's layout
+        raw.execute("DROP TABLE larimar_history")
         raw.execute("DROP TABLE larimar_changes")
         raw.execute("ALTER TABLE larimar_namespaces DROP COLUMN log_floor")
         raw.execute("UPDATE larimar_meta SET value = '2' WHERE key = 'format_version'")
@@ -468,7 +475,50 @@ def test_format_2_store_gains_an_empty_change_log(store_path: Path) -> None:
     with sqlite3.connect(store_path) as raw:
         fmt = raw.execute("SELECT value FROM larimar_meta WHERE key = 'format_version'").fetchone()
     raw.close()
-    assert fmt == ("3",)
+    assert fmt == (str(FORMAT_VERSION),)
+
+
+def test_format_3_store_gains_a_history_of_the_facts_it_holds(store_path: Path) -> None:
+    with SQLiteStore(store_path) as store:
+        with store.transaction("alice") as tx:
+            tx.add_facts([make_record("alice", "kept", id="a"), make_record("alice", "gone",
+                                                                            id="b")])
+        with store.transaction("alice") as tx:
+            tx.delete_facts(["b"])
+    with sqlite3.connect(store_path) as raw:  # back to format 3's layout
+        raw.execute("DROP TABLE larimar_history")
+        raw.execute("UPDATE larimar_meta SET value = '3' WHERE key = 'format_version'")
+    raw.close()
+    with SQLiteStore(store_path) as store:
+        [entry] = store.history("alice", "a")
+        assert (entry.version, entry.event) == (0, "written")  # written before format 4
+        assert store.history("alice", "b") == []  # forgotten before: nothing to say
+        with store.transaction("alice") as tx:
+            tx.delete_facts(["a"])
+        assert [(e.version, e.event) for e in store.history("alice", "a")] == [
+            (0, "written"), (3, "forgotten")]
+    with sqlite3.connect(store_path) as raw:
+        fmt = raw.execute("SELECT value FROM larimar_meta WHERE key = 'format_version'").fetchone()
+    raw.close()
+    assert fmt == (str(FORMAT_VERSION),)
+
+
+def test_history_keeps_events_never_text(store_path: Path) -> None:
+    with SQLiteStore(store_path) as store:
+        with store.transaction("alice") as tx:
+            tx.add_facts([make_record("alice", "my secret is 4242", id="s")])
+        with store.transaction("alice") as tx:
+            tx.delete_facts(["s"])
+        assert [e.event for e in store.history("alice", "s")] == ["written", "forgotten"]
+        assert store.history("alice", "nope") == [] and store.history("bob", "s") == []
+        assert store.history("alice", "a\x00b") == []
+        store.purge()
+        raw = sqlite3.connect(store_path)
+        rows = raw.execute("SELECT * FROM larimar_history").fetchall()
+        raw.close()
+        assert rows and "4242" not in repr(rows)
+        store.clear("alice")
+        assert store.history("alice", "s") == []  # clearing deletes every trace
 
 
 def test_failed_migration_leaves_the_format_1_file(store_path: Path) -> None:
