@@ -386,6 +386,22 @@ def bench_replicas(
                                                       "bytes", "targets_met")}, indent=1))
 
 
+@bench_app.command("block")
+def bench_block(
+    out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
+    facts: list[int] = typer.Option([1000, 10000], help="Namespace sizes (repeat the option)."),
+    turns: int = typer.Option(30, help="Questions timed per size."),
+    tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    threads: int = ThreadsOption,
+) -> None:
+    """LlamaIndex's LarimarMemoryBlock.aget per turn as the namespace grows, beside recall."""
+    _set_threads(threads)
+    from .benchmarks import block_bench
+
+    results = block_bench.run(out=out, sizes=tuple(facts), turns=turns, tiny=tiny)
+    console.print(json.dumps({k: results[k] for k in ("sizes", "target")}, indent=1))
+
+
 @bench_app.command("capacity")
 def bench_capacity(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),

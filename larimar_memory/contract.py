@@ -32,7 +32,7 @@ from typing import Any
 
 from . import filters
 from .errors import ArgumentError, EmptyInputError, TextInputError
-from .store import check_metadata, check_storable
+from .values import check_metadata, check_storable
 
 MAX_K = 100
 """Most facts one recall, ask or forget_about reads."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from .errors import ArgumentError, TextInputError
-from .store import check_storable
+from .values import check_storable
 
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 MAX_SCOPE_CHARS = 200
@@ -59,6 +59,12 @@ def scope_of(given: Mapping[str, Any]) -> dict[str, str]:
         check_storable(value, name)
         scope[name] = value
     return scope
+
+
+def without_unset_scope(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments without the scope ids that are None, so an unscoped call reaches a
+    backend written before scoping unchanged."""
+    return {k: v for k, v in arguments.items() if not (k in SCOPE_FIELDS and v is None)}
 
 
 def scoped_metadata(metadata: Any, scope: dict[str, str]) -> Any:

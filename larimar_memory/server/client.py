@@ -42,7 +42,6 @@ from ..errors import ArgumentError, LarimarError, TextInputError
 from ..names import check_namespace
 from ..protocol import Filter, Metadata, update_arguments
 from ..scoping import Scope, scope_of
-from ..store import check_json_value
 from ..types import (
     AskResult,
     ConversationResult,
@@ -53,6 +52,7 @@ from ..types import (
     RecallResult,
     RememberResult,
 )
+from ..values import check_json_value
 from .protocol import (
     API_PREFIX,
     CORE_ERRORS,

@@ -34,7 +34,7 @@ from ..protocol import update_arguments
 from ..relevance import CONVERSATION, Calibration, Hit, Ranker, query_texts
 from ..routing import UNKNOWN_ANSWER, choose_route
 from ..scope import SentenceEmbedder
-from ..scoping import check_scope, scoped_filter, scoped_metadata
+from ..scoping import check_scope, scoped_filter, scoped_metadata, without_unset_scope
 from ..store import FactRecord, MemoryStore, fact_events
 from ..store_url import open_store
 from ..types import (
@@ -75,7 +75,9 @@ class RecallCall:
     run_id: str | None = None
 
     def arguments(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The call's keyword arguments; a scope only when given."""
+        return without_unset_scope({f.name: getattr(self, f.name)
+                                    for f in dataclasses.fields(self)})
 
 
 @dataclass

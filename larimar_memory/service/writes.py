@@ -17,7 +17,7 @@ import torch
 from .. import contract
 from ..blocks import BlockWrite
 from ..errors import ArgumentError, RequestConflictError
-from ..scoping import check_scope, scoped_metadata
+from ..scoping import check_scope, scoped_metadata, without_unset_scope
 from ..statements import slot_head
 from ..store import FactRecord
 from ..types import CHANGE_FIELD, SLOT_FIELD, Fact, RememberResult, WriteOutcome
@@ -45,7 +45,8 @@ class RememberCall:
     run_id: str | None = None
 
     def arguments(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The call's keyword arguments; a scope only when given."""
+        return without_unset_scope({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from larimar_memory.benchmarks import server_bench, service_bench
 
 
@@ -37,3 +39,16 @@ def test_server_bench_measures_requests_and_cpu_per_request(tmp_path: Path) -> N
         assert row["client_cpu_ms_per_request"] > 0
         assert row.get("server_cpu_ms_per_request", 1.0) > 0  # absent only without /proc
     assert len(results["summary"]) == 4
+
+
+def test_block_bench_times_the_llamaindex_block_beside_recall(tmp_path: Path) -> None:
+    pytest.importorskip("llama_index.memory.larimar")
+    from larimar_memory.benchmarks import block_bench
+
+    out = tmp_path / "block.json"
+    results = block_bench.run(out=out, sizes=(20, 60), turns=4, tiny=True, plot=False)
+    saved = json.loads(out.read_text())
+    assert [r["facts"] for r in saved["sizes"]] == [20, 60]
+    for row in saved["sizes"]:
+        assert row["block_aget"]["p50_ms"] > 0 and row["recall_k3"]["p50_ms"] > 0
+    assert results["target"]["facts"] == 60 and results["turns"] == 4
