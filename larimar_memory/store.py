@@ -58,11 +58,13 @@ __all__ = [
     "redact_url",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the on-disk layout. Bump it (and add a migration) whenever the schema changes.
 1: one slot, one value and the addressing weights per fact, plus a table of memory states.
 2: the log alone: per fact its key, the latents written and the memory rows that hold them.
-3: plus the change log: one row per committed write or forget (version, op, fact id)."""
+3: plus the change log: one row per committed write or forget (version, op, fact id).
+4: values packed (`packed.py`: trailing zero columns dropped, float16 when exact); the raw
+   float32 values of format 3 stay readable as they are."""
 
 STORE_ENV = "LARIMAR_STORE"
 """Environment variable naming the SQLite file used when no path is given."""
