@@ -124,7 +124,7 @@ class BlockMemory:
     >>> mem = BlockMemory(width=4, key_width=3, block_rows=2)
     >>> rows = mem.write([BlockWrite("a", torch.ones(3), torch.ones(2, 4))])
     >>> rows["a"], mem.search(torch.ones(3), k=1)
-    ((0, 1), [('a', 1.0)])
+    ((0, 1), [('a', 3.0)])
     """
 
     def __init__(
@@ -221,8 +221,8 @@ class BlockMemory:
         """``w·M`` for the fact's rows ``(n, C)``: what the memory holds for it."""
         rows = self._rows[self._known(fact_id)]
         block = self.blocks[rows[0] // self.block_rows]
-        # w·M with one-hot w is the rows themselves: index them instead of a (n×K)·(K×C) product
-        return block.memory[[row % self.block_rows for row in rows]]
+        # w·M with one-hot w is the rows themselves: solve those instead of a (n×K)·(K×C) product
+        return block.rows([row % self.block_rows for row in rows])
 
     def read(
         self, query: torch.Tensor, k: int = 1, allowed: Iterable[str] | None = None
