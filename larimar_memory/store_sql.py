@@ -26,8 +26,9 @@ Layout (format version 3)::
 `key` is raw little-endian float32 ((1 + extra keys) x key_dim: the key, then the extra keys
 of `extra_key_texts`, a JSON list), `vals` packed (n_rows x value_dim, `packed.py`; raw
 float32 in rows written by format 3), `mem_rows` int64 (n_rows). Meta ``encryption`` and
-``store_id`` mark a store created with a key file. Versions: a new namespace starts above ``version_floor``, which
-`clear` raises to the cleared namespace's last version, so no version is ever reused.
+``store_id`` mark a store created with a key file. Versions: a new namespace starts above
+``version_floor``, which `clear` raises to the cleared namespace's last version, so no version
+is ever reused.
 
 Change log: every transaction that bumps a version records it (op ``version``) and each fact it
 writes or forgets and any meta it sets, in the same transaction as the change itself; a cache
