@@ -96,20 +96,6 @@ class OneHotMemory:
         index, values = self._check(rows, values)
         self._update(index, values, sign=1)
 
-    def write_packed(self, rows: list[int], moments: list[bytes]) -> None:
-        """Write once to empty rows, their values given packed (``packed.py``, ``(1, C)``): the
-        moment of a row written once is its value, so a bulk load keeps the bytes as they are.
-        Raises `MemoryInputError` (state unchanged) for a row in use or a malformed blob."""
-        index, _ = self._check(rows, None)
-        if len(moments) != len(rows) or len(set(rows)) != len(rows) or bool(
-                (self.counts[index] != 0).any()):
-            raise MemoryInputError("write_packed takes one blob per distinct empty row")
-        for moment in moments:
-            self._unpack(moment)  # validates the blob before anything changes
-        for row, moment in zip(rows, moments, strict=True):
-            self._moments[row] = moment
-        self.counts[index] = 1
-
     def forget_rows(self, rows: list[int], values: torch.Tensor | None = None) -> None:
         """The −1 update of rows written earlier. ``values`` may be omitted when each row loses
         its last write (then it is back to the prior, exactly); otherwise they must be the ones
