@@ -124,7 +124,7 @@ class BlockMemory:
     >>> mem = BlockMemory(width=4, key_width=3, block_rows=2)
     >>> rows = mem.write([BlockWrite("a", torch.ones(3), torch.ones(2, 4))])
     >>> rows["a"], mem.search(torch.ones(3), k=1)
-    ((0, 1), [('a', 1.0)])
+    ((0, 1), [('a', 3.0)])
     """
 
     def __init__(
@@ -172,6 +172,7 @@ class BlockMemory:
         """Write facts, one least-squares update per block touched; returns each fact's rows."""
         placed: dict[int, list[tuple[int, torch.Tensor]]] = {}
         out: dict[str, tuple[int, ...]] = {}
+        self._check_finite(facts)
         for fact in facts:
             values = self._check_values(fact)
             if fact.fact_id in self._rows:
@@ -221,8 +222,8 @@ class BlockMemory:
         """``w·M`` for the fact's rows ``(n, C)``: what the memory holds for it."""
         rows = self._rows[self._known(fact_id)]
         block = self.blocks[rows[0] // self.block_rows]
-        # w·M with one-hot w is the rows themselves: index them instead of a (n×K)·(K×C) product
-        return block.memory[[row % self.block_rows for row in rows]]
+        # w·M with one-hot w is the rows themselves: solve those instead of a (n×K)·(K×C) product
+        return block.rows([row % self.block_rows for row in rows])
 
     def read(
         self, query: torch.Tensor, k: int = 1, allowed: Iterable[str] | None = None
@@ -267,10 +268,20 @@ class BlockMemory:
                 f"fact {fact.fact_id!r}: extra_keys must be (m, {self.key_width}), got "
                 f"{tuple(extra.shape)}"
             )
-        finite = torch.isfinite(fact.key).all() and (extra is None or torch.isfinite(extra).all())
-        if not (torch.isfinite(values).all() and finite):
-            raise MemoryInputError(f"fact {fact.fact_id!r}: key or values contain NaN or Inf")
         return values.to(self.dtype)
+
+    @staticmethod
+    def _check_finite(facts: Sequence[BlockWrite]) -> None:
+        """One pass over every key and value of a batch (a bulk load writes thousands)."""
+        def parts(fact: BlockWrite) -> list[torch.Tensor]:
+            extra = [] if fact.extra_keys is None else [fact.extra_keys.reshape(-1)]
+            return [fact.key.reshape(-1).float(), fact.values.reshape(-1).float(), *extra]
+
+        if facts and not bool(torch.isfinite(torch.cat([p for f in facts for p in parts(f)])
+                                              ).all()):
+            bad = next(f for f in facts if not all(bool(torch.isfinite(p).all())
+                                                   for p in parts(f)))
+            raise MemoryInputError(f"fact {bad.fact_id!r}: key or values contain NaN or Inf")
 
     def _allocate(self, n: int) -> tuple[int, ...]:
         """``n`` free rows in the first block that has them (a new block if none has)."""

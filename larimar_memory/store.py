@@ -71,7 +71,8 @@ FORMAT_VERSION = 4
 2: the log alone: per fact its key, the latents written and the memory rows that hold them.
 3: plus the change log: one row per committed write or forget (version, op, fact id).
 4: plus the fact history: one row per write or forget of a fact (id, version, event, time),
-   never trimmed, never any text."""
+   never trimmed, never any text; and values packed (`packed.py`: trailing zero columns
+   dropped, float16 when exact); the raw float32 values of format 3 stay readable as they are."""
 
 STORE_ENV = "LARIMAR_STORE"
 """Environment variable naming the SQLite file used when no path is given."""

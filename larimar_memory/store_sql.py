@@ -25,10 +25,11 @@ Layout (format version 3)::
     larimar_history(seq, namespace, fact_id, version, event, at)
 
 `key` is raw little-endian float32 ((1 + extra keys) x key_dim: the key, then the extra keys
-of `extra_key_texts`, a JSON list), `vals` float32 (n_rows x value_dim, row-major),
-`mem_rows` int64 (n_rows). Meta ``encryption`` and ``store_id`` mark a store created
-with a key file. Versions: a new namespace starts above ``version_floor``, which
-`clear` raises to the cleared namespace's last version, so no version is ever reused.
+of `extra_key_texts`, a JSON list), `vals` packed (n_rows x value_dim, `packed.py`; raw
+float32 in rows written by format 3), `mem_rows` int64 (n_rows). Meta ``encryption`` and
+``store_id`` mark a store created with a key file. Versions: a new namespace starts above
+``version_floor``, which `clear` raises to the cleared namespace's last version, so no version
+is ever reused.
 
 Change log: every transaction that bumps a version records it (op ``version``) and each fact it
 writes or forgets and any meta it sets, in the same transaction as the change itself; a cache
@@ -64,6 +65,7 @@ from .errors import (
     TextInputError,
 )
 from .filters import check_filter, equalities, matches
+from .packed import PackedFormatError, is_packed, pack, unpack
 from .store import (
     FORMAT_VERSION,
     Change,
@@ -104,7 +106,7 @@ CREATE TABLE larimar_facts (
     key_text   TEXT NOT NULL,
     key        {blob} NOT NULL,             -- float32 (key_dim,)
     key_dim    INTEGER NOT NULL,
-    vals       {blob} NOT NULL,             -- float32 (n_rows, value_dim)
+    vals       {blob} NOT NULL,             -- packed (n_rows, value_dim), see packed.py
     n_rows     INTEGER NOT NULL,
     value_dim  INTEGER NOT NULL,
     mem_rows   {blob} NOT NULL,             -- int64 (n_rows,)
@@ -248,18 +250,30 @@ def _array(blob: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: str, f
     return np.frombuffer(blob, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape)
 
 
+def _values(blob: Any, n_rows: int, value_dim: int, fid: str) -> np.ndarray:
+    """A fact's values from a packed blob (format 4), or a raw float32 one (format 3)."""
+    blob = bytes(blob) if isinstance(blob, (memoryview, bytearray)) else blob
+    if not isinstance(blob, bytes) or not is_packed(blob):
+        return _array(blob, _F32, (n_rows, value_dim), "values", fid)
+    try:
+        return unpack(blob, n_rows, value_dim)
+    except PackedFormatError as exc:
+        raise StoreError(f"Fact {fid}: stored values are malformed ({exc}); the store is "
+                         "corrupted. Forget this fact or restore the store from a backup.") from exc
+
+
 def _to_row(r: FactRecord, cipher: NamespaceCipher | None = None) -> tuple[Any, ...]:
     keys = _blob(np.concatenate([r.key[None], r.extra_keys]), _F32)
     metadata = check_metadata(r.metadata)
     if cipher is None:
         return (r.namespace, r.id, r.text, r.key_text, keys, int(r.key.shape[0]),
-                _blob(r.values, _F32), int(r.values.shape[0]), int(r.values.shape[1]),
+                pack(r.values), int(r.values.shape[0]), int(r.values.shape[1]),
                 _blob(r.rows, _I64), metadata, float(r.created_at), r.request_id,
                 json.dumps(r.extra_key_texts, ensure_ascii=False))
     header = json.dumps({"text": r.text, "key_text": r.key_text, "metadata": metadata,
                          "extra_key_texts": r.extra_key_texts, "request_id": r.request_id},
                         ensure_ascii=False).encode()
-    payload = b"".join((len(header).to_bytes(4, "big"), header, keys, _blob(r.values, _F32)))
+    payload = b"".join((len(header).to_bytes(4, "big"), header, keys, pack(r.values)))
     return (r.namespace, r.id, "", "", b"", int(r.key.shape[0]), cipher.seal(r.id, payload),
             int(r.values.shape[0]), int(r.values.shape[1]), _blob(r.rows, _I64), "{}",
             float(r.created_at), None if r.request_id is None else cipher.tag(r.request_id), "[]")
@@ -293,7 +307,7 @@ def _from_row(row: Sequence[Any]) -> FactRecord:
         ) from exc
     keys = _array(key, _F32, (1 + len(extra), key_dim), "key", fid)
     arrays = {"key": keys[0], "extra_keys": keys[1:], "extra_key_texts": extra,
-              "values": _array(vals, _F32, (n_rows, value_dim), "values", fid),
+              "values": _values(vals, n_rows, value_dim, fid),
               "rows": _array(rows, _I64, (n_rows,), "rows", fid)}
     try:
         return FactRecord(namespace=ns, id=fid, text=text, key_text=key_text, metadata=meta,
@@ -794,7 +808,9 @@ class SQLStore(MemoryStore):
 
     def _migrate_v3(self, q: _Queries) -> None:
         """Format 3 -> 4: the fact history, with one ``written`` event (version 0, at the
-        fact's creation time) for every fact stored now; what was forgotten before left none."""
+        fact's creation time) for every fact stored now (what was forgotten before left none);
+        values are written packed from now on, and the raw float32 values of format 3 stay as
+        they are (``_values`` reads both), so no fact is rewritten."""
         for statement in HISTORY_SCHEMA.format(**self.dialect.types).split(";"):
             if statement.strip():
                 q.run(statement)
@@ -803,7 +819,8 @@ class SQLStore(MemoryStore):
               "ORDER BY namespace, created_at, seq")
         q.run("UPDATE larimar_meta SET value = ? WHERE key = 'format_version'",
               (str(FORMAT_VERSION),))
-        logger.info("%s: migrated from format version 3 to 4 (fact history)", self.dialect.where)
+        logger.info("%s: migrated from format version 3 to 4 (fact history, packed values)",
+                    self.dialect.where)
 
     # -- writes ----------------------------------------------------------------------------------
 

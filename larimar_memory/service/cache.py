@@ -38,6 +38,20 @@ _TRIM_EVERY = 64
 """A write trims its namespace's change log once every this many versions."""
 
 
+def encode_values(model: LarimarModel, settings: LarimarSettings, texts: list[str]
+                  ) -> list[torch.Tensor]:
+    """Each text's value rows ``(n_i, C)`` in float32, rounded to ``settings.value_dtype``
+    (a fact whose values overflow float16 keeps float32): what the memory and the store get."""
+    out = []
+    for rows in model.encode_facts(texts):
+        rows = rows.float().cpu()
+        if settings.value_dtype == "float16":
+            rounded = rows.half().float()
+            rows = rounded if bool(torch.isfinite(rounded).all()) else rows
+        out.append(rows)
+    return out
+
+
 @dataclass
 class FactEntry:
     """What the process keeps of a stored fact (its latents stay in the log and the blocks)."""

@@ -50,7 +50,7 @@ from ..types import (
     ScopeInfo,
 )
 from . import validation as check
-from .cache import NamespaceCache, NamespaceState
+from .cache import NamespaceCache, NamespaceState, encode_values
 from .settings import LarimarSettings
 from .writes import PreparedRemember, RememberCall, Writer, forget_targets
 
@@ -539,16 +539,16 @@ class Larimar:
             embedded = self.embedder.embed([r.key_text for r in records] + extra_texts)
             keys, extra_emb = embedded[: len(records)], embedded[len(records):]
             starts = np.cumsum([0] + [len(r.extra_key_texts) for r in records])
-            values = self.model.encode_facts([r.text for r in records])
+            values = encode_values(self.model, self.settings, [r.text for r in records])
             memory = self._namespaces.new_memory()
             extra = [extra_emb[starts[i]: starts[i + 1]] for i in range(len(records))]
-            rows = memory.write([BlockWrite(r.id, keys[i], values[i].float(), None,
+            rows = memory.write([BlockWrite(r.id, keys[i], values[i], None,
                                             extra[i] if len(extra[i]) else None)
                                  for i, r in enumerate(records)])
             tx.delete_facts([r.id for r in records])
             tx.add_facts([
                 FactRecord(namespace=ns_name, text=r.text, key_text=r.key_text,
-                           key=keys[i].numpy(), values=values[i].float().numpy(),
+                           key=keys[i].numpy(), values=values[i].numpy(),
                            rows=np.asarray(rows[r.id]), metadata=r.metadata,
                            request_id=r.request_id, id=r.id, created_at=r.created_at,
                            extra_key_texts=r.extra_key_texts, extra_keys=extra[i].numpy())

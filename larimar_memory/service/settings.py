@@ -46,6 +46,13 @@ class LarimarSettings(BaseModel):
         "exactly, so float32 (the stored values' dtype) is exact to its rounding; float64 "
         "doubles the bytes",
     )
+    value_dtype: Literal["float16", "float32"] = Field(
+        "float16",
+        description="values (latents) are rounded to this dtype before they are written, to "
+        "the memory and the store alike, so every replica reads the same bits. float16 halves "
+        "the bytes (`packed.py`); token codes have unit-RMS entries ~10 apart, so a rounding "
+        "of 1e-3 changes no token a readout snaps to",
+    )
     scope_threshold: float | None = Field(
         None, ge=0, le=1,
         description="operating point on the calibrated relevance score: a query whose best "

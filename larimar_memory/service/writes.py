@@ -22,7 +22,7 @@ from ..statements import slot_head
 from ..store import FactRecord
 from ..types import CHANGE_FIELD, SLOT_FIELD, Fact, RememberResult, WriteOutcome
 from . import validation as check
-from .cache import FactEntry, NamespaceState
+from .cache import FactEntry, NamespaceState, encode_values
 from .settings import LarimarSettings, names_of, owner_of
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ class Writer:
         extras = [e for p in prepared for per_text in p.args.extras for e in per_text]
         embedded = self.embedder.embed(keys + extras)
         key_emb, extra_emb = embedded[: len(keys)], embedded[len(keys):]
-        values = self.model.encode_facts([t for p in prepared for t in p.args.texts])
+        values = encode_values(self.model, self.settings,
+                               [t for p in prepared for t in p.args.texts])
         at = extra_at = 0
         for p in prepared:
             a, p.writes = p.args, []
@@ -118,7 +119,7 @@ class Writer:
                 p.writes.append(PendingWrite(
                     text=t, key_text=k, metadata=m,
                     id=a.fact_ids[i] if a.fact_ids else uuid.uuid4().hex,
-                    key=key_emb[at + i], values=values[at + i].float().cpu(),
+                    key=key_emb[at + i], values=values[at + i],
                     extra_key_texts=a.extras[i],
                     extra_keys=extra_emb[extra_at: extra_at + n] if n else None,
                 ))

@@ -374,6 +374,12 @@ def test_corrupted_rows_raise_store_errors(store_path: Path) -> None:
     raw.close()
     with SQLiteStore(store_path) as s, pytest.raises(StoreError, match="not valid JSON"):
         s.list_facts("ns")
+    with sqlite3.connect(store_path) as raw:  # a packed blob whose width does not fit
+        raw.execute("UPDATE larimar_facts SET metadata = '{}', vals = ?",
+                    (b"h" + (C + 1).to_bytes(4, "little") + bytes(2 * (C + 1)),))
+    raw.close()
+    with SQLiteStore(store_path) as s, pytest.raises(StoreError, match="values are malformed"):
+        s.get_fact("ns", rec.id)
 
 
 # Format version 1, verbatim from the SQLiteStore that wrote it.
@@ -519,6 +525,41 @@ def test_history_keeps_events_never_text(store_path: Path) -> None:
         assert rows and "4242" not in repr(rows)
         store.clear("alice")
         assert store.history("alice", "s") == []  # clearing deletes every trace
+
+
+def test_format_3_store_reads_its_raw_values_and_packs_new_ones(store_path: Path) -> None:
+    old = make_record("alice", "fact 0")
+    with SQLiteStore(store_path) as store:
+        with store.transaction("alice") as tx:
+            tx.add_facts([old])
+    with sqlite3.connect(store_path) as raw:  # back to format 3: raw float32 values
+        raw.execute("DROP TABLE larimar_history")
+        raw.execute("UPDATE larimar_facts SET vals = ?", (old.values.astype("<f4").tobytes(),))
+        raw.execute("UPDATE larimar_meta SET value = '3' WHERE key = 'format_version'")
+    raw.close()
+    new = make_record("alice", "fact 1")
+    with SQLiteStore(store_path) as store:
+        np.testing.assert_array_equal(store.get_fact("alice", old.id).values, old.values)
+        with store.transaction("alice") as tx:
+            tx.add_facts([new])
+        np.testing.assert_array_equal(store.get_fact("alice", new.id).values, new.values)
+    with sqlite3.connect(store_path) as raw:
+        fmt = raw.execute("SELECT value FROM larimar_meta WHERE key = 'format_version'").fetchone()
+        sizes = dict(raw.execute("SELECT id, length(vals) FROM larimar_facts"))
+    raw.close()
+    assert fmt == (str(FORMAT_VERSION),) and sizes[old.id] % 2 == 0 and sizes[new.id] % 2 == 1
+
+
+def test_packed_values_are_exact_and_trimmed() -> None:
+    from larimar_memory.packed import pack, unpack
+
+    values = np.zeros((2, 3072), np.float32)
+    values[0, :700] = np.float16(np.linspace(-3, 3, 700))  # float16-exact: packed as float16
+    values[1, :64] = 0.1  # not float16-exact: float32
+    for rows in (values[:1], values):
+        blob = pack(rows)
+        np.testing.assert_array_equal(unpack(blob, *rows.shape), rows)
+    assert len(pack(values[:1])) == 5 + 700 * 2 and len(pack(values)) == 5 + 2 * 700 * 4
 
 
 def test_failed_migration_leaves_the_format_1_file(store_path: Path) -> None:
