@@ -50,6 +50,7 @@ from .writes import RememberCall
 if TYPE_CHECKING:
     from ..model import LarimarModel
 
+
 class Larimar:
     """Episodic memory for an agent, written in one shot and forgotten exactly.
 
