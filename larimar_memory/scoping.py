@@ -12,6 +12,7 @@ Torch-free: the client uses it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, TypedDict
 
 from .errors import ArgumentError, TextInputError
@@ -61,10 +62,22 @@ def scope_of(given: Mapping[str, Any]) -> dict[str, str]:
     return scope
 
 
-def without_unset_scope(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments without the scope ids that are None, so an unscoped call reaches a
-    backend written before scoping unchanged."""
-    return {k: v for k, v in arguments.items() if not (k in SCOPE_FIELDS and v is None)}
+@dataclass(kw_only=True)
+class ScopedCall:
+    """A verb's arguments kept for a batch (`RecallCall`, `RememberCall`): the scope ids, and
+    ``arguments()`` to replay the call."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """The call's arguments in its verb's order (the first is the positional one), the
+        scope ids last and only when given (so an unscoped call reaches a backend written
+        before scoping unchanged)."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SCOPE_FIELDS}
+        return {**own, **{name: value for name in SCOPE_FIELDS
+                          if (value := getattr(self, name)) is not None}}
 
 
 def scoped_metadata(metadata: Any, scope: dict[str, str]) -> Any:

@@ -12,6 +12,7 @@ from .. import contract
 from ..errors import FactNotFoundError
 from ..relevance import Hit
 from ..types import Fact, ForgetCandidate, ForgetResult
+from . import validation as check
 from .cache import NamespaceState
 from .parts import Parts, ScopeIds, kept
 from .reads import Reader
@@ -34,9 +35,10 @@ class Forgetter:
         where = parts.where(contract.check_filter(filter), scope)
 
         def choose(ns: NamespaceState) -> list[str]:
-            ids = [e.id for e in kept(ns, where, lambda e: e.id == target or e.text == target)]
-            if target in ids:
-                ids = [target]
+            by_id = ns.facts.get(target)  # an id is found without a scan
+            if by_id is not None and check.matches(by_id.metadata, where):
+                return [target]
+            ids = [e.id for e in kept(ns, where, lambda e: e.text == target)]
             if not ids:
                 raise FactNotFoundError(
                     f"no fact with id or exact text {target[:80]!r} in namespace {ns_name!r} "

@@ -13,7 +13,7 @@ import torch
 from .. import contract
 from ..relevance import Hit, query_texts
 from ..routing import UNKNOWN_ANSWER, choose_route
-from ..scoping import without_unset_scope
+from ..scoping import ScopedCall
 from ..types import AskResult, Fact, RecallHit, RecallResult, ScopeInfo
 from . import validation as check
 from .batching import batch_or_each, each
@@ -22,7 +22,7 @@ from .parts import Parts, ScopeIds, kept
 
 
 @dataclass
-class RecallCall:
+class RecallCall(ScopedCall):
     """One `Larimar.recall` call, for `Larimar.recall_many`: the same arguments."""
 
     query: str
@@ -30,14 +30,6 @@ class RecallCall:
     namespace: str | None = None
     decode: bool = True
     filter: dict[str, Any] | None = None
-    user_id: str | None = None
-    agent_id: str | None = None
-    run_id: str | None = None
-
-    def arguments(self) -> dict[str, Any]:
-        """The call's keyword arguments; a scope only when given."""
-        return without_unset_scope({f.name: getattr(self, f.name)
-                                    for f in dataclasses.fields(self)})
 
 
 @dataclass

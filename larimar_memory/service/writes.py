@@ -8,7 +8,7 @@ is a duplicate and is not written twice."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 from .. import contract
 from ..blocks import BlockWrite
 from ..errors import ArgumentError, RequestConflictError
-from ..scoping import check_scope, scoped_metadata, without_unset_scope
+from ..scoping import ScopedCall, check_scope, scoped_metadata
 from ..statements import slot_head
 from ..store import FactRecord
 from ..types import CHANGE_FIELD, SLOT_FIELD, Fact, RememberResult, WriteOutcome
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..scope import SentenceEmbedder
 
 @dataclass
-class RememberCall:
+class RememberCall(ScopedCall):
     """One `Larimar.remember` call, for `Larimar.remember_many`: the same arguments."""
 
     text: str | list[str]
@@ -40,13 +40,6 @@ class RememberCall:
     request_id: str | None = None
     ids: str | list[str] | None = None
     extra_keys: list[str] | list[list[str]] | None = None
-    user_id: str | None = None
-    agent_id: str | None = None
-    run_id: str | None = None
-
-    def arguments(self) -> dict[str, Any]:
-        """The call's keyword arguments; a scope only when given."""
-        return without_unset_scope({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass
