@@ -90,17 +90,37 @@ class LexicalIndex:
         return len(self._slot)
 
     def add(self, doc_id: str, text: str) -> None:
-        if doc_id in self._slot:
-            self.remove(doc_id)
-        counts = Counter(terms(text))
-        slot = self._free.pop() if self._free else self._grow()
-        for term, tf in counts.items():
-            self._postings.setdefault(term, {})[slot] = tf
+        self.add_many([doc_id], [text])
+
+    def add_many(self, doc_ids: list[str], texts: list[str]) -> None:
+        """`add` of each document in order (a load adds thousands): the slots and lengths are
+        sized once, and each term's cached arrays dropped once."""
+        if len(set(doc_ids)) < len(doc_ids):  # a later text of an id replaces an earlier one
+            for doc_id, text in zip(doc_ids, texts, strict=True):
+                self.add_many([doc_id], [text])
+            return
+        for doc_id in doc_ids:
+            if doc_id in self._slot:
+                self.remove(doc_id)
+        reused = self._free[::-1][:len(doc_ids)]
+        del self._free[len(self._free) - len(reused):]
+        slots = reused + self._grow(len(doc_ids) - len(reused))
+        postings, lengths = self._postings, self._lengths
+        touched: set[str] = set()
+        for doc_id, text, slot in zip(doc_ids, texts, slots, strict=True):
+            counts = Counter(terms(text))
+            for term, tf in counts.items():
+                docs = postings.get(term)
+                if docs is None:
+                    docs = postings[term] = {}
+                docs[slot] = tf
+            touched.update(counts)
+            length = sum(counts.values())
+            self._slot[doc_id], self._ids[slot], lengths[slot] = slot, doc_id, length
+            self._doc_terms[doc_id] = list(counts)
+            self._total += length
+        for term in touched:
             self._arrays.pop(term, None)
-        length = float(sum(counts.values()))
-        self._slot[doc_id], self._ids[slot], self._lengths[slot] = slot, doc_id, length
-        self._doc_terms[doc_id] = list(counts)
-        self._total += length
 
     def remove(self, doc_id: str) -> None:
         slot = self._slot.pop(doc_id, None)
@@ -161,14 +181,15 @@ class LexicalIndex:
             self._arrays[term] = cached
         return cached
 
-    def _grow(self) -> int:
-        slot = len(self._ids)
-        self._ids.append(None)
-        if slot == len(self._lengths):
-            grown = np.zeros(max(64, 2 * slot), dtype=np.float32)
-            grown[:slot] = self._lengths
+    def _grow(self, n: int) -> list[int]:
+        """``n`` new slots at the end (the lengths array at least doubles when it grows)."""
+        start = len(self._ids)
+        self._ids += [None] * n
+        if start + n > len(self._lengths):
+            grown = np.zeros(max(64, 2 * start, start + n), dtype=np.float32)
+            grown[:start] = self._lengths[:start]
             self._lengths = grown
-        return slot
+        return list(range(start, start + n))
 
 
 def reciprocal_rank_fusion(

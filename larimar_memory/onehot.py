@@ -96,6 +96,23 @@ class OneHotMemory:
         index, values = self._check(rows, values)
         self._update(index, values, sign=1)
 
+    def load_rows(self, rows: list[int], moments: list[bytes]) -> None:
+        """The +1 update of values already packed (`packed.py`, one ``(1, C)`` row each) to
+        rows that hold nothing: a row written once holds exactly its value, so each moment is
+        its blob as it is, neither unpacked nor packed again (what a load from the store gives;
+        `write_rows` of the unpacked values ends in the same state). A blob that does not fit
+        the width is refused when the row is read."""
+        index, _ = self._check(rows, None)
+        if len(moments) != len(rows) or len(set(rows)) != len(rows) or bool(
+                self.counts[index].any()):
+            raise MemoryInputError(
+                f"load_rows takes one packed value per row, to distinct empty rows; got "
+                f"{len(moments)} values for rows {sorted(rows)[:8]}"
+            )
+        for row, moment in zip(rows, moments, strict=True):
+            self._moments[row] = moment
+        self.counts[index] = 1
+
     def forget_rows(self, rows: list[int], values: torch.Tensor | None = None) -> None:
         """The −1 update of rows written earlier. ``values`` may be omitted when each row loses
         its last write (then it is back to the prior, exactly); otherwise they must be the ones
@@ -153,9 +170,11 @@ class OneHotMemory:
 
     def _update(self, index: torch.Tensor, values: torch.Tensor, sign: int) -> None:
         # S_r' = S_r + s·Σz and n_r' = n_r + s·m_r for the touched rows only: O(m·C); a row
-        # whose count reaches 0 drops its moment (the prior, exactly).
+        # whose count reaches 0 drops its moment (the prior, exactly). The sums start at -0.0,
+        # the additive identity that keeps a single value's bits (a -0.0 entry included), so a
+        # row written once packs exactly as its value does (`load_rows`).
         touched, slot = torch.unique(index, return_inverse=True)
-        sums = torch.zeros(len(touched), self.width, dtype=self.dtype)
+        sums = torch.full((len(touched), self.width), -0.0, dtype=self.dtype)
         sums.index_add_(0, slot, values)
         after = self.counts[touched] + sign * torch.bincount(
             slot, minlength=len(touched)).to(torch.int32)

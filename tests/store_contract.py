@@ -319,9 +319,9 @@ class StoreContract:
         assert [(c.version, c.op, c.fact_id) for c in log.changes] == [
             (1, "version", ""), (1, "write", a.id), (1, "write", b.id), (1, "meta", ""),
             (2, "version", ""), (2, "forget", a.id), (3, "version", "")]
-        assert [r.id for r in log.records] == [b.id]  # a was forgotten since
+        assert log.facts.ids == [b.id]  # a was forgotten since
         later = store.changes("ns", 1)
-        assert [c.version for c in later.changes] == [2, 2, 3] and later.records == []
+        assert [c.version for c in later.changes] == [2, 2, 3] and not len(later.facts)
         with store.transaction("ns") as tx:
             assert [c.op for c in tx.changes(2).changes] == ["version"]
         assert store.changes("unknown", 0).version == 0
