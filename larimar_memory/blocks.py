@@ -110,11 +110,11 @@ class KeyIndex:
             self.add(fact_id, key)
         rest = fact_ids[reused:]
         start, end = len(self._ids), len(self._ids) + len(rest)
-        if end > self._keys.shape[0]:
-            grown = torch.zeros(end, self.width, dtype=torch.float32)
+        if end > self._keys.shape[0]:  # grown as `add` grows it: one copy per doubling
+            grown = torch.zeros(max(16, 2 * start, end), self.width, dtype=torch.float32)
             grown[:start] = self._keys[:start]
             self._keys = grown
-            live = torch.zeros(end, dtype=torch.bool)
+            live = torch.zeros(grown.shape[0], dtype=torch.bool)
             live[:start] = self._live[:start]
             self._live = live
         self._keys[start:end] = keys[reused:].to(torch.float32)

@@ -38,27 +38,30 @@ there here not no nor too very just also than s t don't i'm it's that's you're i
 
 
 _STEMMER = snowballstemmer.stemmer("english")
-_STEMS: dict[str, str] = {}  # word -> stem (a conversation's vocabulary is small)
-_MAX_STEMS = 200_000
+_TERMS: dict[str, str] = {}  # word as found -> its term, "" for none (a vocabulary is small)
+_MAX_TERMS = 200_000
 
 
 def terms(text: str) -> list[str]:
     """Stemmed lower-cased word tokens without stopwords; a trailing possessive 's is dropped."""
     out = []
     for word in _WORD.findall(text.lower()):
-        word = word.removesuffix("'s").strip("'")
-        if word and word not in STOPWORDS:
-            out.append(_stem(word))
+        term = _TERMS.get(word)
+        if term is None:
+            term = _term(word)
+        if term:
+            out.append(term)
     return out
 
 
-def _stem(word: str) -> str:
-    stem = _STEMS.get(word)
-    if stem is None:
-        stem = _STEMMER.stemWord(word)
-        if len(_STEMS) < _MAX_STEMS:
-            _STEMS[word] = stem
-    return stem
+def _term(word: str) -> str:
+    """What a word found in a text counts as ("" for none); cached, since a load looks up every
+    word of thousands of texts."""
+    bare = word.removesuffix("'s").strip("'")
+    term = _STEMMER.stemWord(bare) if bare and bare not in STOPWORDS else ""
+    if len(_TERMS) < _MAX_TERMS:
+        _TERMS[word] = term
+    return term
 
 
 class LexicalIndex:
@@ -105,22 +108,27 @@ class LexicalIndex:
         reused = self._free[::-1][:len(doc_ids)]
         del self._free[len(self._free) - len(reused):]
         slots = reused + self._grow(len(doc_ids) - len(reused))
-        postings, lengths = self._postings, self._lengths
-        touched: set[str] = set()
+        postings, arrays, doc_terms = self._postings, self._arrays, self._doc_terms
+        lengths = []
         for doc_id, text, slot in zip(doc_ids, texts, slots, strict=True):
-            counts = Counter(terms(text))
+            found = terms(text)
+            distinct = dict.fromkeys(found, 1)
+            counts = distinct if len(distinct) == len(found) else Counter(found)
             for term, tf in counts.items():
                 docs = postings.get(term)
                 if docs is None:
-                    docs = postings[term] = {}
-                docs[slot] = tf
-            touched.update(counts)
-            length = sum(counts.values())
-            self._slot[doc_id], self._ids[slot], lengths[slot] = slot, doc_id, length
-            self._doc_terms[doc_id] = list(counts)
-            self._total += length
-        for term in touched:
-            self._arrays.pop(term, None)
+                    postings[term] = {slot: tf}
+                else:
+                    docs[slot] = tf
+                    if arrays:
+                        arrays.pop(term, None)
+            doc_terms[doc_id] = list(counts)
+            lengths.append(len(found))
+        self._slot.update(zip(doc_ids, slots, strict=True))
+        for doc_id, slot in zip(doc_ids, slots, strict=True):
+            self._ids[slot] = doc_id
+        self._lengths[slots] = lengths
+        self._total += float(sum(lengths))
 
     def remove(self, doc_id: str) -> None:
         slot = self._slot.pop(doc_id, None)

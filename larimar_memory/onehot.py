@@ -50,6 +50,7 @@ class OneHotMemory:
             )
         self.ridge, self.dtype, self.width = float(ridge), dtype, width
         self._moments: list[bytes | None] = [None] * slots  # packed S_r, None when n_r = 0
+        self._held = 0  # bytes of the moments (a cache sums every block's on every write)
         self.counts = torch.zeros(slots, dtype=torch.int32)  # (K,): live writes per row
 
     @property
@@ -70,8 +71,7 @@ class OneHotMemory:
     def state_bytes(self) -> int:
         """Bytes held: the packed moments (with their object headers), a pointer per row and
         the counts."""
-        moments = sum(sys.getsizeof(m) for m in self._moments if m is not None)
-        return moments + 8 * self.slots + self.counts.numel() * self.counts.element_size()
+        return self._held + 8 * self.slots + self.counts.numel() * self.counts.element_size()
 
     def grow(self, slots: int) -> None:
         """Add empty rows up to ``slots`` (they read the zero prior; the others are unchanged)."""
@@ -110,7 +110,7 @@ class OneHotMemory:
                 f"{len(moments)} values for rows {sorted(rows)[:8]}"
             )
         for row, moment in zip(rows, moments, strict=True):
-            self._moments[row] = moment
+            self._set(row, moment)
         self.counts[index] = 1
 
     def forget_rows(self, rows: list[int], values: torch.Tensor | None = None) -> None:
@@ -132,7 +132,7 @@ class OneHotMemory:
                 )
             self.counts[index] = 0
             for row in index.tolist():
-                self._moments[row] = None
+                self._set(row, None)
             return
         self._update(index, values, sign=-1)
 
@@ -183,5 +183,11 @@ class OneHotMemory:
             total = sign * sums[i].numpy()
             if moment is not None:
                 total = self._unpack(moment)[0] + total
-            self._moments[row] = pack(total[None]) if int(after[i]) else None
+            self._set(row, pack(total[None]) if int(after[i]) else None)
         self.counts[touched] = after
+
+    def _set(self, row: int, moment: bytes | None) -> None:
+        old = self._moments[row]
+        self._held += (0 if moment is None else sys.getsizeof(moment)) - (
+            0 if old is None else sys.getsizeof(old))
+        self._moments[row] = moment
