@@ -255,12 +255,15 @@ class BlockMemory:
         row_list = rows.tolist()
         if len(np.unique(rows)) != len(rows) or not self._owner.keys().isdisjoint(row_list):
             raise MemoryInputError("load takes free rows, each held by one fact")
-        for block_index in np.unique(blocks).tolist():
-            chosen = np.flatnonzero(blocks == block_index)
-            local = (rows[chosen] % self.block_rows).tolist()
-            self._ensure_block(block_index, max(local) + 1)
-            self.blocks[block_index].load_rows(local, [facts.moments[i] for i in chosen])
-            self._used[block_index] += len(chosen)
+        order = np.argsort(blocks, kind="stable")  # the rows grouped by block, in order
+        present, first = np.unique(blocks[order], return_index=True)
+        local = (rows[order] % self.block_rows).tolist()
+        moments = [facts.moments[i] for i in order.tolist()]
+        for block_index, start, end in zip(present.tolist(), first.tolist(),
+                                           [*first[1:].tolist(), len(order)], strict=True):
+            self._ensure_block(block_index, max(local[start:end]) + 1)
+            self.blocks[block_index].load_rows(local[start:end], moments[start:end])
+            self._used[block_index] += end - start
         owners = np.repeat(np.arange(n), counts).tolist()
         self._owner.update(zip(row_list, [ids[i] for i in owners], strict=True))
         bounds = offsets.tolist()

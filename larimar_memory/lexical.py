@@ -86,7 +86,9 @@ class LexicalIndex:
         self._ids: list[str | None] = []  # slot -> doc id
         self._free: list[int] = []
         self._lengths = np.zeros(0, dtype=np.float32)  # slot -> number of terms
-        self._doc_terms: dict[str, list[str]] = {}  # doc id -> its distinct terms
+        # doc id -> its distinct terms (a tuple: the cyclic GC stops tracking it, and a load
+        # makes one per document)
+        self._doc_terms: dict[str, tuple[str, ...]] = {}
         self._total = 0.0
 
     def __len__(self) -> int:
@@ -122,7 +124,7 @@ class LexicalIndex:
                     docs[slot] = tf
                     if arrays:
                         arrays.pop(term, None)
-            doc_terms[doc_id] = list(counts)
+            doc_terms[doc_id] = tuple(counts)
             lengths.append(len(found))
         self._slot.update(zip(doc_ids, slots, strict=True))
         for doc_id, slot in zip(doc_ids, slots, strict=True):
@@ -176,9 +178,9 @@ class LexicalIndex:
         n, df = len(self._slot), len(self._postings.get(term, ()))
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
-    def terms_of(self, doc_id: str) -> list[str]:
-        """The distinct terms of a document ([] if it is not indexed)."""
-        return self._doc_terms.get(doc_id, [])
+    def terms_of(self, doc_id: str) -> tuple[str, ...]:
+        """The distinct terms of a document (none if it is not indexed)."""
+        return self._doc_terms.get(doc_id, ())
 
     def _term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         cached = self._arrays.get(term)

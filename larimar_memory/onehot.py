@@ -31,6 +31,9 @@ import torch
 from .errors import MemoryInputError, NotWrittenError
 from .packed import pack, unpack
 
+_BYTES = sys.getsizeof(b"")
+"""What a bytes object holds beyond its length (its header): `sys.getsizeof` without a call."""
+
 
 class OneHotMemory:
     """``K`` rows of width ``C``, each the ridge least-squares mean of the values written to it.
@@ -110,7 +113,8 @@ class OneHotMemory:
                 f"{len(moments)} values for rows {sorted(rows)[:8]}"
             )
         for row, moment in zip(rows, moments, strict=True):
-            self._set(row, moment)
+            self._moments[row] = moment
+        self._held += sum(map(len, moments)) + _BYTES * len(moments)
         self.counts[index] = 1
 
     def forget_rows(self, rows: list[int], values: torch.Tensor | None = None) -> None:
@@ -188,6 +192,6 @@ class OneHotMemory:
 
     def _set(self, row: int, moment: bytes | None) -> None:
         old = self._moments[row]
-        self._held += (0 if moment is None else sys.getsizeof(moment)) - (
-            0 if old is None else sys.getsizeof(old))
+        self._held += (0 if moment is None else len(moment) + _BYTES) - (
+            0 if old is None else len(old) + _BYTES)
         self._moments[row] = moment

@@ -62,9 +62,11 @@ def test_bulk_loaded_state_equals_the_writers(tmp_path_factory, ops):
         fresh = tiny_larimar(path, block_rows=4)
         try:
             assert _state(fresh) == _state(writer)
-            query = _fact(0)
-            assert [(h.fact.id, h.text) for h in fresh.recall(query, k=3).hits] == [
-                (h.fact.id, h.text) for h in writer.recall(query, k=3).hits]
+            # what each fact reads back (ranks of ties follow index slots, which slot reuse
+            # orders differently on the writer, as on any instance)
+            k = len(writer.list())
+            assert {h.fact.id: h.text for h in fresh.recall(_fact(0), k=k).hits} == {
+                h.fact.id: h.text for h in writer.recall(_fact(0), k=k).hits}
         finally:
             fresh.close()
     finally:
