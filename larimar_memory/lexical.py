@@ -68,8 +68,9 @@ class LexicalIndex:
     """BM25 scores of queries against documents added and removed by id.
 
     Postings are dicts (cheap single-document updates); a query scores them as numpy arrays,
-    cached per term until a document with that term comes or goes, so a term found in every
-    turn of a long conversation (a speaker's name) costs one vector operation, not a loop.
+    cached per term (extended when a document with the term comes, rebuilt after one goes), so
+    a term found in every turn of a long conversation (a speaker's name) costs one vector
+    operation, not a loop.
 
     >>> index = LexicalIndex()
     >>> index.add("a", "Caroline went to the LGBTQ support group")
@@ -99,7 +100,9 @@ class LexicalIndex:
 
     def add_many(self, doc_ids: list[str], texts: list[str]) -> None:
         """`add` of each document in order (a load adds thousands): the slots and lengths are
-        sized once, and each term's cached arrays dropped once."""
+        sized once, and a term's cached arrays extended once (a recall right after a write
+        would otherwise rebuild those of the new document's common terms from every posting:
+        O(facts) per recall)."""
         if len(set(doc_ids)) < len(doc_ids):  # a later text of an id replaces an earlier one
             for doc_id, text in zip(doc_ids, texts, strict=True):
                 self.add_many([doc_id], [text])
@@ -112,6 +115,7 @@ class LexicalIndex:
         slots = reused + self._grow(len(doc_ids) - len(reused))
         postings, arrays, doc_terms = self._postings, self._arrays, self._doc_terms
         lengths = []
+        added: dict[str, list[tuple[int, int]]] = {}  # cached term -> its new (slot, tf)
         for doc_id, text, slot in zip(doc_ids, texts, slots, strict=True):
             found = terms(text)
             distinct = dict.fromkeys(found, 1)
@@ -122,8 +126,8 @@ class LexicalIndex:
                     postings[term] = {slot: tf}
                 else:
                     docs[slot] = tf
-                    if arrays:
-                        arrays.pop(term, None)
+                    if term in arrays:
+                        added.setdefault(term, []).append((slot, tf))
             doc_terms[doc_id] = tuple(counts)
             lengths.append(len(found))
         self._slot.update(zip(doc_ids, slots, strict=True))
@@ -131,6 +135,10 @@ class LexicalIndex:
             self._ids[slot] = doc_id
         self._lengths[slots] = lengths
         self._total += float(sum(lengths))
+        for term, new in added.items():
+            old_slots, old_tfs = arrays[term]
+            arrays[term] = (np.concatenate([old_slots, np.array([s for s, _ in new], np.int64)]),
+                            np.concatenate([old_tfs, np.array([t for _, t in new], np.float32)]))
 
     def remove(self, doc_id: str) -> None:
         slot = self._slot.pop(doc_id, None)

@@ -82,6 +82,10 @@ def test_bulk_add_equals_adding_one_at_a_time(ops, batch, query):
     one.add("late", query)
     bulk.add_many(["late"], [query])
     assert one.search(query, k=100) == bulk.search(query, k=100)
+    for index in (one, bulk):  # the arrays a query cached, extended by the adds since
+        for term, (slots, tfs) in index._arrays.items():
+            assert slots.tolist() == list(index._postings[term])
+            assert tfs.tolist() == list(index._postings[term].values())
     assert (one._slot, one._ids, one._free, one._doc_terms, one._postings, one._total) == (
         bulk._slot, bulk._ids, bulk._free, bulk._doc_terms, bulk._postings, bulk._total)
     again = ids[:1] + ["late"]
