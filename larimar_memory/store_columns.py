@@ -79,15 +79,18 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> FactColumns:
     _check(ids, [type(t) is not str or type(k) is not str for t, k in zip(texts, key_texts,
                                                                         strict=True)],
            "its text or key text is not a string")
+    _check(ids, [r is not None and type(r) is not str for r in request_ids],
+           "its request id is not a string")
     meta = _json(ids, metadata, dict, "metadata")
     extra = [() if raw == "[]" else tuple(e) for raw, e in zip(
         extra_texts, _json(ids, extra_texts, list, "extra key texts", skip="[]"), strict=True)]
     _check(ids, [bool(e) and not all(type(t) is str for t in e) for e in extra],
            "its extra key texts are not strings")
-    created = np.asarray(created_at, dtype=np.float64)
+    created = _numbers(ids, created_at, np.float64, "created_at")
     _check(ids, ~np.isfinite(created), "its created_at is not finite")
 
-    dims = np.asarray(key_dims, dtype=np.int64)
+    dims = _numbers(ids, key_dims, np.int64, "key width")
+    _check(ids, dims < 1, "its key width is < 1")
     _check(ids, dims != dims[0], f"its key width differs from the first fact's ({dims[0]})")
     dim = int(dims[0])
     per_fact = 1 + np.asarray([len(e) for e in extra], dtype=np.int64)
@@ -100,7 +103,7 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> FactColumns:
     main = np.zeros(len(keys), dtype=bool)
     main[key_offsets[:-1]] = True
 
-    counts = np.asarray(n_rows, dtype=np.int64)
+    counts = _numbers(ids, n_rows, np.int64, "number of rows")
     _check(ids, counts < 1, "it has no memory rows")
     _check(ids, np.asarray([len(r) for r in row_blobs]) != counts * _I64.itemsize,
            "its stored memory rows do not match its number of rows")
@@ -114,7 +117,7 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> FactColumns:
     _check(ids, np.bincount(by_fact[1:][repeats], minlength=len(ids)) > 0,
            "it holds a memory row twice")
 
-    widths = np.asarray(value_dims, dtype=np.int64)
+    widths = _numbers(ids, value_dims, np.int64, "value width")
     _check(ids, widths != widths[0], f"its value width differs from the first fact's "
                                      f"({widths[0]})")
     width = int(widths[0])
@@ -192,6 +195,15 @@ def _json(ids: list[str], raws: list[Any], kind: type, what: str, skip: str | No
             _fail(fid, f"its {what} are not a JSON {kind.__name__}")
         out.append(value)
     return out
+
+
+def _numbers(ids: list[str], values: list[Any], dtype: type, what: str) -> np.ndarray:
+    """A numeric column as an array; `StoreError` for the first value that is not a number
+    of that kind (a stored text, a fraction where a count belongs)."""
+    kind = float if dtype is np.float64 else int
+    bad = [type(v) is not kind and not (kind is float and type(v) is int) for v in values]
+    _check(ids, bad, f"its {what} is not a number")
+    return np.asarray(values, dtype=dtype)
 
 
 def _check(ids: list[str], bad: Any, problem: str) -> None:

@@ -399,6 +399,11 @@ def _nan_half() -> bytes:
     ("metadata", "{", "not valid JSON"),
     ("metadata", "[1]", "not a JSON dict"),
     ("extra_key_texts", '["a"]', "keys do not hold"),  # one extra text, no extra key
+    ("key_dim", 0, "key width is < 1"),
+    ("key_dim", D + 1, "key width differs"),
+    ("value_dim", C + 1, "value width differs"),
+    ("created_at", "x", "created_at is not a number"),
+    ("n_rows", 2.5, "number of rows is not a number"),
 ])
 def test_load_names_the_corrupted_fact(store_path: Path, column: str, value: object,
                                        match: str) -> None:
