@@ -200,10 +200,12 @@ def _json(ids: list[str], raws: list[Any], kind: type, what: str, skip: str | No
 def _numbers(ids: list[str], values: list[Any], dtype: type, what: str) -> np.ndarray:
     """A numeric column as an array; `StoreError` for the first value that is not a number
     of that kind (a stored text, a fraction where a count belongs)."""
-    kind = float if dtype is np.float64 else int
-    bad = [type(v) is not kind and not (kind is float and type(v) is int) for v in values]
-    _check(ids, bad, f"its {what} is not a number")
-    return np.asarray(values, dtype=dtype)
+    found = np.asarray(values)  # int64 when all are ints, float64 when some are floats
+    if found.dtype.kind in ("i" if dtype is np.int64 else "if"):
+        return found.astype(dtype)
+    allowed = (int,) if dtype is np.int64 else (int, float)
+    _check(ids, [type(v) not in allowed for v in values], f"its {what} is not a number")
+    raise AssertionError(f"{what}: no value refused, yet the column is {found.dtype}")
 
 
 def _check(ids: list[str], bad: Any, problem: str) -> None:
