@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 
 from .errors import FactNotFoundError, MemoryInputError
@@ -46,6 +48,23 @@ class BlockWrite:
     values: torch.Tensor
     rows: tuple[int, ...] | None = None
     extra_keys: torch.Tensor | None = None  # (m, D): further keys that address the fact
+
+
+class PackedFacts(Protocol):
+    """Facts whose memory rows are known and whose values are packed, as columns: what a load
+    from the store gives (`store_columns.FactColumns`). Fact ``i``'s rows are
+    ``rows[row_offsets[i]:row_offsets[i + 1]]``, their values ``moments`` at the same
+    positions (one packed ``(1, value_dim)`` row each), its extra keys
+    ``extra_keys[extra_offsets[i]:extra_offsets[i + 1]]``."""
+
+    ids: list[str]
+    keys: np.ndarray  # (n, D) float32
+    extra_keys: np.ndarray  # (m, D) float32
+    extra_offsets: np.ndarray  # (n + 1,)
+    rows: np.ndarray  # (R,) int64
+    row_offsets: np.ndarray  # (n + 1,)
+    moments: list[bytes]  # (R,)
+    value_dim: int
 
 
 class KeyIndex:
@@ -82,6 +101,26 @@ class KeyIndex:
         self._live[pos] = True
         self._ids[pos] = fact_id
         self._pos[fact_id] = pos
+
+    def add_many(self, fact_ids: list[str], keys: torch.Tensor) -> None:
+        """`add` of each ``(fact_id, key)`` in order: into the free slots first, then the rest
+        as one block of rows."""
+        reused = min(len(self._free), len(fact_ids))
+        for fact_id, key in zip(fact_ids[:reused], keys[:reused], strict=True):
+            self.add(fact_id, key)
+        rest = fact_ids[reused:]
+        start, end = len(self._ids), len(self._ids) + len(rest)
+        if end > self._keys.shape[0]:  # grown as `add` grows it: one copy per doubling
+            grown = torch.zeros(max(16, 2 * start, end), self.width, dtype=torch.float32)
+            grown[:start] = self._keys[:start]
+            self._keys = grown
+            live = torch.zeros(grown.shape[0], dtype=torch.bool)
+            live[:start] = self._live[:start]
+            self._live = live
+        self._keys[start:end] = keys[reused:].to(torch.float32)
+        self._live[start:end] = True
+        self._ids += rest
+        self._pos.update(zip(rest, range(start, end), strict=True))
 
     def remove(self, fact_id: str) -> None:
         pos = self._pos.pop(fact_id, None)
@@ -187,6 +226,58 @@ class BlockMemory:
             self.blocks[block_index].write_rows([row % self.block_rows for row, _ in items],
                                                 torch.stack([value for _, value in items]))
         return out
+
+    def load(self, facts: PackedFacts) -> None:
+        """Add facts at their known rows with their packed values, in bulk: the state equals
+        `write` of the same facts at those rows (the tests compare them), without unpacking or
+        packing a value again, the keys going in as one array. Keys and values are taken as
+        finite: the store checks them when it reads (``store_columns.py``). Refused (state
+        unchanged) when a fact is here already or its rows are not free rows of one block."""
+        ids, rows, offsets = facts.ids, facts.rows, facts.row_offsets
+        n = len(ids)
+        if n == 0:
+            return
+        counts = np.diff(offsets)
+        blocks = rows // self.block_rows
+        starts = offsets[:-1]
+        if facts.value_dim != self.width or tuple(facts.keys.shape) != (n, self.key_width):
+            raise MemoryInputError(
+                f"facts of width {facts.value_dim} with keys {tuple(facts.keys.shape)} do not "
+                f"fit a memory of width {self.width} and key width {self.key_width}"
+            )
+        if len(set(ids)) != n or not self._rows.keys().isdisjoint(ids):
+            raise MemoryInputError("load takes facts that are not in the memory, each once")
+        if counts.min() < 1 or counts.max() > self.block_rows or rows.min() < 0 or bool(
+                (np.minimum.reduceat(blocks, starts) != np.maximum.reduceat(blocks, starts)
+                 ).any()):
+            raise MemoryInputError(f"each fact needs 1 to {self.block_rows} rows >= 0, all in "
+                                   "one block")
+        row_list = rows.tolist()
+        if len(np.unique(rows)) != len(rows) or not self._owner.keys().isdisjoint(row_list):
+            raise MemoryInputError("load takes free rows, each held by one fact")
+        order = np.argsort(blocks, kind="stable")  # the rows grouped by block, in order
+        present, first = np.unique(blocks[order], return_index=True)
+        local = (rows[order] % self.block_rows).tolist()
+        moments = [facts.moments[i] for i in order.tolist()]
+        for block_index, start, end in zip(present.tolist(), first.tolist(),
+                                           [*first[1:].tolist(), len(order)], strict=True):
+            self._ensure_block(block_index, max(local[start:end]) + 1)
+            self.blocks[block_index].load_rows(local[start:end], moments[start:end])
+            self._used[block_index] += end - start
+        owners = np.repeat(np.arange(n), counts).tolist()
+        self._owner.update(zip(row_list, [ids[i] for i in owners], strict=True))
+        bounds = offsets.tolist()
+        self._rows.update((fid, tuple(row_list[bounds[i]:bounds[i + 1]]))
+                          for i, fid in enumerate(ids))
+        self.key_indices[0].add_many(ids, torch.from_numpy(facts.keys))
+        extra = np.diff(facts.extra_offsets)
+        for kind in range(1, int(extra.max()) + 1):
+            having = np.flatnonzero(extra >= kind)
+            if kind == len(self.key_indices):
+                self.key_indices.append(KeyIndex(self.key_width))
+            self.key_indices[kind].add_many(
+                [ids[i] for i in having],
+                torch.from_numpy(facts.extra_keys[facts.extra_offsets[having] + kind - 1]))
 
     def forget(self, fact_id: str) -> tuple[int, ...]:
         """The exact −1 update of the block holding ``fact_id``: its rows hold only its write,

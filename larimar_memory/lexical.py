@@ -38,35 +38,39 @@ there here not no nor too very just also than s t don't i'm it's that's you're i
 
 
 _STEMMER = snowballstemmer.stemmer("english")
-_STEMS: dict[str, str] = {}  # word -> stem (a conversation's vocabulary is small)
-_MAX_STEMS = 200_000
+_TERMS: dict[str, str] = {}  # word as found -> its term, "" for none (a vocabulary is small)
+_MAX_TERMS = 200_000
 
 
 def terms(text: str) -> list[str]:
     """Stemmed lower-cased word tokens without stopwords; a trailing possessive 's is dropped."""
     out = []
     for word in _WORD.findall(text.lower()):
-        word = word.removesuffix("'s").strip("'")
-        if word and word not in STOPWORDS:
-            out.append(_stem(word))
+        term = _TERMS.get(word)
+        if term is None:
+            term = _term(word)
+        if term:
+            out.append(term)
     return out
 
 
-def _stem(word: str) -> str:
-    stem = _STEMS.get(word)
-    if stem is None:
-        stem = _STEMMER.stemWord(word)
-        if len(_STEMS) < _MAX_STEMS:
-            _STEMS[word] = stem
-    return stem
+def _term(word: str) -> str:
+    """What a word found in a text counts as ("" for none); cached, since a load looks up every
+    word of thousands of texts."""
+    bare = word.removesuffix("'s").strip("'")
+    term = _STEMMER.stemWord(bare) if bare and bare not in STOPWORDS else ""
+    if len(_TERMS) < _MAX_TERMS:
+        _TERMS[word] = term
+    return term
 
 
 class LexicalIndex:
     """BM25 scores of queries against documents added and removed by id.
 
     Postings are dicts (cheap single-document updates); a query scores them as numpy arrays,
-    cached per term until a document with that term comes or goes, so a term found in every
-    turn of a long conversation (a speaker's name) costs one vector operation, not a loop.
+    cached per term (extended when a document with the term comes, rebuilt after one goes), so
+    a term found in every turn of a long conversation (a speaker's name) costs one vector
+    operation, not a loop.
 
     >>> index = LexicalIndex()
     >>> index.add("a", "Caroline went to the LGBTQ support group")
@@ -83,24 +87,58 @@ class LexicalIndex:
         self._ids: list[str | None] = []  # slot -> doc id
         self._free: list[int] = []
         self._lengths = np.zeros(0, dtype=np.float32)  # slot -> number of terms
-        self._doc_terms: dict[str, list[str]] = {}  # doc id -> its distinct terms
+        # doc id -> its distinct terms (a tuple: the cyclic GC stops tracking it, and a load
+        # makes one per document)
+        self._doc_terms: dict[str, tuple[str, ...]] = {}
         self._total = 0.0
 
     def __len__(self) -> int:
         return len(self._slot)
 
     def add(self, doc_id: str, text: str) -> None:
-        if doc_id in self._slot:
-            self.remove(doc_id)
-        counts = Counter(terms(text))
-        slot = self._free.pop() if self._free else self._grow()
-        for term, tf in counts.items():
-            self._postings.setdefault(term, {})[slot] = tf
-            self._arrays.pop(term, None)
-        length = float(sum(counts.values()))
-        self._slot[doc_id], self._ids[slot], self._lengths[slot] = slot, doc_id, length
-        self._doc_terms[doc_id] = list(counts)
-        self._total += length
+        self.add_many([doc_id], [text])
+
+    def add_many(self, doc_ids: list[str], texts: list[str]) -> None:
+        """`add` of each document in order (a load adds thousands): the slots and lengths are
+        sized once, and a term's cached arrays extended once (a recall right after a write
+        would otherwise rebuild those of the new document's common terms from every posting:
+        O(facts) per recall)."""
+        if len(set(doc_ids)) < len(doc_ids):  # a later text of an id replaces an earlier one
+            for doc_id, text in zip(doc_ids, texts, strict=True):
+                self.add_many([doc_id], [text])
+            return
+        for doc_id in doc_ids:
+            if doc_id in self._slot:
+                self.remove(doc_id)
+        reused = self._free[::-1][:len(doc_ids)]
+        del self._free[len(self._free) - len(reused):]
+        slots = reused + self._grow(len(doc_ids) - len(reused))
+        postings, arrays, doc_terms = self._postings, self._arrays, self._doc_terms
+        lengths = []
+        added: dict[str, list[tuple[int, int]]] = {}  # cached term -> its new (slot, tf)
+        for doc_id, text, slot in zip(doc_ids, texts, slots, strict=True):
+            found = terms(text)
+            distinct = dict.fromkeys(found, 1)
+            counts = distinct if len(distinct) == len(found) else Counter(found)
+            for term, tf in counts.items():
+                docs = postings.get(term)
+                if docs is None:
+                    postings[term] = {slot: tf}
+                else:
+                    docs[slot] = tf
+                    if term in arrays:
+                        added.setdefault(term, []).append((slot, tf))
+            doc_terms[doc_id] = tuple(counts)
+            lengths.append(len(found))
+        self._slot.update(zip(doc_ids, slots, strict=True))
+        for doc_id, slot in zip(doc_ids, slots, strict=True):
+            self._ids[slot] = doc_id
+        self._lengths[slots] = lengths
+        self._total += float(sum(lengths))
+        for term, new in added.items():
+            old_slots, old_tfs = arrays[term]
+            arrays[term] = (np.concatenate([old_slots, np.array([s for s, _ in new], np.int64)]),
+                            np.concatenate([old_tfs, np.array([t for _, t in new], np.float32)]))
 
     def remove(self, doc_id: str) -> None:
         slot = self._slot.pop(doc_id, None)
@@ -148,9 +186,9 @@ class LexicalIndex:
         n, df = len(self._slot), len(self._postings.get(term, ()))
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
-    def terms_of(self, doc_id: str) -> list[str]:
-        """The distinct terms of a document ([] if it is not indexed)."""
-        return self._doc_terms.get(doc_id, [])
+    def terms_of(self, doc_id: str) -> tuple[str, ...]:
+        """The distinct terms of a document (none if it is not indexed)."""
+        return self._doc_terms.get(doc_id, ())
 
     def _term_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         cached = self._arrays.get(term)
@@ -161,14 +199,15 @@ class LexicalIndex:
             self._arrays[term] = cached
         return cached
 
-    def _grow(self) -> int:
-        slot = len(self._ids)
-        self._ids.append(None)
-        if slot == len(self._lengths):
-            grown = np.zeros(max(64, 2 * slot), dtype=np.float32)
-            grown[:slot] = self._lengths
+    def _grow(self, n: int) -> list[int]:
+        """``n`` new slots at the end (the lengths array at least doubles when it grows)."""
+        start = len(self._ids)
+        self._ids += [None] * n
+        if start + n > len(self._lengths):
+            grown = np.zeros(max(64, 2 * start, start + n), dtype=np.float32)
+            grown[:start] = self._lengths[:start]
             self._lengths = grown
-        return slot
+        return list(range(start, start + n))
 
 
 def reciprocal_rank_fusion(

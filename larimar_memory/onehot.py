@@ -31,6 +31,9 @@ import torch
 from .errors import MemoryInputError, NotWrittenError
 from .packed import pack, unpack
 
+_BYTES = sys.getsizeof(b"")
+"""What a bytes object holds beyond its length (its header): `sys.getsizeof` without a call."""
+
 
 class OneHotMemory:
     """``K`` rows of width ``C``, each the ridge least-squares mean of the values written to it.
@@ -50,6 +53,7 @@ class OneHotMemory:
             )
         self.ridge, self.dtype, self.width = float(ridge), dtype, width
         self._moments: list[bytes | None] = [None] * slots  # packed S_r, None when n_r = 0
+        self._held = 0  # bytes of the moments (a cache sums every block's on every write)
         self.counts = torch.zeros(slots, dtype=torch.int32)  # (K,): live writes per row
 
     @property
@@ -70,8 +74,7 @@ class OneHotMemory:
     def state_bytes(self) -> int:
         """Bytes held: the packed moments (with their object headers), a pointer per row and
         the counts."""
-        moments = sum(sys.getsizeof(m) for m in self._moments if m is not None)
-        return moments + 8 * self.slots + self.counts.numel() * self.counts.element_size()
+        return self._held + 8 * self.slots + self.counts.numel() * self.counts.element_size()
 
     def grow(self, slots: int) -> None:
         """Add empty rows up to ``slots`` (they read the zero prior; the others are unchanged)."""
@@ -96,6 +99,24 @@ class OneHotMemory:
         index, values = self._check(rows, values)
         self._update(index, values, sign=1)
 
+    def load_rows(self, rows: list[int], moments: list[bytes]) -> None:
+        """The +1 update of values already packed (`packed.py`, one ``(1, C)`` row each) to
+        rows that hold nothing: a row written once holds exactly its value, so each moment is
+        its blob as it is, neither unpacked nor packed again (what a load from the store gives;
+        `write_rows` of the unpacked values ends in the same state). A blob that does not fit
+        the width is refused when the row is read."""
+        index, _ = self._check(rows, None)
+        if len(moments) != len(rows) or len(set(rows)) != len(rows) or bool(
+                self.counts[index].any()):
+            raise MemoryInputError(
+                f"load_rows takes one packed value per row, to distinct empty rows; got "
+                f"{len(moments)} values for rows {sorted(rows)[:8]}"
+            )
+        for row, moment in zip(rows, moments, strict=True):
+            self._moments[row] = moment
+        self._held += sum(map(len, moments)) + _BYTES * len(moments)
+        self.counts[index] = 1
+
     def forget_rows(self, rows: list[int], values: torch.Tensor | None = None) -> None:
         """The −1 update of rows written earlier. ``values`` may be omitted when each row loses
         its last write (then it is back to the prior, exactly); otherwise they must be the ones
@@ -115,7 +136,7 @@ class OneHotMemory:
                 )
             self.counts[index] = 0
             for row in index.tolist():
-                self._moments[row] = None
+                self._set(row, None)
             return
         self._update(index, values, sign=-1)
 
@@ -153,9 +174,11 @@ class OneHotMemory:
 
     def _update(self, index: torch.Tensor, values: torch.Tensor, sign: int) -> None:
         # S_r' = S_r + s·Σz and n_r' = n_r + s·m_r for the touched rows only: O(m·C); a row
-        # whose count reaches 0 drops its moment (the prior, exactly).
+        # whose count reaches 0 drops its moment (the prior, exactly). The sums start at -0.0,
+        # the additive identity that keeps a single value's bits (a -0.0 entry included), so a
+        # row written once packs exactly as its value does (`load_rows`).
         touched, slot = torch.unique(index, return_inverse=True)
-        sums = torch.zeros(len(touched), self.width, dtype=self.dtype)
+        sums = torch.full((len(touched), self.width), -0.0, dtype=self.dtype)
         sums.index_add_(0, slot, values)
         after = self.counts[touched] + sign * torch.bincount(
             slot, minlength=len(touched)).to(torch.int32)
@@ -164,5 +187,11 @@ class OneHotMemory:
             total = sign * sums[i].numpy()
             if moment is not None:
                 total = self._unpack(moment)[0] + total
-            self._moments[row] = pack(total[None]) if int(after[i]) else None
+            self._set(row, pack(total[None]) if int(after[i]) else None)
         self.counts[touched] = after
+
+    def _set(self, row: int, moment: bytes | None) -> None:
+        old = self._moments[row]
+        self._held += (0 if moment is None else len(moment) + _BYTES) - (
+            0 if old is None else len(old) + _BYTES)
+        self._moments[row] = moment

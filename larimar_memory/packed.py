@@ -49,17 +49,63 @@ def pack(values: np.ndarray) -> bytes:
 def unpack(blob: bytes, n: int, width: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
     """The ``(n, width)`` array a blob packs, as ``dtype``; `PackedFormatError` if the blob is
     not a packed row of that shape."""
-    if not is_packed(blob) or blob[:1] not in _DTYPES:
+    stored, kept = check(blob, n, width)
+    out = np.zeros((n, width), dtype=dtype)
+    out[:, :kept] = np.frombuffer(blob, dtype=stored, offset=_HEADER).reshape(n, kept)
+    return out
+
+
+def check(blob: bytes, n: int, width: int) -> tuple[np.dtype, int]:
+    """The stored dtype and kept width of a packed ``(n, width)`` blob; `PackedFormatError` if
+    it is not one (without reading its values)."""
+    stored = _DTYPES.get(blob[:1]) if is_packed(blob) else None
+    if stored is None:
         raise PackedFormatError(f"not a packed blob ({len(blob)} bytes)")
-    stored = _DTYPES[blob[:1]]
     kept = int.from_bytes(blob[1:_HEADER], "little")
     if kept > width or len(blob) != _HEADER + n * kept * stored.itemsize:
         raise PackedFormatError(
             f"packed blob of {len(blob)} bytes with width {kept} does not hold ({n}, {width})"
         )
-    out = np.zeros((n, width), dtype=dtype)
-    out[:, :kept] = np.frombuffer(blob, dtype=stored, offset=_HEADER).reshape(n, kept)
-    return out
+    return stored, kept
+
+
+def split_rows(blob: bytes, n: int, width: int) -> list[bytes]:
+    """A packed ``(n, width)`` blob as ``n`` packed rows, each exactly what `pack` gives for
+    that row alone (one row: the blob itself, after `check`)."""
+    if n == 1:
+        check(blob, 1, width)
+        return [blob]
+    dtype = check(blob, n, width)[0]
+    return [pack(row[None]) for row in unpack(blob, n, width, dtype.newbyteorder("="))]
+
+
+_SIZES = {code: dtype.itemsize for code, dtype in _DTYPES.items()}
+_MASKS = {b"h": 0x7C00, b"f": 0x7F800000, b"d": 0x7FF0000000000000}
+_HEAD = np.dtype([("code", "S1"), ("kept", "<u4")])
+
+
+def rows_valid(blobs: list[bytes], width: int) -> bool:
+    """Whether every blob is a packed ``(1, width)`` row (as `check` accepts it) holding only
+    finite values: one vectorised pass over the headers, then one per stored dtype over the
+    joined values, testing the exponent bits (all ones: Inf or NaN) without converting one."""
+    lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    if not len(blobs) or bool((lengths < _HEADER).any()):
+        return not len(blobs)
+    heads = np.frombuffer(b"".join([b[:_HEADER] for b in blobs]), dtype=_HEAD)
+    sizes = np.zeros(len(blobs), dtype=np.int64)
+    for code, size in _SIZES.items():
+        sizes[heads["code"] == code] = size
+    if not bool(((sizes > 0) & (heads["kept"] <= width)
+                 & (lengths == _HEADER + heads["kept"] * sizes)).all()):
+        return False
+    for code, mask in _MASKS.items():
+        chosen = np.flatnonzero(sizes == _SIZES[code]).tolist()
+        if chosen:
+            payload = b"".join([memoryview(blobs[i])[_HEADER:] for i in chosen])
+            bits = np.frombuffer(payload, dtype=f"<u{_SIZES[code]}")
+            if bool(((bits & mask) == mask).any()):
+                return False
+    return True
 
 
 def is_packed(blob: bytes) -> bool:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MemoryInputError, TextInputError
+from .store_columns import FactColumns
 from .values import (  # noqa: F401 - the store's checks; importers may take them from here
     METADATA_MAX_BYTES,
     METADATA_MAX_DEPTH,
@@ -54,8 +55,10 @@ __all__ = [
     "STORE_ENV",
     "Change",
     "ChangeLog",
+    "FactColumns",
     "FactRecord",
     "MemoryStore",
+    "NamespaceLoad",
     "PurgeReport",
     "SQLiteStore",
     "StoreTransaction",
@@ -211,7 +214,7 @@ class Change:
 class ChangeLog:
     """What a cache at version `since` needs to reach `version`, read in one snapshot.
 
-    `changes` are every change after `since` in commit order; `records` the facts they wrote
+    `changes` are every change after `since` in commit order; `facts` the facts they wrote
     that still exist. The log is complete only after `floor` (older entries were compacted, or
     the namespace was created there): a cache at or below it must rebuild."""
 
@@ -219,7 +222,17 @@ class ChangeLog:
     version: int
     floor: int
     changes: list[Change]
-    records: list[FactRecord]
+    facts: FactColumns
+
+
+@dataclass
+class NamespaceLoad:
+    """Every fact of a namespace as columns, with the version and meta they are at, read in
+    one snapshot: what a cache without a copy loads (`MemoryStore.load`)."""
+
+    version: int
+    meta: dict[str, str] | None
+    facts: FactColumns
 
 
 @dataclass(frozen=True)
@@ -288,6 +301,10 @@ class StoreTransaction(abc.ABC):
         """Every fact of the namespace, oldest first."""
 
     @abc.abstractmethod
+    def load(self) -> NamespaceLoad:
+        """Every fact of the namespace as columns, oldest first (see `MemoryStore.load`)."""
+
+    @abc.abstractmethod
     def add_facts(self, records: Iterable[FactRecord]) -> None:
         """Append facts (all of this namespace, ids new to it) to the log."""
 
@@ -345,6 +362,12 @@ class MemoryStore(abc.ABC):
     def changes(self, namespace: str, since: int) -> ChangeLog:
         """The change log of a namespace after version `since`, with the facts it wrote that
         still exist, read in one snapshot (see `ChangeLog`)."""
+
+    @abc.abstractmethod
+    def load(self, namespace: str) -> NamespaceLoad:
+        """Every fact of a namespace as columns, oldest first, with its version and meta, in
+        one snapshot: the bulk read that loads a memory (``store_columns.py``). A stored row
+        that is invalid raises `StoreError`."""
 
     @abc.abstractmethod
     def history(self, namespace: str, fact_id: str) -> list[HistoryEntry]:

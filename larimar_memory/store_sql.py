@@ -73,10 +73,12 @@ from .store import (
     FactRecord,
     HistoryEntry,
     MemoryStore,
+    NamespaceLoad,
     PurgeReport,
     StoreTransaction,
     check_metadata,
 )
+from .store_columns import FactColumns, from_rows
 from .store_keys import SCHEME, KeyFile, NamespaceCipher, key_file_from_env
 
 __all__ = ["Dialect", "SQLStore", "SQLTransaction"]
@@ -390,6 +392,12 @@ class _Queries:
     def facts(self, ns: str, where: str = "", params: Sequence[Any] = (),
               page: tuple[int | None, int] | None = None, order: str = _ORDER
               ) -> list[FactRecord]:
+        return [_from_row(r) for r in self.fact_rows(ns, where, params, page, order)]
+
+    def fact_rows(self, ns: str, where: str = "", params: Sequence[Any] = (),
+                  page: tuple[int | None, int] | None = None, order: str = _ORDER
+                  ) -> list[Sequence[Any]]:
+        """The stored rows (`_COLUMNS`) of a namespace's facts, unsealed."""
         if not self.d.storable(ns):
             return []
         sql = f"SELECT {_COLUMNS} FROM larimar_facts WHERE namespace = ? {where} {order}"
@@ -399,7 +407,7 @@ class _Queries:
             args += [_NO_LIMIT if page[0] is None else page[0], page[1]]
         rows = self.q(sql, args)
         if self.keys is None or not rows:
-            return [_from_row(r) for r in rows]
+            return rows
         cipher = self.keys.cipher(ns)
         if cipher is None:
             raise StoreError(
@@ -407,7 +415,14 @@ class _Queries:
                 "it: its key was destroyed by a clear that did not commit (clear the namespace "
                 "again), or this is not the key file the store was written with."
             )
-        return [_from_row(_unseal(r, cipher)) for r in rows]
+        return [_unseal(r, cipher) for r in rows]
+
+    def load(self, ns: str) -> NamespaceLoad:
+        row = self.namespace_row(ns)
+        if row is None:
+            return NamespaceLoad(version=0, meta=None, facts=FactColumns())
+        return NamespaceLoad(version=row[0], meta=_parse_namespace_meta(row[1], ns),
+                             facts=from_rows(self.fact_rows(ns)))
 
     def facts_by_ids(self, ns: str, ids: Sequence[str]) -> list[FactRecord]:
         if isinstance(ids, str):
@@ -440,20 +455,20 @@ class _Queries:
     def change_log(self, ns: str, since: int) -> ChangeLog:
         """The entries after `since`, in commit order, and the live facts they wrote."""
         if not self.d.storable(ns):
-            return ChangeLog(since=since, version=0, floor=0, changes=[], records=[])
+            return ChangeLog(since=since, version=0, floor=0, changes=[], facts=FactColumns())
         head = self.q("SELECT version, log_floor FROM larimar_namespaces WHERE name = ?", (ns,))
         if not head:
-            return ChangeLog(since=since, version=0, floor=0, changes=[], records=[])
+            return ChangeLog(since=since, version=0, floor=0, changes=[], facts=FactColumns())
         changes = [Change(version=int(v), op=op, fact_id=fid) for v, op, fid in self.q(
             "SELECT version, op, fact_id FROM larimar_changes WHERE namespace = ? AND "
             "version > ? ORDER BY seq", (ns, since))]
         written = list(dict.fromkeys(c.fact_id for c in changes if c.op == "write"))
-        records: list[FactRecord] = []
+        rows: list[Sequence[Any]] = []
         for start in range(0, len(written), _CHUNK):
             chunk = written[start:start + _CHUNK]
-            records += self.facts(ns, f"AND id IN ({','.join('?' * len(chunk))})", chunk)
+            rows += self.fact_rows(ns, f"AND id IN ({','.join('?' * len(chunk))})", chunk)
         return ChangeLog(since=since, version=int(head[0][0]), floor=int(head[0][1]),
-                         changes=changes, records=records)
+                         changes=changes, facts=from_rows(rows))
 
     def history(self, ns: str, fact_id: str) -> list[HistoryEntry]:
         if not (self.d.storable(ns) and self.d.storable(fact_id)):
@@ -539,6 +554,13 @@ class SQLTransaction(StoreTransaction):
 
     def all_facts(self) -> list[FactRecord]:
         return self._check_open().facts(self.namespace)
+
+    def load(self) -> NamespaceLoad:
+        row = self._namespace_row()
+        if row is None:
+            return NamespaceLoad(version=0, meta=None, facts=FactColumns())
+        return NamespaceLoad(version=row[0], meta=_parse_namespace_meta(row[1], self.namespace),
+                             facts=from_rows(self._check_open().fact_rows(self.namespace)))
 
     def add_facts(self, records: Iterable[FactRecord]) -> None:
         q = self._check_open()
@@ -949,11 +971,21 @@ class SQLStore(MemoryStore):
         return _parse_namespace_meta(row[1], namespace) if row else None
 
     def changes(self, namespace: str, since: int) -> ChangeLog:
+        with self._snapshot() as q:
+            return q.change_log(namespace, since)
+
+    def load(self, namespace: str) -> NamespaceLoad:
+        with self._snapshot() as q:
+            return q.load(namespace)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[_Queries]:
+        """Reads that all see one committed snapshot."""
         with self._read() as q:
             with self.dialect.errors():
                 self.dialect.begin_snapshot(q.conn)
             try:
-                return q.change_log(namespace, since)
+                yield q
             finally:
                 self.dialect.rollback(q.conn)
 

@@ -26,6 +26,7 @@ from larimar_memory.errors import (
     StoreError,
     TextInputError,
 )
+from larimar_memory.packed import pack
 from larimar_memory.store import FactRecord, MemoryStore
 
 D, C = 8, 6
@@ -319,12 +320,48 @@ class StoreContract:
         assert [(c.version, c.op, c.fact_id) for c in log.changes] == [
             (1, "version", ""), (1, "write", a.id), (1, "write", b.id), (1, "meta", ""),
             (2, "version", ""), (2, "forget", a.id), (3, "version", "")]
-        assert [r.id for r in log.records] == [b.id]  # a was forgotten since
+        assert log.facts.ids == [b.id]  # a was forgotten since
         later = store.changes("ns", 1)
-        assert [c.version for c in later.changes] == [2, 2, 3] and later.records == []
+        assert [c.version for c in later.changes] == [2, 2, 3] and not len(later.facts)
         with store.transaction("ns") as tx:
             assert [c.op for c in tx.changes(2).changes] == ["version"]
         assert store.changes("unknown", 0).version == 0
+
+    def test_load_reads_every_fact_as_columns(self, store: MemoryStore) -> None:
+        """The bulk read a cache loads from holds what `list_facts` holds, each memory row's
+        value as one packed row, at the namespace's version, in one snapshot."""
+        rng = np.random.default_rng(5)
+        a = make_record("ns", "a", n_rows=3, seed=1, metadata={"k": [1, "x"], "speaker": "Ana"},
+                        extra_key_texts=["p", "q"], extra_keys=rng.standard_normal((2, D)))
+        b = make_record("ns", "b", seed=2, first_row=3, request_id="r")
+        c = make_record("ns", "c", seed=3, first_row=4)
+        with store.transaction("ns") as tx:
+            tx.add_facts([a, b, c])
+            tx.set_namespace_meta({"model": "m"})
+        with store.transaction("ns") as tx:
+            tx.delete_facts([b.id])
+        loaded, records = store.load("ns"), store.list_facts("ns")
+        assert (loaded.version, loaded.meta) == (store.version("ns"), {"model": "m"})
+        facts = loaded.facts
+        assert facts.ids == [r.id for r in records] == [a.id, c.id]
+        assert facts.texts == [r.text for r in records]
+        assert facts.key_texts == [r.key_text for r in records]
+        assert facts.metadata == [r.metadata for r in records]
+        assert facts.created_at == [r.created_at for r in records]
+        assert facts.request_ids == [r.request_id for r in records]
+        assert facts.extra_key_texts == [tuple(r.extra_key_texts) for r in records]
+        assert facts.value_dim == C and facts.keys.dtype == np.float32
+        for i, r in enumerate(records):
+            np.testing.assert_array_equal(facts.keys[i], r.key)
+            extra = slice(facts.extra_offsets[i], facts.extra_offsets[i + 1])
+            np.testing.assert_array_equal(facts.extra_keys[extra], r.extra_keys)
+            rows = slice(facts.row_offsets[i], facts.row_offsets[i + 1])
+            np.testing.assert_array_equal(facts.rows[rows], r.rows)
+            assert facts.moments[rows] == [pack(v[None]) for v in r.values]
+        with store.transaction("ns") as tx:
+            assert tx.load().facts.ids == facts.ids and tx.load().version == loaded.version
+        empty = store.load("unknown")
+        assert (empty.version, empty.meta, len(empty.facts)) == (0, None, 0)
 
     def test_trimmed_and_cleared_logs_raise_the_floor(self, store: MemoryStore) -> None:
         for i in range(5):

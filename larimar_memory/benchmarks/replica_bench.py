@@ -3,7 +3,7 @@
 On a namespace of ``facts`` facts (10,000 by default): write p50 on a lone replica against two
 replicas alternating writes (each write's replica is behind by the other's last write, so it
 catches up by the change log first); recall p50 on a lone replica against a recall right after
-the other replica's write; the first recall of a fresh instance (a restart: a full load of the
+the other replica's write; the first recall of a fresh instance (a restart: a bulk load of the
 namespace, whose cost grows with its size: the slope is measured at two sizes); and bytes per
 fact: in process beyond the keys, and in the store beyond text and keys.
 """
@@ -141,9 +141,9 @@ def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool 
         "latency": rows,
         "grows_with_namespace": {
             "cold_first_recall_ms_per_fact": slope,
-            "note": "a restart loads every fact of the namespace (records, packed memory rows, "
-                    "keys, lexical index); writes and recalls after a foreign write apply only "
-                    "the changes",
+            "note": "a restart loads every fact of the namespace in bulk (one columnar read: "
+                    "keys, packed memory rows as stored, BM25 and name indexes); writes and "
+                    "recalls after a foreign write apply only the changes",
         },
         "bytes": sizes,
         "targets": TARGETS,

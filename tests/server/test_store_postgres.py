@@ -269,3 +269,42 @@ def test_format_1_schema_migrates_in_place(pg_dsn: str, pg_schema: str) -> None:
         with store.transaction("alice") as tx:
             tx.add_facts([make_record("alice", "new")])
         assert store.count("alice") == 3
+
+
+def test_replicas_catch_up_by_the_log_and_a_restart_loads_the_same(
+        pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `Larimar` replicas on one PostgreSQL schema: the one behind applies the change log
+    (no rebuild, the forgotten fact gone), and a fresh instance's bulk load equals it."""
+    import torch
+
+    from larimar_memory.service import cache as cache_module
+    from larimar_memory.testing import tiny_larimar
+
+    stores = [PostgresStore(pg_dsn, schema=pg_schema) for _ in range(3)]
+    a, b = tiny_larimar(stores[0]), tiny_larimar(stores[1])
+    fresh = None
+    try:
+        ids = a.remember(["Ana lives in Lisbon.", "Rui plays the cello."],
+                         extra_keys=[["Where is Ana?"], []]).ids
+        b.recall("Ana")  # b holds a copy from here on
+        rebuilt: list[str] = []
+        original = cache_module.NamespaceCache._rebuild
+        monkeypatch.setattr(cache_module.NamespaceCache, "_rebuild",
+                            lambda self, *args: rebuilt.append(args[0]) or original(self, *args))
+        a.forget(ids[0])
+        a.remember(["Ana moved to Porto."])
+        hits = b.recall("Where does Ana live?", k=3).hits
+        assert rebuilt == [] and ids[0] not in {h.fact.id for h in hits}
+        fresh = tiny_larimar(stores[2])
+        assert {h.fact.id: h.text for h in fresh.recall("Where does Ana live?", k=3).hits} == {
+            h.fact.id: h.text for h in hits}  # every fact (ties rank by index slot)
+        mine, theirs = (m._namespaces.synced("default") for m in (b, fresh))
+        assert set(mine.facts) == set(theirs.facts) == {f.id for f in a.list()}
+        for fid in mine.facts:
+            assert torch.equal(mine.memory.readout(fid), theirs.memory.readout(fid))
+    finally:
+        for mem in (a, b, fresh):
+            if mem is not None:
+                mem.close()
+        for store in stores:
+            store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 from larimar_memory.blocks import BlockMemory, BlockWrite
 from larimar_memory.errors import FactNotFoundError, MemoryInputError
 from larimar_memory.memory import least_squares_memory
+from larimar_memory.packed import pack
+from larimar_memory.store_columns import FactColumns
 
 WIDTH, KEY_WIDTH, BLOCK_ROWS = 6, 4, 5
 
@@ -68,18 +71,88 @@ def test_many_facts_use_several_blocks_and_rows_stay_in_one_block():
     _check_blocks(mem, {f.fact_id: f for f in facts})
 
 
-def test_rebuild_at_known_rows_equals_the_original():
-    gen = torch.Generator().manual_seed(2)
+def _packed(facts: list[BlockWrite], rows: dict[str, tuple[int, ...]]) -> FactColumns:
+    """The columns a store load gives for ``facts`` at ``rows``: one packed value per row."""
+    if not facts:
+        return FactColumns()
+    extra = [f.extra_keys if f.extra_keys is not None else torch.zeros(0, KEY_WIDTH)
+             for f in facts]
+    return FactColumns(
+        ids=[f.fact_id for f in facts],
+        keys=np.stack([f.key.float().numpy() for f in facts]),
+        extra_keys=torch.cat(extra).float().numpy().reshape(-1, KEY_WIDTH),
+        extra_offsets=np.cumsum([0] + [len(e) for e in extra]),
+        rows=np.array([r for f in facts for r in rows[f.fact_id]], dtype=np.int64),
+        row_offsets=np.cumsum([0] + [len(rows[f.fact_id]) for f in facts]),
+        moments=[pack(v[None].numpy()) for f in facts for v in f.values], value_dim=WIDTH,
+    )
+
+
+def _state(mem: BlockMemory) -> tuple:
+    """Everything a memory holds: keys by id (slot reuse orders an index differently), and
+    each written row's packed moment and count (a block keeps the rows it grew to, and a
+    load grows it to the rows it is given: empty rows read the prior either way)."""
+    keys = [{fid: key.tolist() for fid, key in zip(*index.items(), strict=True)}
+            for index in mem.key_indices if len(index.items()[0])]
+    used = list(mem._used)
+    while used and not used[-1]:
+        used.pop()
+    held = {b * mem.block_rows + r: (block._moments[r], int(block.counts[r]))
+            for b, block in enumerate(mem.blocks) for r in range(block.slots)
+            if block.counts[r]}
+    return {f: mem.rows_of(f) for f in mem.fact_ids()}, used, keys, held
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 3), st.integers(0, 2), st.integers(0, 999)),
+                min_size=1, max_size=30), st.integers(0, 30))
+def test_bulk_load_equals_the_sequential_writes(ops, split):
+    """A memory loaded from packed columns (in one call, or in two as a catch-up does) holds
+    exactly what the writes and forgets left: the same rows, keys and packed moments."""
+    gen = torch.Generator().manual_seed(len(ops))
     mem = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
-    facts = [_fact(i, 2, gen) for i in range(7)]
-    rows = mem.write(facts)
-    mem.forget("f3")
-    again = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
-    again.write([BlockWrite(f.fact_id, f.key, f.values, rows[f.fact_id])
-                 for f in facts if f.fact_id != "f3"])
-    for f in facts:
-        if f.fact_id != "f3":
-            torch.testing.assert_close(again.readout(f.fact_id), mem.readout(f.fact_id))
+    live: dict[str, BlockWrite] = {}
+    for i, (write, n_rows, n_extra, pick) in enumerate(ops):
+        if write or not live:
+            fact = _fact(i, n_rows, gen)
+            values = fact.values.clone()
+            values[0, pick % WIDTH] = -0.0  # the sign of a zero is kept too
+            fact = BlockWrite(fact.fact_id, fact.key, values,
+                              extra_keys=torch.randn(n_extra, KEY_WIDTH, generator=gen,
+                                                     dtype=torch.float64) if n_extra else None)
+            mem.write([fact])
+            live[fact.fact_id] = fact
+        else:
+            mem.forget(live.pop(sorted(live)[pick % len(live)]).fact_id)
+    rows = {f: mem.rows_of(f) for f in live}
+    facts = list(live.values())
+    whole = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
+    whole.load(_packed(facts, rows))
+    parts = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
+    parts.load(_packed(facts[:split], rows))
+    parts.load(_packed(facts[split:], rows))
+    assert _state(whole) == _state(mem) == _state(parts)
+    for f in live:
+        assert torch.equal(whole.readout(f), mem.readout(f))
+
+
+def test_bulk_load_refuses_what_does_not_fit_and_changes_nothing():
+    gen = torch.Generator().manual_seed(3)
+    mem = BlockMemory(WIDTH, KEY_WIDTH, block_rows=BLOCK_ROWS, dtype=torch.float64)
+    a, b = _fact(0, 2, gen), _fact(1, 2, gen)
+    mem.load(_packed([a], {"f0": (0, 1)}))
+    before = _state(mem)
+    for facts, rows in (([a], {"f0": (2, 3)}),  # here already
+                        ([b], {"f1": (1, 2)}),  # row 1 is a's
+                        ([b], {"f1": (4, 5)}),  # two blocks
+                        ([b, b], {"f1": (2, 3)})):  # twice
+        with pytest.raises(MemoryInputError):
+            mem.load(_packed(facts, rows))
+        assert _state(mem) == before
+    wide = _packed([b], {"f1": (2, 3)})
+    wide.value_dim = WIDTH + 1
+    with pytest.raises(MemoryInputError, match="do not fit"):
+        mem.load(wide)
 
 
 def test_search_ranks_by_cosine_and_respects_allowed():

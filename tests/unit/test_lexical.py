@@ -56,6 +56,46 @@ def test_incremental_bm25_equals_bm25_from_scratch(ops, query):
     assert set(dict(index.search(query, k=50, allowed=allowed))) <= set(allowed)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), doc, st.integers(0, 50)), min_size=1, max_size=30),
+       st.lists(doc, max_size=12), doc)
+def test_bulk_add_equals_adding_one_at_a_time(ops, batch, query):
+    """`add_many` (a load) into an index with free slots leaves exactly what single adds
+    leave; re-adding an indexed id scores as a single add does."""
+    one, bulk = LexicalIndex(), LexicalIndex()
+    ids: list[str] = []
+    for i, (add, text, pick) in enumerate(ops):
+        if add or not ids:
+            one.add(f"d{i}", text)
+            bulk.add(f"d{i}", text)
+            ids.append(f"d{i}")
+        else:
+            victim = ids.pop(pick % len(ids))
+            one.remove(victim)
+            bulk.remove(victim)
+    names = [f"n{i}" for i in range(len(batch))]
+    for name, text in zip(names, batch, strict=True):
+        one.add(name, text)
+    bulk.add_many(names, batch)
+    for index in (one, bulk):
+        index.search(query, k=1)  # fills the per-term cache: the next add must drop it
+    one.add("late", query)
+    bulk.add_many(["late"], [query])
+    assert one.search(query, k=100) == bulk.search(query, k=100)
+    for index in (one, bulk):  # the arrays a query cached, extended by the adds since
+        for term, (slots, tfs) in index._arrays.items():
+            assert slots.tolist() == list(index._postings[term])
+            assert tfs.tolist() == list(index._postings[term].values())
+    assert (one._slot, one._ids, one._free, one._doc_terms, one._postings, one._total) == (
+        bulk._slot, bulk._ids, bulk._free, bulk._doc_terms, bulk._postings, bulk._total)
+    again = ids[:1] + ["late"]
+    for name in again:
+        one.add(name, query)
+    bulk.add_many(again, [query] * len(again))
+    assert dict(one.search(query, k=100)) == dict(bulk.search(query, k=100))
+    assert (one._doc_terms, one._total) == (bulk._doc_terms, bulk._total)
+
+
 def test_reciprocal_rank_fusion_rewards_agreement():
     fused = reciprocal_rank_fusion([(["a", "b", "c"], 1.0), (["b", "c", "a"], 1.0)], k=2)
     assert [d for d, _ in fused] == ["b", "a"]

@@ -3,6 +3,8 @@ and forgets, and forgets an emptied row exactly without values."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from larimar_memory.errors import MemoryInputError, NotWrittenError
 from larimar_memory.memory import EpisodicMemory, MemoryConfig, least_squares_memory
 from larimar_memory.onehot import OneHotMemory
+from larimar_memory.packed import pack
 
 K, C, RIDGE = 6, 5, 1e-3
 F64 = torch.float64
@@ -44,6 +47,8 @@ def test_one_hot_memory_equals_the_dense_memory_and_batch_least_squares(ops):
             dense.forget(value[None], weights=_one_hot([row]))
         torch.testing.assert_close(compact.memory, dense.memory, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(torch.diag(dense.precision), compact.precision)
+        held = sum(sys.getsizeof(m) for m in compact._moments if m is not None)
+        assert compact.state_bytes() == held + 8 * K + 4 * K  # kept as a running count
         W = _one_hot([r for r, _ in live]) if live else torch.zeros(0, K, dtype=F64)
         Z = torch.stack([v for _, v in live]) if live else torch.zeros(0, C, dtype=F64)
         torch.testing.assert_close(compact.memory, least_squares_memory(W, Z, RIDGE),
@@ -72,3 +77,20 @@ def test_refusals_leave_the_state_unchanged():
     assert torch.equal(mem.memory, before)
     mem.forget_rows([2], torch.ones(1, C, dtype=F64))
     torch.testing.assert_close(mem.memory[2], torch.ones(C, dtype=F64) / (1 + RIDGE))
+
+
+def test_load_rows_equals_write_rows_bit_for_bit():
+    """A row written once holds exactly its value, so a packed value loaded as it is (what
+    the store gives) is the same state as writing it, a -0.0 entry included."""
+    values = torch.tensor([[-0.0, 1.5, 0.0, -2.0, 0.0], [0.25, -0.0, 0.0, 0.0, 0.0]])
+    written, loaded = (OneHotMemory(K, C, ridge=RIDGE, dtype=torch.float32) for _ in range(2))
+    written.write_rows([4, 1], values)
+    loaded.load_rows([4, 1], [pack(v[None].numpy()) for v in values])
+    assert written._moments == loaded._moments and torch.equal(written.counts, loaded.counts)
+    assert torch.equal(written.memory, loaded.memory)
+    assert str(loaded.rows([4])[0, 0].item()) == "-0.0"
+    with pytest.raises(MemoryInputError):
+        loaded.load_rows([1], [pack(values[:1].numpy())])  # row 1 holds a value already
+    with pytest.raises(MemoryInputError):
+        loaded.load_rows([2, 2], [pack(values[:1].numpy())] * 2)
+    assert written._moments == loaded._moments

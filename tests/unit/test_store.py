@@ -18,6 +18,7 @@ import pytest
 from store_contract import C, D, StoreContract, make_record
 
 from larimar_memory.errors import MemoryInputError, PurgePendingError, StoreError, TextInputError
+from larimar_memory.packed import pack
 from larimar_memory.store import (
     FORMAT_VERSION,
     STORE_ENV,
@@ -380,6 +381,56 @@ def test_corrupted_rows_raise_store_errors(store_path: Path) -> None:
     raw.close()
     with SQLiteStore(store_path) as s, pytest.raises(StoreError, match="values are malformed"):
         s.get_fact("ns", rec.id)
+
+
+def _nan_half() -> bytes:
+    return b"h" + (2).to_bytes(4, "little") + np.array([[1, 1], [np.nan, 1]], "<f2").tobytes()
+
+
+@pytest.mark.parametrize(("column", "value", "match"), [
+    ("vals", _nan_half(), "values contain NaN or Inf"),
+    ("vals", b"x" + bytes(8), "values are malformed"),  # no packed dtype
+    ("vals", bytes(6), "values are malformed"),  # raw float32 of the wrong size
+    ("key", np.full(D, np.inf, "<f4").tobytes(), "keys contain NaN or Inf"),
+    ("key", bytes(4 * D - 4), "keys do not hold"),
+    ("mem_rows", np.array([1, 1], "<i8").tobytes(), "holds a memory row twice"),
+    ("mem_rows", np.array([-1, 2], "<i8").tobytes(), "row is < 0"),
+    ("mem_rows", bytes(8), "rows do not match"),
+    ("metadata", "{", "not valid JSON"),
+    ("metadata", "[1]", "not a JSON dict"),
+    ("extra_key_texts", '["a"]', "keys do not hold"),  # one extra text, no extra key
+    ("key_dim", 0, "key width is < 1"),
+    ("key_dim", D + 1, "key width differs"),
+    ("value_dim", C + 1, "value width differs"),
+    ("created_at", "x", "created_at is not a number"),
+    ("n_rows", 2.5, "number of rows is not a number"),
+])
+def test_load_names_the_corrupted_fact(store_path: Path, column: str, value: object,
+                                       match: str) -> None:
+    """A stored row that fails a check of the bulk read is a StoreError naming its fact
+    (another fact around it is fine), never a wrong memory."""
+    good, bad = make_record("ns", "good", n_rows=2), make_record("ns", "bad", n_rows=2,
+                                                                 first_row=2)
+    with SQLiteStore(store_path) as s, s.transaction("ns") as tx:
+        tx.add_facts([good, bad])
+    with sqlite3.connect(store_path) as raw:
+        raw.execute(f"UPDATE larimar_facts SET {column} = ? WHERE id = ?", (value, bad.id))
+    raw.close()
+    with SQLiteStore(store_path) as s, pytest.raises(StoreError, match=match) as caught:
+        s.load("ns")
+    assert bad.id in str(caught.value) and good.id not in str(caught.value)
+
+
+def test_load_packs_format_3_values_row_by_row(store_path: Path) -> None:
+    """Raw float32 values (format 3) load as one packed row per memory row."""
+    rec = make_record("ns", "x", n_rows=2)
+    with SQLiteStore(store_path) as s, s.transaction("ns") as tx:
+        tx.add_facts([rec])
+    with sqlite3.connect(store_path) as raw:
+        raw.execute("UPDATE larimar_facts SET vals = ?", (rec.values.astype("<f4").tobytes(),))
+    raw.close()
+    with SQLiteStore(store_path) as s:
+        assert s.load("ns").facts.moments == [pack(v[None]) for v in rec.values]
 
 
 # Format version 1, verbatim from the SQLiteStore that wrote it.
