@@ -102,9 +102,13 @@ class Calibration:
         return self.score(evidence) >= self.threshold
 
     def score(self, evidence: Evidence) -> float:
-        z = (self.dense * evidence.dense + self.lexical * evidence.lexical
-             + self.agreement * evidence.agreement + self.speaker * evidence.speaker + self.bias)
-        return 1.0 / (1.0 + math.exp(-z))
+        return 1.0 / (1.0 + math.exp(-self.log_odds(evidence)))
+
+    def log_odds(self, evidence: Evidence) -> float:
+        """w · evidence + b: the score before the logistic map."""
+        return (self.dense * evidence.dense + self.lexical * evidence.lexical
+                + self.agreement * evidence.agreement + self.speaker * evidence.speaker
+                + self.bias)
 
 
 # Fitted by `larimar eval scope` (docs/results.md, "Scope"): logistic regression on the best
@@ -115,8 +119,8 @@ class Calibration:
 # carries no weight here: with it (98.7 % / 98.8 % at 0.60) a question about the user with
 # nothing relevant stored ("What is my favourite colour?" next to "My sister is called Ana.")
 # is put in scope, which breaks the `unknown` answer route (issue 30). See docs/results.md.
-CONVERSATION = Calibration("conversation", dense=32.259, lexical=1.958, agreement=2.136,
-                           bias=-14.013, threshold=0.54)
+CONVERSATION = Calibration("conversation", dense=24.916, lexical=4.711, agreement=2.366,
+                           bias=-14.758, threshold=0.6, speaker=4.022)
 # CounterFact paraphrases against neighbourhood prompts and NQ questions: on the key cosine alone
 # the best point is 0.56 (balanced accuracy 0.947 on train, 0.941 on val; see
 # `larimar_memory.scope.ExternalScopeDetector`, which decides with this calibration).

@@ -5,6 +5,7 @@ exact −1 update of each fact's block, then its rows purged from the store."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -71,13 +72,27 @@ class Forgetter:
                                 reason=f"no stored fact matches well enough (best relevance "
                                        f"{best:.2f} < {limit:.2f})")
         runner_up = hits[1].score if len(hits) > 1 else 0.0
-        if hits[0].score - runner_up < lead:
+        if self._lead(hits[:2], limit) < lead:
             return ForgetResult(description=description, candidates=candidates, ambiguous=True,
                                 reason=f"ambiguous: the best two matches score {hits[0].score:.2f}"
-                                       f" and {runner_up:.2f} (margin {lead:.2f} needed); "
-                                       "forget by id")
+                                       f" and {runner_up:.2f} (margin {lead:.2f} needed at the "
+                                       f"operating point); forget by id")
         return ForgetResult(description=description,
                             forgotten=self._forget_present([hits[0].fact_id], ns_name))
+
+    def _lead(self, hits: list[Hit], limit: float) -> float:
+        """How far the runner-up falls below the best once both are moved, by the same
+        amount of evidence, until the best sits at the operating point ``limit``. Evidence
+        that every candidate shares (a forget request names the speaker's own facts, so the
+        speaker evidence is the same for each) then cannot hide the difference, as it does
+        when it pushes both scores towards 1 ("my cat" against "The cat's vaccination is due
+        on October 3.": 0.999 and 0.99)."""
+        if len(hits) < 2:
+            return 1.0  # nothing to confuse it with
+        calibration = self.parts.ranker.calibration
+        gap = calibration.log_odds(hits[0].evidence) - calibration.log_odds(hits[1].evidence)
+        point = min(max(limit, 1e-6), 1 - 1e-6)
+        return point - 1 / (1 + math.exp(gap - math.log(point / (1 - point))))
 
     def forget_about(self, description: str, namespace: str | None, threshold: float | None,
                      limit: int, filter: dict[str, Any] | None, scope: ScopeIds
