@@ -16,7 +16,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -118,6 +118,60 @@ class NamespaceState:
         return entry
 
 
+@dataclass
+class CacheCounters:
+    """What the cache did since it started (monotonic; `NamespaceCache.counters`): a call
+    served by a current copy (``hits``), by a copy caught up through the change log
+    (``catch_ups``), by a copy loaded from all the namespace's facts (``loads``: first use,
+    after an eviction, or a log that could not catch it up), and copies evicted by the budget."""
+
+    hits: int = 0
+    catch_ups: int = 0
+    loads: int = 0
+    evictions: int = 0
+
+
+class _SizedCache(OrderedDict[str, NamespaceState]):
+    """The cached states with a running total of their bytes, so the budget check costs O(1)
+    per call rather than a sum over every cached namespace. A state's size is taken when it
+    enters and re-taken by `resize` after a write changed it in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: dict[str, int] = {}
+        self.total = 0
+
+    def __setitem__(self, name: str, ns: NamespaceState) -> None:
+        super().__setitem__(name, ns)
+        self.resize(name)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self.total -= self.sizes.pop(name)
+
+    def pop(self, name: str, *default: Any) -> Any:  # type: ignore[override]
+        if name in self:
+            self.total -= self.sizes.pop(name)
+        return super().pop(name, *default)
+
+    def resize(self, name: str) -> None:
+        size = state_bytes(self[name])
+        self.total += size - self.sizes.get(name, 0)
+        self.sizes[name] = size
+
+
+def state_bytes(ns: NamespaceState) -> int:
+    """What a cached namespace costs the process: its memory's tensors plus the Python objects
+    beside them (fact entries, BM25 postings, name maps), estimated per fact (`FACT_OVERHEAD`)."""
+    return ns.memory.nbytes() + FACT_OVERHEAD * len(ns.facts)
+
+
+FACT_OVERHEAD = 2048
+"""Bytes of Python objects per cached fact beyond its tensors: its `FactEntry` and the index
+entries that point at it. Measured with the tiny model (short texts): RSS grew ~2.5 KB per
+cached fact of which the tensors were ~1.4 KB (docs/results.md, "Many namespaces")."""
+
+
 class NamespaceCache:
     """Namespace memories by name, least recently used first out beyond ``cache_bytes``."""
 
@@ -125,7 +179,8 @@ class NamespaceCache:
                  embedder: SentenceEmbedder, model_name: str | None) -> None:
         self.store, self.settings, self.model, self.embedder = store, settings, model, embedder
         self.model_name = model_name
-        self._cache: OrderedDict[str, NamespaceState] = OrderedDict()
+        self._cache = _SizedCache()
+        self.counters = CacheCounters()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -175,6 +230,7 @@ class NamespaceCache:
         version = self.store.version(ns_name)
         ns = self._cache.get(ns_name)
         if ns is not None and ns.version == version:
+            self.counters.hits += 1
             self._cache.move_to_end(ns_name)
             return ns
         if version == 0:
@@ -198,6 +254,8 @@ class NamespaceCache:
                 self.check_meta(tx.namespace_meta(), ns_name)
                 version = tx.version()
                 ns = self._cache.get(ns_name)
+                if ns is not None and ns.version == version:
+                    self.counters.hits += 1
                 if ns is not None and ns.version != version and version:
                     if not self._catch_up(ns_name, ns, tx.changes(ns.version)):
                         ns = None
@@ -218,7 +276,12 @@ class NamespaceCache:
             tx.trim_changes(self.settings.change_log_keep)
 
     def cached_bytes(self) -> int:
-        return sum(ns.memory.nbytes() for ns in self._cache.values())
+        return self._cache.total
+
+    def stats(self) -> dict[str, int]:
+        """The counters, and the cache's size against its budget."""
+        return {**asdict(self.counters), "namespaces": len(self._cache),
+                "bytes": self._cache.total, "budget_bytes": self.settings.cache_bytes}
 
     def _catch_up(self, ns_name: str, ns: NamespaceState, log: ChangeLog) -> bool:
         """Apply the changes after ``ns.version``; False (``ns`` dropped) when only a rebuild
@@ -228,6 +291,7 @@ class NamespaceCache:
             try:
                 self._apply(ns, log)
                 ns.version = log.version
+                self.counters.catch_ups += 1
                 self._cache.move_to_end(ns_name)
                 self._evict(keep=ns_name)
                 return True
@@ -265,20 +329,25 @@ class NamespaceCache:
 
     def _rebuild(self, ns_name: str, records: list[FactRecord], version: int) -> NamespaceState:
         ns = NamespaceState(memory=self.new_memory(), version=version)
+        self.counters.loads += 1
         self._write(ns, records)
         self._cache[ns_name] = ns
         self._evict(keep=ns_name)
         return ns
 
     def _evict(self, keep: str) -> None:
-        """Drop least recently used memories until the cache fits ``cache_bytes``."""
+        """Drop least recently used memories until the cache fits ``cache_bytes`` (``keep``,
+        just used and maybe just written, is re-measured and stays even when over)."""
+        if keep in self._cache:
+            self._cache.resize(keep)
         budget = self.settings.cache_bytes
-        total = self.cached_bytes()
-        for name in list(self._cache):
-            if total <= budget:
-                break
-            if name != keep:
-                total -= self._cache.pop(name).memory.nbytes()
+        while self._cache.total > budget and len(self._cache) > 1:
+            name = next(iter(self._cache))
+            if name == keep:
+                self._cache.move_to_end(keep)
+                name = next(iter(self._cache))
+            del self._cache[name]
+            self.counters.evictions += 1
 
 
 def _log_problem(log: ChangeLog) -> str | None:

@@ -512,7 +512,8 @@ class Larimar:
         return self.store.namespaces()
 
     def stats(self, *, namespace: str | None = None) -> dict[str, Any]:
-        """Sizes of a namespace: facts, memory rows and blocks, in-process bytes."""
+        """Sizes of a namespace: facts, memory rows and blocks, in-process bytes; and the
+        namespace cache's counters (`cache_stats`)."""
         with self._lock:
             ns = self._namespaces.synced(self._namespace_name(namespace))
             memory = ns.memory if ns else None
@@ -525,7 +526,13 @@ class Larimar:
                 "state_bytes": memory.nbytes() if memory else 0,
                 "cached_namespaces": len(self._namespaces),
                 "cached_bytes": self._namespaces.cached_bytes(),
+                "cache": self.cache_stats(),
             }
+
+    def cache_stats(self) -> dict[str, int]:
+        """The namespace cache's counters (hits, change-log catch-ups, loads, evictions) and
+        its bytes against its budget; lock-free, for metrics scrapes."""
+        return self._namespaces.stats()
 
     def reencode(self, *, namespace: str | None = None) -> int:
         """Re-write every fact of a namespace with this memory's models and settings (after a
