@@ -210,6 +210,7 @@ def run(
     tiny: bool = False,
     pg_dsn: str | None = None,
     torch_threads: int | None = 1,
+    plot: bool = True,
 ) -> dict[str, Any]:
     """Many namespaces on each backend; PostgreSQL needs ``pg_dsn`` (or ``$LARIMAR_BENCH_PG_DSN``
     / ``$LARIMAR_TEST_PG_DSN``) and is skipped, with a note, without one. Writes JSON under
@@ -245,4 +246,43 @@ def run(
     results["machine"]["load_average_after"] = os.getloadavg()
     out = out or RESULTS_DIR / ("namespace_bench_tiny.json" if tiny else "namespace_bench.json")
     save_json(results, out)
+    if plot and results["backends"]:
+        _plot(results, out.with_suffix(".png"))
     return results
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per (backend, operation), for printing."""
+    return [{"backend": backend, "operation": row["operation"], "rps": round(row["rps"], 1),
+             "p50_ms": round(row.get("p50_ms", float("nan")), 1),
+             "p95_ms": round(row.get("p95_ms", float("nan")), 1),
+             "hit_rate": row["cache"]["hit_rate"], "rss_peak_mb": round(row["rss_peak_mb"]),
+             "store_bytes_per_fact": round(data["store"]["bytes_per_fact"] or 0),
+             "rss_held": data["rss_budget"]["held"], "errors": sum(row["errors"].values())}
+            for backend, data in results["backends"].items() for row in data["rows"]]
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    """RSS over the run against the warmed-up server plus the cache budget, per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for backend, data in results["backends"].items():
+        series = data["rss_series"]
+        line, = ax.plot([t for t, _ in series], [mb for _, mb in series], label=f"{backend} RSS")
+        budget = data["rss_budget"]
+        ax.axhline(budget["warm_rss_mb"] + budget["cache_budget_mb"], color=line.get_color(),
+                   linestyle=":", label=f"{backend}: warm server + cache budget")
+    settings = results["settings"]
+    ax.set_title(f"{settings['namespaces']:,} namespaces x {settings['facts_per_namespace']} "
+                 f"facts, --cache-mb {settings['cache_mb']:g} — {results['model']}", fontsize=9)
+    ax.set_xlabel("seconds since the server was ready (seeding, remembers, recalls)")
+    ax.set_ylabel("server RSS (MB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

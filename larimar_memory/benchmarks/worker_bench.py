@@ -61,8 +61,9 @@ def _bench_workers(
         acked: list[str] = []
         rows = []
         for n in clients:
+            unique = [f"{t} c{n}" for t in texts]  # a phase's texts are its own: none repeats
             for op in OPERATIONS:
-                row = measured_phase(server, label, op, n, duration, names, texts, queries,
+                row = measured_phase(server, label, op, n, duration, names, unique, queries,
                                      acked if op == "remember" else None)
                 rows.append({**row, "workers": workers})
         check = count_check(store, [core_namespace(TENANT, n) for n in names], acked)
@@ -83,6 +84,7 @@ def run(
     tiny: bool = False,
     pg_dsn: str | None = None,
     torch_threads: int | None = 1,
+    plot: bool = True,
 ) -> dict[str, Any]:
     """The throughput curve per (workers, clients) on one backend (a fresh SQLite file per
     worker count, or the PostgreSQL database at ``pg_dsn``); writes JSON under docs/results/."""
@@ -109,4 +111,48 @@ def run(
     results["machine"]["load_average_after"] = os.getloadavg()
     out = out or RESULTS_DIR / ("worker_bench_tiny.json" if tiny else "worker_bench.json")
     save_json(results, out)
+    if plot and results["runs"]:
+        _plot(results, out.with_suffix(".png"))
     return results
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per (workers, operation, clients), for printing."""
+    return [{"workers": run["workers"], "operation": row["operation"], "clients": row["clients"],
+             "rps": round(row["rps"], 1), "p50_ms": round(row.get("p50_ms", float("nan")), 1),
+             "p95_ms": round(row.get("p95_ms", float("nan")), 1),
+             "errors": sum(row["errors"].values()), **run["count_check"]}
+            for run in results["runs"] for row in run["rows"]]
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    """Requests/s and p50/p95 against clients, one line per worker count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for r, op in enumerate(OPERATIONS):
+        for run in results["runs"]:
+            rows = sorted((x for x in run["rows"] if x["operation"] == op),
+                          key=lambda x: x["clients"])
+            xs = [x["clients"] for x in rows]
+            label = f"{run['workers']} workers"
+            axes[r][0].plot(xs, [x["rps"] for x in rows], marker="o", label=label)
+            line, = axes[r][1].plot(xs, [x.get("p50_ms", float("nan")) for x in rows],
+                                    marker="o", label=f"{label} p50")
+            axes[r][1].plot(xs, [x.get("p95_ms", float("nan")) for x in rows], marker="x",
+                            linestyle="--", color=line.get_color(), label=f"{label} p95")
+        axes[r][0].set_title(f"{op}: requests/s")
+        axes[r][1].set_title(f"{op}: latency (ms)")
+        for ax in axes[r]:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrent clients")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(f"larimar serve --workers N on one {results['settings']['backend']} store — "
+                 f"{results['model']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
