@@ -440,15 +440,44 @@ def bench_server(
     duration: float = typer.Option(10.0, help="Seconds per (operation, clients) phase."),
     tiny: bool = typer.Option(False, help="Tiny random model (server and store only)."),
     torch_threads: int = typer.Option(1, help="--torch-threads of the served process."),
+    namespaces: int = typer.Option(0, min=0, help="Many-namespace mode: this many namespaces "
+                                   "of --facts facts, requests on random ones (first client "
+                                   "count only)."),
+    facts: int = typer.Option(100, min=1, help="Facts per namespace (many-namespace mode)."),
+    cache_mb: float = typer.Option(256.0, min=0, help="--cache-mb of the served process "
+                                   "(many-namespace mode)."),
+    workers: str = typer.Option("", help="Worker mode: worker counts, e.g. 1,2,4, each on a "
+                                "fresh store (first backend only), with a count of every "
+                                "fact afterwards."),
 ) -> None:
     """`larimar serve` in a subprocess under concurrent loopback clients: remember/recall
-    requests per second and p50/p95/p99 latency per backend and client count."""
+    requests per second and p50/p95/p99 latency per backend and client count. With
+    --namespaces: many namespaces over a small cache (RSS, hit rate, store size); with
+    --workers: the throughput curve per worker count."""
     from .benchmarks import server_bench
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    backend_list = tuple(backends.split(","))
+    client_list = tuple(int(c) for c in clients.split(","))
+    if namespaces:
+        from .benchmarks import namespace_bench
+
+        results = namespace_bench.run(
+            out=out, backends=backend_list, namespaces=namespaces, facts=facts,
+            clients=client_list[0], duration=duration, cache_mb=cache_mb, tiny=tiny,
+            torch_threads=torch_threads)
+        console.print(json.dumps(namespace_bench.summary(results), indent=1))
+        return
+    if workers:
+        from .benchmarks import worker_bench
+
+        results = worker_bench.run(
+            out=out, backend=backend_list[0], workers=tuple(int(w) for w in workers.split(",")),
+            clients=client_list, duration=duration, tiny=tiny, torch_threads=torch_threads)
+        console.print(json.dumps(worker_bench.summary(results), indent=1))
+        return
     results = server_bench.run(
-        out=out, backends=tuple(backends.split(",")),
-        clients=tuple(int(c) for c in clients.split(",")), duration=duration, tiny=tiny,
+        out=out, backends=backend_list, clients=client_list, duration=duration, tiny=tiny,
         torch_threads=torch_threads,
     )
     table = Table(title="larimar serve over loopback")

@@ -44,7 +44,7 @@ class _Server:
     """`larimar serve` in a subprocess, with a random API key for tenant "bench"."""
 
     def __init__(self, store: str, tiny: bool, torch_threads: int | None, max_concurrency: int,
-                 log_path: Path) -> None:
+                 log_path: Path, workers: int = 1, cache_mb: float | None = None) -> None:
         self.key = secrets.token_urlsafe(24)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,6 +55,10 @@ class _Server:
             cmd.append("--tiny")
         if torch_threads:
             cmd += ["--torch-threads", str(torch_threads)]
+        if workers > 1:
+            cmd += ["--workers", str(workers)]
+        if cache_mb is not None:
+            cmd += ["--cache-mb", str(cache_mb)]
         env = {**os.environ, "LARIMAR_API_KEYS": f"{self.key}:bench",
                "TOKENIZERS_PARALLELISM": "false"}
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -87,13 +91,41 @@ class _Server:
         self.log.close()
 
 
-def _process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (all its threads), where /proc exists."""
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes), from /proc."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(p for c in children for p in _process_tree(int(c)))]
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident bytes of the server: VmRSS of ``pid`` and its descendants (/proc/<pid>/status);
+    None where /proc does not exist."""
+    total = 0
+    for p in _process_tree(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+            total += next(int(x.split()[1]) for x in lines if x.startswith("VmRSS:")) * 1024
+        except (OSError, StopIteration, ValueError):
+            if p == pid:
+                return None
+    return total
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` and its descendants (all their threads),
+    where /proc exists."""
+    total = 0.0
+    for p in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            if p == pid:
+                return None
+    return total
 
 
 def _facts(n: int, tiny: bool) -> list[str]:
@@ -107,10 +139,14 @@ def _facts(n: int, tiny: bool) -> list[str]:
 
 
 async def _phase(
-    url: str, key: str, op: str, clients: int, duration: float, namespace: str,
-    texts: list[str], queries: list[str],
+    url: str, key: str, op: str, clients: int, duration: float, namespaces: list[str],
+    texts: list[str], queries: list[str], acked: list[str] | None = None,
 ) -> dict[str, Any]:
-    """``clients`` concurrent callers of ``op`` for ``duration`` seconds."""
+    """``clients`` concurrent callers of ``op`` for ``duration`` seconds, each request on a
+    namespace drawn at random from ``namespaces``; the texts of acknowledged remembers are
+    appended to ``acked`` when given."""
+    import random
+
     import httpx
 
     from ..server.client import AsyncLarimarClient, RetryPolicy
@@ -120,7 +156,8 @@ async def _phase(
     counter = {"i": 0}
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
     transport = httpx.AsyncHTTPTransport(limits=limits)
-    async with AsyncLarimarClient(url, key, namespace=namespace, timeout=300,
+    pick = random.Random(len(namespaces) * clients).choice
+    async with AsyncLarimarClient(url, key, timeout=300,
                                   retry=RetryPolicy(retries=0), transport=transport) as client:
         deadline = time.perf_counter() + duration
 
@@ -129,11 +166,15 @@ async def _phase(
                 i = counter["i"]
                 counter["i"] += 1
                 start = time.perf_counter()
+                namespace = pick(namespaces)
                 try:
                     if op == "remember":
-                        await client.remember(f"{texts[i % len(texts)]} ({i})")
+                        text = f"{texts[i % len(texts)]} ({i})"
+                        await client.remember(text, namespace=namespace)
+                        if acked is not None:
+                            acked.append(text)
                     else:
-                        await client.recall(queries[i % len(queries)])
+                        await client.recall(queries[i % len(queries)], namespace=namespace)
                 except Exception as exc:  # noqa: BLE001 - counted, reported
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     continue
@@ -150,6 +191,28 @@ async def _phase(
     return row
 
 
+def measured_phase(
+    server: _Server, label: str, op: str, clients: int, duration: float, namespaces: list[str],
+    texts: list[str], queries: list[str], acked: list[str] | None = None,
+) -> dict[str, Any]:
+    """`_phase`, with the CPU milliseconds one request cost the server (all its processes'
+    threads) and the load generator: what it costs each side, whatever the other takes of
+    the cores."""
+    server_cpu, client_cpu = _process_cpu_seconds(server.proc.pid), time.process_time()
+    row = asyncio.run(_phase(server.url, server.key, op, clients, duration, namespaces, texts,
+                             queries, acked))
+    row["backend"] = label
+    served = max(row["requests"], 1)
+    after = _process_cpu_seconds(server.proc.pid)
+    if server_cpu is not None and after is not None:
+        row["server_cpu_ms_per_request"] = (after - server_cpu) / served * 1e3
+    row["client_cpu_ms_per_request"] = (time.process_time() - client_cpu) / served * 1e3
+    logger.info("%s %s x%d: %.1f req/s, p50 %.1f ms, p95 %.1f ms, errors %s", label, op,
+                clients, row["rps"], row.get("p50_ms", float("nan")),
+                row.get("p95_ms", float("nan")), row["errors"])
+    return row
+
+
 def _bench_backend(
     backend: str, store: str, clients: tuple[int, ...], duration: float, tiny: bool,
     torch_threads: int | None, max_concurrency: int, workdir: Path,
@@ -163,27 +226,14 @@ def _bench_backend(
         queries = [f.rsplit(" ", 1)[0] + "?" for f in facts[:200]]  # the facts' prompts
         rows = []
         # warm-up: first calls pay for lazy initialisation
-        asyncio.run(_phase(server.url, server.key, "remember", 1, 2.0, f"warm-{run_id}",
+        asyncio.run(_phase(server.url, server.key, "remember", 1, 2.0, [f"warm-{run_id}"],
                            facts, queries))
-        asyncio.run(_phase(server.url, server.key, "recall", 1, 2.0, f"warm-{run_id}",
+        asyncio.run(_phase(server.url, server.key, "recall", 1, 2.0, [f"warm-{run_id}"],
                            facts, queries))
         for n in clients:
-            namespace = f"bench-{run_id}-c{n}"
             for op in OPERATIONS:  # recall reads what remember just wrote
-                server_cpu, client_cpu = _process_cpu_seconds(server.proc.pid), time.process_time()
-                row = asyncio.run(_phase(server.url, server.key, op, n, duration, namespace,
-                                         facts, queries))
-                row["backend"] = backend
-                # what one request costs each side, whatever the other takes of the 2 cores
-                served = max(row["requests"], 1)
-                after = _process_cpu_seconds(server.proc.pid)
-                if server_cpu is not None and after is not None:
-                    row["server_cpu_ms_per_request"] = (after - server_cpu) / served * 1e3
-                row["client_cpu_ms_per_request"] = (time.process_time() - client_cpu) / served * 1e3
-                logger.info("%s %s x%d: %.1f req/s, p50 %.1f ms, p95 %.1f ms, errors %s",
-                            backend, op, n, row["rps"], row.get("p50_ms", float("nan")),
-                            row.get("p95_ms", float("nan")), row["errors"])
-                rows.append(row)
+                rows.append(measured_phase(server, backend, op, n, duration,
+                                           [f"bench-{run_id}-c{n}"], facts, queries))
         _clear(server, [f"warm-{run_id}"] + [f"bench-{run_id}-c{n}" for n in clients])
         return {"backend": backend, "startup_seconds": round(startup, 1), "rows": rows}
     finally:

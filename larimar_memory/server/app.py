@@ -141,7 +141,8 @@ class _State:
         self.owned = larimar is None
         self.settings = settings
         self.limiter: anyio.CapacityLimiter | None = None
-        self.metrics = Metrics(pending_purges=self._pending_purges)
+        self.metrics = Metrics(pending_purges=self._pending_purges,
+                               cache_stats=self._cache_stats)
         self._batchers: dict[str, MicroBatcher | None] = {}
 
     @property
@@ -193,6 +194,10 @@ class _State:
         if callable(pending):
             pending = pending()
         return float(len(pending) if hasattr(pending, "__len__") else pending)
+
+    def _cache_stats(self) -> dict[str, int]:
+        """The namespace cache's figures; a memory without a cache (a test double) has none."""
+        return self.memory.cache_stats()
 
     @property
     def memory(self) -> Any:  # a Larimar (any MemoryBackend with a ``store`` works)

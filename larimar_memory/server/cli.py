@@ -41,6 +41,10 @@ def serve(
         8, min=1, help="Core calls running at once per process (the rest queue)."
     ),
     max_body_bytes: int = typer.Option(1_048_576, min=1, help="Larger bodies get 413."),
+    cache_mb: float | None = typer.Option(
+        None, min=0, help="RAM for cached namespace memories, in MB per process; the least "
+        "recently used beyond it are evicted and reloaded from the store (default: 2048).",
+    ),
     device: str | None = typer.Option(
         None, help="torch device for encoding and decoding, e.g. cuda (default: CPU)."
     ),
@@ -66,7 +70,8 @@ def serve(
     settings = ServerSettings(
         auth=not no_auth, api_keys_file=api_keys_file, store=store, tiny=tiny,
         max_body_bytes=max_body_bytes, max_concurrency=max_concurrency,
-        torch_threads=torch_threads, device=device, batch_window_ms=batch_window_ms,
+        torch_threads=torch_threads, device=device, cache_mb=cache_mb,
+        batch_window_ms=batch_window_ms,
         micro_batching=not no_batching,
     )
     if settings.auth:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ..service import Larimar
+from ..service import Larimar, LarimarSettings
 from ..store import open_store
 from .settings import SETTINGS_ENV, ServerSettings
 
@@ -21,15 +21,18 @@ def build_larimar(settings: ServerSettings) -> Larimar:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    overrides = {} if settings.cache_mb is None else {
+        "cache_bytes": int(settings.cache_mb * 1024**2)}
     store = open_store(settings.store)
     try:
         if settings.tiny:
             from ..testing import tiny_larimar
 
             logger.warning("serving the TINY RANDOM model: for tests and benchmarks only")
-            memory: Larimar = tiny_larimar(store)
+            memory: Larimar = tiny_larimar(store, **overrides)
         else:
-            memory = Larimar(store=store, device=settings.device)
+            memory = Larimar(store=store, device=settings.device,
+                             settings=LarimarSettings(**overrides))
     except BaseException:
         store.close()
         raise

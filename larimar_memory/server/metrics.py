@@ -1,5 +1,6 @@
 """Prometheus metrics (``prometheus-client``): request counts and latency histograms by route and
-status, requests in flight, forgets whose bytes are not purged yet.
+status, requests in flight, forgets whose bytes are not purged yet, and the namespace cache's
+counters (hits, change-log catch-ups, loads, evictions) and bytes against its budget.
 
 Each app has its own registry, so several apps in one process (tests) never share series. Label
 sets are bounded: routes are the path templates, never raw paths, so a scan of random URLs cannot
@@ -13,7 +14,9 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -29,8 +32,11 @@ class Metrics:
 
     content_type = CONTENT_TYPE
 
-    def __init__(self, pending_purges: Callable[[], float] | None = None) -> None:
+    def __init__(self, pending_purges: Callable[[], float] | None = None,
+                 cache_stats: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if cache_stats is not None:
+            self.registry.register(CacheCollector(cache_stats))
         self.requests = Counter(
             "larimar_http_requests", "HTTP requests by method, route and status.",
             ("method", "route", "status"), registry=self.registry,
@@ -74,6 +80,47 @@ class Metrics:
 
     def render(self) -> str:
         return generate_latest(self.registry).decode("utf-8")
+
+
+class CacheCollector(Collector):
+    """The namespace cache's figures (`NamespaceCache.stats`), read at scrape time: counters
+    ``larimar_cache_<event>_total`` and gauges of what is cached. The hit rate is
+    ``hits / (hits + catch_ups + loads)``."""
+
+    COUNTERS = {
+        "hits": "Calls served by a cached namespace memory that was current.",
+        "catch_ups": "Calls whose cached memory was brought up to date from the change log.",
+        "loads": "Namespace memories loaded from all their facts (first use, after eviction).",
+        "evictions": "Namespace memories evicted to keep the cache within its budget.",
+    }
+    GAUGES = {
+        "namespaces": "Namespace memories cached in this process.",
+        "bytes": "Estimated bytes of the cached namespace memories.",
+        "budget_bytes": "The cache's budget (LarimarSettings.cache_bytes).",
+    }
+
+    def __init__(self, source: Callable[[], dict[str, int]]) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # series are known only at scrape time; no registration-time call
+
+    def collect(self) -> list[Metric]:
+        try:
+            stats = self.source()
+        except Exception as exc:  # a scrape must never fail because the memory is not ready
+            logger.debug("cache stats unavailable: %r", exc)
+            return []
+        out: list[Metric] = []
+        for name, help_text in self.COUNTERS.items():
+            family = CounterMetricFamily(f"larimar_cache_{name}", help_text)
+            family.add_metric([], stats[name])
+            out.append(family)
+        for name, help_text in self.GAUGES.items():
+            family = GaugeMetricFamily(f"larimar_cache_{name}", help_text)
+            family.add_metric([], stats[name])
+            out.append(family)
+        return out
 
 
 class MetricsMiddleware:

@@ -49,6 +49,11 @@ class ServerSettings(BaseModel):
         description="core calls running at once in worker threads; more wait their turn "
         "(the model is CPU-bound, so many more threads than cores only add contention)",
     )
+    cache_mb: float | None = Field(
+        None, ge=0,
+        description="in-process namespace memories beyond this many MB (per process) are "
+        "evicted, least recently used first (`LarimarSettings.cache_bytes`); None: its default",
+    )
     device: str | None = Field(
         None, description="torch device for the model (e.g. 'cuda', 'cuda:1'); None = CPU"
     )

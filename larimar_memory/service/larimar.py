@@ -329,8 +329,14 @@ class Larimar:
         return self.store.namespaces()
 
     def stats(self, *, namespace: str | None = None) -> dict[str, Any]:
-        """Sizes of a namespace: facts, memory rows and blocks, in-process bytes."""
+        """Sizes of a namespace: facts, memory rows and blocks, in-process bytes; and the
+        namespace cache's counters (`cache_stats`)."""
         return maintenance.stats(self._parts, self._parts.namespace_name(namespace))
+
+    def cache_stats(self) -> dict[str, int]:
+        """The namespace cache's counters (hits, change-log catch-ups, loads, evictions) and
+        its bytes against its budget; lock-free, for metrics scrapes."""
+        return self._namespaces.stats()
 
     def reencode(self, *, namespace: str | None = None) -> int:
         """Re-write every fact of a namespace with this memory's models and settings (after a

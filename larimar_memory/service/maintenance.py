@@ -27,6 +27,7 @@ def stats(parts: Parts, ns_name: str) -> dict[str, Any]:
             "state_bytes": memory.nbytes() if memory else 0,
             "cached_namespaces": len(parts.namespaces),
             "cached_bytes": parts.namespaces.cached_bytes(),
+            "cache": parts.namespaces.stats(),
         }
 
 

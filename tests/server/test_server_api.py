@@ -242,6 +242,8 @@ def test_metrics_and_openapi(client: TestClient) -> None:
     assert 'route="unmatched",status="404"' in text  # raw paths never become labels
     assert "larimar_http_request_duration_seconds_bucket" in text
     assert 'le="+Inf"' in text and "larimar_http_requests_in_flight" in text
+    assert "larimar_cache_loads_total 1.0" in text  # the namespace the POST loaded
+    assert "larimar_cache_budget_bytes" in text and "larimar_cache_evictions_total" in text
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
     for path in ("/v1/namespaces/{namespace}/facts", "/v1/namespaces/{namespace}/recall",
@@ -300,3 +302,30 @@ def test_namespace_mapping() -> None:
     names = ["acme/a", "acme/b", "acmex/c", "globex/a", "plain", "acme/lang/nested", "acme/x//y"]
     assert visible_namespaces("acme", names) == ["a", "b", "lang/nested"]  # as written
     assert visible_namespaces(None, names) == names[:6]  # no tenants: every valid name
+
+
+def test_cache_mb_reaches_the_larimar_settings(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from larimar_memory.server.cli import serve
+    from larimar_memory.server.factory import build_larimar, settings_from_env
+    from larimar_memory.server.settings import SETTINGS_ENV
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)  # restored after: serve sets it
+    app = typer.Typer()
+    app.command()(serve)
+    result = CliRunner().invoke(app, ["--no-auth", "--tiny", "--cache-mb", "1.5",
+                                      "--store", str(tmp_path / "s.sqlite3")])
+    assert result.exit_code == 0, result.output
+    settings = settings_from_env()  # what each worker process builds its Larimar from
+    assert settings.cache_mb == 1.5
+    memory = build_larimar(settings)
+    try:
+        assert memory.settings.cache_bytes == int(1.5 * 1024**2)
+        assert memory.cache_stats()["budget_bytes"] == int(1.5 * 1024**2)
+    finally:
+        memory.store.close()

@@ -52,3 +52,48 @@ def test_block_bench_times_the_llamaindex_block_beside_recall(tmp_path: Path) ->
     for row in saved["sizes"]:
         assert row["block_aget"]["p50_ms"] > 0 and row["recall_k3"]["p50_ms"] > 0
     assert results["target"]["facts"] == 60 and results["turns"] == 4
+
+
+def test_namespace_bench_reports_rss_hit_rate_and_store_size(tmp_path: Path) -> None:
+    from larimar_memory.benchmarks import namespace_bench
+
+    out = tmp_path / "namespaces.json"
+    results = namespace_bench.run(out=out, backends=("sqlite",), namespaces=12, facts=3,
+                                  clients=2, duration=0.5, cache_mb=0.01, pool=6, tiny=True,
+                                  plot=False)
+    data = json.loads(out.read_text())["backends"]["sqlite"]
+    assert [r["operation"] for r in data["rows"]] == ["remember", "recall"]
+    for row in data["rows"]:
+        assert row["errors"] == {} and row["requests"] > 0, row
+        assert set(row["cache"]) == {"hits", "catch_ups", "loads", "evictions", "hit_rate"}
+        assert row["cache"]["loads"] > 0 and row["cache"]["evictions"] > 0  # budget < 1 ns
+        assert row["rss_peak_mb"] > 0 and row["cached_namespaces"] >= 1
+    assert data["store"]["facts"] >= 12 * 3 and data["store"]["bytes_per_fact"] > 0
+    assert set(data["rss_budget"]) >= {"warm_rss_mb", "peak_rss_mb", "held"}
+    assert len(results["backends"]["sqlite"]["rss_series"]) > 0
+
+
+def test_worker_bench_counts_every_fact_against_the_acknowledged(tmp_path: Path) -> None:
+    from larimar_memory.benchmarks import worker_bench
+
+    out = tmp_path / "workers.json"
+    worker_bench.run(out=out, workers=(2,), clients=(1, 2), duration=0.5, namespaces=2,
+                     tiny=True, plot=False)
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["workers"] == 2 and {r["operation"] for r in run["rows"]} == {"remember",
+                                                                             "recall"}
+    check = run["count_check"]
+    assert check["acknowledged"] == check["stored"] > 0
+    assert check["lost"] == check["doubled"] == check["unacknowledged"] == 0
+
+
+def test_count_check_names_lost_doubled_and_unacknowledged(tmp_path: Path) -> None:
+    from larimar_memory.benchmarks.worker_bench import count_check
+    from larimar_memory.testing import tiny_larimar
+
+    path = tmp_path / "s.sqlite3"
+    with tiny_larimar(path) as mem:
+        mem.remember(["fact one", "fact two"], namespace="n")
+        mem.remember("fact two", namespace="m")  # the same text in another namespace
+    assert count_check(str(path), ["n", "m"], ["fact one", "fact three"]) == {
+        "acknowledged": 2, "stored": 3, "lost": 1, "doubled": 1, "unacknowledged": 2}

@@ -18,6 +18,7 @@ from larimar_memory.errors import (
 from larimar_memory.memory import least_squares_memory
 from larimar_memory.routing import UNKNOWN_ANSWER
 from larimar_memory.scope import SentenceEmbedder
+from larimar_memory.service.cache import state_bytes
 from larimar_memory.testing import HashingEmbedder, tiny_larimar
 
 FACTS = [
@@ -284,6 +285,33 @@ def test_idle_namespaces_are_evicted_and_rebuilt(tmp_path):
             assert mem.recall(f"user {i} likes", namespace=f"user-{i}").fact.text == (
                 f"user {i} likes the number {i}"
             )
+
+
+def test_cache_counts_hits_loads_and_evictions_under_a_one_namespace_budget(tmp_path):
+    with tiny_larimar(tmp_path / "a.sqlite3") as mem:
+        mem.remember("alpha likes tea", namespace="a")
+        mem.remember("beta likes coffee", namespace="b")
+        one = mem.cache_stats()["bytes"] // 2 + 1  # about one namespace's bytes
+    with tiny_larimar(tmp_path / "a.sqlite3", cache_bytes=one) as mem:
+        for _ in range(3):
+            for name in ("a", "b"):
+                mem.recall("who likes what", namespace=name)
+        stats = mem.cache_stats()
+        assert stats["loads"] == 6 and stats["evictions"] == 5 and stats["hits"] == 0
+        mem.recall("who likes what", namespace="b")
+        assert mem.cache_stats()["hits"] == 1 and mem.stats(namespace="b")["cache"]["hits"] == 2
+        assert mem.cache_stats()["namespaces"] == 1
+        assert mem.cache_stats()["bytes"] == mem._namespaces.cached_bytes() <= one
+
+
+def test_cache_byte_total_follows_writes_and_drops(tmp_path):
+    with tiny_larimar(tmp_path / "a.sqlite3") as mem:
+        for i in range(5):
+            mem.remember([f"user {i} fact {j}" for j in range(i + 1)], namespace=f"u{i}")
+        mem.forget(mem.list(namespace="u3")[0].id, namespace="u3")
+        mem.clear(namespace="u1")
+        cache = mem._namespaces
+        assert cache.cached_bytes() == sum(state_bytes(ns) for ns in cache._cache.values())
 
 
 def test_reads_of_empty_namespaces_allocate_nothing(larimar):
