@@ -30,6 +30,9 @@ class Texts:
     other_fact: str = "My sister is called Ana."
     other_question: str = "What is my sister called?"
     unrelated: str = "Tell me a joke about cats."
+    # about the user, nothing like it stored next to other_fact (`question` shares "what is my"
+    # with it: cosine 0.4 under the hashing embedder, too close to tell)
+    unstored: str = "Where do I live these days?"
 
 
 def pytest_configure(config: pytest.Config) -> None:

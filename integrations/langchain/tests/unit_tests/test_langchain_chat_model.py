@@ -116,7 +116,7 @@ def test_a_question_about_the_user_with_nothing_stored_is_not_answered_by_invent
     with ThreadedServer(create_app(larimar, ServerSettings(auth=False))) as server:
         for memory in (larimar, LarimarClient(server.url)):
             llm = ChatLarimar(larimar=memory, max_tokens=4)
-            reply = llm.invoke(texts.question)
+            reply = llm.invoke(texts.unstored)
             meta = reply.response_metadata
             assert meta["route"] == "unknown" and meta["in_scope"] is False
             assert reply.content == UNKNOWN_ANSWER and meta["fact_id"] is None
