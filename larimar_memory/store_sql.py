@@ -51,6 +51,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -586,7 +587,7 @@ class SQLTransaction(StoreTransaction):
         if not records:
             return
         ids = [r.id for r in records]
-        taken = [i for i in dict.fromkeys(ids) if ids.count(i) > 1]
+        taken = [i for i, n in Counter(ids).items() if n > 1]  # repeats within the batch
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
             taken += [row[0] for row in q.q(
