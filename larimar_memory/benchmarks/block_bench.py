@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import RESULTS_DIR, machine, percentile, save_json
+from .common import machine, percentile, save_results
 from .service_bench import benchmark_facts
 
 TARGET_MS = 50.0
@@ -54,10 +54,8 @@ def run(out: Path | None = None, sizes: tuple[int, ...] = (1_000, 10_000), turns
                    "measured_p50_ms": largest["block_aget"]["p50_ms"],
                    "met": largest["block_aget"]["p50_ms"] <= TARGET_MS},
     }
-    out = out or RESULTS_DIR / ("block_bench_tiny.json" if tiny else "block_bench.json")
-    save_json(results, out)
-    if plot:
-        _plot(results, out.with_suffix(".png"))
+    save_results(results, out, "block_bench_tiny.json" if tiny else "block_bench.json",
+                 _plot if plot else None)
     return results
 
 

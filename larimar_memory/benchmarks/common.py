@@ -45,3 +45,14 @@ def save_json(payload: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1) + "\n")
     return path
+
+
+def save_results(results: dict[str, Any], out: Path | None, default_name: str,
+                 plot: Callable[[dict[str, Any], Path], None] | None) -> Path:
+    """A benchmark's JSON at ``out`` (default: ``default_name`` under docs/results/), and the
+    chart ``plot`` draws of it beside it (None: no chart)."""
+    out = out or RESULTS_DIR / default_name
+    save_json(results, out)
+    if plot is not None:
+        plot(results, out.with_suffix(".png"))
+    return out

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import RESULTS_DIR, machine, save_json
+from .common import machine, save_results
 from .server_bench import OPERATIONS, PG_ENVS, _facts, _Server, measured_phase, rss_bytes
 
 logger = logging.getLogger(__name__)
@@ -235,10 +235,8 @@ def run(
                 backend, store, namespaces, facts, clients, duration, cache_mb, pool, tiny,
                 torch_threads, workdir)
     results["machine"]["load_average_after"] = os.getloadavg()
-    out = out or RESULTS_DIR / ("namespace_bench_tiny.json" if tiny else "namespace_bench.json")
-    save_json(results, out)
-    if plot and results["backends"]:
-        _plot(results, out.with_suffix(".png"))
+    save_results(results, out, "namespace_bench_tiny.json" if tiny else "namespace_bench.json",
+                 _plot if plot and results["backends"] else None)
     return results
 
 

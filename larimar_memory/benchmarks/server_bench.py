@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .common import RESULTS_DIR, machine, percentile, save_json
+from .common import machine, percentile, save_results
 
 logger = logging.getLogger(__name__)
 
@@ -299,10 +299,8 @@ def run(
                 raise RuntimeError(f"{backend} benchmark failed: {exc}\n{tail}") from exc
     results["machine"]["load_average_after"] = os.getloadavg()
     results["summary"] = summary(results)
-    out = out or RESULTS_DIR / ("server_bench_tiny.json" if tiny else "server_bench.json")
-    save_json(results, out)
-    if plot and results["backends"]:
-        _plot(results, out.with_suffix(".png"))
+    save_results(results, out, "server_bench_tiny.json" if tiny else "server_bench.json",
+                 _plot if plot and results["backends"] else None)
     return results
 
 

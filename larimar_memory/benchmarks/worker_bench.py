@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .common import RESULTS_DIR, machine, save_json
+from .common import machine, save_results
 from .server_bench import OPERATIONS, PG_ENVS, _facts, _Server, measured_phase
 
 logger = logging.getLogger(__name__)
@@ -109,10 +109,8 @@ def run(
             results["runs"].append(_bench_workers(w, store, clients, duration, namespaces,
                                                   tiny, torch_threads, workdir))
     results["machine"]["load_average_after"] = os.getloadavg()
-    out = out or RESULTS_DIR / ("worker_bench_tiny.json" if tiny else "worker_bench.json")
-    save_json(results, out)
-    if plot and results["runs"]:
-        _plot(results, out.with_suffix(".png"))
+    save_results(results, out, "worker_bench_tiny.json" if tiny else "worker_bench.json",
+                 _plot if plot and results["runs"] else None)
     return results
 
 
