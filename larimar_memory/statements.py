@@ -248,9 +248,11 @@ _SLOT_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(?P<name>[A-Z][\w'-]+)\s+(?:has\s+)?(?:just\s+)?moved\s+to\b"),
      "{name} residence"),
 ]
-# "<subject> is (now) on/at <time>", "<subject> (has been|was|got) moved/rescheduled to <time>"
+# "<subject> is (now) on/at/due on <time>", "<subject> (has been|was|got) moved/rescheduled to
+# <time>"
 _WHEN_RULES = [
-    re.compile(_SUBJECT + r"\s+(?:is|was)\s+(?:now\s+)?(?:on|at|scheduled for|set for)\s+\S", re.I),
+    re.compile(_SUBJECT + r"\s+(?:is|was|are|were)\s+(?:now\s+)?"
+               r"(?:due\s+(?:on|by|in)|on|at|scheduled for|set for)\s+\S", re.I),
     re.compile(_SUBJECT + r"\s+(?:has\s+been|had\s+been|was|got|has|is)?\s*"
                r"(?:moved|rescheduled|pushed|postponed|brought forward|changed)\s+(?:back\s+)?"
                r"(?:to|until)\s+\S", re.I),

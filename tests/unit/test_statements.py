@@ -47,6 +47,9 @@ def test_clauses(sentence, expected):
         ("My car is serviced at Garage de Vries.", None),  # which garage, not which car
         ("We're reading The Remains of the Day at the moment.", "my book"),
         ("My sister is a nurse.", None),
+        ("My thesis is due on September 30.", "my thesis when"),  # not "my thesis" (its topic)
+        ("My thesis is about topological insulators.", None),
+        ("The rent is due by the 1st of each month.", "my rent when"),
     ],
 )
 def test_fact_slot_after_openings_and_for_named_values(sentence, slot):
@@ -63,6 +66,9 @@ def test_fact_slot_after_openings_and_for_named_values(sentence, slot):
         ("The appointment is on Thursday at 10am.",
          "Sorry, the dentist moved me: the appointment is on Thursday at 10am.",
          "appointment when"),
+        ("My thesis is now due on October 14.",
+         "Good news: the deadline was extended, my thesis is now due on October 14.",
+         "thesis when"),
         ("The rate is 3.9 percent.", None, None),  # no word says it changed
         ("I have a dog.", None, None),
     ],
