@@ -39,6 +39,7 @@ from . import __version__
 from .contract import MAX_K
 from .errors import LarimarError
 from .protocol import MemoryBackend
+from .scoping import given_ids
 from .types import Fact, RecallResult, RememberResult
 
 __all__ = ["FACT_URI", "NAMESPACES_URI", "create_mcp_server", "fact_uri"]
@@ -92,11 +93,6 @@ class _LarimarMCP(MCPServer):
         )]
 
 
-def _scope(**given: str | None) -> dict[str, str]:
-    """The scope ids a tool call gave (a memory bound to a scope takes none it lacks)."""
-    return {name: value for name, value in given.items() if value is not None}
-
-
 async def _call(fn: Any, *args: Any, error: type[Exception] = ToolError, **kwargs: Any) -> Any:
     """A blocking memory call in a worker thread; a library error becomes ``error`` (an MCP
     tool or resource error naming the problem), so a bad call never crashes the server."""
@@ -132,7 +128,7 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
         ('written', 'replaced' or 'duplicate') with its id."""
         return await _call(memory.remember, text, key=key, metadata=metadata,
                            namespace=ns(namespace),
-                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
+                           **given_ids(dict(user_id=user_id, agent_id=agent_id, run_id=run_id)))
 
     @server.tool()
     async def recall(
@@ -145,7 +141,7 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
         """The k stored facts that best match the query, best first, each with its score and
         the text read back from the memory; `scope.in_scope` says whether memory covers it."""
         return await _call(memory.recall, query, k=k, filter=filter, namespace=ns(namespace),
-                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
+                           **given_ids(dict(user_id=user_id, agent_id=agent_id, run_id=run_id)))
 
     @server.tool()
     async def forget(
@@ -156,7 +152,7 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
     ) -> builtins.list[Fact]:
         """Forget a fact exactly: its memory update is undone and its text deleted."""
         return await _call(memory.forget, fact, namespace=ns(namespace),
-                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
+                           **given_ids(dict(user_id=user_id, agent_id=agent_id, run_id=run_id)))
 
     @server.tool(name="list")
     async def list_facts(
@@ -169,7 +165,7 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
         """Stored facts, oldest first."""
         return await _call(memory.list, namespace=ns(namespace), filter=filter, limit=limit,
                            offset=offset,
-                           **_scope(user_id=user_id, agent_id=agent_id, run_id=run_id))
+                           **given_ids(dict(user_id=user_id, agent_id=agent_id, run_id=run_id)))
 
     @server.resource(FACT_URI, mime_type="application/json")
     async def fact(namespace: str, fact_id: str) -> str:

@@ -40,6 +40,13 @@ def check_scope(user_id: Any = None, agent_id: Any = None, run_id: Any = None) -
     return scope_of({"user_id": user_id, "agent_id": agent_id, "run_id": run_id})
 
 
+def given_ids(source: Any) -> dict[str, Any]:
+    """The scope ids a call gave, unchecked: the `SCOPE_FIELDS` that are not None, of a mapping
+    (keyword arguments) or of an object with those attributes (a request body)."""
+    get = source.get if isinstance(source, Mapping) else (lambda n: getattr(source, n, None))
+    return {name: get(name) for name in SCOPE_FIELDS if get(name) is not None}
+
+
 def scope_of(given: Mapping[str, Any]) -> dict[str, str]:
     """`check_scope` of keyword arguments collected as a mapping (a name that is not a scope
     field is an `ArgumentError`)."""

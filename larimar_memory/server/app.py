@@ -127,12 +127,6 @@ FactId = Annotated[str, Depends(_fact_id)]
 ScopeId = Annotated[str | None, Query(description="mem0's scoping: only facts stored with this id")]
 
 
-def _scope(body: Any) -> dict[str, str]:
-    """The scope ids a request body gives (checked by the body's contract)."""
-    return {name: getattr(body, name) for name in scoping.SCOPE_FIELDS
-            if getattr(body, name) is not None}
-
-
 class _State:
     """What the routes share: the memory, the thread limiter and the metrics."""
 
@@ -396,7 +390,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                 extra_keys=body.extra_keys,
                 messages=[m.model_dump(exclude_none=True) for m in body.messages],
                 namespace=core_namespace(tenant, namespace), metadata=body.metadata,
-                request_id=body.request_id or idempotency_key, **_scope(body),
+                request_id=body.request_id or idempotency_key, **scoping.given_ids(body),
             )
             return result.model_copy(update={
                 "forgotten": [public(f, namespace) for f in result.forgotten],
@@ -405,7 +399,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         arguments = {"key": body.key, "namespace": core_namespace(tenant, namespace),
                      "metadata": body.metadata,
                      "request_id": body.request_id or idempotency_key, "ids": body.ids,
-                     "extra_keys": body.extra_keys, **_scope(body)}
+                     "extra_keys": body.extra_keys, **scoping.given_ids(body)}
         batcher = state.remember_batcher
         if batcher is not None:  # concurrent callers share one embedder pass and transaction
             from ..service import RememberCall
@@ -499,7 +493,8 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
     async def forget(namespace: Namespace, body: ForgetRequest, tenant: Tenant
                      ) -> ForgetResponse:
         """Forget by id or by exact text (every fact with that text)."""
-        return await _forget(namespace, body.fact, tenant, filter=body.filter, **_scope(body))
+        return await _forget(namespace, body.fact, tenant, filter=body.filter,
+                             **scoping.given_ids(body))
 
     @router.post(NS + "/forget-matching", response_model=ForgetResult,
                  dependencies=JSON, responses=_WRITE_ERRORS)
@@ -510,7 +505,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         result = await state.call(
             state.memory.forget_matching, body.description,
             namespace=core_namespace(tenant, namespace), threshold=body.threshold,
-            margin=body.margin, filter=body.filter, **_scope(body),
+            margin=body.margin, filter=body.filter, **scoping.given_ids(body),
         )
         return public_forget(result, namespace)
 
@@ -522,7 +517,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         result = await state.call(
             state.memory.forget_about, body.description,
             namespace=core_namespace(tenant, namespace), threshold=body.threshold,
-            limit=body.limit, filter=body.filter, **_scope(body),
+            limit=body.limit, filter=body.filter, **scoping.given_ids(body),
         )
         return public_forget(result, namespace)
 
@@ -531,7 +526,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
                      ) -> RecallResult:
         """Up to k facts the query addresses, best first, each read back from the memory."""
         arguments = {"k": body.k, "namespace": core_namespace(tenant, namespace),
-                     "decode": body.decode, "filter": body.filter, **_scope(body)}
+                     "decode": body.decode, "filter": body.filter, **scoping.given_ids(body)}
         batcher = state.recall_batcher
         if batcher is not None:  # concurrent callers share one embedder and one reading pass
             from ..service import RecallCall
@@ -550,7 +545,7 @@ def _memory_router(state: _State, Tenant: Any) -> APIRouter:
         result = await state.call(
             state.memory.ask, body.question, k=body.k,
             namespace=core_namespace(tenant, namespace), max_new_tokens=body.max_new_tokens,
-            filter=body.filter, **_scope(body),
+            filter=body.filter, **scoping.given_ids(body),
         )
         return result.model_copy(update={
             "fact": public_opt(result.fact, namespace),

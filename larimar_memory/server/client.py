@@ -41,7 +41,7 @@ from .. import contract
 from ..errors import ArgumentError, LarimarError, TextInputError
 from ..names import check_namespace
 from ..protocol import Filter, Metadata, update_arguments
-from ..scoping import Scope, scope_of
+from ..scoping import Scope, given_ids, scope_of
 from ..types import (
     AskResult,
     ConversationResult,
@@ -342,7 +342,7 @@ class _Api:
 
     def _scope(self, scope: Scope | None) -> dict[str, str]:
         """The scope ids to send (checked here unless the server is to check them)."""
-        given = {k: v for k, v in (scope or {}).items() if v is not None}
+        given = given_ids(scope or {})
         return scope_of(given) if self.check else given  # type: ignore[return-value]
 
     def export(self, *, namespace: str | None = None) -> _Call[ExportResponse]:
