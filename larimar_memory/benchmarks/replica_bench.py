@@ -3,7 +3,8 @@
 On a namespace of ``facts`` facts (10,000 by default): write p50 on a lone replica against two
 replicas alternating writes (each write's replica is behind by the other's last write, so it
 catches up by the change log first); recall p50 on a lone replica against a recall right after
-the other replica's write; the first recall of a fresh instance (a restart: a bulk load of the
+the other replica's write (interleaved: each round times all four once, so a change of load
+moves both sides of a ratio); the first recall of a fresh instance (a restart: a bulk load of the
 namespace, whose cost grows with its size: the slope is measured at two sizes); and bytes per
 fact: in process beyond the keys, and in the store beyond text and keys.
 """
@@ -99,14 +100,14 @@ def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool 
             probes = base[:: max(1, facts // ops)][:ops]
             a.recall(probes[0], k=5)
             b.recall(probes[0], k=5)
-            lone_write = [_timed(lambda: a.remember(next(extra))) for _ in range(ops)]
-            b.recall(probes[0], k=5)  # b catches up before the alternating phase
-            lone_recall = [_timed(lambda q=q: a.recall(q, k=5)) for q in probes]
-            alternating, after_foreign = [], []
-            for i in range(ops):
-                writer, reader = (a, b) if i % 2 == 0 else (b, a)
-                alternating.append(_timed(lambda w=writer: w.remember(next(extra))))
-                after_foreign.append(_timed(lambda r=reader, q=probes[i]: r.recall(q, k=5)))
+            lone_write, lone_recall, alternating, after_foreign = [], [], [], []
+            for q in probes:  # one round gives each figure a sample, under the same load
+                lone_write.append(_timed(lambda: a.remember(next(extra))))  # a is current
+                lone_recall.append(_timed(lambda q=q: a.recall(q, k=5)))
+                # b is behind by a's write: it catches up by the change log, then writes
+                alternating.append(_timed(lambda: b.remember(next(extra))))
+                # a is behind by b's write, and current again after this recall
+                after_foreign.append(_timed(lambda q=q: a.recall(q, k=5)))
             sizes = _bytes(a, path)
             cold = [_cold_first_recall(make, path, probes[i]) for i in range(3)]
         finally:
