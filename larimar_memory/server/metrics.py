@@ -97,6 +97,7 @@ class CacheCollector(Collector):
         "namespaces": "Namespace memories cached in this process.",
         "bytes": "Estimated bytes of the cached namespace memories.",
         "budget_bytes": "The cache's budget (LarimarSettings.cache_bytes).",
+        "over_budget_bytes": "Bytes over the budget: the namespace in use is larger than it.",
     }
 
     def __init__(self, source: Callable[[], dict[str, int]]) -> None:

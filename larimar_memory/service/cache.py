@@ -293,9 +293,13 @@ class NamespaceCache:
         return self._cache.total
 
     def stats(self) -> dict[str, int]:
-        """The counters, and the cache's size against its budget."""
+        """The counters, and the cache's size against its budget. ``over_budget_bytes`` is
+        non-zero only while the one namespace in use is larger than the whole budget: it is
+        kept (the call works), everything else is evicted, and the overrun is reported."""
+        budget = self.settings.cache_bytes
         return {**asdict(self.counters), "namespaces": len(self._cache),
-                "bytes": self._cache.total, "budget_bytes": self.settings.cache_bytes}
+                "bytes": self._cache.total, "budget_bytes": budget,
+                "over_budget_bytes": max(0, self._cache.total - budget)}
 
     def _catch_up(self, ns_name: str, ns: NamespaceState, log: ChangeLog) -> bool:
         """Apply the changes after ``ns.version``; False (``ns`` dropped) when only a rebuild

@@ -243,7 +243,8 @@ def test_metrics_and_openapi(client: TestClient) -> None:
     assert "larimar_http_request_duration_seconds_bucket" in text
     assert 'le="+Inf"' in text and "larimar_http_requests_in_flight" in text
     assert "larimar_cache_loads_total 1.0" in text  # the namespace the POST loaded
-    assert "larimar_cache_budget_bytes" in text and "larimar_cache_evictions_total" in text
+    assert "larimar_cache_budget_bytes" in text and "larimar_cache_over_budget_bytes" in text
+    assert "larimar_cache_evictions_total" in text
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
     for path in ("/v1/namespaces/{namespace}/facts", "/v1/namespaces/{namespace}/recall",

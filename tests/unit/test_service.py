@@ -304,6 +304,20 @@ def test_cache_counts_hits_loads_and_evictions_under_a_one_namespace_budget(tmp_
         assert mem.cache_stats()["bytes"] == mem._namespaces.cached_bytes() <= one
 
 
+def test_a_namespace_larger_than_the_budget_works_and_reports_the_overrun(tmp_path):
+    with tiny_larimar(tmp_path / "a.sqlite3", cache_bytes=1) as mem:
+        mem.remember("gamma likes cocoa", namespace="g")
+        mem.remember(["delta likes juice", "delta likes milk"], namespace="d")
+        assert mem.recall("who likes juice", namespace="d").fact.text == "delta likes juice"
+        stats = mem.cache_stats()
+        assert stats["namespaces"] == 1 and stats["evictions"] >= 1
+        assert stats["over_budget_bytes"] == stats["bytes"] - 1 > 0
+        assert mem.recall("who likes cocoa", namespace="g").fact.text == "gamma likes cocoa"
+    with tiny_larimar(tmp_path / "a.sqlite3") as mem:  # the default budget holds both
+        mem.recall("who likes cocoa", namespace="g")
+        assert mem.cache_stats()["over_budget_bytes"] == 0
+
+
 def test_cache_byte_total_follows_writes_and_drops(tmp_path):
     with tiny_larimar(tmp_path / "a.sqlite3") as mem:
         for i in range(5):
