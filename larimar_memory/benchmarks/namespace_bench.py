@@ -148,10 +148,14 @@ def _bench_backend(
         seeded_bytes = store_bytes(store, workdir) - bytes_before
         logger.info("%s: seeded %d namespaces x %d facts in %.0f s (%.0f MB)", backend,
                     namespaces, facts, seconds, seeded_bytes / 2**20)
-        # warm-up on a few namespaces: the first calls pay for lazy initialisation
-        measured_phase(server, backend, "recall", 1, 2.0, names[:4], texts, queries)
+        # warm-up on a few namespaces, every operation at the measured concurrency: the first
+        # calls pay for lazy initialisation, and each request thread for its own connection,
+        # allocator arena and buffers, which are the server's, not the cache's
+        ready = {"rss_mb_idle": (rss_bytes(server.proc.pid) or 0) / 2**20}
+        for op in OPERATIONS:
+            measured_phase(server, backend, op, clients, 3.0, names[:clients], texts, queries)
         sampler.take()
-        ready = {"rss_mb": (rss_bytes(server.proc.pid) or 0) / 2**20}
+        ready["rss_mb"] = (rss_bytes(server.proc.pid) or 0) / 2**20
 
         def scrape() -> dict[str, float]:
             return cache_counters(httpx.get(f"{server.url}/metrics", timeout=30).text)
