@@ -374,6 +374,7 @@ def bench_replicas(
     facts: int = typer.Option(10000, help="Facts in the shared namespace."),
     ops: int = typer.Option(20, help="Writes and recalls timed per mode."),
     tiny: bool = typer.Option(False, help="Tiny random model (for a smoke run)."),
+    backend: str = typer.Option("sqlite", help="sqlite, or postgres ($LARIMAR_BENCH_PG_DSN)."),
     threads: int = ThreadsOption,
 ) -> None:
     """Two replicas on one store: lone vs alternating writes, recall after a foreign write,
@@ -381,7 +382,17 @@ def bench_replicas(
     _set_threads(threads)
     from .benchmarks import replica_bench
 
-    results = replica_bench.run(out=out, facts=facts, ops=ops, tiny=tiny)
+    pg_dsn = None
+    if backend == "postgres":
+        from .benchmarks.server_bench import PG_ENVS
+
+        pg_dsn = next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
+        if not pg_dsn:
+            raise typer.BadParameter("--backend postgres needs $LARIMAR_BENCH_PG_DSN (a "
+                                     "throwaway database: each run makes and drops a schema)")
+    elif backend != "sqlite":
+        raise typer.BadParameter(f"unknown backend {backend!r}; choose sqlite or postgres")
+    results = replica_bench.run(out=out, facts=facts, ops=ops, tiny=tiny, pg_dsn=pg_dsn)
     console.print(json.dumps({k: results[k] for k in ("latency", "grows_with_namespace",
                                                       "bytes", "targets_met")}, indent=1))
 

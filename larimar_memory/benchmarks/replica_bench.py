@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from ..packed import pack
+from ..store import MemoryStore
+from ..store_url import open_store
 from .common import RESULTS_DIR, machine, percentile, save_json
 from .service_bench import benchmark_facts
 
@@ -44,22 +47,74 @@ def _fill(mem: Any, texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def _cold_first_recall(make: Any, path: Path, query: str) -> float:
-    fresh = make(path)
+class _SQLiteFile:
+    """Where the replicas keep their namespace: one SQLite file (and its WAL)."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self) -> MemoryStore:
+        return open_store(str(self.path))
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+
+
+class _PostgresSchema:
+    """Where the replicas keep their namespace: a fresh schema of a PostgreSQL database
+    (dropped afterwards); its size is its tables' with their indexes and TOAST."""
+
+    backend = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn, self.schema = dsn, f"bench_replicas_{uuid.uuid4().hex[:12]}"
+
+    def open(self) -> MemoryStore:
+        from ..store_postgres import PostgresStore
+
+        return PostgresStore(self.dsn, schema=self.schema)
+
+    def size(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r'", (self.schema,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+
+def _cold_first_recall(make: Any, place: Any, query: str) -> float:
+    fresh = make(place)
     try:
         return _timed(lambda: fresh.recall(query, k=5))
     finally:
-        fresh.close()
+        _close(fresh)
 
 
-def _bytes(mem: Any, path: Path) -> dict[str, float]:
+def _close(mem: Any) -> None:
+    """A replica and the store connection it was handed."""
+    mem.close()
+    mem.store.close()
+
+
+def _bytes(mem: Any, place: Any) -> dict[str, float]:
     ns = mem._namespaces.synced(mem.namespace)
     facts = len(ns.facts)
     keys = sum(index.nbytes() for index in ns.memory.key_indices)
     records = mem.store.list_facts(mem.namespace)
     text_and_keys = sum(len(r.text.encode()) + len(r.key_text.encode()) * (r.key_text != r.text)
                         + r.key.nbytes + r.extra_keys.nbytes for r in records)
-    store_files = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    store_files = place.size()
     return {
         "facts": facts,
         "in_process_state_bytes": ns.memory.nbytes(),
@@ -72,7 +127,8 @@ def _bytes(mem: Any, path: Path) -> dict[str, float]:
 
 
 def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool = False,
-        plot: bool = True) -> dict[str, Any]:
+        plot: bool = True, pg_dsn: str | None = None) -> dict[str, Any]:
+    """On a SQLite file, or with ``pg_dsn`` on fresh schemas of that PostgreSQL database."""
     from ..scope import SentenceEmbedder
     from ..service import Larimar
 
@@ -87,14 +143,18 @@ def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool 
         model = LarimarModel.from_pretrained("larimar-smol").eval().requires_grad_(False)
         embedder = SentenceEmbedder()
 
-    def make(path: Path) -> Any:
-        return Larimar(model, store=str(path), embedder=embedder, namespace="bench")
+    def make(place: Any) -> Any:
+        return Larimar(model, store=place.open(), embedder=embedder, namespace="bench")
 
     texts = benchmark_facts(facts + 4 * ops + 10)
     base, extra = texts[:facts], iter(texts[facts:])
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "replicas.sqlite3"
-        a, b = make(path), make(path)
+        def place_for(name: str) -> Any:
+            return (_PostgresSchema(pg_dsn) if pg_dsn
+                    else _SQLiteFile(Path(tmp) / f"{name}.sqlite3"))
+
+        shared, half_path = place_for("replicas"), place_for("half")
+        a, b = make(shared), make(shared)
         try:
             fill_seconds = _fill(a, base)
             probes = base[:: max(1, facts // ops)][:ops]
@@ -108,18 +168,19 @@ def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool 
                 alternating.append(_timed(lambda: b.remember(next(extra))))
                 # a is behind by b's write, and current again after this recall
                 after_foreign.append(_timed(lambda q=q: a.recall(q, k=5)))
-            sizes = _bytes(a, path)
-            cold = [_cold_first_recall(make, path, probes[i]) for i in range(3)]
+            sizes = _bytes(a, shared)
+            cold = [_cold_first_recall(make, shared, probes[i]) for i in range(3)]
+            half = make(half_path)
+            try:
+                _fill(half, base[: facts // 2])
+            finally:
+                _close(half)
+            cold_half = [_cold_first_recall(make, half_path, probes[i]) for i in range(3)]
         finally:
-            a.close()
-            b.close()
-        half = make(Path(tmp) / "half.sqlite3")
-        try:
-            _fill(half, base[: facts // 2])
-        finally:
-            half.close()
-        cold_half = [_cold_first_recall(make, Path(tmp) / "half.sqlite3", probes[i])
-                     for i in range(3)]
+            _close(a)
+            _close(b)
+            for place in (shared, half_path):
+                getattr(place, "drop", lambda: None)()
     rows = {
         "lone_write_p50_ms": _p50_ms(lone_write),
         "alternating_write_p50_ms": _p50_ms(alternating),
@@ -137,7 +198,8 @@ def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool 
     results = {
         "benchmark": "replicas",
         "machine": {**machine(), "load_average": os.getloadavg()},
-        "facts": facts, "ops": ops, "tiny": tiny, "latent_width": model.latent_width,
+        "store": shared.backend, "facts": facts, "ops": ops, "tiny": tiny,
+        "latent_width": model.latent_width,
         "fill_seconds": fill_seconds,
         "latency": rows,
         "grows_with_namespace": {
@@ -161,7 +223,8 @@ def run(out: Path | None = None, facts: int = 10_000, ops: int = 20, tiny: bool 
             <= TARGETS["store_bytes_per_fact"],
         },
     }
-    out = out or RESULTS_DIR / ("replica_bench_tiny.json" if tiny else "replica_bench.json")
+    name = "replica_bench" + ("_postgres" if pg_dsn else "") + ("_tiny" if tiny else "")
+    out = out or RESULTS_DIR / f"{name}.json"
     save_json(results, out)
     if plot:
         _plot(results, out.with_suffix(".png"))
