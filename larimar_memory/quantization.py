@@ -33,6 +33,7 @@ import contextlib
 import copy
 import inspect
 import logging
+import types
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -132,7 +133,7 @@ def serving_model(model: LarimarModel, weights: DecoderWeights) -> LarimarModel:
         logger.warning("decoder_weights=%r needs fbgemm on a CPU (this model is on %s); "
                        "decoding with the model as loaded", weights, model.device)
         return model
-    lm = _share(model.decoder.lm, {})
+    lm = _share(model.decoder.lm)
     head = lm.get_output_embeddings()
     targets = [(parent, name, f"{prefix}.{name}".removesuffix(".base_layer"))
                for prefix, parent in lm.named_modules()
@@ -169,15 +170,29 @@ def _share_shallow(module: nn.Module) -> nn.Module:
     return clone
 
 
-def _share(module: nn.Module, memo: dict[int, nn.Module]) -> nn.Module:
+def _share(module: nn.Module) -> nn.Module:
     """A copy of the module tree: new module objects (so children can be swapped in the copy
-    alone), the same parameter and buffer tensors."""
-    if id(module) in memo:
-        return memo[id(module)]
-    clone = copy.copy(module)
-    memo[id(module)] = clone
-    clone._parameters = dict(module._parameters)  # type: ignore[assignment]
-    clone._buffers = dict(module._buffers)  # type: ignore[assignment]
-    clone._modules = {name: None if child is None else _share(child, memo)  # type: ignore[assignment]
-                      for name, child in module._modules.items()}
-    return clone
+    alone), the same parameter and buffer tensors. Attributes outside the tree that point into
+    it (peft keeps the wrapped model's bound ``prepare_inputs_for_generation``) are pointed at
+    the copy, so the copy holds no reference to the original's modules: once the original is
+    dropped, the float32 weights the copy replaced are freed."""
+    memo: dict[int, nn.Module] = {}
+
+    def clone(original: nn.Module) -> nn.Module:
+        if id(original) not in memo:
+            new = memo[id(original)] = copy.copy(original)
+            new._parameters = dict(original._parameters)  # type: ignore[assignment]
+            new._buffers = dict(original._buffers)  # type: ignore[assignment]
+            new._modules = {name: None if child is None else clone(child)  # type: ignore[assignment]
+                            for name, child in original._modules.items()}
+        return memo[id(original)]
+
+    root = clone(module)
+    for new in list(memo.values()):
+        for name, value in list(vars(new).items()):
+            if isinstance(value, nn.Module) and id(value) in memo:
+                object.__setattr__(new, name, memo[id(value)])
+            elif inspect.ismethod(value) and id(value.__self__) in memo:
+                object.__setattr__(new, name, types.MethodType(value.__func__,
+                                                               memo[id(value.__self__)]))
+    return root

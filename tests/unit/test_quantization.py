@@ -3,7 +3,9 @@ default, off when asked, the model passed in never changed, LoRA on and off both
 
 from __future__ import annotations
 
+import gc
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -166,3 +168,17 @@ def test_the_server_setting_reaches_the_larimar(tmp_path, weights, layers) -> No
         assert quantized_layers(memory.model.decoder.lm) == layers
     finally:
         memory.store.close()
+
+
+def test_the_copy_frees_the_weights_it_replaced() -> None:
+    """Nothing in the copy points back into the original's modules (peft keeps a bound method
+    of the wrapped model), so dropping the original frees the replaced float32 weights."""
+    model = _lora_model()
+    base = model.decoder.lm.get_base_model()
+    replaced = weakref.ref(base.model.layers[0].mlp.down_proj.base_layer.weight)
+    head = weakref.ref(base.lm_head)
+    served = serving_model(model, "int8")
+    del model, base
+    gc.collect()
+    assert replaced() is None and head() is None
+    assert isinstance(served.decode(None, prompts=["Hello"], max_new_tokens=2)[0], str)
