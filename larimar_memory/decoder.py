@@ -264,6 +264,9 @@ class LatentDecoder(nn.Module):
         self.start_token_id = _start_token_id(tokenizer)
         self.stop_token_ids = _stop_token_ids(tokenizer, lm)
         self.pad_token_id = _pad_token_id(tokenizer)
+        #: extra keyword arguments of every LM call in ``generate``: a serving copy
+        #: (`larimar_memory.quantization.serving_model`) asks for the last position's logits only
+        self.step_kwargs: dict[str, object] = {}
 
     def _device(self) -> torch.device:
         return self.lm.get_input_embeddings().weight.device
@@ -397,6 +400,7 @@ class LatentDecoder(nn.Module):
                     attention_mask=full_mask,
                     position_ids=positions,
                     use_cache=True,
+                    **self.step_kwargs,
                     **{CACHE_ARG: cache},
                 )
                 cache = getattr(out, CACHE_ARG)

@@ -332,6 +332,7 @@ class LarimarModel(nn.Module):
         """Write ``CONFIG_FILE`` and ``WEIGHTS_FILE`` (the trained parts only) into a folder."""
         from safetensors.torch import save_file
 
+        self._check_full_precision("saved")
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {n: p.detach().cpu().contiguous() for n, p in self._saved_parameters().items()}
@@ -470,6 +471,7 @@ class LarimarModel(nn.Module):
     def train_mode(self) -> LarimarModel:
         """``train()``, but frozen backbones stay in eval mode (they load that way): dropout in a
         frozen part only blurs the signal the trained parts learn from."""
+        self._check_full_precision("trained")
         self.train()
         backbone = getattr(self.codec, "backbone", None)
         if backbone is not None and not self.config.train_encoder:
@@ -557,6 +559,17 @@ class LarimarModel(nn.Module):
         return losses
 
     # -- persistence -----------------------------------------------------------------------------
+
+    def _check_full_precision(self, what: str) -> None:
+        """A serving copy (`larimar_memory.quantization.serving_model`) holds packed weights
+        that neither train nor save: refuse it by name rather than fail deep inside."""
+        from .quantization import quantized_layers
+
+        if quantized_layers(self.decoder.lm):
+            raise ValueError(
+                f"this model is a serving copy with quantized decoder weights and cannot be "
+                f"{what}; use the model it was made from (Larimar(model) leaves that one "
+                "unchanged), or build the Larimar with decoder_weights='float32'")
 
     def _full_backbones(self) -> set[str]:
         """Backbones saved whole: trained by the config, or held whole by the loaded checkpoint."""

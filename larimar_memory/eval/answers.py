@@ -68,6 +68,8 @@ class AnswerOptions(BaseModel):
                                           "system's default (ask, chat: settings.ask_k; the "
                                           "query engine: its k=3)")
     max_new_tokens: int | None = Field(None, ge=1, le=1024)
+    decoder_weights: Literal["int8", "float16", "float32"] | None = Field(
+        None, description="LarimarSettings.decoder_weights; None: its default")
     tiny: bool = Field(False, description="the tiny random model (smoke tests)")
     threads: int = Field(1, ge=1)
 
@@ -224,15 +226,17 @@ def open_memory(options: AnswerOptions) -> Iterator[Any]:
     from ..service import Larimar, LarimarSettings
 
     update = {key: value for key, value in (("max_new_tokens", options.max_new_tokens),
-                                            ("ask_k", options.ask_k)) if value is not None}
+                                            ("ask_k", options.ask_k),
+                                            ("decoder_weights", options.decoder_weights))
+              if value is not None}
     with tempfile.TemporaryDirectory(prefix="larimar-answers-") as tmp:
         store = Path(tmp) / "facts.sqlite3"
         if options.tiny:
             from ..testing import tiny_larimar
 
             memory = tiny_larimar(store, model_overrides={
-                "latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47})
-            memory.settings = memory.settings.model_copy(update=update)
+                "latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47},
+                **update)
         else:
             memory = Larimar(store=store, settings=LarimarSettings(**update))
         try:
@@ -256,7 +260,8 @@ def run_answers(options: AnswerOptions, progress: Callable[[], None] | None = No
         if not options.skip_locomo:
             answers += run_locomo_questions(memory, systems, options, progress)
         settings = {"ask_k": memory.settings.ask_k, "max_new_tokens":
-                    memory.settings.max_new_tokens, "scope_threshold": memory.scope_threshold}
+                    memory.settings.max_new_tokens, "scope_threshold": memory.scope_threshold,
+                    "decoder_weights": memory.settings.decoder_weights}
     return {
         "experiment": "answers",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -39,6 +39,9 @@ def answers_command(
                               help="Facts read per answer for every system (default: each "
                                    "system's own)."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, max=1024),
+    decoder_weights: str = typer.Option(None, "--decoder-weights",
+                                        help="int8, float16 or float32 (default: "
+                                             "LarimarSettings' own, int8)."),
     tiny: bool = typer.Option(False, "--tiny", help="Tiny random model (smoke test)."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     out: Path = typer.Option(RESULTS_DIR, "--out", help="Output folder."),
@@ -63,7 +66,7 @@ def answers_command(
             dialogue_data=dialogue_data or None, skip_dialogues=skip_dialogues, locomo=locomo,
             locomo_questions=locomo_questions, skip_locomo=skip_locomo,
             without_memory=without_memory, ask_k=ask_k, max_new_tokens=max_new_tokens,
-            tiny=tiny, threads=threads)
+            decoder_weights=decoder_weights, tiny=tiny, threads=threads)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
     from rich.progress import Progress

@@ -51,6 +51,10 @@ def serve(
     torch_threads: int | None = typer.Option(
         None, min=1, help="torch threads per process (default: torch's choice)."
     ),
+    decoder_weights: str | None = typer.Option(
+        None, help="Decoder linear weights for decoding: int8 (the default on a CPU), "
+        "float16, or float32 (the model as loaded)."
+    ),
     batch_window_ms: float = typer.Option(
         0.0, min=0, help="Concurrent remembers (recalls) arriving while a batch runs, or within "
         "this many ms, share one embedder pass and one transaction per namespace (one reading "
@@ -67,10 +71,13 @@ def serve(
     from .auth import ApiKeyConfigError, resolve_keys
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if decoder_weights not in (None, "int8", "float16", "float32"):
+        raise typer.BadParameter("int8, float16 or float32", param_hint="--decoder-weights")
     settings = ServerSettings(
         auth=not no_auth, api_keys_file=api_keys_file, store=store, tiny=tiny,
         max_body_bytes=max_body_bytes, max_concurrency=max_concurrency,
         torch_threads=torch_threads, device=device, cache_mb=cache_mb,
+        decoder_weights=decoder_weights,  # type: ignore[arg-type]  # checked above
         batch_window_ms=batch_window_ms,
         micro_batching=not no_batching,
     )

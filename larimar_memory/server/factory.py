@@ -21,8 +21,10 @@ def build_larimar(settings: ServerSettings) -> Larimar:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    overrides = {} if settings.cache_mb is None else {
+    overrides: dict[str, object] = {} if settings.cache_mb is None else {
         "cache_bytes": int(settings.cache_mb * 1024**2)}
+    if settings.decoder_weights is not None:
+        overrides["decoder_weights"] = settings.decoder_weights
     store = open_store(settings.store)
     try:
         if settings.tiny:

@@ -9,6 +9,7 @@ through an environment variable) never writes a key.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,10 @@ class ServerSettings(BaseModel):
     )
     device: str | None = Field(
         None, description="torch device for the model (e.g. 'cuda', 'cuda:1'); None = CPU"
+    )
+    decoder_weights: Literal["int8", "float16", "float32"] | None = Field(
+        None, description="how the decoder's linear weights are stored for decoding "
+        "(`LarimarSettings.decoder_weights`); None: its default, int8 on a CPU"
     )
     torch_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads; None leaves torch's default"

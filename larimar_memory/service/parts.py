@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import contract
 from ..names import check_namespace
+from ..quantization import serving_model
 from ..relevance import Calibration, Ranker
 from ..scope import SentenceEmbedder
 from ..scoping import check_scope, scoped_filter
@@ -60,8 +61,9 @@ class Parts:
         if model is None or isinstance(model, (str, Path)):
             model_name = str(model or "larimar-smol")
             model = LarimarModel.from_pretrained(model or "larimar-smol", device=device)
-        # Serving never trains: no autograd bookkeeping.
-        model = model.eval().requires_grad_(False)
+        # Serving never trains: no autograd bookkeeping. It decodes with its own copy of the
+        # model, its decoder's weights as the settings say (the model given is left as it is).
+        model = serving_model(model.eval().requires_grad_(False), settings.decoder_weights)
         embedder = embedder or SentenceEmbedder()
         opened = open_store(store)
         return cls(settings=settings, model=model, store=opened,

@@ -1,0 +1,198 @@
+"""Inference-time weight quantization of the decoder LM, for serving (`Larimar`).
+
+Decoding a short answer is bound by reading the decoder's weights once per token (135 M
+parameters for SmolLM2: 540 MB in float32 per step) and, for the prompt, by multiplying by them,
+so storing the big matrices in fewer bytes is what makes ``ask`` fast on a CPU. `serving_model`
+returns a copy of a `LarimarModel` for the service to decode with; the model passed in is never
+changed, so training and the paper-table experiments (`larimar_memory.eval`, which call
+``LarimarModel.decode`` on their own model) see the float32 weights.
+
+What is replaced: every ``nn.Linear`` of the decoder LM, that is the attention and MLP
+projections (inside peft's LoRA wrappers, their ``base_layer``) and the output head, by fbgemm's
+kernels: ``"float16"`` stores them all in float16; ``"int8"`` stores them in int8 but for
+`FLOAT16_ONLY` and the output head, kept float16. The LoRA A/B matrices stay float32 (small, and
+they are what memory conditioning was trained into), so ``disable_adapter()`` still gives the
+plain LM for plain decoding. The input embedding table stays as it is even where the output head
+shares it: the memory block and the token codebook read it (``get_input_embeddings()``); the
+head gets its own copy. The copy's ``generate`` also asks the LM for the last position's logits
+only (``logits_to_keep``): the prompt's other positions never needed the output head.
+
+The copy shares every tensor it does not replace with the original (modules are copied, not
+their parameters), so it costs only the new weights; when the service loaded the model itself,
+the float32 matrices it replaced are freed with the original.
+
+Kernels: ``torch.ao.quantization.quantize_dynamic`` is deprecated (torch 2.13) and slow to apply
+(2.5 s for SmolLM2: it builds and packs a zero weight per layer and runs an observer); its
+successor torchao ships CUDA builds on PyPI and its CPU int8 paths were slower here. The modules
+below call the same fbgemm operators directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import logging
+import types
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .model import LarimarModel
+    from .service.settings import DecoderWeights
+
+logger = logging.getLogger(__name__)
+
+
+def _has_vnni() -> bool:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return any(flag in info.read() for flag in (" avx512_vnni", " avx_vnni"))
+    except OSError:
+        return False
+
+
+class Int8Linear(nn.Module):
+    """A linear layer with int8 weights, one scale per output row (symmetric), run by fbgemm's
+    dynamically quantized product: each call quantizes its input with one scale and
+    accumulates in int32 (``torch.ao``'s dynamic ``Linear`` kernel). Inputs get 8 bits where the
+    CPU has VNNI (int32 products); elsewhere 7 (``reduce_range``), as ``torch.ao`` always does,
+    since pairs of 8-bit products can saturate AVX2's 16-bit sums."""
+
+    reduce_range = not _has_vnni()
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
+        codes = torch.round(weight / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        with _quantized_tensors():
+            qweight = torch._make_per_channel_quantized_tensor(
+                codes, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0)
+            self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.ops.quantized.linear_dynamic(x.float(), self._packed, self.reduce_range)
+        return out.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+class Float16Linear(nn.Module):
+    """A linear layer with float16 weights and float32 inputs and outputs (fbgemm)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self._packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float(),
+                                                               bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic_fp16(x.float(), self._packed).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, float16"
+
+
+@contextlib.contextmanager
+def _quantized_tensors() -> Iterator[None]:
+    """torch 2.13 warns that quantized tensor dtypes (qint8) are deprecated; the packed int8
+    weight is built from one, and the warning is not something a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*quantiz.*deprecated", category=UserWarning)
+        yield
+
+
+_QUANTIZERS: dict[str, type[nn.Module]] = {"int8": Int8Linear, "float16": Float16Linear}
+FLOAT16_ONLY = frozenset({"down_proj"})
+"""Layers kept in float16 when the rest is int8, as is the output head: the MLP's down
+projection reads the gated activations, whose outliers one int8 scale per call flattens. Measured
+on the dialogue suite (`larimar eval answers`): int8 everywhere drops token F1 from 66.8 to
+62.7; int8 but these two keeps it (67.1)."""
+
+
+def quantized_layers(module: nn.Module) -> int:
+    """How many linear layers of ``module`` hold quantized weights."""
+    return sum(isinstance(m, tuple(_QUANTIZERS.values())) for m in module.modules())
+
+
+def serving_model(model: LarimarModel, weights: DecoderWeights) -> LarimarModel:
+    """``model`` itself for ``"float32"``; otherwise a copy whose decoder LM has its linear
+    layers (LoRA A/B excepted) in ``weights``, sharing every other tensor with ``model``."""
+    if weights == "float32" or quantized_layers(model.decoder.lm):
+        return model
+    if model.device.type != "cpu" or "fbgemm" not in torch.backends.quantized.supported_engines:
+        logger.warning("decoder_weights=%r needs fbgemm on a CPU (this model is on %s); "
+                       "decoding with the model as loaded", weights, model.device)
+        return model
+    lm = _share(model.decoder.lm)
+    head = lm.get_output_embeddings()
+    targets = [(parent, name, f"{prefix}.{name}".removesuffix(".base_layer"))
+               for prefix, parent in lm.named_modules()
+               for name, child in parent._modules.items()
+               if type(child) is nn.Linear and not _is_lora(f"{prefix}.{name}")]
+    for parent, name, qualified in targets:
+        layer = parent._modules[name]
+        keep = layer is head or qualified.rsplit(".", 1)[-1] in FLOAT16_ONLY
+        parent._modules[name] = _QUANTIZERS["float16" if keep else weights](layer)
+    decoder = _share_shallow(model.decoder)
+    decoder._modules["lm"] = lm
+    if _takes(lm, "logits_to_keep"):  # the prefill's other positions need no output head
+        decoder.step_kwargs = {**model.decoder.step_kwargs, "logits_to_keep": 1}
+    served = _share_shallow(model)
+    served._modules["decoder"] = decoder
+    return served
+
+
+def _takes(lm: nn.Module, argument: str) -> bool:
+    """Whether the causal LM under any peft wrapper names ``argument`` in its forward."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return argument in inspect.signature(base.forward).parameters
+
+
+def _is_lora(name: str) -> bool:
+    """A peft LoRA matrix (``...q_proj.lora_A.default``): kept in float32."""
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
+def _share_shallow(module: nn.Module) -> nn.Module:
+    """A new module object with the same attributes and its own table of children."""
+    clone = copy.copy(module)
+    clone._modules = dict(module._modules)  # type: ignore[assignment]
+    return clone
+
+
+def _share(module: nn.Module) -> nn.Module:
+    """A copy of the module tree: new module objects (so children can be swapped in the copy
+    alone), the same parameter and buffer tensors. Attributes outside the tree that point into
+    it (peft keeps the wrapped model's bound ``prepare_inputs_for_generation``) are pointed at
+    the copy, so the copy holds no reference to the original's modules: once the original is
+    dropped, the float32 weights the copy replaced are freed."""
+    memo: dict[int, nn.Module] = {}
+
+    def clone(original: nn.Module) -> nn.Module:
+        if id(original) not in memo:
+            new = memo[id(original)] = copy.copy(original)
+            new._parameters = dict(original._parameters)  # type: ignore[assignment]
+            new._buffers = dict(original._buffers)  # type: ignore[assignment]
+            new._modules = {name: None if child is None else clone(child)  # type: ignore[assignment]
+                            for name, child in original._modules.items()}
+        return memo[id(original)]
+
+    root = clone(module)
+    for new in list(memo.values()):
+        for name, value in list(vars(new).items()):
+            if isinstance(value, nn.Module) and id(value) in memo:
+                object.__setattr__(new, name, memo[id(value)])
+            elif inspect.ismethod(value) and id(value.__self__) in memo:
+                object.__setattr__(new, name, types.MethodType(value.__func__,
+                                                               memo[id(value.__self__)]))
+    return root

@@ -1,0 +1,184 @@
+"""The service's quantized decoder (`larimar_memory.quantization`, `decoder_weights`): on by
+default, off when asked, the model passed in never changed, LoRA on and off both decode."""
+
+from __future__ import annotations
+
+import gc
+import warnings
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+from larimar_memory.model import LarimarModel
+from larimar_memory.quantization import Float16Linear, Int8Linear, quantized_layers, serving_model
+from larimar_memory.scope import SentenceEmbedder
+from larimar_memory.service import Larimar, LarimarSettings
+from larimar_memory.testing import HashingEmbedder, tiny_test_model
+
+LAYERS = 2 * 7 + 1  # tiny Llama: q, k, v, o, gate, up, down per layer, and the output head
+
+
+def _lora_model(targets: tuple[str, ...] | None = None) -> LarimarModel:
+    """The packaged model's kind on a tiny Llama: token codes, LoRA (on ``targets``, default:
+    the config's), with nonzero B matrices so that the adapters change what the decoder says."""
+    lora = {} if targets is None else {"lora_target_modules": list(targets)}
+    model = tiny_test_model("llama", decoder_training="lora", latent="token-codes",
+                            num_latent_tokens=8, max_text_tokens=7, **lora)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    return model.eval().requires_grad_(False)
+
+
+def _larimar(tmp_path, model: LarimarModel, **settings) -> Larimar:
+    return Larimar(model, store=tmp_path / "facts.sqlite3",
+                   embedder=SentenceEmbedder(model=HashingEmbedder()),
+                   settings=LarimarSettings(max_new_tokens=4, **settings))
+
+
+def _logits(model: LarimarModel, z: torch.Tensor | None) -> torch.Tensor:
+    ids, mask = model.decoder.tokenize_targets(["Alice lives in Lisbon."], 16)
+    with torch.no_grad():
+        return model.decoder(z, ids, mask)[0]
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tolerance: float) -> bool:
+    return float((a - b).norm() / b.norm()) < tolerance
+
+
+def test_the_service_decodes_with_int8_by_default(tmp_path) -> None:
+    assert LarimarSettings().decoder_weights == "int8"
+    model = _lora_model()
+    with _larimar(tmp_path, model, scope_threshold=0.0) as memory:  # every question in scope
+        lm = memory.model.decoder.lm
+        assert memory.model is not model and quantized_layers(lm) == LAYERS
+        kinds = {n: type(m) for n, m in lm.named_modules() if n.endswith(("base_layer", "lm_head"))}
+        assert len(kinds) == LAYERS
+        float16 = {n for n, kind in kinds.items() if kind is Float16Linear}
+        assert float16 == {n for n in kinds if n.endswith(("down_proj.base_layer", "lm_head"))}
+        assert all(kind is Int8Linear for n, kind in kinds.items() if n not in float16)
+        assert memory.model.decoder.step_kwargs == {"logits_to_keep": 1}
+        assert model.decoder.step_kwargs == {}
+        lora = [m for n, m in lm.named_modules() if "lora_" in n and isinstance(m, nn.Linear)]
+        assert lora and all(m.weight.dtype == torch.float32 for m in lora)
+        # the embedding table is the model's own tensor (the memory block and codebook read it)
+        assert (lm.get_input_embeddings().weight is
+                model.decoder.lm.get_input_embeddings().weight)
+        memory.remember("Alice lives in Lisbon.")
+        answer = memory.ask("Where does Alice live?")
+        assert answer.route == "memory" and isinstance(answer.answer, str)
+
+
+def test_int8_keeps_the_down_projection_and_head_float16_beside_lora_on_attention() -> None:
+    model = _lora_model(("q_proj", "k_proj", "v_proj", "o_proj"))  # as in larimar-smol
+    lm = serving_model(model, "int8").decoder.lm
+    kinds = {n: type(m).__name__ for n, m in lm.named_modules()
+             if type(m) in (Int8Linear, Float16Linear)}
+    assert len(kinds) == LAYERS
+    assert {n.rsplit(".", 1)[-1] for n, k in kinds.items() if k == "Float16Linear"} == {
+        "down_proj", "lm_head"}
+    assert {n.rsplit(".", 1)[-1] for n, k in kinds.items() if k == "Int8Linear"} == {
+        "base_layer", "gate_proj", "up_proj"}
+
+
+def test_float32_turns_it_off(tmp_path) -> None:
+    model = _lora_model()
+    with _larimar(tmp_path, model, decoder_weights="float32") as memory:
+        assert memory.model is model and quantized_layers(memory.model.decoder.lm) == 0
+
+
+def test_float16_weights(tmp_path) -> None:
+    with _larimar(tmp_path, _lora_model(), decoder_weights="float16") as memory:
+        lm = memory.model.decoder.lm
+        assert quantized_layers(lm) == LAYERS
+        assert sum(isinstance(m, Float16Linear) for m in lm.modules()) == LAYERS
+
+
+def test_the_model_given_is_never_changed(tmp_path) -> None:
+    model = _lora_model()
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    types = [type(m) for m in model.modules()]
+    with _larimar(tmp_path, model, scope_threshold=0.0) as memory:
+        memory.remember("Alice lives in Lisbon.")
+        assert memory.ask("Where does Alice live?").route == "memory"
+    with _larimar(tmp_path, model) as memory:  # nothing in scope: plain, adapters off (copy)
+        assert memory.ask("What is the capital of France?", namespace="empty").route == "plain"
+    assert [type(m) for m in model.modules()] == types
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert not any(getattr(m, "_disable_adapters", False) is True for m in model.modules())
+
+
+@pytest.mark.parametrize("weights", ["int8", "float16"])
+def test_adapters_on_and_off_on_the_quantized_decoder(weights) -> None:
+    model = _lora_model()
+    served = serving_model(model, weights)
+    z = model.encode_facts(["Alice lives in Lisbon."])[0][:1]
+    tolerance = 0.05 if weights == "int8" else 0.005
+    # plain decoding: adapters off, the base LM's logits
+    with model.decoder.lm.disable_adapter():
+        base = model.decoder.lm(input_ids=torch.tensor([[1, 70, 80]])).logits
+    with served.decoder.lm.disable_adapter():
+        base_q = served.decoder.lm(input_ids=torch.tensor([[1, 70, 80]])).logits
+    assert _close(base_q, base, tolerance)
+    # memory-conditioned decoding: adapters on, and they matter
+    conditioned, conditioned_q = _logits(model, z), _logits(served, z)
+    assert _close(conditioned_q, conditioned, tolerance)
+    with served.decoder.lm.disable_adapter():
+        assert not _close(_logits(served, z), conditioned_q, 0.1)
+        assert torch.equal(_logits(model, z), conditioned)  # the copy's switch, not the model's
+    plain_q = _logits(served, None)
+    assert _close(plain_q, _logits(model, None), tolerance)
+    # generate works both ways
+    for texts in (served.decode(z, prompts=["Where does Alice live?"], max_new_tokens=4),
+                  served.decode(None, prompts=["Where does Alice live?"], max_new_tokens=4)):
+        assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+def test_quantizing_warns_nothing() -> None:
+    model = _lora_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for weights in ("int8", "float16"):
+            served = serving_model(model, weights)
+            served.decode(None, prompts=["Hello"], max_new_tokens=2)
+
+
+def test_a_serving_copy_neither_trains_nor_saves(tmp_path) -> None:
+    served = serving_model(_lora_model(), "int8")
+    with pytest.raises(ValueError, match="serving copy"):
+        served.train_mode()
+    with pytest.raises(ValueError, match="serving copy"):
+        served.save_pretrained(tmp_path / "out")
+    assert serving_model(served, "int8") is served  # already quantized: used as it is
+
+
+@pytest.mark.parametrize(("weights", "layers"), [(None, 1), ("float32", 0)])
+def test_the_server_setting_reaches_the_larimar(tmp_path, weights, layers) -> None:
+    from larimar_memory.server.factory import build_larimar
+    from larimar_memory.server.settings import ServerSettings
+
+    memory = build_larimar(ServerSettings(tiny=True, store=str(tmp_path / "s.sqlite3"),
+                                          decoder_weights=weights))
+    try:  # the tiny GPT-2's blocks are Conv1D: its output head is its one nn.Linear
+        assert quantized_layers(memory.model.decoder.lm) == layers
+    finally:
+        memory.store.close()
+
+
+def test_the_copy_frees_the_weights_it_replaced() -> None:
+    """Nothing in the copy points back into the original's modules (peft keeps a bound method
+    of the wrapped model), so dropping the original frees the replaced float32 weights."""
+    model = _lora_model()
+    base = model.decoder.lm.get_base_model()
+    replaced = weakref.ref(base.model.layers[0].mlp.down_proj.base_layer.weight)
+    head = weakref.ref(base.lm_head)
+    served = serving_model(model, "int8")
+    del model, base
+    gc.collect()
+    assert replaced() is None and head() is None
+    assert isinstance(served.decode(None, prompts=["Hello"], max_new_tokens=2)[0], str)
