@@ -182,3 +182,20 @@ def test_the_copy_frees_the_weights_it_replaced() -> None:
     gc.collect()
     assert replaced() is None and head() is None
     assert isinstance(served.decode(None, prompts=["Hello"], max_new_tokens=2)[0], str)
+
+
+def test_larimars_on_one_model_share_one_copy(tmp_path) -> None:
+    """Replicas in one process (and the benchmarks) pack the weights once per format; the
+    copy is forgotten with its model."""
+    model = _lora_model()
+    with _larimar(tmp_path, model) as a, _larimar(tmp_path, model) as b:
+        assert a.model is b.model is serving_model(model, "int8")
+        assert serving_model(model, "float16") is not a.model
+        a.store.close()
+        b.store.close()
+    from larimar_memory import quantization
+
+    key = weakref.ref(model)
+    del model, a, b
+    gc.collect()
+    assert key() is None and len(quantization._SERVED) == 0
