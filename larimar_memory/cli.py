@@ -397,6 +397,24 @@ def bench_replicas(
                                                       "bytes", "targets_met")}, indent=1))
 
 
+@bench_app.command("ask")
+def bench_ask(
+    out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
+    weights: str = typer.Option("float32,float16,int8", help="decoder_weights to compare."),
+    rounds: int = typer.Option(6, help="Rounds of the ten questions per variant."),
+    startup_repeats: int = typer.Option(0, "--startup", help="Also time start-up: fresh "
+                                        "processes per variant (this many each)."),
+    threads: int = ThreadsOption,
+) -> None:
+    """`ask` p50/p95 per decoder weight format and route, in one process, interleaved."""
+    _set_threads(threads)
+    from .benchmarks import ask_bench
+
+    results = ask_bench.run(tuple(weights.split(",")), rounds, startup_repeats, threads, out)
+    console.print(json.dumps({k: results[k] for k in ("latency", "startup") if k in results},
+                             indent=1))
+
+
 @bench_app.command("block")
 def bench_block(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),

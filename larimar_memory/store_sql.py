@@ -220,6 +220,10 @@ class Dialect(abc.ABC):
         """Whether the backend can hold these strings (PostgreSQL: no NUL)."""
         return True
 
+    def bulk_rows(self, conn: Any, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Every row of a large read inside a transaction (a namespace's facts, for a load)."""
+        return list(conn.execute(query, tuple(params)).fetchall())
+
     def purge(self, conn: Any, wait: bool) -> bool:
         """Remove deleted bytes from every file; False when a reader prevents it for now."""
         return True
@@ -396,9 +400,10 @@ class _Queries:
         return [_from_row(r) for r in self.fact_rows(ns, where, params, page, order)]
 
     def fact_rows(self, ns: str, where: str = "", params: Sequence[Any] = (),
-                  page: tuple[int | None, int] | None = None, order: str = _ORDER
-                  ) -> list[Sequence[Any]]:
-        """The stored rows (`_COLUMNS`) of a namespace's facts, unsealed."""
+                  page: tuple[int | None, int] | None = None, order: str = _ORDER,
+                  bulk: bool = False) -> list[Sequence[Any]]:
+        """The stored rows (`_COLUMNS`) of a namespace's facts, unsealed (``bulk``: all of
+        them, inside a transaction, read the backend's fastest way: `Dialect.bulk_rows`)."""
         if not self.d.storable(ns):
             return []
         sql = f"SELECT {_COLUMNS} FROM larimar_facts WHERE namespace = ? {where} {order}"
@@ -406,7 +411,11 @@ class _Queries:
         if page is not None and (page[0] is not None or page[1]):
             sql += " LIMIT ? OFFSET ?"
             args += [_NO_LIMIT if page[0] is None else page[0], page[1]]
-        rows = self.q(sql, args)
+        if bulk:
+            with self.d.errors():
+                rows = self.d.bulk_rows(self.conn, self.d.sql(sql), args)
+        else:
+            rows = self.q(sql, args)
         if self.keys is None or not rows:
             return rows
         cipher = self.keys.cipher(ns)
@@ -423,7 +432,7 @@ class _Queries:
         if row is None:
             return NamespaceLoad(version=0, meta=None, facts=FactColumns())
         return NamespaceLoad(version=row[0], meta=_parse_namespace_meta(row[1], ns),
-                             facts=from_rows(self.fact_rows(ns)))
+                             facts=from_rows(self.fact_rows(ns, bulk=True)))
 
     def facts_by_ids(self, ns: str, ids: Sequence[str]) -> list[FactRecord]:
         if isinstance(ids, str):

@@ -1,16 +1,16 @@
-"""`ask` latency by `LarimarSettings.decoder_weights` (issue 30): five short personal facts,
-then their questions (memory route) and five general questions (plain route), each asked of
-every variant in turn (order alternating per round), all in one process on one loaded model.
+"""`larimar bench ask`: `ask` latency by `LarimarSettings.decoder_weights` (issue 30): five
+short personal facts, then their questions (memory route) and five general questions (plain
+route), each asked of every variant in turn (order alternating per round), all in one process
+on one loaded model.
 With ``--startup``: ``Larimar()`` construction and first-call times, one fresh process per
 variant and repeat, alternating.
 
-    taskset -c 1 .venv/bin/python scripts/ask_latency.py --rounds 6
-    taskset -c 1 .venv/bin/python scripts/ask_latency.py --startup --repeats 3
+    taskset -c 1 larimar bench ask --rounds 6
+    taskset -c 1 larimar bench ask --startup 3
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from .common import machine, save_results
 
 FACTS = ["I live in Porto.", "My sister's name is Ana.", "I work as a nurse.",
          "My favourite colour is green.", "My dog is called Rex."]
@@ -97,34 +100,54 @@ def startup(weights: list[str], repeats: int, threads: int) -> dict:
     runs: dict[str, list[dict]] = {w: [] for w in weights}
     for r in range(repeats):
         for w in weights if r % 2 == 0 else weights[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--startup-once", w, "--threads",
-                                  str(threads)], check=True, capture_output=True, text=True).stdout
+            out = subprocess.run([sys.executable, "-m", __name__, w, str(threads)],
+                                 check=True, capture_output=True, text=True).stdout
             runs[w].append(json.loads(out.strip().splitlines()[-1]))
     return {w: {key: round(statistics.median(run[key] for run in rows), 3) for key in rows[0]}
             for w, rows in runs.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", default="float32,float16,int8")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--startup", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--startup-once", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def run(weights: tuple[str, ...] = ("float32", "float16", "int8"), rounds: int = 6,
+        startup_repeats: int = 0, threads: int = 1, out: Path | None = None,
+        plot: bool = True) -> dict[str, Any]:
+    """Latency by weights (and with ``startup_repeats``, start-up in fresh processes); JSON
+    and chart under docs/results/."""
+    results: dict[str, Any] = {"benchmark": "ask", "threads": threads,
+                               "machine": {**machine(), "load_average": os.getloadavg()},
+                               "latency": latency(list(weights), rounds)}
+    if startup_repeats:
+        results["startup"] = startup(list(weights), startup_repeats, threads)
+    results["machine"]["load_average_after"] = os.getloadavg()
+    save_results(results, out, "ask_bench.json", _plot if plot else None)
+    return results
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    """p50 and p95 per weights and route."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["latency"]["rows"]
+    labels = list(rows)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], [rows[k]["p50_ms"] for k in labels], 0.4, label="p50")
+    ax.bar([i + 0.2 for i in x], [rows[k]["p95_ms"] for k in labels], 0.4, label="p95")
+    ax.axhline(250, color="grey", linestyle=":", label="issue 30: ask p50 ≤ 250 ms")
+    ax.set_xticks(list(x), labels, rotation=20, fontsize=8)
+    ax.set_ylabel("ms per ask")
+    ax.set_title(f"ask latency by decoder weights / route, {results['threads']} torch thread(s)",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":  # one start-up measurement in a fresh process (`startup`)
     import torch
 
-    torch.set_num_threads(args.threads)
-    if args.startup_once:
-        print(json.dumps(startup_once(args.startup_once)))
-        return
-    weights = args.weights.split(",")
-    result = (startup(weights, args.repeats, args.threads) if args.startup
-              else latency(weights, args.rounds))
-    print(json.dumps({**result, "load_average": os.getloadavg(), "threads": args.threads},
-                     indent=1))
-
-
-if __name__ == "__main__":
-    main()
+    torch.set_num_threads(int(sys.argv[2]))
+    print(json.dumps(startup_once(sys.argv[1])))
