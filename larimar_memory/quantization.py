@@ -45,7 +45,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from .model import LarimarModel
-    from .service.settings import DecoderWeights
+    from .types import DecoderWeights
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,9 @@ from pydantic import BaseModel, Field, computed_field
 
 from .routing import Route
 
+DecoderWeights = Literal["int8", "float16", "float32"]
+"""How `Larimar` stores its decoder's linear weights to decode (`larimar_memory.quantization`)."""
+
 OWNER_FIELDS = ("speaker", "user_id", "agent_id", "run_id")
 """Metadata fields that say whose a fact is: replacements and duplicates never cross owners."""
 SLOT_FIELD = "slot"

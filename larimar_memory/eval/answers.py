@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..types import DecoderWeights
 from .dialogues.schema import FactSpec
 from .locomo_data import CATEGORIES, contains_answer, locomo_f1, token_f1
 
@@ -68,7 +69,7 @@ class AnswerOptions(BaseModel):
                                           "system's default (ask, chat: settings.ask_k; the "
                                           "query engine: its k=3)")
     max_new_tokens: int | None = Field(None, ge=1, le=1024)
-    decoder_weights: Literal["int8", "float16", "float32"] | None = Field(
+    decoder_weights: DecoderWeights | None = Field(
         None, description="LarimarSettings.decoder_weights; None: its default")
     tiny: bool = Field(False, description="the tiny random model (smoke tests)")
     threads: int = Field(1, ge=1)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import get_args
 
 import typer
 
+from ..types import DecoderWeights
 from .settings import SETTINGS_ENV, ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -71,8 +73,9 @@ def serve(
     from .auth import ApiKeyConfigError, resolve_keys
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if decoder_weights not in (None, "int8", "float16", "float32"):
-        raise typer.BadParameter("int8, float16 or float32", param_hint="--decoder-weights")
+    if decoder_weights is not None and decoder_weights not in get_args(DecoderWeights):
+        raise typer.BadParameter(", ".join(get_args(DecoderWeights)),
+                                 param_hint="--decoder-weights")
     settings = ServerSettings(
         auth=not no_auth, api_keys_file=api_keys_file, store=store, tiny=tiny,
         max_body_bytes=max_body_bytes, max_concurrency=max_concurrency,

@@ -9,11 +9,11 @@ through an environment variable) never writes a key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..contract import MAX_LIST_LIMIT
+from ..types import DecoderWeights
 
 SETTINGS_ENV = "LARIMAR_SERVER_SETTINGS"
 """Environment variable holding `ServerSettings` as JSON, read by `factory.app_from_env`."""
@@ -58,7 +58,7 @@ class ServerSettings(BaseModel):
     device: str | None = Field(
         None, description="torch device for the model (e.g. 'cuda', 'cuda:1'); None = CPU"
     )
-    decoder_weights: Literal["int8", "float16", "float32"] | None = Field(
+    decoder_weights: DecoderWeights | None = Field(
         None, description="how the decoder's linear weights are stored for decoding "
         "(`LarimarSettings.decoder_weights`); None: its default, int8 on a CPU"
     )

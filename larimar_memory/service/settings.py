@@ -7,11 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..names import check_namespace
-from ..types import OWNER_FIELDS, SLOT_FIELD
+from ..types import OWNER_FIELDS, SLOT_FIELD, DecoderWeights
 
 NAMESPACE_FORMAT = "larimar-memory/namespace-v2"
-DecoderWeights = Literal["int8", "float16", "float32"]
-"""How `Larimar` stores its decoder's linear weights (`larimar_memory.quantization`)."""
 
 
 def owner_of(metadata: dict[str, Any]) -> tuple[Any, ...]:
