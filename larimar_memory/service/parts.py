@@ -61,15 +61,23 @@ class Parts:
         if model is None or isinstance(model, (str, Path)):
             model_name = str(model or "larimar-smol")
             model = LarimarModel.from_pretrained(model or "larimar-smol", device=device)
-        # Serving never trains: no autograd bookkeeping. It decodes with its own copy of the
-        # model, its decoder's weights as the settings say (the model given is left as it is).
-        model = serving_model(model.eval().requires_grad_(False), settings.decoder_weights)
+        # Serving never trains: no autograd bookkeeping.
+        model = model.eval().requires_grad_(False)
         embedder = embedder or SentenceEmbedder()
         opened = open_store(store)
         return cls(settings=settings, model=model, store=opened,
                    namespaces=NamespaceCache(opened, settings, model, embedder, model_name),
                    writer=Writer(settings, model, embedder),
                    ranker=Ranker(calibration, settings.lexical_weight))
+
+    @property
+    def decoding(self) -> LarimarModel:
+        """The model `ask` decodes with: a copy of ``model`` whose decoder weights are what
+        ``settings.decoder_weights`` says (`larimar_memory.quantization`; ``model`` itself
+        for float32), packed at the first decode and kept while ``model`` lives. Packing reads
+        every decoder weight (~1.3 s, and the weights' pages resident): a server that only
+        remembers and recalls never pays it."""
+        return serving_model(self.model, self.settings.decoder_weights)
 
     @property
     def embedder(self) -> SentenceEmbedder:

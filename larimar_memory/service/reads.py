@@ -129,9 +129,10 @@ class Reader:
         if route == "unknown":  # about the user, nothing on it stored: say so, invent nothing
             answer = UNKNOWN_ANSWER
         else:
-            context = parts.model.memory_context(readouts) if readouts else None
-            answer = parts.model.decode(context, prompts=[question], max_new_tokens=new_tokens,
-                                        copy_bias=settings.copy_bias)[0].strip()
+            decoding = parts.decoding
+            context = decoding.memory_context(readouts) if readouts else None
+            answer = decoding.decode(context, prompts=[question], max_new_tokens=new_tokens,
+                                     copy_bias=settings.copy_bias)[0].strip()
         return AskResult(question=question, answer=answer, route=route, scope=in_scope,
                          fact=facts[0] if facts else None, facts=facts)
 

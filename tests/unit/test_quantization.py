@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from larimar_memory import quantization
 from larimar_memory.model import LarimarModel
 from larimar_memory.quantization import Float16Linear, Int8Linear, quantized_layers, serving_model
 from larimar_memory.scope import SentenceEmbedder
@@ -53,23 +54,27 @@ def test_the_service_decodes_with_int8_by_default(tmp_path) -> None:
     assert LarimarSettings().decoder_weights == "int8"
     model = _lora_model()
     with _larimar(tmp_path, model, scope_threshold=0.0) as memory:  # every question in scope
-        lm = memory.model.decoder.lm
-        assert memory.model is not model and quantized_layers(lm) == LAYERS
+        assert memory.model is model  # it encodes; ask decodes with the copy
+        assert quantization._SERVED.get(model) is None  # packed at the first decode, not before
+        memory.remember("Alice lives in Lisbon.")
+        assert memory.recall("Alice").hits and quantization._SERVED.get(model) is None
+        assert memory.ask("Where does Alice live?").route == "memory"
+        served = memory._parts.decoding
+        assert quantization._SERVED[model] == {"int8": served}
+        lm = served.decoder.lm
+        assert quantized_layers(lm) == LAYERS
         kinds = {n: type(m) for n, m in lm.named_modules() if n.endswith(("base_layer", "lm_head"))}
         assert len(kinds) == LAYERS
         float16 = {n for n, kind in kinds.items() if kind is Float16Linear}
         assert float16 == {n for n in kinds if n.endswith(("down_proj.base_layer", "lm_head"))}
         assert all(kind is Int8Linear for n, kind in kinds.items() if n not in float16)
-        assert memory.model.decoder.step_kwargs == {"logits_to_keep": 1}
+        assert served.decoder.step_kwargs == {"logits_to_keep": 1}
         assert model.decoder.step_kwargs == {}
         lora = [m for n, m in lm.named_modules() if "lora_" in n and isinstance(m, nn.Linear)]
         assert lora and all(m.weight.dtype == torch.float32 for m in lora)
         # the embedding table is the model's own tensor (the memory block and codebook read it)
         assert (lm.get_input_embeddings().weight is
                 model.decoder.lm.get_input_embeddings().weight)
-        memory.remember("Alice lives in Lisbon.")
-        answer = memory.ask("Where does Alice live?")
-        assert answer.route == "memory" and isinstance(answer.answer, str)
 
 
 def test_int8_keeps_the_down_projection_and_head_float16_beside_lora_on_attention() -> None:
@@ -87,12 +92,12 @@ def test_int8_keeps_the_down_projection_and_head_float16_beside_lora_on_attentio
 def test_float32_turns_it_off(tmp_path) -> None:
     model = _lora_model()
     with _larimar(tmp_path, model, decoder_weights="float32") as memory:
-        assert memory.model is model and quantized_layers(memory.model.decoder.lm) == 0
+        assert memory._parts.decoding is model and quantized_layers(model.decoder.lm) == 0
 
 
 def test_float16_weights(tmp_path) -> None:
     with _larimar(tmp_path, _lora_model(), decoder_weights="float16") as memory:
-        lm = memory.model.decoder.lm
+        lm = memory._parts.decoding.decoder.lm
         assert quantized_layers(lm) == LAYERS
         assert sum(isinstance(m, Float16Linear) for m in lm.modules()) == LAYERS
 
@@ -165,7 +170,7 @@ def test_the_server_setting_reaches_the_larimar(tmp_path, weights, layers) -> No
     memory = build_larimar(ServerSettings(tiny=True, store=str(tmp_path / "s.sqlite3"),
                                           decoder_weights=weights))
     try:  # the tiny GPT-2's blocks are Conv1D: its output head is its one nn.Linear
-        assert quantized_layers(memory.model.decoder.lm) == layers
+        assert quantized_layers(memory._parts.decoding.decoder.lm) == layers
     finally:
         memory.store.close()
 
@@ -189,12 +194,10 @@ def test_larimars_on_one_model_share_one_copy(tmp_path) -> None:
     copy is forgotten with its model."""
     model = _lora_model()
     with _larimar(tmp_path, model) as a, _larimar(tmp_path, model) as b:
-        assert a.model is b.model is serving_model(model, "int8")
-        assert serving_model(model, "float16") is not a.model
+        assert a._parts.decoding is b._parts.decoding is serving_model(model, "int8")
+        assert serving_model(model, "float16") is not a._parts.decoding
         a.store.close()
         b.store.close()
-    from larimar_memory import quantization
-
     key = weakref.ref(model)
     del model, a, b
     gc.collect()
