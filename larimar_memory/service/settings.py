@@ -81,8 +81,8 @@ class LarimarSettings(BaseModel):
     )
     decoder_weights: DecoderWeights = Field(
         "int8",
-        description="the weights the service decodes with, on a CPU (`larimar_memory."
-        "quantization`; read when the `Larimar` is built): its own copy of the decoder LM, "
+        description="the weights `ask` decodes with, on a CPU (`larimar_memory."
+        "quantization`; packed at the first decode): its own copy of the decoder LM, "
         "the linear layers int8 but the MLP down projections and the output head float16 "
         "(`ask` ~2x faster, the same answer quality on the dialogue suite); float16 "
         "everywhere (the very answers of float32 there, ~1.7x faster); or float32, the model "
