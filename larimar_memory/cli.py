@@ -384,9 +384,9 @@ def bench_replicas(
 
     pg_dsn = None
     if backend == "postgres":
-        from .benchmarks.server_bench import PG_ENVS
+        from .benchmarks.server_bench import pg_dsn_from_env
 
-        pg_dsn = next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
+        pg_dsn = pg_dsn_from_env()
         if not pg_dsn:
             raise typer.BadParameter("--backend postgres needs $LARIMAR_BENCH_PG_DSN (a "
                                      "throwaway database: each run makes and drops a schema)")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import machine, save_results
+from .common import machine, percentile, save_results
 
 FACTS = ["I live in Porto.", "My sister's name is Ana.", "I work as a nurse.",
          "My favourite colour is green.", "My dog is called Rex."]
@@ -30,11 +30,6 @@ ASKS = ["Where do I live?", "What is my sister's name?", "What is my job?",
 GENERAL = ["What is the capital of France?", "How many legs does a spider have?",
            "Who painted the Mona Lisa?", "Who wrote Hamlet?",
            "What is the boiling point of water?"]
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def latency(weights: list[str], rounds: int) -> dict:
@@ -66,7 +61,7 @@ def latency(weights: list[str], rounds: int) -> dict:
     for memory in memories.values():
         memory.close()
     return {"rows": {key: {"n": len(v), "p50_ms": round(1000 * statistics.median(v), 1),
-                           "p95_ms": round(1000 * _quantile(v, 0.95), 1)}
+                           "p95_ms": round(1000 * percentile(v, 95), 1)}
                      for key, v in sorted(times.items())},
             "answers": answers}
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .common import machine, save_results
-from .server_bench import OPERATIONS, PG_ENVS, _facts, _Server, measured_phase, rss_bytes
+from .server_bench import OPERATIONS, _facts, _Server, measured_phase, pg_dsn_from_env, rss_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def run(
     / ``$LARIMAR_TEST_PG_DSN``) and is skipped, with a note, without one. The namespaces are
     left in the PostgreSQL database (clearing 10,000 one by one took minutes per few dozen):
     give it a throwaway one. Writes JSON under docs/results/."""
-    pg_dsn = pg_dsn or next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
+    pg_dsn = pg_dsn_from_env(pg_dsn)
     results: dict[str, Any] = {
         "benchmark": "server-namespaces",
         "machine": {**machine(), "load_average": os.getloadavg()},

@@ -30,6 +30,11 @@ from .common import machine, percentile, save_results
 logger = logging.getLogger(__name__)
 
 PG_ENVS = ("LARIMAR_BENCH_PG_DSN", "LARIMAR_TEST_PG_DSN")
+
+
+def pg_dsn_from_env(given: str | None = None) -> str | None:
+    """``given``, else the first of `PG_ENVS` that is set: the benchmarks' PostgreSQL."""
+    return given or next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
 TARGET_REMEMBER_RPS_4_CLIENTS = 200
 OPERATIONS = ("remember", "recall")
 
@@ -262,7 +267,7 @@ def run(
     """Benchmark the server on each backend; PostgreSQL needs ``pg_dsn`` (or
     ``$LARIMAR_BENCH_PG_DSN`` / ``$LARIMAR_TEST_PG_DSN``) and is skipped, with a note,
     without one. Writes JSON (and a PNG beside it) under docs/results/."""
-    pg_dsn = pg_dsn or next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
+    pg_dsn = pg_dsn_from_env(pg_dsn)
     results: dict[str, Any] = {
         "benchmark": "server",
         "machine": {**machine(), "load_average": os.getloadavg()},

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import machine, save_results
-from .server_bench import OPERATIONS, PG_ENVS, _facts, _Server, measured_phase
+from .server_bench import OPERATIONS, _facts, _Server, measured_phase, pg_dsn_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def run(
 ) -> dict[str, Any]:
     """The throughput curve per (workers, clients) on one backend (a fresh SQLite file per
     worker count, or the PostgreSQL database at ``pg_dsn``); writes JSON under docs/results/."""
-    pg_dsn = pg_dsn or next((os.environ[e] for e in PG_ENVS if os.environ.get(e)), None)
+    pg_dsn = pg_dsn_from_env(pg_dsn)
     if backend not in ("sqlite", "postgres") or (backend == "postgres" and not pg_dsn):
         raise ValueError(f"backend {backend!r}: choose sqlite, or postgres with a DSN "
                          "($LARIMAR_BENCH_PG_DSN)")
