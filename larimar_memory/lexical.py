@@ -64,6 +64,37 @@ def _term(word: str) -> str:
     return term
 
 
+# What kind of value a text holds, when its form says so: a web address or an email address
+# is named by what it is ("my website", "my email address"), rarely by the words around it
+# ("My portfolio is at haruto-frames.jp."). A document gets the names of its kinds as extra
+# terms, so a question or forget request that names the kind finds it. Queries get none.
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b")
+_WEB = re.compile(r"\bhttps?://\S+|\bwww\.[\w-]+\.\S+|(?<![\w@.])[a-z0-9-]+(\.[a-z0-9-]+)*"
+                  r"\.(com|org|net|io|dev|app|me|co|ai|info|site|blog|page"
+                  r"|(?!(?:js|py|md|rs|ts|sh|rb|cs|pl|db|pm|am)\b)[a-z]{2})\b"
+                  r"(?![@\w]|\.\w)", re.IGNORECASE)
+_PHONE = re.compile(r"(?<![\w.])(\+\d[\d ()-]{7,}\d|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}"
+                    r"|0\d{2,4}[ -]?\d{3,4}[ -]?\d{3,4})(?![\w]|\.\d)")
+_KIND_NAMES = {
+    "email": "email mail address",
+    "web": "website site web url link homepage address",
+    "phone": "phone telephone mobile cell number",
+}
+
+
+def value_kind_terms(text: str) -> list[str]:
+    """The names (as terms) of the kinds of value ``text`` holds: an email address, a web
+    address, a phone number."""
+    kinds = []
+    if _EMAIL.search(text):
+        kinds.append("email")
+    if _WEB.search(_EMAIL.sub(" ", text)):
+        kinds.append("web")
+    if _PHONE.search(text):
+        kinds.append("phone")
+    return list(dict.fromkeys(t for kind in kinds for t in terms(_KIND_NAMES[kind])))
+
+
 class LexicalIndex:
     """BM25 scores of queries against documents added and removed by id.
 
@@ -117,7 +148,7 @@ class LexicalIndex:
         lengths = []
         added: dict[str, list[tuple[int, int]]] = {}  # cached term -> its new (slot, tf)
         for doc_id, text, slot in zip(doc_ids, texts, slots, strict=True):
-            found = terms(text)
+            found = terms(text) + value_kind_terms(text)
             distinct = dict.fromkeys(found, 1)
             counts = distinct if len(distinct) == len(found) else Counter(found)
             for term, tf in counts.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 from .routing import Route
 
@@ -67,8 +67,22 @@ class ScopeInfo(BaseModel):
     score: float = Field(
         description="calibrated relevance of the best hit, in [0, 1] (larimar_memory.relevance)"
     )
-    in_scope: bool = Field(description="score >= threshold")
+    in_scope: bool = Field(description="score >= threshold: the decoder answers from memory")
     threshold: float = Field(description="the operating point of the calibration in use")
+    relevant: bool | None = Field(
+        None,
+        description="memory worth showing a language model: in scope, or, for a question about "
+        "the person who said the best hit, its score reaches the calibration's lower context "
+        "point (a model can ignore a fact that does not answer; given nothing it cannot "
+        "answer). Integrations that put memory in a prompt use this; None (an older server) "
+        "reads as in_scope",
+    )
+
+    @model_validator(mode="after")
+    def _relevant_when_in_scope(self) -> ScopeInfo:
+        if self.relevant is None or self.in_scope:
+            self.relevant = self.in_scope or bool(self.relevant)
+        return self
 
 
 class RecallHit(BaseModel):

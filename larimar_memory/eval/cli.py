@@ -137,6 +137,28 @@ def scope_command(
     console.print(f"saved {paths[0]} and {paths[1]}")
 
 
+@eval_app.command("context-point")
+def context_point_command(
+    tiny: bool = typer.Option(False, "--tiny", help="Tiny random model (smoke test)."),
+    k: int = typer.Option(3, "--k", min=1, help="Hits recalled per question."),
+    miss_cost: float = typer.Option(2.0, "--miss-cost", min=0.0,
+                                    help="Cost of a missed fact, in unrelated facts shown."),
+    data: list[Path] = typer.Option(None, "--data", help="YAML file of dialogues instead of the "
+                                    "packaged ones (repeatable)."),
+    out: Path = typer.Option(RESULTS_DIR, "--out", help="Folder for JSON + PNG."),
+) -> None:
+    """The context point on the dialogue suite: questions about the user given the memory that
+    answers them vs questions it cannot answer, shown to a model at each point."""
+    from .dialogues.context_point import run_context_point, save_context_point
+
+    payload = run_context_point(tiny=tiny, k=k, miss_cost=miss_cost, data=data or None)
+    paths = save_context_point(payload, out)
+    console.print_json(json.dumps({k: payload[k] for k in
+                                   ("counts", "auc_best_hit_score", "scope_point", "chosen",
+                                    "in_use")}))
+    console.print(f"saved {paths[0]} and {paths[1]}")
+
+
 @eval_app.command("list")
 def list_experiments() -> None:
     """List the experiments and their default data files."""

@@ -63,11 +63,15 @@ class Reader:
 
     def scope(self, hits: list[Hit]) -> ScopeInfo:
         """The one scope decision: the best hit's calibrated relevance against the operating
-        point."""
-        threshold = self.parts.scope_threshold
+        point (what the decoder answers from), and against the context point (what is worth
+        showing a language model, `Calibration.shows`)."""
+        parts = self.parts
+        threshold = parts.scope_threshold
         score = hits[0].score if hits else 0.0
+        relevant = bool(hits) and parts.ranker.calibration.shows(
+            hits[0].evidence, threshold, parts.settings.context_threshold)
         return ScopeInfo(score=score, in_scope=bool(hits) and score >= threshold,
-                         threshold=threshold)
+                         threshold=threshold, relevant=relevant)
 
     def describe(self, description: str, ns_name: str, k: int, where: dict[str, Any]
                  ) -> list[Hit]:

@@ -58,6 +58,13 @@ class LarimarSettings(BaseModel):
         description="operating point on the calibrated relevance score: a query whose best "
         "hit scores at least this is in scope. None = the calibration's own point",
     )
+    context_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="the point at which memory is shown to a language model for a question "
+        "about the person who said the best hit (`ScopeInfo.relevant`); below scope_threshold "
+        "it lets a model see a fact worded unlike the question ('Who do I report to?', 'My "
+        "manager is Sabine.'). None = the calibration's own context point",
+    )
     correction_threshold: float | None = Field(
         None, ge=0, le=1.0001,
         description="opt-in: a new fact whose key has at least this cosine to a stored key of "

@@ -154,3 +154,37 @@ def test_server_names_round_trip_in_the_server_alphabet(name: str) -> None:
     mapped = server_name(name)
     assert plain_name(mapped) == name
     assert set(mapped) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _scored(kind: str, score: float, found: bool = True, about: bool = True):
+    from larimar_memory.eval.dialogues.context_point import Scored
+
+    return Scored(kind, "q", "d", score, about, found and kind == "asked", "best")
+
+
+def test_the_context_point_trades_missed_facts_against_unrelated_ones_shown() -> None:
+    from larimar_memory.eval.dialogues.context_point import cheapest, cost_curve
+
+    asked = [_scored("asked", s) for s in (0.9, 0.7, 0.3, 0.2)] + [_scored("asked", 0.8, False)]
+    unanswered = [_scored("unanswered", s) for s in (0.5, 0.1, 0.05, 0.05)]
+    curve = {r["point"]: r for r in cost_curve(asked, unanswered, 0.6, miss_cost=2.0)}
+    assert curve[0.6]["asked_shown"] == pytest.approx(0.4)  # the fact not among the hits misses
+    assert curve[0.2]["asked_shown"] == pytest.approx(0.8)
+    assert curve[0.2]["unanswered_shown"] == pytest.approx(0.25)
+    assert curve[0.2]["cost"] == pytest.approx(2 * 0.2 + 0.25)
+    best = cheapest(list(curve.values()))
+    assert best["point"] == 0.2  # the highest point of least cost
+    # a question about nobody in memory needs the decoding point, whatever the context point
+    nobody = [_scored("asked", 0.5, about=False)]
+    assert cost_curve(nobody, [], 0.6, 2.0)[0]["asked_shown"] == 0.0
+
+
+def test_context_point_runs_on_a_tiny_model(tmp_path: Path) -> None:
+    from larimar_memory.eval.dialogues.context_point import run_context_point, save_context_point
+
+    other = GOOD.replace("tiny-one", "tiny-two").replace("Where do I live?", "Where am I based?")
+    payload = run_context_point(tiny=True, data=[write(tmp_path, GOOD + other[1:])])
+    assert payload["counts"]["asked"] == 2 and payload["counts"]["unanswered"] == 2
+    assert 0.0 < payload["chosen"]["point"] < 1.0
+    json_path, png = save_context_point(payload, tmp_path / "out")
+    assert json_path.is_file() and png.is_file()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from larimar_memory.lexical import LexicalIndex, reciprocal_rank_fusion, terms
+from larimar_memory.lexical import LexicalIndex, reciprocal_rank_fusion, terms, value_kind_terms
 
 WORDS = ["caroline", "melanie", "paint", "lake", "dog", "rex", "may", "2023", "support", "group"]
 doc = st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join)
@@ -107,3 +108,41 @@ def test_terms_are_stemmed_so_word_forms_match():
     index.add("b", "I went hiking with the dogs.")
     assert index.search("What did Caroline research?", k=1)[0][0] == "a"
     assert terms("painting paintings painted") == ["paint"] * 3
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("My portfolio is at haruto-frames.jp.", "websit"),
+        ("See https://example.org/talk for the slides", "websit"),
+        ("Our shop is shop.example.co.uk.", "websit"),
+        ("Reach me at marta.quintas@fastmail.pt, please.", "email"),
+        ("Call me on +44 7700 900123.", "phone"),
+        ("My number is 555-123-4567", "phone"),
+        ("Call 020 7946 0958 after six", "phone"),
+    ],
+)
+def test_a_text_holding_a_kind_of_value_gets_its_name_as_terms(text, kind):
+    assert kind in value_kind_terms(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["My FTP is 281 watts.", "My favourite lens is the 23mm f/1.4.", "It costs 3.50 euros.",
+     "I live in St. Ives.", "I use node.js daily.", "Born in 1990, married in 2000 1992.",
+     "My flight is at 9:30 on May 9.", "Version 2.0 is out."],
+)
+def test_plain_texts_get_no_kind_terms(text):
+    assert value_kind_terms(text) == []
+
+
+def test_a_question_naming_the_kind_finds_the_value():
+    """"my website" finds the fact holding a web address that never says "website"; queries
+    get no kind terms themselves."""
+    index = LexicalIndex()
+    index.add("web", "My portfolio is at haruto-frames.jp.")
+    index.add("mail", "Write to marta@fastmail.pt.")
+    index.add("lens", "My favourite lens is the 23mm f/1.4.")
+    assert index.search("What's my website?", k=1)[0][0] == "web"
+    assert index.search("my email address", k=1)[0][0] == "mail"
+    assert "websit" in index.terms_of("web")

@@ -40,6 +40,45 @@ def test_calibration_is_monotone_in_evidence_and_edits_is_the_cosine_rule():
     assert rule.accepts(Evidence(0.31, 0, 0)) and not rule.accepts(Evidence(0.29, 0, 0))
 
 
+def test_the_context_point_shows_memory_for_questions_about_the_speaker_only():
+    """Below the decoding point, memory is still shown to a model when the question is about
+    the person who said the fact and the score reaches the context point; a question about
+    nobody in memory needs the decoding point."""
+    calibration = Calibration("c", dense=10.0, lexical=0.0, agreement=0.0, bias=-5.0,
+                              threshold=0.6, context_threshold=0.2)
+    near = Evidence(dense=0.45, lexical=0.0, agreement=0.0, speaker=1.0)  # score 0.38
+    assert not calibration.accepts(near) and calibration.shows(near)
+    assert not calibration.shows(Evidence(dense=0.45, lexical=0.0, agreement=0.0, speaker=0.0))
+    assert not calibration.shows(Evidence(dense=0.3, lexical=0.0, agreement=0.0, speaker=1.0))
+    assert calibration.shows(near, context_threshold=0.3)
+    assert not calibration.shows(near, context_threshold=0.5)
+    without = Calibration("c", dense=10.0, lexical=0.0, agreement=0.0, bias=-5.0, threshold=0.6)
+    assert not without.shows(near) and without.shows(Evidence(0.6, 0.0, 0.0, 1.0))
+    assert CONVERSATION.context_threshold is not None
+    assert CONVERSATION.context_threshold < CONVERSATION.threshold
+
+
+def test_scope_says_whether_memory_is_relevant_to_show(larimar):
+    """`ScopeInfo.relevant` is the context point's decision; in scope implies relevant."""
+    larimar.remember(["I live in Porto."], metadata={"speaker": "user"})
+    for query in ("Where do I live?", "Where is Porto?", "quantum chromodynamics notes"):
+        scope = larimar.recall(query).scope
+        hit = larimar.recall(query).hits[0]
+        expected = scope.in_scope or (hit.evidence["speaker"] == 1.0
+                                      and scope.score >= CONVERSATION.context_threshold)
+        assert scope.relevant is expected
+        assert not scope.in_scope or scope.relevant
+
+
+def test_scope_info_from_an_older_server_reads_relevant_as_in_scope():
+    from larimar_memory.types import ScopeInfo
+
+    assert ScopeInfo(score=0.9, in_scope=True, threshold=0.5).relevant is True
+    assert ScopeInfo(score=0.1, in_scope=False, threshold=0.5).relevant is False
+    assert ScopeInfo(score=0.3, in_scope=False, threshold=0.5, relevant=True).relevant is True
+    assert ScopeInfo(score=0.9, in_scope=True, threshold=0.5, relevant=False).relevant is True
+
+
 @pytest.mark.parametrize(
     "query, speaker, about",
     [

@@ -94,9 +94,10 @@ def recall_text(recall: RecallResult, source: ContextSource) -> str:
 
 
 def context_text(recall: RecallResult, source: ContextSource) -> str:
-    """The memory context for a prompt: empty when the scope detector says the query is not
-    about stored facts, else the text of each hit (best first), one per line."""
-    return recall_text(recall, source) if recall.scope.in_scope else ""
+    """The memory context for a prompt: empty unless the scope decision calls the memory worth
+    showing a model (`ScopeInfo.relevant`), else the text of each hit (best first), one per
+    line."""
+    return recall_text(recall, source) if recall.scope.relevant else ""
 
 
 def hit_document(
@@ -121,6 +122,7 @@ def hit_document(
             "namespace": fact.namespace,
             "scope_score": recall.scope.score,
             "in_scope": recall.scope.in_scope,
+            "relevant": recall.scope.relevant,
             "scope_threshold": recall.scope.threshold,
             "route": choose_route(recall.query, recall.scope.in_scope),
         },

@@ -26,8 +26,9 @@ class LarimarRetriever(RecallBinding, BaseRetriever):
     copy (``"stored"``); ``id`` is the fact id; metadata carries ``score`` (how well the query
     matched the fact's key), ``rank``, ``fact_id``, ``fact_text``, ``memory_text``,
     ``fact_metadata``, ``created_at``, ``namespace`` and the query's scope decision
-    (``scope_score``, ``in_scope``, ``scope_threshold``, ``route``). Queries the scope detector
-    calls out of scope return no documents unless ``include_out_of_scope=True``; ``filter``
+    (``scope_score``, ``in_scope``, ``relevant``, ``scope_threshold``, ``route``). A query whose
+    memory the scope decision does not call relevant (`ScopeInfo.relevant`) gets no documents
+    unless ``include_out_of_scope=True``; ``filter``
     keeps only facts whose metadata passes it (the core's filters, e.g. ``{"n": {"$gte": 2}}``).
 
     Setup:
@@ -85,7 +86,7 @@ class LarimarRetriever(RecallBinding, BaseRetriever):
         }
 
     def _documents(self, recall: RecallResult) -> list[Document]:
-        if not (recall.scope.in_scope or self.include_out_of_scope):
+        if not (recall.scope.relevant or self.include_out_of_scope):
             return []
         return recall_documents(recall, self.context_source)
 

@@ -90,7 +90,7 @@ class _Memory(RecallBinding):
 
     def recalled(self, result: RecallResult) -> str:
         score = f"scope score {result.scope.score:.2f}, threshold {result.scope.threshold:.2f}"
-        if not result.scope.in_scope or not result.hits:
+        if not result.scope.relevant or not result.hits:
             return f"Nothing relevant is stored in memory ({score})."
         lines = [
             f"- {hit_text(hit, self.context_source)} (id {hit.fact.id}; score {hit.score:.2f})"

@@ -39,8 +39,10 @@ def to_response(
     answer: AskResult, recall: RecallResult | None, source: ContextSource = "decoded"
 ) -> Response:
     """A LlamaIndex `Response`: the answer, the recalled facts as source nodes when the scope
-    detector routed to memory (none when it answered plainly), and the routing in metadata."""
-    nodes = source_nodes(recall, source) if answer.route == "memory" and recall else []
+    decision calls them relevant (`ScopeInfo.relevant`: always on the memory route; on the
+    ``unknown`` route when a question about the user is near a stored fact of theirs, so an
+    agent reading the sources still sees it), and the routing in metadata."""
+    nodes = source_nodes(recall, source) if answer.scope.relevant and recall else []
     return Response(
         response=answer.answer,
         source_nodes=nodes,
@@ -48,6 +50,7 @@ def to_response(
             "route": answer.route,
             "scope_score": answer.scope.score,
             "in_scope": answer.scope.in_scope,
+            "relevant": answer.scope.relevant,
             "scope_threshold": answer.scope.threshold,
             "fact_id": answer.fact.id if answer.fact else None,
             "fact_ids": [f.id for f in answer.facts],
@@ -80,7 +83,7 @@ def describe_recall(result: RecallResult, source: ContextSource = "decoded") -> 
     when the query is about stored facts, an explicit "nothing" otherwise (so it does not
     guess)."""
     scope = result.scope
-    if not scope.in_scope or not result.hits:
+    if not scope.relevant or not result.hits:
         return (
             f"Nothing in memory about this (scope score {scope.score:.2f} < threshold "
             f"{scope.threshold:.2f})."

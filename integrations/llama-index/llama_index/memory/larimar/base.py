@@ -89,8 +89,8 @@ class LarimarMemoryBlock(LarimarBinding, BaseMemoryBlock[str]):
     # -- reading -------------------------------------------------------------------------------
 
     async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str:
-        """The ``k`` facts recalled for each sentence of the latest user message, when in scope,
-        one ``- fact`` line each ("" if none)."""
+        """The ``k`` facts recalled for each sentence of the latest user message, when relevant
+        (`ScopeInfo.relevant`), one ``- fact`` line each ("" if none)."""
         query = latest_user_text(messages)
         if not query:
             return ""
@@ -103,7 +103,7 @@ class LarimarMemoryBlock(LarimarBinding, BaseMemoryBlock[str]):
             if parse_forget_request(sentence) is not None:
                 continue
             result = await self._recall(sentence, namespace)
-            if not result.scope.in_scope:
+            if not result.scope.relevant:
                 continue
             lines += [line for line in hit_texts(result, self.context_source) if line not in lines]
         return "\n".join(f"- {line}" for line in lines)

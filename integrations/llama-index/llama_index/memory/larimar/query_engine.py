@@ -4,7 +4,9 @@ Each query goes through the scope detector (`Larimar.ask`): in scope, the answer
 conditioned on the memory readouts and the response cites the ``k`` recalled facts as source
 nodes (one per `RecallHit`, best first); out of scope, a general question is answered by the
 plain decoder and a question about the user with "I don't have that in memory" (route
-``unknown``, `larimar_memory.routing`), both without sources.
+``unknown``, `larimar_memory.routing`). Sources come with every answer whose memory the scope
+decision calls relevant (`ScopeInfo.relevant`): a question about the user that is near one of
+their facts, but under the decoding point, gets the honest answer and the facts as sources.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         ``response.metadata["route"]`` is ``"memory"``, ``"plain"`` or ``"unknown"`` (a
         question about the user that memory has nothing on: nothing is invented), and
         ``response.source_nodes`` holds one node per recalled fact (up to ``k``, best first,
-        scored by the hit's score) when it is ``"memory"``.
+        scored by the hit's score) when ``response.metadata["relevant"]``.
         As an agent tool: ``QueryEngineTool.from_defaults(engine, name=..., description=...)``.
     """
 
@@ -38,7 +40,7 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         answer = self._larimar.ask(query_str, k=self.k, namespace=self.namespace,
                                    filter=larimar_filter(self.filters))
         recall = None
-        if answer.route == "memory":
+        if answer.scope.relevant:
             recall = self._larimar.recall(query_str, **self.recall_kwargs())
         return to_response(answer, recall, self.context_source)
 
@@ -47,7 +49,7 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         answer = await self._larimar.aask(query_str, k=self.k, namespace=self.namespace,
                                           filter=larimar_filter(self.filters))
         recall = None
-        if answer.route == "memory":
+        if answer.scope.relevant:
             recall = await self._larimar.arecall(query_str, **self.recall_kwargs())
         return to_response(answer, recall, self.context_source)
 
