@@ -11,7 +11,7 @@ fact:
   that fact exactly (status ``"replaced"``), never a similar one;
 * the indexed text is embedded per field and per path, as LangGraph's stores do: each text at
   the paths named by ``index={"fields": [...]}`` (or a put's ``index=[...]``; default ``"$"``,
-  the whole value as JSON) is its own key of the fact (the first the fact's key, the others
+  the whole value: its strings, where LangGraph embeds its JSON) is its own key of the fact (the first the fact's key, the others
   extra keys), so a query scores an item by its best field; the fact text is those texts joined;
 * the value is stored once, as the fact metadata (its top-level fields, so filters run in the
   memory), with the key, the timestamps and the TTL under ``"langgraph_store"``;
@@ -20,7 +20,10 @@ fact:
 
 ``search`` with a query is Larimar's top-k recall in every Larimar namespace under the prefix,
 merged by score (`SearchItem.score` is the hit's score); items put with ``index=False`` follow,
-with ``score=None``, as in `InMemoryStore`. Without a query it lists items (oldest first).
+with ``score=None``, as in `InMemoryStore`. Like LangGraph's stores it ranks and never judges;
+with ``relevant_only=True`` a namespace's hits are returned only when the scope decision calls
+them relevant (`ScopeInfo.relevant`), so an agent that searches memory on every turn gets
+nothing for a general question ("What is the capital of Lithuania?"). Without a query it lists items (oldest first).
 Filters are the core's (`larimar_memory.filters`: equality, ``$eq $ne $gt $gte $lt $lte $in
 $nin``, nested objects), evaluated by the memory, in process and over HTTP alike. A custom
 ``index["embed"]`` is refused: the memory's own key embedder addresses its rows.
@@ -128,6 +131,32 @@ def _expired(fact: Fact, now: float) -> bool:
     return expires is not None and expires <= now
 
 
+
+def _whole_value_text(value: Any) -> str:
+    """The text of the whole value (path ``"$"``): its strings in field order, one per line,
+    and its other scalars as ``field: value``. LangGraph embeds the JSON; its punctuation and
+    the names of string fields only blur a sentence's key (langmem stores ``{"content": "My
+    doctor is Dr Mensah."}``). A value with nothing to say is embedded as JSON."""
+    lines: list[str] = []
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, str):
+            if node.strip():
+                lines.append(node.strip())
+        elif isinstance(node, Mapping):
+            for key in sorted(node, key=str):
+                walk(node[key], str(key))
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item, name)
+        elif node is not None:
+            lines.append(f"{name}: {json.dumps(node, default=str)}" if name else str(node))
+
+    walk(value, "")
+    return "\n".join(lines) or json.dumps(value, ensure_ascii=False, sort_keys=True,
+                                          default=str)
+
+
 class LarimarStore(BaseStore):
     """LangGraph long-term memory store backed by Larimar episodic memory.
 
@@ -164,6 +193,8 @@ class LarimarStore(BaseStore):
         ttl: LangGraph's `TTLConfig`: ``default_ttl`` (minutes), ``refresh_on_read`` (default
             True), ``sweep_interval_minutes`` (for `start_ttl_sweeper`). Expired items are never
             returned and are forgotten when a read meets them or a sweep runs.
+        relevant_only: a query search returns a namespace's hits only when the scope decision
+            calls them relevant (default False: every item ranked, as `InMemoryStore` does).
     """
 
     supports_ttl = True
@@ -175,8 +206,10 @@ class LarimarStore(BaseStore):
         index: Mapping[str, Any] | None = None,
         root: str = "langgraph",
         ttl: TTLConfig | None = None,
+        relevant_only: bool = False,
     ) -> None:
         self._larimar = check_larimar(larimar, type(self).__name__)
+        self.relevant_only = relevant_only
         fields = _check_index(index)
         self.index_config = {"fields": fields} if index is not None else None
         self._fields = [(f, tokenize_path(f) if f != "$" else f) for f in fields]
@@ -230,7 +263,7 @@ class LarimarStore(BaseStore):
         texts: list[str] = []
         for path, tokens in paths:
             if path == "$":
-                found = [json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)]
+                found = [_whole_value_text(value)]
             else:
                 found = get_text_at_path(value, tokens)
             texts += [t for t in (str(t).strip() for t in found) if t and t not in texts]
@@ -304,6 +337,8 @@ class LarimarStore(BaseStore):
             k = min(len(listed), wanted + len(listed) - len(indexed), MAX_RECALL_K)
             recall = self.larimar.recall(op.query, k=k, namespace=name, decode=False,
                                          filter=where or None)
+            if self.relevant_only and not recall.scope.relevant:
+                continue
             scored += [(self._item(hit.fact, namespace, hit.score), hit.fact)
                        for hit in recall.hits if hit.fact.id in indexed]
         scored.sort(key=lambda pair: -(pair[0].score or 0.0))

@@ -22,7 +22,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def dialogues_command(
     modes: str = typer.Option(None, "--modes", help="Comma-separated modes (default: all): "
-                              "middleware, middleware+tools, store, llama-memory, "
+                              "middleware, middleware+tools, store, store+scope, llama-memory, "
                               "llama-query-engine."),
     transports: str = typer.Option("in-process,server", "--transports",
                                    help="in-process (a Larimar) and/or server (larimar serve "

@@ -7,6 +7,8 @@
 * ``store``: ``create_agent(model, tools=[langmem's manage_memory, search_memory],
   store=LarimarStore(lar))``; the model stores each stated fact, searches memory for every
   question, and updates or deletes the top search hit on a correction or forget request;
+* ``store+scope``: the same with ``LarimarStore(lar, relevant_only=True)``: a search returns
+  hits only when the scope decision calls them relevant;
 * ``llama-memory``: LlamaIndex ``Memory.from_defaults(memory_blocks=[LarimarMemoryBlock])``; what
   the block returns from ``get`` is the context;
 * ``llama-query-engine``: `LarimarQueryEngine` answers questions (its source nodes are the
@@ -41,9 +43,10 @@ from pydantic import ConfigDict, Field
 
 from .schema import Dialogue, Turn
 
-MODES = ("middleware", "middleware+tools", "store", "llama-memory", "llama-query-engine")
-_PREFIX = {"middleware": "mw", "middleware+tools": "mt", "store": "st", "llama-memory": "lm",
-           "llama-query-engine": "lq"}
+MODES = ("middleware", "middleware+tools", "store", "store+scope", "llama-memory",
+         "llama-query-engine")
+_PREFIX = {"middleware": "mw", "middleware+tools": "mt", "store": "st", "store+scope": "ss",
+           "llama-memory": "lm", "llama-query-engine": "lq"}
 _CONTEXT_HEADER = DEFAULT_CONTEXT_TEMPLATE.split("{context}")[0]
 _BLOCK = re.compile(r"<larimar_memory>(.*?)</larimar_memory>", re.S)
 ToolCall = tuple[str, dict[str, Any]]
@@ -173,8 +176,8 @@ class LangChainAgent:
         self.model = ScriptedChatModel(planner=self.planner)
         self.thread = f"{self.user}-s0"
         kwargs: dict[str, Any] = {"checkpointer": InMemorySaver()}
-        if mode == "store":
-            self.store = LarimarStore(memory)
+        if mode.startswith("store"):
+            self.store = LarimarStore(memory, relevant_only=mode == "store+scope")
             space = ("memories", "{user_id}")
             kwargs.update(store=self.store, tools=[create_manage_memory_tool(space),
                                                    create_search_memory_tool(space)])
@@ -198,7 +201,7 @@ class LangChainAgent:
         config = {"configurable": {"thread_id": self.thread, "user_id": self.user}}
         self.agent.invoke({"messages": [{"role": "user", "content": turn.say}]}, config)
         prompts = self.model.seen[first:]
-        if self.mode == "store":
+        if self.mode.startswith("store"):
             context = [text for prompt in prompts for m in _this_turn(prompt)
                        if m.name == "search_memory" for text in _search_texts(m)]
         else:
@@ -280,6 +283,7 @@ class LlamaQueryEngine:
 
 _BUILDERS: dict[str, type] = {
     "middleware": LangChainAgent, "middleware+tools": LangChainAgent, "store": LangChainAgent,
+    "store+scope": LangChainAgent,
     "llama-memory": LlamaMemory, "llama-query-engine": LlamaQueryEngine,
 }
 

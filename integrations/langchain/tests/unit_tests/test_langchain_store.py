@@ -88,6 +88,23 @@ def test_search_top_k_by_query_across_a_prefix(store, texts) -> None:
     assert only.key == "sister"
 
 
+def test_relevant_only_search_returns_hits_only_when_the_scope_calls_them_relevant(
+        larimar, texts) -> None:
+    """Default: every item ranked, as `InMemoryStore`. ``relevant_only``: a general question
+    gets nothing; a question about a stored fact gets the hits."""
+    ranked = LarimarStore(larimar, index={"fields": ["content"]})
+    scoped = LarimarStore(larimar, index={"fields": ["content"]}, relevant_only=True)
+    ranked.put(NS, "colour", {"content": texts.fact})
+    ranked.put(NS, "sister", {"content": texts.other_fact})
+    general = "quantum chromodynamics lecture notes"
+    assert not larimar.recall(general, namespace=ranked.larimar_namespace(NS)).scope.relevant
+    assert len(ranked.search(NS, query=general)) == 2
+    assert scoped.search(NS, query=general) == []
+    assert larimar.recall(texts.question, namespace=ranked.larimar_namespace(NS)).scope.relevant
+    assert scoped.search(NS, query=texts.question)[0].key == "colour"
+    assert len(scoped.search(NS)) == 2  # listing without a query is not judged
+
+
 def test_search_without_query_lists_by_filter(store) -> None:
     store.put(NS, "a", {"content": "Alice lives in Lisbon.", "kind": "place", "n": 1})
     store.put(NS, "b", {"content": "Alice likes tea.", "kind": "taste", "n": 2})
@@ -116,7 +133,12 @@ def test_default_index_is_the_whole_value(larimar) -> None:
     store = LarimarStore(larimar)
     store.put(NS, "k", {"content": "Alice lives in Lisbon.", "n": 1})
     [fact] = larimar.list(namespace=store.larimar_namespace(NS))
-    assert fact.text == '{"content": "Alice lives in Lisbon.", "n": 1}'
+    assert fact.text == "Alice lives in Lisbon.\nn: 1"  # its strings, not its JSON
+    store.put(NS, "nested", {"trip": {"to": "Oslo", "days": [2, 3]}, "ok": True})
+    assert larimar.get("nested", namespace=store.larimar_namespace(NS)).text == (
+        "ok: true\ndays: 2\ndays: 3\nOslo")
+    store.put(NS, "empty", {})
+    assert larimar.get("empty", namespace=store.larimar_namespace(NS)).text == "{}"
     store.put(NS, "j", {"title": "Trip", "body": "Alice flies on Monday."}, index=["body"])
     assert larimar.get("j", namespace=store.larimar_namespace(NS)).text == (
         "Alice flies on Monday."
