@@ -11,8 +11,9 @@ fact:
   that fact exactly (status ``"replaced"``), never a similar one;
 * the indexed text is embedded per field and per path, as LangGraph's stores do: each text at
   the paths named by ``index={"fields": [...]}`` (or a put's ``index=[...]``; default ``"$"``,
-  the whole value: its strings, where LangGraph embeds its JSON) is its own key of the fact (the first the fact's key, the others
-  extra keys), so a query scores an item by its best field; the fact text is those texts joined;
+  the whole value: its strings, where LangGraph embeds its JSON) is its own key of the fact
+  (the first the fact's key, the others extra keys), so a query scores an item by its best
+  field; the fact text is those texts joined;
 * the value is stored once, as the fact metadata (its top-level fields, so filters run in the
   memory), with the key, the timestamps and the TTL under ``"langgraph_store"``;
 * ``put(ns, key, None)``, ``delete`` and an expired TTL forget the fact (exact removal from the
