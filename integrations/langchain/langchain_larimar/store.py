@@ -24,7 +24,8 @@ merged by score (`SearchItem.score` is the hit's score); items put with ``index=
 with ``score=None``, as in `InMemoryStore`. Like LangGraph's stores it ranks and never judges;
 with ``relevant_only=True`` a namespace's hits are returned only when the scope decision calls
 them relevant (`ScopeInfo.relevant`), so an agent that searches memory on every turn gets
-nothing for a general question ("What is the capital of Lithuania?"). Without a query it lists items (oldest first).
+nothing for a general question ("What is the capital of Lithuania?"). Without a query it lists
+items (oldest first).
 Filters are the core's (`larimar_memory.filters`: equality, ``$eq $ne $gt $gte $lt $lte $in
 $nin``, nested objects), evaluated by the memory, in process and over HTTP alike. A custom
 ``index["embed"]`` is refused: the memory's own key embedder addresses its rows.
