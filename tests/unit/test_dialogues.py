@@ -156,27 +156,35 @@ def test_server_names_round_trip_in_the_server_alphabet(name: str) -> None:
     assert set(mapped) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
-def _scored(kind: str, score: float, found: bool = True, about: bool = True):
-    from larimar_memory.eval.dialogues.context_point import Scored
 
-    return Scored(kind, "q", "d", score, about, found and kind == "asked", "best")
+
+def _scored(kind: str, dense: float, found: bool = True, about: bool = True):
+    from larimar_memory.eval.dialogues.context_point import Scored
+    from larimar_memory.relevance import Evidence
+
+    evidence = Evidence(dense, 0.0, 0.0, float(about))
+    return Scored(kind, "q", "d", evidence, 0.0, found and kind == "asked", "best")
 
 
 def test_the_context_point_trades_missed_facts_against_unrelated_ones_shown() -> None:
     from larimar_memory.eval.dialogues.context_point import cheapest, cost_curve
+    from larimar_memory.relevance import Calibration
 
-    asked = [_scored("asked", s) for s in (0.9, 0.7, 0.3, 0.2)] + [_scored("asked", 0.8, False)]
-    unanswered = [_scored("unanswered", s) for s in (0.5, 0.1, 0.05, 0.05)]
-    curve = {r["point"]: r for r in cost_curve(asked, unanswered, 0.6, miss_cost=2.0)}
+    calibration = Calibration("c", dense=10.0, lexical=0.0, agreement=0.0, bias=-5.0,
+                              threshold=0.6)
+    asked = [_scored("asked", d) for d in (0.9, 0.57, 0.45, 0.4)]
+    asked.append(_scored("asked", 0.9, found=False))
+    unanswered = [_scored("unanswered", d) for d in (0.5, 0.2, 0.1, 0.1)]
+    curve = {r["point"]: r for r in cost_curve(asked, unanswered, calibration, miss_cost=2.0)}
     assert curve[0.6]["asked_shown"] == pytest.approx(0.4)  # the fact not among the hits misses
-    assert curve[0.2]["asked_shown"] == pytest.approx(0.8)
-    assert curve[0.2]["unanswered_shown"] == pytest.approx(0.25)
-    assert curve[0.2]["cost"] == pytest.approx(2 * 0.2 + 0.25)
-    best = cheapest(list(curve.values()))
-    assert best["point"] == 0.2  # the highest point of least cost
+    assert curve[0.35]["asked_shown"] == pytest.approx(0.6)
+    assert curve[0.25]["asked_shown"] == pytest.approx(0.8)
+    assert curve[0.25]["unanswered_shown"] == pytest.approx(0.25)
+    assert curve[0.25]["cost"] == pytest.approx(2 * 0.2 + 0.25)
+    assert cheapest(list(curve.values()))["point"] == 0.26  # the highest point of least cost
     # a question about nobody in memory needs the decoding point, whatever the context point
-    nobody = [_scored("asked", 0.5, about=False)]
-    assert cost_curve(nobody, [], 0.6, 2.0)[0]["asked_shown"] == 0.0
+    nobody = [_scored("asked", 0.45, about=False)]
+    assert cost_curve(nobody, [], calibration, 2.0)[0]["asked_shown"] == 0.0
 
 
 def test_context_point_runs_on_a_tiny_model(tmp_path: Path) -> None:

@@ -133,7 +133,6 @@ def _expired(fact: Fact, now: float) -> bool:
     return expires is not None and expires <= now
 
 
-
 def _whole_value_text(value: Any) -> str:
     """The text of the whole value (path ``"$"``): its strings in field order, one per line,
     and its other scalars as ``field: value``. LangGraph embeds the JSON; its punctuation and

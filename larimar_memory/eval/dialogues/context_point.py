@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ...relevance import CONVERSATION, Calibration, Evidence
+
 NAME = "eval-context-point"
 GRID = tuple(round(t, 2) for t in np.arange(0.01, 1.0, 0.01))
 
@@ -42,21 +44,27 @@ class Scored:
     kind: str  # "asked" | "unanswered"
     question: str
     dialogue: str
+    evidence: Evidence | None  # the best hit's (None: no hit)
     score: float
-    about_speaker: bool  # the best hit's speaker evidence (the context point applies)
     found: bool  # asked: its fact is among the hits (unanswered: False)
     best: str  # the best hit's text
 
 
-def cost_curve(asked: list[Scored], unanswered: list[Scored], scope_point: float,
+def shown(s: Scored, calibration: Calibration, context_point: float) -> bool:
+    """Whether the memory is shown to a model at this context point (`Calibration.shows`)."""
+    return s.evidence is not None and calibration.shows(s.evidence,
+                                                        context_threshold=context_point)
+
+
+def cost_curve(asked: list[Scored], unanswered: list[Scored], calibration: Calibration,
                miss_cost: float) -> list[dict[str, float]]:
     """Per context point: the share of asked facts shown, of unanswered questions given
     memory, and the cost ``miss_cost`` × missed + shown unanswered."""
     rows = []
     for t in GRID:
-        shown = [_shown(s, scope_point, t) and s.found for s in asked]
-        wrong = [_shown(s, scope_point, t) for s in unanswered]
-        missed = 1.0 - float(np.mean(shown)) if shown else 0.0
+        shown_asked = [shown(s, calibration, t) and s.found for s in asked]
+        wrong = [shown(s, calibration, t) for s in unanswered]
+        missed = 1.0 - float(np.mean(shown_asked)) if shown_asked else 0.0
         given = float(np.mean(wrong)) if wrong else 0.0
         rows.append({"point": t, "asked_shown": 1.0 - missed, "unanswered_shown": given,
                      "cost": miss_cost * missed + given})
@@ -67,10 +75,6 @@ def cheapest(curve: list[dict[str, float]]) -> dict[str, float]:
     """The point of least cost; of equal costs, the highest (fewest unrelated facts shown)."""
     least = min(r["cost"] for r in curve)
     return max((r for r in curve if r["cost"] <= least + 1e-12), key=lambda r: r["point"])
-
-
-def _shown(s: Scored, scope_point: float, context_point: float) -> bool:
-    return s.score >= scope_point or (s.about_speaker and s.score >= context_point)
 
 
 def score_dialogues(larimar: Any, dialogues: list[Any], k: int, seed: int
@@ -84,9 +88,10 @@ def score_dialogues(larimar: Any, dialogues: list[Any], k: int, seed: int
     def score(question: str, dialogue: str, kind: str, pattern: Any) -> None:
         hits = larimar.recall(question, k=k, namespace=dialogue, decode=False).hits
         found = pattern is not None and any(pattern.search(h.fact.text) for h in hits)
-        out.append(Scored(kind, question, dialogue, hits[0].score if hits else 0.0,
-                          bool(hits) and hits[0].evidence.get("speaker", 0.0) >= 1.0, found,
-                          hits[0].fact.text if hits else ""))
+        best = hits[0] if hits else None
+        out.append(Scored(kind, question, dialogue,
+                          Evidence(**best.evidence) if best else None,
+                          best.score if best else 0.0, found, best.fact.text if best else ""))
 
     for d in dialogues:
         others = [q for q in questions if q[0] != d.id]
@@ -103,7 +108,6 @@ def score_dialogues(larimar: Any, dialogues: list[Any], k: int, seed: int
 
 def run_context_point(tiny: bool = False, k: int = 3, miss_cost: float = 2.0, seed: int = 0,
                       data: list[Path] | None = None) -> dict[str, Any]:
-    from ...relevance import CONVERSATION
     from ...service import Larimar
     from ..locomo import TINY, load_model
     from ..scope_calibration import roc_auc
@@ -119,7 +123,7 @@ def run_context_point(tiny: bool = False, k: int = 3, miss_cost: float = 2.0, se
     asked = [s for s in scored if s.kind == "asked"]
     unanswered = [s for s in scored if s.kind == "unanswered"]
     scope_point = CONVERSATION.threshold
-    curve = cost_curve(asked, unanswered, scope_point, miss_cost)
+    curve = cost_curve(asked, unanswered, CONVERSATION, miss_cost)
     chosen = cheapest(curve)
     in_use = CONVERSATION.context_threshold or scope_point
     at = {r["point"]: r for r in curve}
@@ -140,10 +144,14 @@ def run_context_point(tiny: bool = False, k: int = 3, miss_cost: float = 2.0, se
         "chosen": chosen,
         "in_use": {"point": in_use, **_pick(at, in_use)},
         "curve": curve,
-        "asked_not_shown": [s.__dict__ for s in asked
-                            if not (_shown(s, scope_point, in_use) and s.found)],
-        "unanswered_shown": [s.__dict__ for s in unanswered if _shown(s, scope_point, in_use)],
+        "asked_not_shown": [_row(s) for s in asked
+                            if not (shown(s, CONVERSATION, in_use) and s.found)],
+        "unanswered_shown": [_row(s) for s in unanswered if shown(s, CONVERSATION, in_use)],
     }
+
+
+def _row(s: Scored) -> dict[str, Any]:
+    return {**s.__dict__, "evidence": s.evidence.__dict__ if s.evidence else None}
 
 
 def _pick(at: dict[float, dict[str, float]], point: float) -> dict[str, float]:
