@@ -65,9 +65,9 @@ class AnswerOptions(BaseModel):
     without_memory: bool = Field(True, description="also ask every question of an empty "
                                                    "namespace")
     ask_k: int | None = Field(None, ge=1, le=64,
-                              description="facts read per answer, every system; None: each "
-                                          "system's default (ask, chat: settings.ask_k; the "
-                                          "query engine: its k=3)")
+                              description="facts read per answer, every system; None: "
+                                          "settings.ask_k (the query engine's answer_k "
+                                          "defaults to it too)")
     max_new_tokens: int | None = Field(None, ge=1, le=1024)
     decoder_weights: DecoderWeights | None = Field(
         None, description="LarimarSettings.decoder_weights; None: its default")
@@ -114,7 +114,7 @@ def answerers(memory: Any, options: AnswerOptions) -> dict[str, Answerer]:
 
         def query(question: str, namespace: str) -> tuple[str, str]:
             if namespace not in engines:
-                extra = {} if k is None else {"k": k}
+                extra = {} if k is None else {"answer_k": k}
                 engines[namespace] = LarimarQueryEngine(larimar=memory, namespace=namespace,
                                                         **extra)
             response = engines[namespace].query(question)

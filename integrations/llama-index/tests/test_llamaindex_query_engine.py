@@ -24,7 +24,7 @@ def stored(larimar):
 def test_in_scope_query_cites_the_top_k_facts(larimar, stored):
     other = larimar.remember("Alice's favourite food is pasta.").ids[0]
     response = LarimarQueryEngine(larimar, k=2).query(QUESTION)
-    expected = larimar.ask(QUESTION, k=2)
+    expected = larimar.ask(QUESTION)  # the answer reads ask_k facts; k is what it cites
     recall = larimar.recall(QUESTION, k=2)
     assert isinstance(response, Response)
     assert response.response == expected.answer
@@ -37,6 +37,9 @@ def test_in_scope_query_cites_the_top_k_facts(larimar, stored):
     assert first.score == pytest.approx(recall.hits[0].score)
     assert first.node.metadata["fact_text"] == FACT and first.node.metadata["rank"] == 0
     assert len(LarimarQueryEngine(larimar, k=1).query(QUESTION).source_nodes) == 1
+    two = LarimarQueryEngine(larimar, k=2, answer_k=2).query(QUESTION)
+    assert two.response == larimar.ask(QUESTION, k=2).answer
+    assert two.metadata["fact_ids"] == [h.fact.id for h in recall.hits]
 
 
 def test_out_of_scope_query_is_answered_plainly_without_sources(larimar, stored):

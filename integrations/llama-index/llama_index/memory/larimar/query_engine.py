@@ -12,6 +12,7 @@ their facts, but under the decoding point, gets the honest answer and the facts 
 from __future__ import annotations
 
 from llama_index.core.base.response.schema import RESPONSE_TYPE, Response
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import QueryBundle
 
@@ -34,10 +35,18 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         ``response.source_nodes`` holds one node per recalled fact (up to ``k``, best first,
         scored by the hit's score) when ``response.metadata["relevant"]``.
         As an agent tool: ``QueryEngineTool.from_defaults(engine, name=..., description=...)``.
+
+    ``k`` is how many facts the response cites; ``answer_k`` how many the decoder reads for its
+    answer (None: the memory's ``LarimarSettings.ask_k``, what its checkpoint was trained on:
+    ``larimar-smol`` answers best from one).
     """
 
+    answer_k: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Facts the decoder conditions its answer on (None: the memory's ask_k).")
+
     def custom_query(self, query_str: str) -> Response:
-        answer = self._larimar.ask(query_str, k=self.k, namespace=self.namespace,
+        answer = self._larimar.ask(query_str, k=self.answer_k, namespace=self.namespace,
                                    filter=larimar_filter(self.filters))
         recall = None
         if answer.scope.relevant:
@@ -46,7 +55,8 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
 
     async def acustom_query(self, query_str: str) -> Response:
         # The core runs each call in a worker thread: the event loop stays free while decoding.
-        answer = await self._larimar.aask(query_str, k=self.k, namespace=self.namespace,
+        answer = await self._larimar.aask(query_str, k=self.answer_k,
+                                          namespace=self.namespace,
                                           filter=larimar_filter(self.filters))
         recall = None
         if answer.scope.relevant:
