@@ -12,7 +12,11 @@ the LoCoMo dev conversations (docs/results.md, "Query understanding"):
   session date then resolves. Facts whose text holds a time expression beyond their own
   timestamp come first.
 * **Dated facts.** A question that names a month ("camping in June") prefers facts dated that
-  month or the next one (where "last month" points back to it).
+  month or the next one (where "last month" points back to it); one that names a day ("on
+  13 October, 2023") prefers facts dated that day.
+* **Phrases.** Two adjacent content words of the query ("art show", "grand opening") found
+  adjacent in a fact's text: BM25 scores the words apart. Facts sharing more of the query's
+  phrases come first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+
+from .lexical import term_sequence
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december")
@@ -39,6 +45,9 @@ _TIME_EXPRESSION = re.compile(
     rf"(a|an|one|two|three|four|five|six|few|couple( of)?|several|\d+) {_UNIT} (ago|back)|"
     rf"{_DAY}s?|" + "|".join(MONTHS) + r"|(19|20)\d{2})\b",
     re.IGNORECASE)
+_DAY_OF_MONTH = re.compile(
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({'|'.join(MONTHS)})\b|"
+    rf"\b({'|'.join(MONTHS)})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b", re.IGNORECASE)
 TIMESTAMP_FIELDS = ("date", "time")
 """Metadata fields that may hold a fact's own timestamp (LoCoMo's session date; the ISO time
 `conversation` writes)."""
@@ -57,6 +66,28 @@ def named_speakers(query: str, speakers: set[str]) -> set[str]:
 def months_named(query: str) -> set[int]:
     """Months (1-12) the query names."""
     return {MONTHS.index(m.lower()) + 1 for m in _MONTH.findall(query)}
+
+
+def days_named(query: str) -> set[tuple[int, int]]:
+    """(month, day) pairs the query names ("13 October", "October 13th")."""
+    return {_day(m) for m in _DAY_OF_MONTH.finditer(query)}
+
+
+def fact_day(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(month, day) of the fact's own timestamp, if its metadata has one."""
+    for field in TIMESTAMP_FIELDS:
+        value = metadata.get(field)
+        if isinstance(value, str) and value:
+            return _day_of(value)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def phrases(text: str) -> frozenset[tuple[str, str]]:
+    """Pairs of adjacent words of ``text`` that are both terms (`lexical.terms`: stemmed, no
+    stopwords): "the new shoes" has ("new", "shoe")."""
+    words = term_sequence(text)
+    return frozenset((a, b) for a, b in zip(words, words[1:], strict=False) if a and b)
 
 
 def fact_month(metadata: Mapping[str, Any]) -> int | None:
@@ -81,6 +112,22 @@ def has_time_expression(text: str, metadata: Mapping[str, Any]) -> bool:
 @lru_cache(maxsize=4096)
 def _word(name: str) -> re.Pattern[str]:
     return re.compile(r"\b" + re.escape(name) + r"\b", re.IGNORECASE)
+
+
+def _day(match: re.Match[str]) -> tuple[int, int]:
+    if match.group(1):
+        return MONTHS.index(match.group(2).lower()) + 1, int(match.group(1))
+    return MONTHS.index(match.group(3).lower()) + 1, int(match.group(4))
+
+
+@lru_cache(maxsize=65536)
+def _day_of(value: str) -> tuple[int, int] | None:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        named = _DAY_OF_MONTH.search(value)
+        return _day(named) if named else None
+    return when.month, when.day
 
 
 @lru_cache(maxsize=65536)

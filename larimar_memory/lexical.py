@@ -54,6 +54,16 @@ def terms(text: str) -> list[str]:
     return out
 
 
+def term_sequence(text: str) -> list[str]:
+    """Each word of ``text`` in order as its term ("" for a stopword): `terms` keeps the
+    non-empty ones; adjacent non-empty ones are a phrase (`cues.phrases`)."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        term = _TERMS.get(word)
+        out.append(_term(word) if term is None else term)
+    return out
+
+
 def _term(word: str) -> str:
     """What a word found in a text counts as ("" for none); cached, since a load looks up every
     word of thousands of texts."""

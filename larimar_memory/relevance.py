@@ -10,9 +10,11 @@ integration (they all go through the service). Three steps:
 2. **Fusion.** Reciprocal-rank fusion of all the lists: facts the rankings agree on come
    first (on LoCoMo this agreement beats the best single key by 8 points at k = 1), and since
    every fact has one entry per list, a fact with more keys is not favoured for having them.
-   The query's cues (`larimar_memory.cues`: a speaker it names, a *when* question, a month)
-   each add one list of the fused candidates that carry the cue, fused again; a cue reorders
-   what the rankings found and never adds a fact they did not.
+   For each extra kind of key, one more list fuses that kind's own dense and BM25 rankings
+   (`KEY_AGREEMENT_WEIGHT`). The query's cues (`larimar_memory.cues`: a speaker it names, a
+   *when* question, a month, a day, a two-word phrase) each add one list of the fused
+   candidates that carry the cue, fused again; a cue reorders what the rankings found and
+   never adds a fact they did not.
 3. **A calibrated score per hit.** A logistic map of four pieces of evidence (`Evidence`):
    the best cosine between the query (or one of its sentences) and any of the fact's keys, the
    idf-weighted share of the query's terms that the fact's key texts contain, the fused
@@ -57,8 +59,18 @@ RRF_CONSTANT = 15.0
 within a point of each other; Cormack et al.'s 60 flattens the ranks so much that a fact first
 in one list and absent from the others loses to many middling ones (R@10 6 points lower)."""
 SPEAKER_WEIGHT = 2.0  # the list of candidates whose speaker the query names
-TIME_WEIGHT = 1.5  # a *when* question: the candidates whose text places something in time
+TIME_WEIGHT = 2.0  # a *when* question: the candidates whose text places something in time
 MONTH_WEIGHT = 1.0  # a question naming a month: the candidates dated then (or the month after)
+DAY_WEIGHT = 1.0  # a question naming a day ("on 13 October"): the candidates dated that day
+PHRASE_WEIGHT = 0.5  # the candidates whose text has a two-word phrase of the query
+KEY_AGREEMENT_WEIGHT = 1.0
+"""Weight of the one list per extra kind of key that fuses that kind's own dense and BM25
+rankings (`KEY_AGREEMENT_CONSTANT`): a fact whose context key both rankings put near the top
+(the turn before the answer asked what the question asks) is one signal, not two half-heard
+ones. On the LoCoMo dev conversations (docs/results.md, "issue 27, single-hop") it lifts
+single-hop R@10 by 2 points; the same list for the main key lowers R@10 (the main key's two
+rankings already agree in the fusion)."""
+KEY_AGREEMENT_CONSTANT = 5.0  # the RRF constant inside that list: its order favours the top
 
 
 def query_texts(query: str) -> list[str]:
@@ -213,10 +225,15 @@ class Ranker:
         kinds = max(len(memory.key_indices), len(lexical))
         for kind in range(kinds):
             lacking = self._lacking(memory, kind, allowed)
-            rankings.append((self._dense(memory, embedded[0], depth, allowed, kind, lacking), 1.0))
+            dense = self._dense(memory, embedded[0], depth, allowed, kind, lacking)
+            rankings.append((dense, 1.0))
             if self.lexical_weight > 0:
-                rankings.append((self._lexical(lexical, query, depth, allowed, kind, lacking),
-                                 self.lexical_weight))
+                words = self._lexical(lexical, query, depth, allowed, kind, lacking)
+                rankings.append((words, self.lexical_weight))
+                if kind > 0:  # an extra key that both rankings find: see KEY_AGREEMENT_WEIGHT
+                    agreed = reciprocal_rank_fusion([(dense, 1.0), (words, 1.0)], depth,
+                                                    KEY_AGREEMENT_CONSTANT)
+                    rankings.append(([f for f, _ in agreed], KEY_AGREEMENT_WEIGHT))
         if facts is not None:
             pool = [f for f, _ in reciprocal_rank_fusion(rankings, depth, RRF_CONSTANT)]
             rankings += _cue_lists(query, pool, facts)
@@ -302,6 +319,14 @@ def _cue_lists(query: str, pool: list[str], facts: Mapping[str, FactView]
         wanted = months | {m % 12 + 1 for m in months}
         out.append(([f for f in pool if cues.fact_month(facts[f].metadata) in wanted],
                     MONTH_WEIGHT))
+    days = cues.days_named(query)
+    if days:
+        out.append(([f for f in pool if cues.fact_day(facts[f].metadata) in days], DAY_WEIGHT))
+    phrases = cues.phrases(query)
+    if phrases:
+        shared = {f: len(phrases & cues.phrases(facts[f].text)) for f in pool}
+        out.append((sorted((f for f in pool if shared[f]), key=lambda f: -shared[f]),
+                    PHRASE_WEIGHT))
     return [(ids, w) for ids, w in out if ids]
 
 

@@ -55,3 +55,43 @@ def test_a_when_question_prefers_the_turn_that_places_it_in_time(larimar):
     assert hits[0].fact.text.startswith("Yesterday")
     hits = larimar.recall("Did she take the kids to the museum?", k=2).hits
     assert hits[0].fact.text.startswith("I took")
+
+
+def test_days_of_questions_and_facts():
+    assert cues.days_named("What painting did she show on October 13, 2023?") == {(10, 13)}
+    assert cues.days_named("What did she start, as mentioned on 3 June, 2023?") == {(6, 3)}
+    assert cues.days_named("What happened on the 1st of May?") == set()  # not a form it reads
+    assert cues.days_named("What did she do in May 2023?") == set()  # a month and a year
+    assert cues.fact_day({"date": "1:56 pm on 8 May, 2023"}) == (5, 8)
+    assert cues.fact_day({"time": "2026-12-02T20:15:00+00:00"}) == (12, 2)
+    assert cues.fact_day({"speaker": "Ann"}) is None
+
+
+def test_phrases_are_adjacent_terms():
+    assert cues.phrases("What are the new shoes for?") == {("new", "shoe")}
+    assert ("art", "show") in cues.phrases("I painted it for the art show.")
+    assert cues.phrases("The show had art in it.") == set()  # "had" is no stopword, but apart
+    assert cues.phrases("it is the") == set()
+
+
+def test_a_question_naming_a_day_prefers_the_fact_dated_that_day(larimar, monkeypatch):
+    """The same words on two days; the month alone cannot tell them apart."""
+    larimar.remember(["I painted a sunset with my kids.", "I painted a sunset with my kids!"],
+                     metadata=[{"date": "1:00 pm on 2 October, 2023"},
+                               {"date": "1:00 pm on 13 October, 2023"}])
+    for day in ("2", "13"):
+        hits = larimar.recall(f"What did Mel paint on October {day}, 2023?", k=2).hits
+        assert hits[0].fact.metadata["date"].startswith(f"1:00 pm on {day} ")
+
+
+def test_a_shared_phrase_puts_its_fact_first(larimar, monkeypatch):
+    """BM25 and the bag-of-words test embedder favour the second turn (more of the query's
+    words); only the first has "art show" as a phrase."""
+    from larimar_memory import relevance
+
+    larimar.remember(["I painted for the art show.", "At school she painted art to show."])
+    question = "What did she paint for the art show at school?"
+    monkeypatch.setattr(relevance, "PHRASE_WEIGHT", 0.0)
+    assert larimar.recall(question, k=2).hits[0].fact.text.startswith("At school")
+    monkeypatch.setattr(relevance, "PHRASE_WEIGHT", 0.5)
+    assert larimar.recall(question, k=2).hits[0].fact.text.startswith("I painted")

@@ -209,3 +209,31 @@ def test_fallback_lists_hold_every_fact_once(larimar):
         lacking = ranker._lacking(ns.memory, kind, None)
         dense = ranker._dense(ns.memory, emb[0], 10, None, kind, lacking)
         assert sorted(dense) == sorted(np.unique(dense)) and len(dense) == 2
+
+
+def test_an_extra_kind_of_key_adds_the_list_of_its_own_agreement(larimar, monkeypatch):
+    """Per extra kind of key, one list fuses that kind's dense and BM25 rankings (sharply:
+    `KEY_AGREEMENT_CONSTANT`); a namespace without extra keys ranks as before."""
+    from larimar_memory import relevance
+
+    fused: list[list[tuple[list[str], float]]] = []
+    real = relevance.reciprocal_rank_fusion
+
+    def spy(rankings, k, constant=60.0):
+        rankings = list(rankings)
+        fused.append(rankings)
+        return real(rankings, k, constant)
+
+    monkeypatch.setattr(relevance, "reciprocal_rank_fusion", spy)
+    larimar.remember(["Tom has a cat.", "Ann plays the cello."], namespace="plain")
+    larimar.recall("Who plays the cello?", k=2, namespace="plain")
+    assert len(fused[-1]) == 2  # main key: dense and BM25, no cue
+    fused.clear()
+    larimar.remember("For walking or running?", namespace="turns",
+                     extra_keys=["Mel: Look at my new shoes! Ann: For walking or running?"])
+    larimar.remember("I like my cat.", namespace="turns", extra_keys=["Mel: And you? Ann: Cats."])
+    larimar.recall("What are the new shoes for?", k=2, namespace="turns")
+    final = fused[-1]
+    assert len(final) == 5  # 2 kinds x (dense, BM25) + the extra kind's agreement
+    agreement = real([final[2], final[3]], 50, relevance.KEY_AGREEMENT_CONSTANT)
+    assert final[4] == ([f for f, _ in agreement], relevance.KEY_AGREEMENT_WEIGHT)
