@@ -44,14 +44,7 @@ _MAX_TERMS = 200_000
 
 def terms(text: str) -> list[str]:
     """Stemmed lower-cased word tokens without stopwords; a trailing possessive 's is dropped."""
-    out = []
-    for word in _WORD.findall(text.lower()):
-        term = _TERMS.get(word)
-        if term is None:
-            term = _term(word)
-        if term:
-            out.append(term)
-    return out
+    return [term for term in term_sequence(text) if term]
 
 
 def term_sequence(text: str) -> list[str]:
