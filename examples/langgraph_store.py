@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     replies: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         larimar = build_larimar(args.tiny, Path(tmp) / "facts.sqlite3")
-        store = LarimarStore(larimar, index={"fields": ["content"]})
+        store = LarimarStore(larimar, index={"fields": ["content"]}, relevant_only=True)
         agent = create_agent(
             ScriptedModel(), tools=[save_memory, search_memory, delete_memory], store=store,
             checkpointer=InMemorySaver(),

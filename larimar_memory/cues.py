@@ -53,6 +53,28 @@ TIMESTAMP_FIELDS = ("date", "time")
 `conversation` writes)."""
 
 
+_QUANTITY_QUESTION = re.compile(
+    r"\bhow (many|much|long|far|old|tall|big|high|deep|heavy|large|fast|often)\b|"
+    r"\bwhat(?: is|'s| are) the (population|number|percentage|length|height|size|distance|"
+    r"speed|temperature|age|area|price|cost|weight|depth)\b", re.IGNORECASE)
+_QUANTITY = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|"
+    r"eighty|ninety|hundred|thousand|million|billion|dozens?|half|couple|few|several|many|"
+    r"once|twice)\b", re.IGNORECASE)
+
+
+def asks_quantity(query: str) -> bool:
+    """Whether the query asks for a quantity ("how many", "how long", "what is the population
+    of …"): its answer is a number or an amount."""
+    return _QUANTITY_QUESTION.search(query) is not None
+
+
+def holds_quantity(text: str) -> bool:
+    """Whether a text holds a number or an amount ("40 minutes", "six years old", "a few")."""
+    return _QUANTITY.search(text) is not None
+
+
 def asks_when(query: str) -> bool:
     """Whether the query asks about time ("when", "how long", "before X", ...)."""
     return _WHEN.search(query) is not None

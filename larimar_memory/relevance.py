@@ -20,8 +20,12 @@ integration (they all go through the service). Three steps:
    idf-weighted share of the query's terms that the fact's key texts contain, the fused
    agreement, and whether the query is about the person who said the fact (it names them, or it
    is in the first person and they are a user: "Who do I report to?" is about the user's own
-   facts, "Who created Python?" about nobody in memory). The scope decision is that same
-   score of the best hit against an operating point.
+   facts, "Who created Python?" about nobody in memory). One rule joins them: a question
+   about nobody in memory that asks for a quantity ("How many characters are in the hiragana
+   alphabet?") is not about a fact that holds none ("I am learning Japanese.";
+   `Calibration.form`). The scope decision is that same score of the best hit against an
+   operating point; what is shown to a language model, against a lower context point for
+   questions about the fact's speaker (`Calibration.shows`).
    `CONVERSATION` is calibrated on LoCoMo dev questions against off-topic questions
    (``larimar eval scope``); `EDITS` on CounterFact (paraphrases against neighbourhood and
    unrelated prompts), the same mechanism at another point.
@@ -88,6 +92,7 @@ class Evidence:
     lexical: float  # idf-weighted share of the query's terms found in the fact's key texts
     agreement: float  # fused reciprocal-rank score / its maximum (first in every list)
     speaker: float = 0.0  # 1 when the query is about who said the fact (`refers_to`)
+    form: float = 1.0  # 0 when the query asks for a quantity and the fact holds none
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,11 @@ class Calibration:
     bias: float
     threshold: float
     speaker: float = 0.0
+    form: float = 0.0
+    """Log-odds added when the fact cannot hold the form of answer a question about nobody in
+    memory asks for (`Evidence.form` 0 and `Evidence.speaker` 0: "How many characters are in
+    the hiragana alphabet?" against "I am learning Japanese."). A rule, not fitted: the scope
+    data sets have too few such pairs to weigh it."""
     context_threshold: float | None = None
     """The point at which memory is worth *showing a language model* when the query is about
     the person who said the best hit ("What's my handle?" for the user's "My gamer tag is
@@ -137,7 +147,7 @@ class Calibration:
         """w · evidence + b: the score before the logistic map."""
         return (self.dense * evidence.dense + self.lexical * evidence.lexical
                 + self.agreement * evidence.agreement + self.speaker * evidence.speaker
-                + self.bias)
+                + self.form * (1.0 - evidence.form) * (1.0 - evidence.speaker) + self.bias)
 
 
 # Fitted by `larimar eval scope` (docs/results.md, "Scope"): logistic regression on the best
@@ -158,7 +168,8 @@ class Calibration:
 # questions about the user against the same memory (nothing stored answers them); the point of
 # least cost when a missed fact costs twice a shown unrelated one (docs/results.md).
 CONVERSATION = Calibration("conversation", dense=24.916, lexical=4.711, agreement=2.366,
-                           bias=-14.758, threshold=0.6, speaker=4.022, context_threshold=0.26)
+                           bias=-14.758, threshold=0.6, speaker=4.022, form=-20.0,
+                           context_threshold=0.26)
 # CounterFact paraphrases against neighbourhood prompts and NQ questions: on the key cosine alone
 # the best point is 0.56 (balanced accuracy 0.947 on train, 0.941 on val; see
 # `larimar_memory.scope.ExternalScopeDetector`, which decides with this calibration).
@@ -244,10 +255,13 @@ class Ranker:
         dense = self._best_cosine(memory, embedded, ids)
         coverage = _coverage(lexical, query, ids)
         hits = []
+        quantity = cues.asks_quantity(query)
         for (fid, rrf), d, c in zip(fused, dense, coverage, strict=True):
             about = refers_to(query, _speaker(facts[fid].metadata) if facts else None)
+            form = not (quantity and facts is not None
+                        and not cues.holds_quantity(facts[fid].text))
             evidence = Evidence(dense=d, lexical=c, agreement=rrf / best_possible,
-                                speaker=float(about))
+                                speaker=float(about), form=float(form))
             hits.append(Hit(fid, self.calibration.score(evidence), evidence))
         return hits
 

@@ -100,7 +100,7 @@ def best_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float, flo
 
 def run_scope_calibration(model: str = "larimar-smol", data: Path | None = None,
                           negatives_per_conversation: int = 200, seed: int = 0) -> dict[str, Any]:
-    from ..relevance import CONVERSATION, Calibration, Evidence
+    from ..relevance import CONVERSATION, Calibration
     from ..service import Larimar
     from .locomo import load_model
     from .locomo_systems import LarimarSystem
@@ -129,11 +129,14 @@ def run_scope_calibration(model: str = "larimar-smol", data: Path | None = None,
             for question, kind in asked:
                 hits = larimar.recall(question, k=1, namespace=namespace, decode=False).hits
                 evidence = hits[0].evidence if hits else dict.fromkeys(FEATURES, 0.0)
-                rows.append((conv.sample_id, kind, [evidence[f] for f in FEATURES]))
+                rows.append((conv.sample_id, kind, [evidence[f] for f in FEATURES],
+                             hits[0].score if hits else 0.0))
     folder.cleanup()
     renamed_x = np.array([r[2] for r in rows if r[1] == "renamed"]).reshape(-1, len(FEATURES))
+    renamed_in_use = np.array([r[3] for r in rows if r[1] == "renamed"])
     rows = [r for r in rows if r[1] != "renamed"]
     x = np.array([r[2] for r in rows])
+    in_use = np.array([r[3] for r in rows])  # the score Larimar.recall gave, rules included
     y = np.array([r[1] == "dev" for r in rows], dtype=float)
     groups = np.array([r[0] for r in rows])
     w = fit_logistic(x, y)
@@ -146,9 +149,7 @@ def run_scope_calibration(model: str = "larimar-smol", data: Path | None = None,
     calibration = Calibration(
         "conversation", bias=round(float(w[-1]), 3), threshold=threshold,
         **{f: round(float(v), 3) for f, v in zip(FEATURES, w[:-1], strict=True)})
-    in_use = np.array([CONVERSATION.score(Evidence(*r)) for r in x])
     renamed_fitted = 1 / (1 + np.exp(-(renamed_x @ w[:-1] + w[-1])))
-    renamed_in_use = np.array([CONVERSATION.score(Evidence(*r)) for r in renamed_x])
     use_t, use_bal, use_tpr, use_tnr = (CONVERSATION.threshold, *_rates(in_use, y,
                                                                         CONVERSATION.threshold))
     return {

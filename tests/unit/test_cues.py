@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from larimar_memory import cues
 
 
@@ -95,3 +97,24 @@ def test_a_shared_phrase_puts_its_fact_first(larimar, monkeypatch):
     assert larimar.recall(question, k=2).hits[0].fact.text.startswith("At school")
     monkeypatch.setattr(relevance, "PHRASE_WEIGHT", 0.5)
     assert larimar.recall(question, k=2).hits[0].fact.text.startswith("I painted")
+
+
+@pytest.mark.parametrize(
+    "query, asks",
+    [("How many legs does a spider have?", True), ("How long is a marathon?", True),
+     ("What is the population of Spain?", True), ("What's the speed of light?", True),
+     ("Who wrote Pride and Prejudice?", False), ("When is the wedding?", False),
+     ("What is the capital of Lithuania?", False)],
+)
+def test_quantity_questions(query, asks):
+    assert cues.asks_quantity(query) is asks
+
+
+@pytest.mark.parametrize(
+    "text, holds",
+    [("My commute takes 40 minutes.", True), ("Felix is six years old.", True),
+     ("We invited a few friends.", True), ("I am learning Japanese.", False),
+     ("I have a greyhound called Bolt.", False)],
+)
+def test_texts_holding_a_quantity(text, holds):
+    assert cues.holds_quantity(text) is holds

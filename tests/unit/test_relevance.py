@@ -25,7 +25,7 @@ def test_scores_are_calibrated_and_scope_uses_the_same_score(larimar):
     larimar.remember(["Alice lives in Lisbon.", "Bob plays the cello."])
     result = larimar.recall("Where does Alice live in Lisbon?", k=2)
     assert 0.0 <= result.hits[-1].score <= result.hits[0].score <= 1.0
-    assert set(result.hits[0].evidence) == {"dense", "lexical", "agreement", "speaker"}
+    assert set(result.hits[0].evidence) == {"dense", "lexical", "agreement", "speaker", "form"}
     assert result.scope.score == result.hits[0].score
     assert result.scope.in_scope == (result.scope.score >= result.scope.threshold)
     off = larimar.recall("quantum chromodynamics lecture notes", k=1)
@@ -56,6 +56,35 @@ def test_the_context_point_shows_memory_for_questions_about_the_speaker_only():
     assert not without.shows(near) and without.shows(Evidence(0.6, 0.0, 0.0, 1.0))
     assert CONVERSATION.context_threshold is not None
     assert CONVERSATION.context_threshold < CONVERSATION.threshold
+
+
+def test_a_quantity_question_about_nobody_is_not_answered_by_a_fact_without_one():
+    """"How many characters are in the hiragana alphabet?" is not about "I am learning
+    Japanese.": a question about nobody in memory that asks for a quantity needs a fact that
+    holds one; a question about the speaker, or a fact with a number, is judged as before."""
+    strong = Evidence(dense=0.9, lexical=1.0, agreement=1.0)
+    lacking = Evidence(dense=0.9, lexical=1.0, agreement=1.0, form=0.0)
+    assert CONVERSATION.accepts(strong) and not CONVERSATION.accepts(lacking)
+    about = Evidence(dense=0.9, lexical=1.0, agreement=1.0, speaker=1.0, form=0.0)
+    assert CONVERSATION.accepts(about)
+    assert EDITS.accepts(Evidence(0.9, 0.0, 0.0, form=0.0))  # the edit rule reads the cosine
+
+
+@pytest.mark.parametrize(
+    "query, text, form",
+    [
+        ("How many characters are in the Japanese hiragana alphabet?", "I am learning Japanese.",
+         0.0),
+        ("How long do greyhounds usually live?", "I have a greyhound called Bolt.", 0.0),
+        ("What is the population of Singapore?", "My sister lives in Singapore.", 0.0),
+        ("How old is Felix?", "My son Felix is six years old.", 1.0),
+        ("How long is the commute?", "My commute takes 40 minutes.", 1.0),
+        ("Where does my sister live?", "My sister lives in Singapore.", 1.0),
+    ],
+)
+def test_the_form_evidence_reaches_the_hits(larimar, query, text, form):
+    larimar.remember(text)
+    assert larimar.recall(query).hits[0].evidence["form"] == form
 
 
 def test_scope_says_whether_memory_is_relevant_to_show(larimar):
