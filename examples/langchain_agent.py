@@ -123,7 +123,8 @@ def build_larimar(tiny: bool, store: Path) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny random Larimar (a smoke test in seconds)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny random Larimar (a smoke test in seconds)")
     parser.add_argument("--store", type=Path, help="SQLite fact log (default: a temp dir)")
     args = parser.parse_args()
 
