@@ -97,7 +97,9 @@ class RecallHit(BaseModel):
     evidence: dict[str, float] = Field(
         default_factory=dict,
         description="what the score was computed from: dense (best key cosine), lexical "
-        "(share of the query's terms in the keys), agreement (fused rank)",
+        "(share of the query's terms in the keys), agreement (fused rank), speaker (1: the "
+        "query is about who said the fact), form (0: the query asks for a quantity the fact "
+        "does not hold)",
     )
 
 
