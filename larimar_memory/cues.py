@@ -97,11 +97,8 @@ def days_named(query: str) -> set[tuple[int, int]]:
 
 def fact_day(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
     """(month, day) of the fact's own timestamp, if its metadata has one."""
-    for field in TIMESTAMP_FIELDS:
-        value = metadata.get(field)
-        if isinstance(value, str) and value:
-            return _day_of(value)
-    return None
+    stamp = _timestamp(metadata)
+    return _day_of(stamp) if stamp else None
 
 
 @lru_cache(maxsize=65536)
@@ -114,10 +111,16 @@ def phrases(text: str) -> frozenset[tuple[str, str]]:
 
 def fact_month(metadata: Mapping[str, Any]) -> int | None:
     """The month of the fact's own timestamp, if its metadata has one."""
+    stamp = _timestamp(metadata)
+    return _month_of(stamp) if stamp else None
+
+
+def _timestamp(metadata: Mapping[str, Any]) -> str | None:
+    """The fact's own timestamp: the first of `TIMESTAMP_FIELDS` its metadata holds."""
     for field in TIMESTAMP_FIELDS:
         value = metadata.get(field)
         if isinstance(value, str) and value:
-            return _month_of(value)
+            return value
     return None
 
 
