@@ -200,13 +200,16 @@ class MemoryBlock(Conditioning):
 
     def block(self, lm: PreTrainedModel, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input embeddings ``(N, L, h)`` and mask ``(N, L)`` of the memory block ``pre + slots +
-        post`` (``z`` may hold several rows, ``R·P`` slots, each row's text ending in its EOS);
-        empty slots are masked out, and slots after the last one holding a token in any row are
-        dropped."""
+        post`` (``z`` may hold several rows, ``R·P`` slots, each row's text ending in its EOS).
+        Only the slots that hold a token are kept, in order (right-padded to the longest row):
+        an empty slot would be masked anyway, taking no attention and no position, so dropping
+        it changes nothing but the cost, and a block of k facts is mostly empty slots."""
         slots = z.reshape(z.shape[0], -1, self.latent_token_dim)  # R rows × P slots
-        embeds, present = self._codebook.soft_embeddings(slots)
-        used = int(present.any(dim=0).nonzero().max().item()) + 1 if bool(present.any()) else 0
-        embeds, present = embeds[:, :used].to(_lm_dtype(lm)), present[:, :used]
+        embeds, present = self._slot_embeddings(lm, slots)
+        width = int(present.sum(dim=1).max().item()) if present.numel() else 0
+        order = torch.sort((~present).to(torch.int8), dim=1, stable=True).indices[:, :width]
+        embeds = embeds.gather(1, order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1]))
+        embeds, present = embeds.to(_lm_dtype(lm)), present.gather(1, order)
         n, device = z.shape[0], z.device
         pre = torch.tensor(self.pre, dtype=torch.long, device=device).expand(n, -1)
         post = torch.tensor(self.post, dtype=torch.long, device=device).expand(n, -1)
@@ -214,6 +217,21 @@ class MemoryBlock(Conditioning):
         block = torch.cat([table(pre), embeds, table(post)], dim=1)
         mask = torch.cat([torch.ones_like(pre), present.long(), torch.ones_like(post)], dim=1)
         return block, mask
+
+    def _slot_embeddings(self, lm: PreTrainedModel, slots: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each slot's mixed embedding and whether it holds a token. Without gradients the
+        exact code index finds the slots holding a token first and only those are mixed
+        (scoring every empty slot against the vocabulary cost more than the answer)."""
+        if torch.is_grad_enabled():
+            return self._codebook.soft_embeddings(slots)
+        _, present = self._codebook.nearest_tokens(slots)
+        hidden = lm.get_input_embeddings().embedding_dim
+        embeds = torch.zeros(*present.shape, hidden, dtype=_lm_dtype(lm), device=slots.device)
+        if bool(present.any()):
+            mixed, _ = self._codebook.soft_embeddings(slots[present].unsqueeze(0))
+            embeds[present] = mixed[0].to(embeds.dtype)
+        return embeds, present
 
     def context(self, readouts: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(readouts).reshape(1, -1)
@@ -389,10 +407,10 @@ class LatentDecoder(nn.Module):
         copy = None
         if z is not None and copy_bias:
             spelled = self.conditioning.readout_tokens(z)
-            if spelled is not None:  # stopping stays the LM's own decision
+            if spelled is not None:  # a fact's end separates it from the next one read
                 ends = set(self.stop_token_ids)
-                copy = CopyBias([[t for t in row if t not in ends] for row in spelled],
-                                copy_bias, device, self._starts_word)
+                copy = CopyBias([[-1 if t in ends else t for t in row] for row in spelled],
+                                copy_bias, device, self._starts_word, stops=self.stop_token_ids)
         with evaluating(self), self._plain(z is None):
             for _ in range(max_new_tokens):
                 out = self.lm(
@@ -459,18 +477,24 @@ class CopyBias:
     decoders, but added to the logits with no training): ``bias / 2`` on every token of the
     row's readout, ``bias`` more on each token that follows the previous generated token there
     inside a word (``starts_word`` tokens are not pushed: the bias finishes a name as stored,
-    it does not recite the rest of the fact)."""
+    it does not recite the rest of the fact). ``-1`` in a row separates facts read together:
+    nothing is pushed across it. The ``stops`` tokens get ``bias / 2`` too, so stopping stays
+    the LM's own decision against the readout: without both, an answer read from several
+    facts ran on into the next one ("Arjun.My brother's birthday is…")."""
 
     def __init__(self, spelled: list[list[int]], bias: float, device: torch.device,
-                 starts_word: Callable[[int], bool] = lambda token: False) -> None:
+                 starts_word: Callable[[int], bool] = lambda token: False,
+                 stops: list[int] | None = None) -> None:
         width = max((len(row) for row in spelled), default=0) + 1
         self.ids = torch.full((len(spelled), width), -1, dtype=torch.long, device=device)
         self.inside = torch.zeros((len(spelled), width), dtype=torch.bool, device=device)
         for i, row in enumerate(spelled):
             self.ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
-            self.inside[i, : len(row)] = torch.tensor([not starts_word(t) for t in row],
+            self.inside[i, : len(row)] = torch.tensor([t >= 0 and not starts_word(t)
+                                                       for t in row],
                                                       dtype=torch.bool, device=device)
         self.bias = bias
+        self.stops = torch.tensor(sorted(set(stops or [])), dtype=torch.long, device=device)
 
     def __call__(self, logits: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
         """``logits (N, V)`` with the bonus; ``previous (N,)``: the token generated last."""
@@ -478,6 +502,7 @@ class CopyBias:
         bonus = torch.zeros_like(logits)
         ids = self.ids.clamp(min=0)
         bonus.scatter_reduce_(1, ids, torch.where(present, self.bias / 2, 0.0), reduce="amax")
+        bonus[:, self.stops] = self.bias / 2
         if previous is not None:
             follows = torch.zeros_like(present)
             follows[:, 1:] = (self.ids[:, :-1] == previous[:, None]) & self.inside[:, 1:]

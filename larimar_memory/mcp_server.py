@@ -140,7 +140,7 @@ def create_mcp_server(memory: MemoryBackend, *, namespace: str | None = None,
     ) -> RecallResult:
         """The k stored facts that best match the query, best first, each with its score and
         the text read back from the memory; `scope.relevant` says whether they are worth
-        using (`scope.in_scope`: whether Larimar's own decoder would answer from them)."""
+        using (and whether Larimar's own decoder answers from them)."""
         return await _call(memory.recall, query, k=k, filter=filter, namespace=ns(namespace),
                            **given_ids(dict(user_id=user_id, agent_id=agent_id, run_id=run_id)))
 

@@ -225,6 +225,12 @@ class QuestionBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
+    #: other facts each question's memory block holds, ``(n·(R−1), T)`` encoder inputs (R − 1
+    #: per question, in order), and where among them the asked fact sits, ``(n,)``; None: the
+    #: asked fact alone
+    others_input_ids: torch.Tensor | None = None
+    others_attention_mask: torch.Tensor | None = None
+    position: torch.Tensor | None = None
 
 
 class LarimarModel(nn.Module):
@@ -538,7 +544,7 @@ class LarimarModel(nn.Module):
                     losses["kl"] = w.kl * kl_to_standard_normal(w_mean, self.sigma_w)
                 if asks:
                     assert questions is not None
-                    rows = Zr.reshape(B * N, C)[questions.index]
+                    rows = self._question_blocks(Zr.reshape(B * N, C), questions)
                     _, loss = self.decoder(
                         rows, questions.input_ids, questions.attention_mask, questions.labels
                     )
@@ -557,6 +563,22 @@ class LarimarModel(nn.Module):
             losses["lm"] = w.lm * loss
         losses["total"] = sum((losses[key] for key in _LOSS_KEYS), self.prior_memory.new_zeros(()))
         return losses
+
+    def _question_blocks(self, readouts: torch.Tensor, questions: QuestionBatch) -> torch.Tensor:
+        """Each question's memory block ``(n, R·C)``: its fact's readout, placed among the
+        encodings of the other facts it is read with (written with few facts in many slots,
+        a readout is its encoding, so the others are encoded rather than written)."""
+        asked = readouts[questions.index]
+        if questions.others_input_ids is None or questions.position is None:
+            return asked
+        n, C = asked.shape
+        others = self.codec(questions.others_input_ids, questions.others_attention_mask)
+        others = others.view(n, -1, C).to(asked.dtype)
+        blocks = [
+            torch.cat([others[i, :p], asked[i : i + 1], others[i, p:]])
+            for i, p in enumerate(questions.position.tolist())
+        ]
+        return torch.stack(blocks).reshape(n, -1)
 
     # -- persistence -----------------------------------------------------------------------------
 

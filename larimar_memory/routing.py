@@ -1,17 +1,22 @@
 """Which way `Larimar.ask` answers: from memory, plainly, or "I don't have that in memory".
 
-The scope decision (`larimar_memory.relevance`) says whether a stored fact is what the question
-is about. When none is, plain decoding is right for general knowledge ("Who wrote Pride and
-Prejudice?") but wrong for a question about the user ("Where do I live?", "What's my email?"):
-a language model with no memory invents a personal fact. Those questions take a third route,
-``unknown``, and get a fixed answer instead: the paper's leakage prevention ("prompt +
-unknown" in place of a forgotten fact) applied to conversations.
+The scope decision (`larimar_memory.relevance`, `ScopeInfo.relevant`) says whether a stored
+fact is what the question is about. When none is, plain decoding is right for general
+knowledge ("Who wrote Pride and Prejudice?") but wrong for a question about the user ("Where
+do I live?", "What's my email?"): a language model with no memory invents a personal fact.
+Those questions take a third route, ``unknown``, and get a fixed answer instead: the paper's
+leakage prevention ("prompt + unknown" in place of a forgotten fact) applied to
+conversations.
 
 A question is about the user when it speaks of them in the first person ("my", "I", "me",
 "we", "our") or addresses them as "you"/"your" ("What is your daughter's name?" asked of a
 user's memory). Procedural questions ("How do I boil an egg?", "Can you explain …?") and the
-shared world ("our solar system") are general knowledge. Pure text rules: no model, no
-framework, so every path (service, server, clients, integrations) shares this one decision.
+shared world ("our solar system") are general knowledge. A question that names no one can
+still be about the user's life: "When is the wedding?", "Who is hosting this month?", "When is
+rent due?" ask for a particular event, group or bill of theirs that only memory knows (a
+definite or bare everyday noun, or a time reckoned from today, in a question that names
+nothing in the world: no proper noun, no number). Pure text rules: no model, no framework, so
+every path (service, server, clients, integrations) shares this one decision.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-__all__ = ["UNKNOWN_ANSWER", "Route", "asks_about_user", "choose_route"]
+__all__ = ["UNKNOWN_ANSWER", "Route", "asks_about_user", "choose_route", "needs_memory"]
 
 Route = Literal["memory", "plain", "unknown"]
 
@@ -70,9 +75,56 @@ def _personal(words: list[str], i: int) -> bool:
     return not (words[i] == "me" and before in {"to", "for"})
 
 
-def choose_route(question: str, in_scope: bool) -> Route:
-    """In scope: memory. Out of scope: ``unknown`` for a question about the user (memory has
-    nothing on it, and plain decoding would invent it), plain decoding otherwise."""
-    if in_scope:
+# Everyday things of one's own life that a question can name without saying whose: events,
+# bills, groups, people by role. "the wedding", "rent"; not "a wedding", "the rugby team".
+_LIFE = frozenset((
+    "wedding party birthday anniversary reunion barbecue dinner lunch brunch meeting meetup "
+    "appointment interview exam test deadline shift rota gig rehearsal recital concert match "
+    "game lesson lessons class classes course training practice trip holiday vacation flight "
+    "train booking reservation delivery parcel package viewing inspection checkup move "
+    "rent mortgage lease loan bill bills invoice invoices payment subscription insurance "
+    "renewal budget savings deposit contract salary raise club team group band choir "
+    "volunteers committee landlord boss manager coach tutor teacher doctor dentist vet "
+    "babysitter nanny kids baby neighbours flatmate roommate guests host hosting plan plans "
+    "project thesis presentation talk report").split())
+# Words a bare or definite noun follows when it stands alone: "When is rent due?", "Who is
+# hosting …", "the club".
+_DETERMINER = frozenset({"the", "this", "that", "these", "those", "is", "are", "was", "were",
+                         "s", "does", "do", "did", "when", "where", "who", "which", "what",
+                         "whose", "how"})
+# A time reckoned from today: only the asker's own calendar can fill it in.
+_FROM_TODAY = re.compile(
+    r"\b(tonight|tomorrow|yesterday|this\s+(morning|afternoon|evening|week|weekend|month)"
+    r"|next\s+(week|weekend|month)|later\s+today)\b",
+    re.IGNORECASE,
+)
+_NAMES_THE_WORLD = re.compile(r"\d|(?<!^)(?<![.?!]\s)\b[A-Z][a-z]")
+
+
+def names_their_life(question: str) -> bool:
+    """Whether a question that names no one asks for a particular thing of the asker's life
+    ("When is the wedding?", "Who is hosting this month?"), not about the world: it names
+    nothing in the world (no proper noun, no number) and holds a definite or bare everyday
+    noun (`_LIFE`) or a time reckoned from today."""
+    rest = _REQUEST.sub("", question, count=1).strip()
+    if _NAMES_THE_WORLD.search(rest) or _HOW_TO.match(rest):
+        return False
+    if _FROM_TODAY.search(rest):
+        return True
+    words = _WORD.findall(rest.lower())
+    return any(w in _LIFE and i and words[i - 1] in _DETERMINER for i, w in enumerate(words))
+
+
+def needs_memory(question: str) -> bool:
+    """Whether only memory can answer ``question``: it is about the user
+    (`asks_about_user`) or about a particular thing of their life (`names_their_life`)."""
+    return asks_about_user(question) or names_their_life(question)
+
+
+def choose_route(question: str, relevant: bool) -> Route:
+    """Memory when the best hit is worth answering from (`ScopeInfo.relevant`). Otherwise
+    ``unknown`` for a question only memory can answer (`needs_memory`: plain decoding would
+    invent the fact), plain decoding for the rest."""
+    if relevant:
         return "memory"
-    return "unknown" if asks_about_user(question) else "plain"
+    return "unknown" if needs_memory(question) else "plain"

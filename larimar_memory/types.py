@@ -67,15 +67,16 @@ class ScopeInfo(BaseModel):
     score: float = Field(
         description="calibrated relevance of the best hit, in [0, 1] (larimar_memory.relevance)"
     )
-    in_scope: bool = Field(description="score >= threshold: the decoder answers from memory")
+    in_scope: bool = Field(description="score >= threshold, the calibration's operating point "
+                           "(the paper's scope detector; what knowledge edits are judged by)")
     threshold: float = Field(description="the operating point of the calibration in use")
     relevant: bool | None = Field(
         None,
-        description="memory worth showing a language model: in scope, or, for a question about "
-        "the person who said the best hit, its score reaches the calibration's lower context "
-        "point (a model can ignore a fact that does not answer; given nothing it cannot "
-        "answer). Integrations that put memory in a prompt use this; None (an older server) "
-        "reads as in_scope",
+        description="memory worth answering from: in scope, or, for a question about the person "
+        "who said the best hit, its score reaches the calibration's lower context point (a "
+        "model can pass over a fact that does not answer; given nothing it cannot answer). "
+        "Larimar.ask decodes from memory when this holds, and integrations that put memory in "
+        "a prompt use it; None (an older server) reads as in_scope",
     )
 
     @model_validator(mode="after")

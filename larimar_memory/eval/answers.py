@@ -69,8 +69,12 @@ class AnswerOptions(BaseModel):
                                           "settings.ask_k (the query engine's answer_k "
                                           "defaults to it too)")
     max_new_tokens: int | None = Field(None, ge=1, le=1024)
+    copy_bias: float | None = Field(None, ge=0, le=50,
+                                    description="LarimarSettings.copy_bias; None: its default")
     decoder_weights: DecoderWeights | None = Field(
         None, description="LarimarSettings.decoder_weights; None: its default")
+    model: str | None = Field(None, description="a save_pretrained folder or packaged name; "
+                                                "None: the packaged default")
     tiny: bool = Field(False, description="the tiny random model (smoke tests)")
     threads: int = Field(1, ge=1)
 
@@ -228,6 +232,7 @@ def open_memory(options: AnswerOptions) -> Iterator[Any]:
 
     update = {key: value for key, value in (("max_new_tokens", options.max_new_tokens),
                                             ("ask_k", options.ask_k),
+                                            ("copy_bias", options.copy_bias),
                                             ("decoder_weights", options.decoder_weights))
               if value is not None}
     with tempfile.TemporaryDirectory(prefix="larimar-answers-") as tmp:
@@ -239,7 +244,7 @@ def open_memory(options: AnswerOptions) -> Iterator[Any]:
                 "latent": "token-codes", "num_latent_tokens": 48, "max_text_tokens": 47},
                 **update)
         else:
-            memory = Larimar(store=store, settings=LarimarSettings(**update))
+            memory = Larimar(options.model, store=store, settings=LarimarSettings(**update))
         try:
             yield memory
         finally:
@@ -262,12 +267,14 @@ def run_answers(options: AnswerOptions, progress: Callable[[], None] | None = No
             answers += run_locomo_questions(memory, systems, options, progress)
         settings = {"ask_k": memory.settings.ask_k, "max_new_tokens":
                     memory.settings.max_new_tokens, "scope_threshold": memory.scope_threshold,
-                    "decoder_weights": memory.settings.decoder_weights}
+                    "decoder_weights": memory.settings.decoder_weights,
+                    "copy_bias": memory.settings.copy_bias}
     return {
         "experiment": "answers",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "options": options.model_dump(mode="json"),
-        "settings": {**settings, "model": "tiny random" if options.tiny else "larimar-smol"},
+        "settings": {**settings, "model": "tiny random" if options.tiny
+                     else options.model or "larimar-smol"},
         "seconds": round(time.perf_counter() - started, 1),
         "summary": summarize(answers),
         "groups": groups(answers),

@@ -39,9 +39,13 @@ def answers_command(
                               help="Facts read per answer for every system (default: each "
                                    "system's own)."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, max=1024),
+    copy_bias: float = typer.Option(None, "--copy-bias", min=0, max=50,
+                                    help="LarimarSettings.copy_bias (default: its own)."),
     decoder_weights: str = typer.Option(None, "--decoder-weights",
                                         help="int8, float16 or float32 (default: "
                                              "LarimarSettings' own, int8)."),
+    model: str = typer.Option(None, "--model", help="Model folder (save_pretrained) or packaged "
+                                                    "name (default: the packaged one)."),
     tiny: bool = typer.Option(False, "--tiny", help="Tiny random model (smoke test)."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     out: Path = typer.Option(RESULTS_DIR, "--out", help="Output folder."),
@@ -66,7 +70,8 @@ def answers_command(
             dialogue_data=dialogue_data or None, skip_dialogues=skip_dialogues, locomo=locomo,
             locomo_questions=locomo_questions, skip_locomo=skip_locomo,
             without_memory=without_memory, ask_k=ask_k, max_new_tokens=max_new_tokens,
-            decoder_weights=decoder_weights, tiny=tiny, threads=threads)
+            copy_bias=copy_bias,
+            decoder_weights=decoder_weights, model=model, tiny=tiny, threads=threads)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
     from rich.progress import Progress

@@ -125,11 +125,12 @@ class Reader:
         with parts.lock:
             ns = parts.namespaces.synced(ns_name)
             hits = self.rank(ns, question, embedded, k, where)
-            in_scope = self.scope(hits)
-            used = hits if in_scope.in_scope else []
+            decision = self.scope(hits)
+            # what `ask` decodes from is what every integration shows a language model
+            used = hits if decision.relevant else []
             readouts = [ns.memory.readout(h.fact_id) for h in used] if ns else []
             facts = [ns.facts[h.fact_id].to_fact(ns_name) for h in used] if ns else []
-        route = choose_route(question, in_scope.in_scope)
+        route = choose_route(question, bool(decision.relevant))
         if route == "unknown":  # about the user, nothing on it stored: say so, invent nothing
             answer = UNKNOWN_ANSWER
         else:
@@ -137,7 +138,7 @@ class Reader:
             context = decoding.memory_context(readouts) if readouts else None
             answer = decoding.decode(context, prompts=[question], max_new_tokens=new_tokens,
                                      copy_bias=settings.copy_bias)[0].strip()
-        return AskResult(question=question, answer=answer, route=route, scope=in_scope,
+        return AskResult(question=question, answer=answer, route=route, scope=decision,
                          fact=facts[0] if facts else None, facts=facts)
 
     def _prepare(self, call: RecallCall) -> _PreparedRecall:

@@ -59,6 +59,24 @@ class FactsSource(_Section):
     )
 
 
+class ProfilesSource(_Section):
+    """Made-up people's everyday facts with questions (`larimar_memory.training.profiles`):
+    what an agent's memory holds, said in the first person, the third person or as a turn."""
+
+    kind: Literal["profiles"] = "profiles"
+    count: int = Field(2000, ge=1, description="profiles (people), each a group of facts")
+    seed: int = 0
+    facts_per_profile: tuple[int, int] = Field((3, 8), description="facts per profile, range")
+    persons: tuple[Literal["first", "third", "turn"], ...] = ("first", "third", "turn")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> ProfilesSource:
+        lo, hi = self.facts_per_profile
+        if not 1 <= lo <= hi:
+            raise ValueError(f"facts_per_profile must be 1 <= lo <= hi, got {lo}, {hi}")
+        return self
+
+
 class HFSource(_Section):
     """A Hugging Face ``datasets`` split (needs the optional ``datasets`` package and a hub)."""
 
@@ -69,7 +87,9 @@ class HFSource(_Section):
     text_field: str = "text"
 
 
-Source = Annotated[TextSource | FactsSource | HFSource, Field(discriminator="kind")]
+Source = Annotated[
+    TextSource | FactsSource | ProfilesSource | HFSource, Field(discriminator="kind")
+]
 
 
 class DataConfig(_Section):
@@ -193,10 +213,17 @@ class LossConfig(_Section):
     chat_share: float = Field(
         0.5, ge=0.0, le=1.0, description="share of QA questions asked as chat turns"
     )
+    qa_facts: tuple[int, int] = Field(
+        (1, 1), description="facts in each QA memory block, drawn per batch from this range: "
+        "the asked fact among others (its own profile's first), as `ask` reads k facts"
+    )
     kl: BetaSchedule = Field(default_factory=BetaSchedule, description="β schedule")
 
     @model_validator(mode="after")
     def _check_some_term(self) -> LossConfig:
+        lo, hi = self.qa_facts
+        if not 1 <= lo <= hi:
+            raise ValueError(f"loss.qa_facts must be 1 <= lo <= hi, got {lo}, {hi}")
         if self.recon_memory == self.recon_direct == self.lm == self.qa == 0.0 and (
             self.kl.max == 0.0
         ):

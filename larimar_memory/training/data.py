@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 
 from ..errors import LarimarError
 from ..eval.data import first_string, last_sentence, parse_edit, read_json_records
-from .config import DATA_ENV, DataConfig, FactsSource, HFSource, TextSource
+from .config import DATA_ENV, DataConfig, FactsSource, HFSource, ProfilesSource, TextSource
+from .profiles import Profile, make_profiles
 
 logger = logging.getLogger(__name__)
 
@@ -229,10 +230,20 @@ def read_hf(source: HFSource) -> list[list[str]]:
             and not _WIKI_HEADING.match(r)]
 
 
-def read_source(cfg: DataConfig, source: TextSource | FactsSource | HFSource) -> list[list[str]]:
-    """Document groups of one configured source."""
+def profiles_of(source: ProfilesSource) -> list[Profile]:
+    """The profiles a source describes (the same ones every time: they are drawn from its
+    seed)."""
+    return make_profiles(source.count, source.seed, source.facts_per_profile, source.persons)
+
+
+def read_source(
+    cfg: DataConfig, source: TextSource | FactsSource | ProfilesSource | HFSource
+) -> list[list[str]]:
+    """Document groups of one configured source (a profile is one group: held out whole)."""
     if isinstance(source, HFSource):
         return read_hf(source)
+    if isinstance(source, ProfilesSource):
+        return [[f.text for f in p.facts] for p in profiles_of(source)]
     path = cfg.resolve(source.path)
     check_training_file(path, isinstance(source, TextSource) and source.allow_validation_split)
     if not path.is_file():
@@ -284,12 +295,16 @@ class ChunkSplit:
     heldout: list[str]
     #: questions about training facts, keyed by fact sentence (sources with ``questions: true``)
     questions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: the other facts of the same person, keyed by fact sentence (profile sources): what a
+    #: question's memory block holds besides its own fact
+    neighbours: dict[str, list[str]] = field(default_factory=dict)
 
 
 def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkSplit:
     """Read every source, chunk it, and hold out whole groups for validation."""
     groups: list[list[str]] = []
     questions: dict[str, list[tuple[str, str]]] = {}
+    neighbours: dict[str, list[str]] = {}
     for source in cfg.sources:
         got = read_source(cfg, source)
         logger.info("data: %s → %d groups", getattr(source, "path", None) or source, len(got))
@@ -297,6 +312,12 @@ def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkS
         if isinstance(source, FactsSource) and source.questions:
             for fact, asked in read_questions(cfg.resolve(source.path)).items():
                 questions.setdefault(fact, []).extend(asked)
+        if isinstance(source, ProfilesSource):
+            for profile in profiles_of(source):
+                texts = [f.text for f in profile.facts]
+                for f in profile.facts:
+                    questions.setdefault(f.text, []).extend((q, f.answer) for q in f.questions)
+                    neighbours[f.text] = [t for t in texts if t != f.text]
     if not groups:
         raise TrainingDataError("the training sources hold no text")
     random.Random(seed).shuffle(groups)
@@ -323,9 +344,10 @@ def build_chunks(cfg: DataConfig, tokenizer: Tokenizer, seed: int = 0) -> ChunkS
         )
     held = set(heldout)
     questions = {fact: asked for fact, asked in questions.items() if fact not in held}
+    neighbours = {fact: others for fact, others in neighbours.items() if fact not in held}
     logger.info("data: %d training chunks, %d held out, %d facts with questions",
                 len(train), len(heldout), len(questions))
-    return ChunkSplit(train=train, heldout=heldout, questions=questions)
+    return ChunkSplit(train=train, heldout=heldout, questions=questions, neighbours=neighbours)
 
 
 def read_ppl_chunks(
@@ -374,7 +396,11 @@ class EpisodeCollator:
     decoder (the text reconstructed) with the model's own ``tokenize``, shaped (B, N, T).
 
     With ``questions`` and ``tokenize_answers``, each chunk that has questions gets one of them
-    (a chat turn with probability ``chat_share``) as ``batch["questions"]``."""
+    (a chat turn with probability ``chat_share``) as ``batch["questions"]``. With
+    ``facts_per_question`` above 1, each question reads a memory block of R facts (R drawn per
+    batch from the range): its own fact, at a random place, among the other facts of the same
+    person (``neighbours``) and then other chunks of the batch, as `Larimar.ask` reads the
+    k facts a question ranks first."""
 
     def __init__(
         self,
@@ -386,6 +412,8 @@ class EpisodeCollator:
         chat_share: float = 0.5,
         max_question_tokens: int = 64,
         seed: int = 0,
+        neighbours: dict[str, list[str]] | None = None,
+        facts_per_question: tuple[int, int] = (1, 1),
     ) -> None:
         self.tokenize = tokenize
         self.episode_size = episode_size
@@ -393,6 +421,8 @@ class EpisodeCollator:
         self.tokenize_answers = tokenize_answers
         self.chat_share = chat_share
         self.max_question_tokens = max_question_tokens
+        self.neighbours = neighbours or {}
+        self.facts_per_question = facts_per_question
         self.rng = random.Random(seed)
 
     def __call__(self, texts: list[str]) -> dict[str, Any]:
@@ -408,18 +438,39 @@ class EpisodeCollator:
             asked = [(i, self.rng.choice(self.questions[t])) for i, t in enumerate(texts)
                      if t in self.questions]
             if asked:
-                from ..model import QuestionBatch
-
-                ids, mask, labels = self.tokenize_answers(
-                    [q for _, (q, _) in asked], [a for _, (_, a) in asked],
-                    [self.rng.random() < self.chat_share for _ in asked],
-                    self.max_question_tokens,
-                )
-                batch["questions"] = QuestionBatch(
-                    index=torch.tensor([i for i, _ in asked]), input_ids=ids,
-                    attention_mask=mask, labels=labels,
-                )
+                batch["questions"] = self._question_batch(texts, asked)
         return batch
+
+    def _question_batch(self, texts: list[str], asked: list[tuple[int, tuple[str, str]]]) -> Any:
+        from ..model import QuestionBatch
+
+        assert self.tokenize_answers is not None
+        ids, mask, labels = self.tokenize_answers(
+            [q for _, (q, _) in asked], [a for _, (_, a) in asked],
+            [self.rng.random() < self.chat_share for _ in asked],
+            self.max_question_tokens,
+        )
+        questions = QuestionBatch(index=torch.tensor([i for i, _ in asked]), input_ids=ids,
+                                  attention_mask=mask, labels=labels)
+        rows = self.rng.randint(*self.facts_per_question)
+        if rows > 1:
+            others = [self._others(texts, i, rows - 1) for i, _ in asked]
+            encoded = self.tokenize([t for row in others for t in row])
+            questions.others_input_ids = encoded["enc_input_ids"]
+            questions.others_attention_mask = encoded["enc_attention_mask"]
+            questions.position = torch.tensor([self.rng.randint(0, rows - 1) for _ in asked])
+        return questions
+
+    def _others(self, texts: list[str], index: int, count: int) -> list[str]:
+        """``count`` facts to read with ``texts[index]``: its person's other facts, then
+        other chunks of the batch (repeated when the batch is too small)."""
+        own = texts[index]
+        pool = list(self.neighbours.get(own, []))
+        self.rng.shuffle(pool)
+        rest = [t for t in texts if t != own and t not in pool] or [own]
+        while len(pool) < count:
+            pool.append(self.rng.choice(rest))
+        return pool[:count]
 
 
 class TextCollator:

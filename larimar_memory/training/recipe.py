@@ -156,6 +156,7 @@ class TrainingRecipe:
             questions=split.questions if cfg.loss.qa else None,
             tokenize_answers=model.decoder.tokenize_answers,
             chat_share=cfg.loss.chat_share, max_question_tokens=d.chunk_tokens, seed=cfg.seed,
+            neighbours=split.neighbours, facts_per_question=cfg.loss.qa_facts,
         )
         per_step = d.episode_size * d.batch_size
         loader_kw: dict[str, Any] = {"num_workers": d.num_workers}

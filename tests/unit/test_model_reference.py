@@ -1,7 +1,9 @@
 """Checkpoints keep loading bit for bit: tiny checkpoints saved by the code before the model was
 composed of a codec and a conditioning (format 1, commit 9ec6205), and the packaged
 ``larimar-smol``, give the same latents, logits, decodes and losses on fixed inputs as that code
-did (``data/make_model_reference.py`` wrote the reference; SHA-256 of every tensor)."""
+did (``data/make_model_reference.py`` wrote the reference; SHA-256 of every tensor). The
+``larimar-smol`` entry was rewritten when the packaged weights were retrained for
+conversation (recipe ``larimar-smol-chat``): same code, new weights."""
 
 from __future__ import annotations
 

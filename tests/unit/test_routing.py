@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from larimar_memory.routing import UNKNOWN_ANSWER, asks_about_user, choose_route
+from larimar_memory.routing import (
+    UNKNOWN_ANSWER,
+    asks_about_user,
+    choose_route,
+    names_their_life,
+)
 
 ABOUT_THE_USER = [
     "Where do I live?",
@@ -30,22 +35,54 @@ GENERAL = [
     "Is it safe for me to eat raw eggs?",
 ]
 
+# Naming no one, yet about a particular thing of the asker's life: only memory knows it.
+ABOUT_THEIR_LIFE = [
+    "When is the party?",
+    "Who is cooking tonight?",
+    "Is the meeting still on?",
+    "When are the bills due?",
+    "Where is the rehearsal next week?",
+    "When is rent paid?",
+]
+# ... and the same words about the world.
+WORLD_WITH_LIFE_WORDS = [
+    "How many players are on a rugby team?",
+    "What is a mortgage?",
+    "What does a wedding planner do?",
+    "Who is the manager of Arsenal?",
+    "What is the traditional gift for a tenth anniversary?",
+    "Who won the match in 1966?",
+    "How do I prepare for an interview?",
+]
+
+
+@pytest.mark.parametrize("question", ABOUT_THEIR_LIFE)
+def test_questions_about_a_thing_of_their_life_take_the_unknown_route(question):
+    assert not asks_about_user(question) and names_their_life(question)
+    assert choose_route(question, relevant=False) == "unknown"
+
+
+@pytest.mark.parametrize("question", WORLD_WITH_LIFE_WORDS + GENERAL)
+def test_the_world_named_with_everyday_words_is_decoded_plainly(question):
+    assert not names_their_life(question)
+    assert choose_route(question, relevant=False) == "plain"
+
 
 @pytest.mark.parametrize("question", ABOUT_THE_USER)
 def test_questions_about_the_user_take_the_unknown_route_when_nothing_is_in_scope(question):
     assert asks_about_user(question)
-    assert choose_route(question, in_scope=False) == "unknown"
+    assert choose_route(question, relevant=False) == "unknown"
 
 
 @pytest.mark.parametrize("question", GENERAL)
 def test_general_questions_are_decoded_plainly(question):
     assert not asks_about_user(question)
-    assert choose_route(question, in_scope=False) == "plain"
+    assert choose_route(question, relevant=False) == "plain"
 
 
 @pytest.mark.parametrize("question", ABOUT_THE_USER + GENERAL)
 def test_a_question_in_scope_is_answered_from_memory(question):
-    assert choose_route(question, in_scope=True) == "memory"
+    assert choose_route(question, relevant=True) == "memory"
 
 
 def test_the_unknown_answer_says_memory_has_nothing():

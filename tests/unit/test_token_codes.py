@@ -250,6 +250,20 @@ def test_copy_bias_favours_continuing_the_readout() -> None:
     assert after_nine[0, 3] == 2.0
 
 
+def test_copy_bias_pushes_nothing_across_facts_and_leaves_stopping_to_the_lm() -> None:
+    """Facts read together are separated by -1: the first token of the next fact is not a
+    continuation of the last one. Stop tokens get the readout's half bias, so the bias never
+    makes an answer run on instead of ending."""
+    from larimar_memory.decoder import CopyBias
+
+    bias = CopyBias([[5, 7, -1, 9, 3]], 4.0, torch.device("cpu"), lambda t: t == 3, stops=[11])
+    logits = torch.zeros(1, 12)
+    after_seven = bias(logits, torch.tensor([7]))
+    assert after_seven[0, 9] == 2.0  # the next fact's first token: the base bonus only
+    assert after_seven[0, 11] == 2.0 and after_seven[0, 0] == 0.0
+    assert bias(logits, torch.tensor([5]))[0, 7] == 6.0  # inside a fact: pushed
+
+
 def test_copy_bias_makes_answers_spell_the_readout(model: LarimarModel) -> None:
     """A large copy bias makes even an untrained decoder answer in the readout's tokens; 0
     changes nothing."""

@@ -369,6 +369,52 @@ def test_token_code_run_trains_the_qa_term_and_exports(tmp_path: Path) -> None:
                    tmp_path / "x")
 
 
+def test_profiles_train_questions_over_memory_blocks_of_several_facts(tmp_path: Path) -> None:
+    """A profiles source with loss.qa_facts above 1: each question reads a block of R facts
+    (its own among its person's others), R drawn per batch, and the QA term trains on it."""
+    out = tmp_path / "run"
+    overrides = run_overrides(
+        tmp_path, out, "trainer.max_steps=3", "trainer.log_every_n_steps=1",
+        "data.sources=[{kind: profiles, count: 40, facts_per_profile: [3, 5]}]",
+        "data.chunk_tokens=47", "eval.ppl_file=null", "eval.recon_episodes=0",
+        "model.config.codec={kind: token-codes, num_latent_tokens: 48}",
+        "loss.qa=1.0", "loss.qa_facts=[3, 3]",
+    )
+    train("tiny", overrides)
+    rows = json.loads((out / "metrics.json").read_text())["train"]
+    assert len(rows) == 3 and all(r["qa"] > 0 for r in rows)
+
+
+def test_question_blocks_put_the_asked_fact_among_the_others() -> None:
+    from larimar_memory.model import QuestionBatch
+    from larimar_memory.training.data import EpisodeCollator
+    from larimar_memory.training.profiles import make_profiles
+
+    model = tiny_test_model("llama", latent="token-codes", num_latent_tokens=48,
+                            max_text_tokens=47)
+    profile = make_profiles(1, seed=3, facts_per_profile=(4, 4))[0]
+    texts = [f.text for f in profile.facts] + [f"Filler chunk {i}." for i in range(4)]
+    questions = {f.text: [(f.questions[0], f.answer)] for f in profile.facts}
+    neighbours = {t: [o for o in texts[:4] if o != t] for t in texts[:4]}
+    collate = EpisodeCollator(model.tokenize, 8, questions, model.decoder.tokenize_answers,
+                              neighbours=neighbours, facts_per_question=(4, 4))
+    batch = collate(texts)
+    asked: QuestionBatch = batch["questions"]
+    assert asked.index.tolist() == [0, 1, 2, 3]
+    assert asked.others_input_ids is not None and asked.others_input_ids.shape[0] == 4 * 3
+    # the others of a profile fact are its person's three other facts, none of the fillers
+    others = model.decoder.tokenizer.batch_decode(asked.others_input_ids[:3],
+                                                  skip_special_tokens=True)
+    # (the tiny byte-level codec keeps 47 bytes of each)
+    assert sorted(o.strip()[:40] for o in others) == sorted(t[:40] for t in texts[1:4])
+    readouts = torch.randn(8, model.latent_width)
+    blocks = model._question_blocks(readouts, asked)
+    assert blocks.shape == (4, 4 * model.latent_width)
+    for i, p in enumerate(asked.position.tolist()):
+        row = blocks[i].view(4, -1)[p]
+        assert torch.equal(row, readouts[i])
+
+
 def test_checkpoints_with_a_0d_sigma_w_upgrade() -> None:
     """Runs saved before σ_w became a 1-element parameter (FSDP shards no 0-d ones) resume."""
     from larimar_memory.training.module import upgrade_checkpoint

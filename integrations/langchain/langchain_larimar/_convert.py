@@ -124,7 +124,7 @@ def hit_document(
             "in_scope": recall.scope.in_scope,
             "relevant": recall.scope.relevant,
             "scope_threshold": recall.scope.threshold,
-            "route": choose_route(recall.query, recall.scope.in_scope),
+            "route": choose_route(recall.query, bool(recall.scope.relevant)),
         },
     )
 

@@ -37,8 +37,8 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         As an agent tool: ``QueryEngineTool.from_defaults(engine, name=..., description=...)``.
 
     ``k`` is how many facts the response cites; ``answer_k`` how many the decoder reads for its
-    answer (None: the memory's ``LarimarSettings.ask_k``, what its checkpoint was trained on:
-    ``larimar-smol`` answers best from one).
+    answer (None: the memory's ``LarimarSettings.ask_k``, 3 by default: the packaged
+    checkpoint is trained on memory blocks of 1-5 facts).
     """
 
     answer_k: int | None = Field(
