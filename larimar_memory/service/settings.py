@@ -85,7 +85,7 @@ class LarimarSettings(BaseModel):
         description="logit bonus that makes memory-conditioned answers copy the readout as "
         "stored (`decoder.CopyBias`; token-code models). 0 (default): none, the packaged "
         "checkpoint is trained to copy; with it, 8 gave the same share of answers holding the "
-        "fact at k = 3 and a lower F1 (69.5 vs 66.7; larimar eval answers --copy-bias)",
+        "fact at k = 3 and a lower F1 (66.7 vs 69.5 without; larimar eval answers --copy-bias)",
     )
     decoder_weights: DecoderWeights = Field(
         "int8",
