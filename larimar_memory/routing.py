@@ -14,7 +14,7 @@ user's memory). Procedural questions ("How do I boil an egg?", "Can you explain 
 shared world ("our solar system") are general knowledge. A question that names no one can
 still be about the user's life: "When is the wedding?", "Who is hosting this month?", "When is
 rent due?" ask for a particular event, group or bill of theirs that only memory knows (a
-definite or bare everyday noun, or a time reckoned from today, in a question that names
+definite or bare everyday noun, or a stretch of their calendar, in a question that names
 nothing in the world: no proper noun, no number). Pure text rules: no model, no framework, so
 every path (service, server, clients, integrations) shares this one decision.
 """
@@ -92,12 +92,9 @@ _LIFE = frozenset((
 _DETERMINER = frozenset({"the", "this", "that", "these", "those", "is", "are", "was", "were",
                          "s", "does", "do", "did", "when", "where", "who", "which", "what",
                          "whose", "how"})
-# A time reckoned from today: only the asker's own calendar can fill it in.
-_FROM_TODAY = re.compile(
-    r"\b(tonight|tomorrow|yesterday|this\s+(morning|afternoon|evening|week|weekend|month)"
-    r"|next\s+(week|weekend|month)|later\s+today)\b",
-    re.IGNORECASE,
-)
+# A stretch of the asker's calendar: only they can fill it in. ("yesterday", "tonight" are
+# left out: news asks with them too, "Where did the meteor land yesterday?")
+_CALENDAR = re.compile(r"\b(this|next)\s+(week|weekend|month)\b", re.IGNORECASE)
 _NAMES_THE_WORLD = re.compile(r"\d|(?<!^)(?<![.?!]\s)\b[A-Z][a-z]")
 
 
@@ -105,11 +102,11 @@ def names_their_life(question: str) -> bool:
     """Whether a question that names no one asks for a particular thing of the asker's life
     ("When is the wedding?", "Who is hosting this month?"), not about the world: it names
     nothing in the world (no proper noun, no number) and holds a definite or bare everyday
-    noun (`_LIFE`) or a time reckoned from today."""
+    noun (`_LIFE`) or a stretch of their calendar ("this month")."""
     rest = _REQUEST.sub("", question, count=1).strip()
     if _NAMES_THE_WORLD.search(rest) or _HOW_TO.match(rest):
         return False
-    if _FROM_TODAY.search(rest):
+    if _CALENDAR.search(rest):
         return True
     words = _WORD.findall(rest.lower())
     return any(w in _LIFE and i and words[i - 1] in _DETERMINER for i, w in enumerate(words))

@@ -38,7 +38,7 @@ GENERAL = [
 # Naming no one, yet about a particular thing of the asker's life: only memory knows it.
 ABOUT_THEIR_LIFE = [
     "When is the party?",
-    "Who is cooking tonight?",
+    "Who is cooking this weekend?",
     "Is the meeting still on?",
     "When are the bills due?",
     "Where is the rehearsal next week?",
@@ -52,6 +52,7 @@ WORLD_WITH_LIFE_WORDS = [
     "Who is the manager of Arsenal?",
     "What is the traditional gift for a tenth anniversary?",
     "Who won the match in 1966?",
+    "Where did the meteor land yesterday?",
     "How do I prepare for an interview?",
 ]
 
