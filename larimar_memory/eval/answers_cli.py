@@ -70,8 +70,8 @@ def answers_command(
             dialogue_data=dialogue_data or None, skip_dialogues=skip_dialogues, locomo=locomo,
             locomo_questions=locomo_questions, skip_locomo=skip_locomo,
             without_memory=without_memory, ask_k=ask_k, max_new_tokens=max_new_tokens,
-            copy_bias=copy_bias,
-            decoder_weights=decoder_weights, model=model, tiny=tiny, threads=threads)
+            copy_bias=copy_bias, decoder_weights=decoder_weights, model=model, tiny=tiny,
+            threads=threads)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
     from rich.progress import Progress

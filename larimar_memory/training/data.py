@@ -8,6 +8,7 @@ train on what the benchmarks later measure.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -230,10 +231,16 @@ def read_hf(source: HFSource) -> list[list[str]]:
             and not _WIKI_HEADING.match(r)]
 
 
-def profiles_of(source: ProfilesSource) -> list[Profile]:
-    """The profiles a source describes (the same ones every time: they are drawn from its
-    seed)."""
-    return make_profiles(source.count, source.seed, source.facts_per_profile, source.persons)
+def profiles_of(source: ProfilesSource) -> tuple[Profile, ...]:
+    """The profiles a source describes, drawn from its seed once (the chunks and the questions
+    both read them)."""
+    return _profiles(source.count, source.seed, source.facts_per_profile, source.persons)
+
+
+@functools.lru_cache(maxsize=4)
+def _profiles(count: int, seed: int, facts_per_profile: tuple[int, int],
+              persons: tuple[str, ...]) -> tuple[Profile, ...]:
+    return tuple(make_profiles(count, seed, facts_per_profile, persons))
 
 
 def read_source(
