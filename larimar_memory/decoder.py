@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ IGNORE_INDEX = -100
 CACHE_ARG = ("cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
              else "past_key_values")
 _MARK = "\u2063MEMORY\u2063"  # placeholder for the memory block in a rendered chat template
+_WORD = re.compile(r"[^\W_]+")  # a word, as StoredSpelling compares them
+_WORD_END = re.compile(r"[^\W_]+$")
 
 
 @dataclass
@@ -363,6 +366,7 @@ class LatentDecoder(nn.Module):
         temperature: float = 1.0,
         chat: bool | None = None,
         copy_bias: float = 0.0,
+        spell_as_stored: bool = False,
     ) -> list[str]:
         """Greedy (or sampled) continuations, one string per row of ``z`` / per prompt.
 
@@ -370,6 +374,9 @@ class LatentDecoder(nn.Module):
         the readout as stored: every readout token gets half of it, and the token that follows
         the one just generated in the readout, inside a word, gets all of it, so a name started
         from memory is finished as stored ("Arsenal", not "Arsalal"). 0 decodes as before.
+        ``spell_as_stored`` (readouts that spell tokens only): the hard form of the same rule,
+        ``StoredSpelling``: a word begun with a readout token is finished as stored or ended,
+        never continued with invented pieces ("oat milk", not "oatmeal").
 
         ``prompts=None`` decodes from the start token alone: the reconstruction of the stored text.
         A prompt is continued as raw text (what memory conditioning is trained on), except that
@@ -404,13 +411,19 @@ class LatentDecoder(nn.Module):
         stops = torch.tensor(self.stop_token_ids, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         new: list[torch.Tensor] = []
-        copy = None
-        if z is not None and copy_bias:
-            spelled = self.conditioning.readout_tokens(z)
-            if spelled is not None:  # a fact's end separates it from the next one read
-                ends = set(self.stop_token_ids)
-                copy = CopyBias([[-1 if t in ends else t for t in row] for row in spelled],
-                                copy_bias, device, self._starts_word, stops=self.stop_token_ids)
+        copy: list[Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = []
+        spelled = (self.conditioning.readout_tokens(z)
+                   if z is not None and (copy_bias or spell_as_stored) else None)
+        if spelled is not None:  # a fact's end separates it from the next one read
+            ends = set(self.stop_token_ids)
+            spelled = [[-1 if t in ends else t for t in row] for row in spelled]
+            if copy_bias:
+                copy.append(CopyBias(spelled, copy_bias, device, self._starts_word,
+                                     stops=self.stop_token_ids))
+            if spell_as_stored:
+                texts = ["\n".join(self.tokenizer.decode(list(fact)) for fact in
+                                   _split(row, -1)) for row in spelled]
+                copy.append(StoredSpelling(texts, self._word_pieces(), device))
         with evaluating(self), self._plain(z is None):
             for _ in range(max_new_tokens):
                 out = self.lm(
@@ -423,8 +436,8 @@ class LatentDecoder(nn.Module):
                 )
                 cache = getattr(out, CACHE_ARG)
                 logits = out.logits[:, -1].float()
-                if copy is not None:
-                    logits = copy(logits, new[-1] if new else None)
+                for rule in copy:
+                    logits = rule(logits, new[-1] if new else None)
                 token = _pick(logits, do_sample, temperature)
                 token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
                 new.append(token)
@@ -465,6 +478,14 @@ class LatentDecoder(nn.Module):
 
     def _starts_word(self, token: int) -> bool:
         return self.tokenizer.decode([token])[:1].isspace()
+
+    def _word_pieces(self) -> WordPieces:
+        pieces = getattr(self, "_pieces", None)
+        if pieces is None:
+            size = max(len(self.tokenizer), self.lm.config.vocab_size)
+            pieces = self._pieces = WordPieces(
+                lambda t: self.tokenizer.decode([t]) if t < len(self.tokenizer) else "", size)
+        return pieces
 
     def _decode_row(self, row: list[int]) -> str:
         stops = set(self.stop_token_ids)
@@ -508,6 +529,67 @@ class CopyBias:
             follows[:, 1:] = (self.ids[:, :-1] == previous[:, None]) & self.inside[:, 1:]
             bonus.scatter_add_(1, ids, torch.where(follows, self.bias, 0.0))
         return logits + bonus
+
+
+class StoredSpelling:
+    """Words begun from memory are spelled as stored. While the word being generated is the
+    start of a word in the row's readout (letters and digits, any case: an answer's "Oat" for
+    the fact's " oat"), a token that continues the word is allowed only if the word stays the
+    start of a readout word; a new word, punctuation and stopping stay free. So this cuts
+    invented endings ("oatmeal" for "oat milk", "chessclub", "Arsalal") whatever the token
+    boundaries, and never forces the rest of the fact. Stateful: one per ``generate`` call, fed
+    each generated token in turn."""
+
+    def __init__(self, texts: list[str], pieces: WordPieces, device: torch.device) -> None:
+        self.words = [set(_WORD.findall(text.lower())) for text in texts]
+        self.pieces = pieces
+        self.partial = [""] * len(texts)
+        self.device = device
+
+    def __call__(self, logits: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """``logits (N, V)`` with invented word endings masked; ``previous (N,)``."""
+        if previous is None:
+            return logits
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        for row, token in enumerate(previous.tolist()):
+            said = _WORD_END.search(self.partial[row] + self.pieces.spell(token).lower())
+            partial = self.partial[row] = said.group(0) if said else ""
+            begun = [w[len(partial):] for w in self.words[row] if partial and w.startswith(partial)]
+            if begun:
+                allowed = {t for rest in begun for j in range(1, len(rest) + 1)
+                           for t in self.pieces.spelled(rest[:j])}
+                banned[row, : self.pieces.mask.shape[0]] = self.pieces.mask.to(self.device)
+                banned[row, sorted(allowed)] = False
+        return logits.masked_fill(banned[:, : logits.shape[1]], float("-inf"))
+
+
+def _split(row: list[int], separator: int) -> Iterator[list[int]]:
+    fact: list[int] = []
+    for token in row:
+        if token == separator:
+            yield fact
+            fact = []
+        else:
+            fact.append(token)
+    yield fact
+
+
+class WordPieces:
+    """The tokens that continue a word (no leading space, a letter or digit first), by their
+    lower-cased spelling: what ``StoredSpelling`` allows or cuts. Built once per tokenizer."""
+
+    def __init__(self, spell: Callable[[int], str], size: int) -> None:
+        self.spell = spell
+        self.mask = torch.zeros(size, dtype=torch.bool)
+        self.by_text: dict[str, list[int]] = {}
+        for token in range(size):
+            text = spell(token)
+            if text[:1].isalnum():
+                self.mask[token] = True
+                self.by_text.setdefault(text.lower(), []).append(token)
+
+    def spelled(self, text: str) -> list[int]:
+        return self.by_text.get(text, [])
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

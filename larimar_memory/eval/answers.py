@@ -6,9 +6,10 @@
   a correction forgets the old fact and writes the new one; a forget removes the facts), so the
   memory holds exactly what it should and only the answer is measured. Every question about a
   fact ("asks") and every general-knowledge question ("off_topic") is put to each system when it
-  comes up; the gold answer is the fact's needle. Then every question is asked again of an
-  empty namespace: with nothing stored, a question about the user must take the ``unknown``
-  route (any decoded answer to it is an invented personal fact) and a general one ``plain``.
+  comes up; the gold answer is the turn's ``answer``, else the fact's needle. Then every
+  question is asked again of an empty namespace: with nothing stored, a question about the user
+  must take the ``unknown`` route (any decoded answer to it is an invented personal fact) and a
+  general one ``plain``.
 * **LoCoMo** (dev, category 4, single-hop): each conversation's turns are written as
   `LarimarSystem` writes them (dated turn, context key), then each question is asked with the
   memory and of an empty namespace; the gold answer is LoCoMo's.
@@ -36,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..types import DecoderWeights
-from .dialogues.schema import FactSpec
+from .dialogues.schema import whole_words
 from .locomo_data import CATEGORIES, contains_answer, locomo_f1, token_f1
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class AnswerOptions(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, le=1024)
     copy_bias: float | None = Field(None, ge=0, le=50,
                                     description="LarimarSettings.copy_bias; None: its default")
+    spell_as_stored: bool | None = Field(
+        None, description="LarimarSettings.spell_as_stored; None: its default")
     decoder_weights: DecoderWeights | None = Field(
         None, description="LarimarSettings.decoder_weights; None: its default")
     model: str | None = Field(None, description="a save_pretrained folder or packaged name; "
@@ -164,7 +167,7 @@ def run_dialogues(memory: Any, systems: dict[str, Answerer], options: AnswerOpti
     out: list[Answer] = []
     for dialogue in load_dialogues(options.dialogue_data, options.dialogues):
         namespace, ids, facts = f"answers-{dialogue.id}", {}, dialogue.facts
-        asked: list[tuple[str, Kind, FactSpec | None]] = []
+        asked: list[tuple[str, Kind, str | None]] = []
         for _, turn in dialogue.turns:
             for name in turn.states:
                 ids[name] = memory.remember(facts[name].text, namespace=namespace).ids[0]
@@ -175,11 +178,11 @@ def run_dialogues(memory: Any, systems: dict[str, Answerer], options: AnswerOpti
                 memory.forget(ids.pop(name), namespace=namespace)
             if turn.asks or turn.off_topic:
                 asked.append((turn.say, "asks" if turn.asks else "off_topic",
-                              facts[turn.asks] if turn.asks else None))
+                              turn.answer or facts[turn.asks].needle if turn.asks else None))
                 out += _dialogue_answers(systems, *asked[-1], namespace, dialogue.id, True)
         if options.without_memory:
-            for question, kind, fact in asked:
-                out += _dialogue_answers(systems, question, kind, fact,
+            for question, kind, gold in asked:
+                out += _dialogue_answers(systems, question, kind, gold,
                                          f"answers-empty-{dialogue.id}", dialogue.id, False)
         memory.clear(namespace=namespace)
         if progress is not None:
@@ -188,13 +191,15 @@ def run_dialogues(memory: Any, systems: dict[str, Answerer], options: AnswerOpti
 
 
 def _dialogue_answers(systems: dict[str, Answerer], question: str, kind: Kind,
-                      fact: FactSpec | None, namespace: str, source: str, memory: bool
+                      gold: str | None, namespace: str, source: str, memory: bool
                       ) -> list[Answer]:
-    """A dialogue's question put to every system, scored against the fact's needle."""
+    """A dialogue's question put to every system, scored against its gold words (whole
+    words, case-blind)."""
     answers = _put(systems, question, namespace, suite="dialogues", memory=memory, kind=kind,
-                   gold=fact.needle if fact else None, source=source)
-    for a in answers if fact is not None else []:
-        a.contains, a.f1 = fact.found_in([a.answer]), token_f1(a.answer, fact.needle)
+                   gold=gold, source=source)
+    for a in answers if gold is not None else []:
+        a.contains = bool(whole_words(gold).search(a.answer))
+        a.f1 = token_f1(a.answer, gold)
     return answers
 
 
@@ -233,6 +238,7 @@ def open_memory(options: AnswerOptions) -> Iterator[Any]:
     update = {key: value for key, value in (("max_new_tokens", options.max_new_tokens),
                                             ("ask_k", options.ask_k),
                                             ("copy_bias", options.copy_bias),
+                                            ("spell_as_stored", options.spell_as_stored),
                                             ("decoder_weights", options.decoder_weights))
               if value is not None}
     with tempfile.TemporaryDirectory(prefix="larimar-answers-") as tmp:
@@ -268,7 +274,8 @@ def run_answers(options: AnswerOptions, progress: Callable[[], None] | None = No
         settings = {"ask_k": memory.settings.ask_k, "max_new_tokens":
                     memory.settings.max_new_tokens, "scope_threshold": memory.scope_threshold,
                     "decoder_weights": memory.settings.decoder_weights,
-                    "copy_bias": memory.settings.copy_bias}
+                    "copy_bias": memory.settings.copy_bias,
+                    "spell_as_stored": memory.settings.spell_as_stored}
     return {
         "experiment": "answers",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -41,6 +41,9 @@ def answers_command(
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, max=1024),
     copy_bias: float = typer.Option(None, "--copy-bias", min=0, max=50,
                                     help="LarimarSettings.copy_bias (default: its own)."),
+    spell_as_stored: bool = typer.Option(None, "--spell-as-stored/--free-spelling",
+                                         help="LarimarSettings.spell_as_stored (default: its "
+                                              "own, on)."),
     decoder_weights: str = typer.Option(None, "--decoder-weights",
                                         help="int8, float16 or float32 (default: "
                                              "LarimarSettings' own, int8)."),
@@ -70,7 +73,8 @@ def answers_command(
             dialogue_data=dialogue_data or None, skip_dialogues=skip_dialogues, locomo=locomo,
             locomo_questions=locomo_questions, skip_locomo=skip_locomo,
             without_memory=without_memory, ask_k=ask_k, max_new_tokens=max_new_tokens,
-            copy_bias=copy_bias, decoder_weights=decoder_weights, model=model, tiny=tiny,
+            copy_bias=copy_bias, spell_as_stored=spell_as_stored,
+            decoder_weights=decoder_weights, model=model, tiny=tiny,
             threads=threads)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -137,7 +137,8 @@ class Reader:
             decoding = parts.decoding
             context = decoding.memory_context(readouts) if readouts else None
             answer = decoding.decode(context, prompts=[question], max_new_tokens=new_tokens,
-                                     copy_bias=settings.copy_bias)[0].strip()
+                                     copy_bias=settings.copy_bias,
+                                     spell_as_stored=settings.spell_as_stored)[0].strip()
         return AskResult(question=question, answer=answer, route=route, scope=decision,
                          fact=facts[0] if facts else None, facts=facts)
 

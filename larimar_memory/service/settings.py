@@ -87,6 +87,12 @@ class LarimarSettings(BaseModel):
         "checkpoint is trained to copy; with it, 8 gave the same share of answers holding the "
         "fact at k = 3 and a lower F1 (66.7 vs 69.5 without; larimar eval answers --copy-bias)",
     )
+    spell_as_stored: bool = Field(
+        True,
+        description="memory-conditioned answers finish a word begun from the readout as "
+        "stored or end it, never with invented pieces ('oat milk', not 'oatmeal'; "
+        "`decoder.StoredSpelling`; token-code models)",
+    )
     decoder_weights: DecoderWeights = Field(
         "int8",
         description="the weights `ask` decodes with, on a CPU (`larimar_memory."

@@ -69,3 +69,20 @@ def test_run_answers_tiny_end_to_end(tmp_path) -> None:
     json_path, png = save(payload, tmp_path / "out")
     assert json.loads(json_path.read_text())["experiment"] == "answers"
     assert png is not None and png.stat().st_size > 0
+
+
+def test_dialogue_answers_are_scored_against_the_turns_gold_words() -> None:
+    """An ask's gold is its turn's ``answer`` when it has one ('six' for "How old is my son?",
+    whose fact's needle is the son's name), matched as whole words."""
+    from larimar_memory.eval.answers import _dialogue_answers
+    from larimar_memory.eval.dialogues.schema import load_dialogues
+
+    replies = {"a": "He is six.", "b": "sixty", "c": "Felix"}
+    systems = {name: (lambda q, ns, r=reply: (r, "memory")) for name, reply in replies.items()}
+    got = {a.system: a for a in _dialogue_answers(systems, "How old is my son?", "asks", "six",
+                                                  "ns", "family", True)}
+    assert [got[n].contains for n in "abc"] == [True, False, False]
+    assert got["a"].gold == "six" and got["a"].f1 > 0 and got["c"].f1 == 0
+    son = next(turn for d in load_dialogues(ids=["family-names"]) for _, turn in d.turns
+               if turn.say == "How old is my son?")
+    assert son.answer == "six"

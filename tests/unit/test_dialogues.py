@@ -71,6 +71,9 @@ def test_packaged_dialogues_cover_every_kind_of_turn() -> None:
     ('"Actually, I moved to Lisbon."', '"Actually, I moved to Lisbon from Porto."',
      "must be gone after it"),
     ("        states: [email]\n", "", "exactly one of"),
+    ("        asks: home\n", "        asks: home\n        answer: Lisbon\n", "is not in the text"),
+    ("        off_topic: true\n", "        off_topic: true\n        answer: Porto\n",
+     "only goes with 'asks'"),
     ('"Hi! I live in Porto."', '"Hi! I live in Porto, email ana@example.org."',
      "holds the needles"),
 ])

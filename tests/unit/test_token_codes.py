@@ -278,3 +278,42 @@ def test_copy_bias_makes_answers_spell_the_readout(model: LarimarModel) -> None:
     readout = model.decoder.conditioning.readout_tokens(context)[0]
     emitted = model.decoder.tokenizer(spelled, add_special_tokens=False)["input_ids"]
     assert emitted and set(emitted) <= set(readout)
+
+
+def test_stored_spelling_cuts_invented_word_endings_only() -> None:
+    """A word begun from the readout (any case, any token boundaries) may only go on as a
+    readout word goes on; once it is a whole readout word, only a new word, punctuation or a
+    stop may follow. Words not begun from memory, and rows without a readout, are free."""
+    from larimar_memory.decoder import StoredSpelling, WordPieces
+
+    vocab = ["<eos>", " oat", " milk", "meal", "Oat", "m", "ilk", ".", " chess", "club",
+             " club", "o", "at", " tea", "s"]
+    pieces = WordPieces(lambda t: vocab[t], len(vocab))
+    rule = StoredSpelling(["I take oat milk.\nMy chess club", ""], pieces, torch.device("cpu"))
+    logits = torch.zeros(2, len(vocab))
+    pieces_at = {t for t, text in enumerate(vocab) if text[:1].isalnum()}
+
+    def banned(out: torch.Tensor, row: int) -> set[int]:
+        return {t for t in range(len(vocab)) if out[row, t] == float("-inf")}
+
+    assert banned(rule(logits, None), 0) == set()
+    after_oat = rule(logits, torch.tensor([4, 4]))  # "Oat": the whole word "oat" is said
+    assert banned(after_oat, 0) == pieces_at and banned(after_oat, 1) == set()
+    rule = StoredSpelling(["I take oat milk.\nMy chess club"], pieces, torch.device("cpu"))
+    after_o = rule(logits[:1], torch.tensor([11]))  # "o": "oat" begun, "at" finishes it
+    assert banned(after_o, 0) == pieces_at - {12}
+    assert banned(rule(logits[:1], torch.tensor([12])), 0) == pieces_at  # "oat" is whole
+    assert banned(rule(logits[:1], torch.tensor([13])), 0) == set()  # " tea": not from memory
+    assert banned(rule(logits[:1], torch.tensor([8])), 0) == pieces_at  # " chess" + "club" cut
+
+
+def test_spell_as_stored_changes_nothing_off(model: LarimarModel) -> None:
+    """Off (the decoder's default) decodes exactly as before; on, an answer still comes back."""
+    z = model.encode_facts(["Ada wrote code in 1843."])[0]
+    context = model.memory_context([z])
+    plain = model.decode(context, prompts=["Who wrote code?"], max_new_tokens=6)
+    assert model.decode(context, prompts=["Who wrote code?"], max_new_tokens=6,
+                        spell_as_stored=False) == plain
+    spelled = model.decode(context, prompts=["Who wrote code?"], max_new_tokens=6,
+                           spell_as_stored=True)
+    assert len(spelled) == 1 and isinstance(spelled[0], str)

@@ -49,11 +49,15 @@ class FactSpec(BaseModel):
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
-        """The needle as a whole-word, case-insensitive pattern ('Sam' is not in 'same')."""
-        return re.compile(rf"(?<!\w){re.escape(self.needle)}(?!\w)", re.IGNORECASE)
+        return whole_words(self.needle)
 
     def found_in(self, texts: list[str]) -> bool:
         return any(self.pattern.search(text) for text in texts)
+
+
+def whole_words(phrase: str) -> re.Pattern[str]:
+    """``phrase`` as a whole-word, case-insensitive pattern ('Sam' is not in 'same')."""
+    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)", re.IGNORECASE)
 
 
 class Turn(BaseModel):
@@ -70,6 +74,10 @@ class Turn(BaseModel):
     chat: bool = False
     about: str | None = Field(None, description="what a model searches for / asks to forget")
     all: bool = Field(False, description="'forget everything about X': every fact in forgets")
+    answer: str | None = Field(
+        None, min_length=1, description="asks only: the words a right answer holds when the "
+        "question asks for another part of the fact than its needle ('How old is my son?' of "
+        "'My son Felix is six years old.': 'six'); default the needle")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Turn:
@@ -82,6 +90,8 @@ class Turn(BaseModel):
                              "to its tools)")
         if self.all and not self.forgets:
             raise ValueError(f"'all' only goes with 'forgets' ({self.say!r})")
+        if self.answer is not None and not self.asks:
+            raise ValueError(f"'answer' only goes with 'asks' ({self.say!r})")
         return self
 
     @property
@@ -133,6 +143,10 @@ class Dialogue(BaseModel):
             for name in [*turn.states, *turn.corrects, *turn.corrects.values(), *turn.forgets,
                          *([turn.asks] if turn.asks else [])]:
                 known(name, turn)
+            if turn.asks and turn.answer and not whole_words(turn.answer).search(
+                    self.facts[turn.asks].text):
+                raise ValueError(f"{self.id}: the answer {turn.answer!r} to {turn.say!r} is not "
+                                 f"in the text of {turn.asks!r}")
             for name in [*turn.removes, *([turn.asks] if turn.asks else [])]:
                 if name not in live:
                     raise ValueError(f"{self.id}: {turn.say!r} uses {name!r}, not stored then")
