@@ -68,6 +68,10 @@ class ProfilesSource(_Section):
     seed: int = 0
     facts_per_profile: tuple[int, int] = Field((3, 8), description="facts per profile, range")
     persons: tuple[Literal["first", "third", "turn"], ...] = ("first", "third", "turn")
+    family_share: float = Field(0.0, ge=0, le=1, description="share of profiles drawn from one "
+                                "family of easily confused relations (profiles.FAMILIES)")
+    made_up_share: float = Field(0.0, ge=0, le=1, description="share of names, brands and places "
+                                 "that are made-up words, copied only from memory")
 
     @model_validator(mode="after")
     def _check_range(self) -> ProfilesSource:

@@ -234,13 +234,16 @@ def read_hf(source: HFSource) -> list[list[str]]:
 def profiles_of(source: ProfilesSource) -> tuple[Profile, ...]:
     """The profiles a source describes, drawn from its seed once (the chunks and the questions
     both read them)."""
-    return _profiles(source.count, source.seed, source.facts_per_profile, source.persons)
+    return _profiles(source.count, source.seed, source.facts_per_profile, source.persons,
+                     source.family_share, source.made_up_share)
 
 
 @functools.lru_cache(maxsize=4)
 def _profiles(count: int, seed: int, facts_per_profile: tuple[int, int],
-              persons: tuple[str, ...]) -> tuple[Profile, ...]:
-    return tuple(make_profiles(count, seed, facts_per_profile, persons))
+              persons: tuple[str, ...], family_share: float, made_up_share: float
+              ) -> tuple[Profile, ...]:
+    return tuple(make_profiles(count, seed, facts_per_profile, persons, family_share,
+                               made_up_share))
 
 
 def read_source(

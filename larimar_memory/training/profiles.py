@@ -16,7 +16,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Profile", "ProfileFact", "RELATIONS", "make_profiles"]
+__all__ = ["ALL_RELATIONS", "FAMILIES", "Profile", "ProfileFact", "RELATIONS", "made_up_word",
+           "make_profiles"]
 
 
 def _items(text: str) -> list[str]:
@@ -99,6 +100,58 @@ def _name(rng: random.Random) -> str:
     return rng.choice(FIRST_NAMES)
 
 
+_ONSETS = _items("b|br|c|ch|d|dr|f|fl|g|gr|h|j|k|kl|l|m|n|p|pr|qu|r|s|sh|st|t|tr|v|w|z")
+_VOWELS = _items("a|e|i|o|u|a|e|o|ai|ea|ou|y")
+_CODAS = _items("|||n|r|l|s|x|nd|rk|tch|ck|m|lt")
+
+
+def made_up_word(rng: random.Random) -> str:
+    """A pronounceable word no pool holds ("Brelvanda", "Quistock"): names, brands and places
+    that must be copied letter for letter, as users' own names are."""
+    syllables = rng.choice([2, 2, 3])
+    word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables))
+    return (word + rng.choice(_CODAS)).capitalize()
+
+
+def _made_up_brand(rng: random.Random) -> str:
+    return made_up_word(rng) + rng.choice(["", "", " Labs", " Energy", " Group", " & Co"])
+
+
+def _made_up_place(rng: random.Random) -> str:
+    return made_up_word(rng) + rng.choice(["", " Castle", " Hall", " Park", " House", " Arena"])
+
+
+def _made_up_title(rng: random.Random) -> str:
+    return f"The {rng.choice(TITLE_WORDS_A)} {made_up_word(rng)}"
+
+
+def _model_name(rng: random.Random) -> str:
+    """A product: brand and model code ("Veltra K-40", "Osmo X7")."""
+    brand = rng.choice([made_up_word(rng), rng.choice(GEAR_BRANDS)])
+    letters = rng.choice("AKMQRSTVXZ")
+    return rng.choice([f"{brand} {letters}-{rng.randint(2, 90)}",
+                       f"{brand} {letters}{rng.randint(1, 9)}",
+                       f"{brand} {rng.choice(TITLE_WORDS_A)} {rng.randint(2, 14)}"])
+
+
+GEAR_BRANDS = _items("Fujifilm|Canon|Nikon|Sony|Garmin|Shimano|Trek|Brompton|Lenovo|Dell|"
+                     "Asus|Fairphone|Pixel|Bose|Sennheiser|Yamaha|Fender|Hoka|Brooks|Asics")
+SERVICE_BRANDS = _items("Octopus|Bulb|Ovo|Vattenfall|Iberdrola|Enel|Virgin Media|Vodafone|"
+                        "Orange|Telia|Lebara|Monzo|Revolut|N26|ING|Rabobank|Allianz|Aviva|"
+                        "PureGym|Anytime Fitness")
+ALLERGENS = _items("peanuts|shellfish|pollen|penicillin|sesame|dairy|gluten|cats|bee stings|"
+                   "kiwi|eggs|tree nuts")
+DIETS = _items("vegetarian|vegan|pescatarian|gluten-free|halal|kosher|on a low-carb diet")
+EVENTS = _items("wedding|book launch|job interview|conference talk|piano recital|graduation|"
+                "housewarming party|exam|surgery|product demo|charity run|art exhibition")
+GEAR = _items("camera|lens|laptop|phone|road bike|running shoes|headphones|guitar|smartwatch|"
+              "tablet|amplifier|e-reader")
+SERVICES = (("energy supplier", "electricity"), ("broadband provider", "internet"),
+            ("phone network", "mobile plan"), ("bank", "current account"),
+            ("insurer", "home insurance"), ("gym", "gym membership"),
+            ("water company", "water"), ("car insurer", "car insurance"))
+
+
 def _date(rng: random.Random) -> str:
     return f"{rng.choice(MONTHS)} {rng.randint(1, 28)}"
 
@@ -139,6 +192,15 @@ class Relation:
     ask_first: tuple[str, ...]
     third: tuple[str, ...]
     ask_third: tuple[str, ...]
+    #: a value no pool holds (a made-up name), drawn instead of ``draw``'s with the profiles'
+    #: ``made_up_share``: the answer can then only be copied from memory, not recalled from the
+    #: pools the decoder has seen
+    made_up: Callable[[random.Random], str] | None = None
+    #: what fills ``{x}``: a second slot of the same fact that is not the answer ("My wedding is
+    #: at {x} on {v}." asked "When…"), so the answer is one span among several; the value of
+    #: relation ``extra_key`` when the profile holds that one too (the same wedding's venue)
+    extra: Callable[[random.Random], str] | None = None
+    extra_key: str | None = None
 
 
 def _pool(values: list[str]) -> Callable[[random.Random, str], str]:
@@ -152,8 +214,12 @@ def _rel(
     ask_first: list[str],
     third: list[str],
     ask_third: list[str],
+    made_up: Callable[[random.Random], str] | None = None,
+    extra: Callable[[random.Random], str] | None = None,
+    extra_key: str | None = None,
 ) -> Relation:
-    return Relation(key, draw, tuple(first), tuple(ask_first), tuple(third), tuple(ask_third))
+    return Relation(key, draw, tuple(first), tuple(ask_first), tuple(third), tuple(ask_third),
+                    made_up, extra, extra_key)
 
 
 def _who(role: str, *asks_first: str, asks_third: tuple[str, ...] = ()) -> Relation:
@@ -170,6 +236,7 @@ def _who(role: str, *asks_first: str, asks_third: tuple[str, ...] = ()) -> Relat
         ],
         [f"{{n}}'s {role} is {{v}}.", f"{{n}}'s {role} is called {{v}}."],
         [f"Who is {{n}}'s {role}?", f"What is the name of {{n}}'s {role}?", *asks_third],
+        made_up=made_up_word,
     )
 
 
@@ -187,6 +254,7 @@ RELATIONS: tuple[Relation, ...] = (
         ],
         ["{n} lives in {v}.", "{n} is based in {v}.", "{n} moved to {v}."],
         ["Where does {n} live?", "Which city is {n} based in?", "Where is {n} living now?"],
+        made_up=made_up_word,
     ),
     _rel(
         "hometown",
@@ -195,6 +263,7 @@ RELATIONS: tuple[Relation, ...] = (
         ["Where did I grow up?", "Where was I born?", "What is my hometown?"],
         ["{n} grew up in {v}.", "{n} was born in {v}."],
         ["Where did {n} grow up?", "Where was {n} born?", "What is {n}'s hometown?"],
+        made_up=made_up_word,
     ),
     _rel(
         "employer",
@@ -213,6 +282,7 @@ RELATIONS: tuple[Relation, ...] = (
         ],
         ["{n} works at {v}.", "{n} works for {v}.", "{n} got a job at {v}."],
         ["Where does {n} work?", "Which company does {n} work for?", "Who employs {n}?"],
+        made_up=_made_up_brand,
     ),
     _rel(
         "job",
@@ -234,6 +304,7 @@ RELATIONS: tuple[Relation, ...] = (
         ["What's my {s}'s name?", "What is my {s} called?", "What did I name my {s}?"],
         ["{n}'s {s} is called {v}.", "{n} has a {s} called {v}."],
         ["What is {n}'s {s} called?", "What's the name of {n}'s {s}?"],
+        made_up=made_up_word,
     ),
     _rel(
         "instrument",
@@ -394,6 +465,7 @@ RELATIONS: tuple[Relation, ...] = (
         ["What book am I reading?", "What am I reading at the moment?"],
         ["{n} is reading {v}.", "{n} is halfway through {v}."],
         ["What book is {n} reading?", "What is {n} reading at the moment?"],
+        made_up=_made_up_title,
     ),
     _rel(
         "project",
@@ -402,6 +474,7 @@ RELATIONS: tuple[Relation, ...] = (
         ["What is my project called?", "What's the name of my project?"],
         ["{n}'s project is called {v}.", "{n} leads a project called {v}."],
         ["What is {n}'s project called?", "What project does {n} lead?"],
+        made_up=made_up_word,
     ),
     _rel(
         "study",
@@ -454,6 +527,7 @@ RELATIONS: tuple[Relation, ...] = (
         ["Where am I going on holiday?", "Where is my next trip?", "Where am I travelling to?"],
         ["{n} is going to {v} on holiday.", "{n}'s next trip is to {v}."],
         ["Where is {n} going on holiday?", "Where is {n}'s next trip?"],
+        made_up=made_up_word,
     ),
     _who(
         "manager", "Who do I report to?", "Who's my boss?", asks_third=("Who does {n} report to?",)
@@ -476,6 +550,95 @@ RELATIONS: tuple[Relation, ...] = (
     _who("flatmate", "Who do I live with?", asks_third=("Who does {n} live with?",)),
 )
 
+def _venue(rng: random.Random) -> str:
+    return _made_up_place(rng) if rng.random() < 0.5 else rng.choice(CITIES)
+
+
+def _event(event: str) -> tuple[Relation, Relation]:
+    """When and where an event is: two relations; the date's fact may name the place too."""
+    key = event.replace(" ", "_")
+    date = _rel(
+        f"{key}_date", lambda rng, person: _date(rng),
+        [f"My {event} is on {{v}}.", f"My {event} is at {{x}} on {{v}}.",
+         f"I have my {event} on {{v}}."],
+        [f"When is my {event}?", f"What date is my {event}?", f"Which day is my {event} on?"],
+        [f"{{n}}'s {event} is on {{v}}.", f"{{n}}'s {event} is at {{x}} on {{v}}."],
+        [f"When is {{n}}'s {event}?", f"What date is {{n}}'s {event}?"],
+        extra=_venue, extra_key=f"{key}_place",
+    )
+    place = _rel(
+        f"{key}_place", lambda rng, person: rng.choice(CITIES),
+        [f"My {event} is at {{v}}.", f"The venue for my {event} is {{v}}.",
+         f"My {event} will be held at {{v}}."],
+        [f"Where is my {event}?", f"Where is my {event} taking place?",
+         f"What's the venue for my {event}?"],
+        [f"{{n}}'s {event} is at {{v}}.", f"The venue for {{n}}'s {event} is {{v}}."],
+        [f"Where is {{n}}'s {event}?", f"Where is {{n}}'s {event} taking place?"],
+        made_up=_made_up_place,
+    )
+    return date, place
+
+
+def _gear(kind: str) -> Relation:
+    return _rel(
+        kind.replace(" ", "_"), lambda rng, person: _model_name(rng),
+        [f"My {kind} is a {{v}}.", f"I use a {{v}} as my {kind}.",
+         f"I just bought a {{v}} {kind}."],
+        [f"Which {kind} do I use?", f"What {kind} do I have?", f"What's my {kind}?"],
+        [f"{{n}}'s {kind} is a {{v}}.", f"{{n}} uses a {{v}} {kind}."],
+        [f"Which {kind} does {{n}} use?", f"What {kind} does {{n}} have?"],
+    )
+
+
+def _service(role: str, thing: str) -> Relation:
+    return _rel(
+        role.replace(" ", "_"), _pool(SERVICE_BRANDS),
+        [f"My {role} is {{v}}.", f"I get my {thing} from {{v}}.", f"I'm with {{v}} for {thing}."],
+        [f"Who is my {role}?", f"Which company provides my {thing}?",
+         f"Who do I get my {thing} from?"],
+        [f"{{n}}'s {role} is {{v}}.", f"{{n}} gets {thing} from {{v}}."],
+        [f"Who is {{n}}'s {role}?", f"Which company provides {{n}}'s {thing}?"],
+        made_up=_made_up_brand,
+    )
+
+
+ALLERGY = _rel(
+    "allergy", _pool(ALLERGENS),
+    ["I'm allergic to {v}.", "I have an allergy to {v}.", "I react badly to {v}."],
+    ["What am I allergic to?", "Which allergy do I have?", "Am I allergic to anything?"],
+    ["{n} is allergic to {v}.", "{n} has an allergy to {v}."],
+    ["What is {n} allergic to?", "Does {n} have any allergies?"],
+)
+DIET = _rel(
+    "diet", _pool(DIETS),
+    ["I'm {v}.", "I eat {v} these days.", "I've been {v} for years."],
+    ["What diet do I follow?", "How do I eat?", "Do I have a special diet?"],
+    ["{n} is {v}.", "{n} has been {v} for years."],
+    ["What diet does {n} follow?", "Does {n} have a special diet?"],
+)
+_EVENTS = tuple(_event(e) for e in EVENTS)
+_GEAR = tuple(_gear(kind) for kind in GEAR)
+_SERVICES = tuple(_service(role, thing) for role, thing in SERVICES)
+
+#: relations a person's other facts are easily confused with: the same event's date and place,
+#: one kind of gear for another, one provider for another, an allergy for a diet, an employer for
+#: a job. A profile drawn from a family reads the facts a question must tell apart.
+_BY_KEY = {r.key: r for r in RELATIONS}
+FAMILIES: tuple[tuple[Relation, ...], ...] = (
+    *(tuple(r for pair in _EVENTS[i::3] for r in pair) for i in range(3)),  # 4 events each
+    _GEAR,
+    _SERVICES,
+    (ALLERGY, DIET, _BY_KEY["food"], _BY_KEY["drink"]),
+    tuple(_BY_KEY[k] for k in ("employer", "job", "manager", "project", "commute")),
+    tuple(_BY_KEY[k] for k in ("flight", "holiday", "booking", "home", "hometown")),
+    tuple(_BY_KEY[k] for k in ("alarm", "class_day", "appointment", "deadline", "birthday")),
+    tuple(_BY_KEY[k] for k in ("partner", "sister", "brother", "son", "daughter", "pet", "kids")),
+)
+#: every relation a family-drawn profile may hold
+ALL_RELATIONS: tuple[Relation, ...] = (
+    *RELATIONS, *(r for pair in _EVENTS for r in pair), *_GEAR, *_SERVICES, ALLERGY, DIET)
+
+
 #: how a fact is said: by the user, about someone, or as someone's turn in a conversation
 PERSONS = ("first", "third", "turn")
 
@@ -487,6 +650,7 @@ class ProfileFact:
     text: str
     questions: tuple[str, ...]
     answer: str
+    relation: str = ""  # the relation's key
 
 
 @dataclass(frozen=True)
@@ -497,12 +661,23 @@ class Profile:
     facts: tuple[ProfileFact, ...]
 
 
-def _fact(relation: Relation, rng: random.Random, person: str, mode: str) -> ProfileFact:
+def _fact(relation: Relation, rng: random.Random, person: str, mode: str,
+          made_up_share: float = 0.0, known: dict[str, str] | None = None) -> ProfileFact:
+    """One fact of ``relation``; ``known``: the values drawn for the profile so far, by relation
+    key (updated), so a second slot names the same thing as its own fact."""
+    known = {} if known is None else known
     value = relation.draw(rng, person)
+    if relation.made_up is not None and made_up_share and rng.random() < made_up_share:
+        value = relation.made_up(rng)
+    known[relation.key] = value
     species = rng.choice(SPECIES)
+    extra = ""
+    if relation.extra is not None:
+        extra = known.get(relation.extra_key or "") or relation.extra(rng)
 
     def fill(template: str) -> str:
-        text = template.replace("{s}", species).replace("{n}", person).replace("{v}", value)
+        text = (template.replace("{s}", species).replace("{n}", person).replace("{x}", extra)
+                .replace("{v}", value))
         return text[0].upper() + text[1:]
 
     if mode == "third":
@@ -513,7 +688,7 @@ def _fact(relation: Relation, rng: random.Random, person: str, mode: str) -> Pro
         asked = relation.ask_first if mode == "first" else relation.ask_third
         if mode == "turn":
             text = f"{person}: {text}"
-    return ProfileFact(text, tuple(dict.fromkeys(fill(q) for q in asked)), value)
+    return ProfileFact(text, tuple(dict.fromkeys(fill(q) for q in asked)), value, relation.key)
 
 
 def make_profiles(
@@ -521,17 +696,37 @@ def make_profiles(
     seed: int = 0,
     facts_per_profile: tuple[int, int] = (3, 8),
     persons: tuple[str, ...] = PERSONS,
+    family_share: float = 0.0,
+    made_up_share: float = 0.0,
 ) -> list[Profile]:
     """``count`` profiles of ``facts_per_profile`` facts on distinct relations (so a question
-    has one answer in its profile), each said in one of ``persons`` (see `PERSONS`)."""
+    has one answer in its profile), each said in one of ``persons`` (see `PERSONS`).
+
+    With ``family_share``, that share of the profiles holds the relations of one of `FAMILIES`
+    (facts easily mistaken for each other) and the rest draw from `ALL_RELATIONS`; with
+    ``made_up_share``, that share of the values that can be made up are (`made_up_word`).
+    Both 0 draws exactly the profiles of earlier versions."""
     unknown = set(persons) - set(PERSONS)
     if unknown:
         raise ValueError(f"unknown persons {sorted(unknown)}; choose from {PERSONS}")
     rng = random.Random(seed)
     lo, hi = facts_per_profile
+    pool = ALL_RELATIONS if family_share else RELATIONS
     out = []
     for _ in range(count):
         person, mode = _name(rng), rng.choice(persons)
-        relations = rng.sample(RELATIONS, rng.randint(lo, min(hi, len(RELATIONS))))
-        out.append(Profile(person, tuple(_fact(r, rng, person, mode) for r in relations)))
+        size = rng.randint(lo, min(hi, len(pool)))
+        if family_share and rng.random() < family_share:
+            family = rng.choice(FAMILIES)
+            relations = rng.sample(family, min(len(family), size))
+            rest = [r for r in pool if r not in relations]
+            relations += rng.sample(rest, size - len(relations))
+            rng.shuffle(relations)
+        else:
+            relations = rng.sample(pool, size)
+        # a fact that names a second slot comes after the fact that holds it
+        relations = sorted(relations, key=lambda r: r.extra is not None)
+        known: dict[str, str] = {}
+        out.append(Profile(person, tuple(_fact(r, rng, person, mode, made_up_share, known)
+                                         for r in relations)))
     return out

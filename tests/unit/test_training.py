@@ -475,3 +475,29 @@ def test_pooled_recipe_on_tiny_parts_learns_and_loads(data_root: Path, tmp_path:
     for name, param in model.named_parameters():
         if param.requires_grad:  # frozen base weights are not in the checkpoint
             assert torch.equal(param.detach(), ckpt[f"model.{name}"]), name
+
+
+def test_profiles_draw_families_of_confusable_facts_and_made_up_values() -> None:
+    """``family_share`` fills profiles from one family of easily confused relations, with an
+    event's date fact naming the same venue as its place fact; ``made_up_share`` swaps pool
+    values for made-up words; both 0 draw from the everyday relations only."""
+    from larimar_memory.training import profiles as p
+
+    plain = p.make_profiles(50, seed=2)
+    assert {f.relation for pr in plain for f in pr.facts} <= {r.key for r in p.RELATIONS}
+    hard = p.make_profiles(200, seed=2, family_share=1.0, made_up_share=1.0)
+    families = [{r.key for r in family} for family in p.FAMILIES]
+    for profile in hard:
+        keys = {f.relation for f in profile.facts}
+        assert len(keys) == len(profile.facts)  # one answer per question in a profile
+        assert any(len(keys & fam) >= min(len(fam), len(keys)) for fam in families)
+        by_key = {f.relation: f for f in profile.facts}
+        for key, fact in by_key.items():
+            if key.endswith("_date") and key.replace("_date", "_place") in by_key:
+                place = by_key[key.replace("_date", "_place")].answer
+                assert " at " not in fact.text or place in fact.text
+            assert fact.answer in fact.text
+    employers = [f.answer for pr in hard for f in pr.facts if f.relation == "employer"]
+    assert employers and not set(employers) & set(p.COMPANIES)
+    word = p.made_up_word(__import__("random").Random(0))
+    assert word.isalpha() and word[0].isupper()
