@@ -106,9 +106,10 @@ class LarimarSettings(BaseModel):
     ask_k: int = Field(
         3, ge=1, le=64,
         description="facts read into the decoder by ask, together as one memory block. The "
-        "packaged checkpoint was trained on blocks of 1-5 facts (recipe larimar-smol-chat). "
-        "Measured (docs/results.md): the asked fact in 79-80 % of the dialogue suite's answers "
-        "at k = 3 and 82.5 % at k = 5; memory-route p50 171 / 222 / 263 ms at k = 1 / 3 / 5",
+        "packaged checkpoint was trained on blocks of 1-5 facts (recipes larimar-smol-chat, "
+        "larimar-smol-chat-hard). Measured (docs/results.md): the asked fact in 88.3 % of the "
+        "dialogue suite's answers at k = 3 (session 11); memory-route p50 171 / 222 / 263 ms "
+        "at k = 1 / 3 / 5 (session 10), 223 ms at k = 3 (session 11)",
     )
     lexical_weight: float = Field(
         1.0, ge=0, le=10,
