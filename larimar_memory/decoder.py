@@ -375,8 +375,8 @@ class LatentDecoder(nn.Module):
         the one just generated in the readout, inside a word, gets all of it, so a name started
         from memory is finished as stored ("Arsenal", not "Arsalal"). 0 decodes as before.
         ``spell_as_stored`` (readouts that spell tokens only): the hard form of the same rule,
-        ``StoredSpelling``: a word begun with a readout token is finished as stored or ended,
-        never continued with invented pieces ("oat milk", not "oatmeal").
+        ``StoredSpelling``: a word begun as a word of the readout goes on only as one does, or
+        ends; it is never continued with invented pieces ("oat milk", not "oatmeal").
 
         ``prompts=None`` decodes from the start token alone: the reconstruction of the stored text.
         A prompt is continued as raw text (what memory conditioning is trained on), except that
