@@ -317,3 +317,39 @@ def test_spell_as_stored_changes_nothing_off(model: LarimarModel) -> None:
     spelled = model.decode(context, prompts=["Who wrote code?"], max_new_tokens=6,
                            spell_as_stored=True)
     assert len(spelled) == 1 and isinstance(spelled[0], str)
+
+
+_PIECES = ["<eos>", " ", ".", "-", "a", "b", "c", "ab", "ba", "abc", "ca", " a", " b", " ab",
+           " ca", "A", "Ab", " Ba", "C"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(stored=st.lists(st.sampled_from(["ab", "abc", "ba", "cab", "a", "bca"]), min_size=1,
+                       max_size=4),
+       seed=st.integers(0, 2**16))
+def test_stored_spelling_never_lets_a_word_begun_from_memory_leave_it(stored: list[str],
+                                                                       seed: int) -> None:
+    """Whatever the LM prefers (random logits), a word that is the start of a stored word
+    when a word piece follows it is still the start of a stored word after it; a word that
+    was not begun from memory is never constrained."""
+    import re
+
+    from larimar_memory.decoder import StoredSpelling, WordPieces
+
+    pieces = WordPieces(lambda t: _PIECES[t], len(_PIECES))
+    rule = StoredSpelling([" ".join(stored)], pieces, torch.device("cpu"))
+    words = {w.lower() for w in stored}
+    generator = torch.Generator().manual_seed(seed)
+    text, previous = "", None
+    for _ in range(12):
+        logits = rule(torch.randn(1, len(_PIECES), generator=generator), previous)
+        token = int(torch.argmax(logits[0]))
+        before = (re.findall(r"[^\W_]+$", text.lower()) or [""])[0]
+        text += _PIECES[token]
+        after = (re.findall(r"[^\W_]+$", text.lower()) or [""])[0]
+        begun = before and any(w.startswith(before) for w in words)
+        if begun and _PIECES[token][:1].isalnum():
+            assert any(w.startswith(after) for w in words), (stored, text)
+        elif not begun:
+            assert torch.isfinite(logits).all()  # nothing was cut
+        previous = torch.tensor([token])
