@@ -543,8 +543,8 @@ class StoredSpelling:
     def __init__(self, texts: list[str], pieces: WordPieces, device: torch.device) -> None:
         self.words = [set(_WORD.findall(text.lower())) for text in texts]
         self.pieces = pieces
+        self.cut = pieces.mask.to(device)  # what a word begun from memory may not go on with
         self.partial = [""] * len(texts)
-        self.device = device
 
     def __call__(self, logits: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
         """``logits (N, V)`` with invented word endings masked; ``previous (N,)``."""
@@ -558,7 +558,7 @@ class StoredSpelling:
             if begun:
                 allowed = {t for rest in begun for j in range(1, len(rest) + 1)
                            for t in self.pieces.spelled(rest[:j])}
-                banned[row, : self.pieces.mask.shape[0]] = self.pieces.mask.to(self.device)
+                banned[row, : self.cut.shape[0]] = self.cut
                 banned[row, sorted(allowed)] = False
         return logits.masked_fill(banned[:, : logits.shape[1]], float("-inf"))
 

@@ -550,6 +550,7 @@ RELATIONS: tuple[Relation, ...] = (
     _who("flatmate", "Who do I live with?", asks_third=("Who does {n} live with?",)),
 )
 
+
 def _venue(rng: random.Random) -> str:
     return _made_up_place(rng) if rng.random() < 0.5 else rng.choice(CITIES)
 
@@ -662,10 +663,9 @@ class Profile:
 
 
 def _fact(relation: Relation, rng: random.Random, person: str, mode: str,
-          made_up_share: float = 0.0, known: dict[str, str] | None = None) -> ProfileFact:
+          made_up_share: float, known: dict[str, str]) -> ProfileFact:
     """One fact of ``relation``; ``known``: the values drawn for the profile so far, by relation
     key (updated), so a second slot names the same thing as its own fact."""
-    known = {} if known is None else known
     value = relation.draw(rng, person)
     if relation.made_up is not None and made_up_share and rng.random() < made_up_share:
         value = relation.made_up(rng)
