@@ -534,14 +534,17 @@ class CopyBias:
 class StoredSpelling:
     """Words begun from memory are spelled as stored. While the word being generated is the
     start of a word in the row's readout (letters and digits, any case: an answer's "Oat" for
-    the fact's " oat"), a token that continues the word is allowed only if the word stays the
-    start of a readout word; a new word, punctuation and stopping stay free. So this cuts
+    the fact's " oat"), a token that continues the word is allowed only if it spells the word on
+    as the readout does (its case too); a new word, punctuation and stopping stay free. So this cuts
     invented endings ("oatmeal" for "oat milk", "chessclub", "Arsalal") whatever the token
-    boundaries, and never forces the rest of the fact. Stateful: one per ``generate`` call, fed
-    each generated token in turn."""
+    boundaries, and never forces the rest of the fact. Where the word is to go on (the LM's
+    first choice continues it) but that choice is cut, only the stored continuations are left:
+    the LM decides where a word ends, memory how it is spelled ("heirloom", where ending the
+    word gave "h%ireloom"). Stateful: one per ``generate`` call, fed each generated token in
+    turn."""
 
     def __init__(self, texts: list[str], pieces: WordPieces, device: torch.device) -> None:
-        self.words = [set(_WORD.findall(text.lower())) for text in texts]
+        self.words = [set(_WORD.findall(text)) for text in texts]
         self.pieces = pieces
         self.cut = pieces.mask.to(device)  # what a word begun from memory may not go on with
         self.partial = [""] * len(texts)
@@ -551,14 +554,20 @@ class StoredSpelling:
         if previous is None:
             return logits
         banned = torch.zeros_like(logits, dtype=torch.bool)
+        first = logits.argmax(dim=-1).tolist()
         for row, token in enumerate(previous.tolist()):
             said = _WORD_END.search(self.partial[row] + self.pieces.spell(token).lower())
             partial = self.partial[row] = said.group(0) if said else ""
-            begun = [w[len(partial):] for w in self.words[row] if partial and w.startswith(partial)]
+            begun = [w[len(partial):] for w in self.words[row]
+                     if partial and w.lower().startswith(partial)]
             if begun:
                 allowed = {t for rest in begun for j in range(1, len(rest) + 1)
                            for t in self.pieces.spelled(rest[:j])}
-                banned[row, : self.cut.shape[0]] = self.cut
+                goes_on = first[row] < self.cut.shape[0] and bool(self.cut[first[row]])
+                if goes_on and allowed:  # only the stored continuations are left
+                    banned[row] = True
+                else:
+                    banned[row, : self.cut.shape[0]] = self.cut
                 banned[row, sorted(allowed)] = False
         return logits.masked_fill(banned[:, : logits.shape[1]], float("-inf"))
 
@@ -576,7 +585,7 @@ def _split(row: list[int], separator: int) -> Iterator[list[int]]:
 
 class WordPieces:
     """The tokens that continue a word (no leading space, a letter or digit first), by their
-    lower-cased spelling: what ``StoredSpelling`` allows or cuts. Built once per tokenizer."""
+    spelling: what ``StoredSpelling`` allows or cuts. Built once per tokenizer."""
 
     def __init__(self, spell: Callable[[int], str], size: int) -> None:
         self.spell = spell
@@ -586,7 +595,7 @@ class WordPieces:
             text = spell(token)
             if text[:1].isalnum():
                 self.mask[token] = True
-                self.by_text.setdefault(text.lower(), []).append(token)
+                self.by_text.setdefault(text, []).append(token)
 
     def spelled(self, text: str) -> list[int]:
         return self.by_text.get(text, [])

@@ -307,6 +307,23 @@ def test_stored_spelling_cuts_invented_word_endings_only() -> None:
     assert banned(rule(logits[:1], torch.tensor([8])), 0) == pieces_at  # " chess" + "club" cut
 
 
+def test_stored_spelling_keeps_a_word_going_where_the_lm_goes_on() -> None:
+    """Where the LM's first choice continues a word begun from memory but is cut, the word goes
+    on as stored (case too) rather than ending: "h" + "eir" + "loom", not "h" + "%" (the
+    LM's second choice); where its first choice ends the word, ending stays free."""
+    from larimar_memory.decoder import StoredSpelling, WordPieces
+
+    vocab = ["<eos>", " h", "ior", "%", "eir", "EIR", "loom", " tomatoes"]
+    pieces = WordPieces(lambda t: vocab[t], len(vocab))
+    rule = StoredSpelling(["I grow heirloom tomatoes."], pieces, torch.device("cpu"))
+    logits = torch.tensor([[0.0, 0.0, 9.0, 8.0, 1.0, 2.0, 0.0, 0.0]])  # "ior", then "%"
+    out = rule(logits, torch.tensor([1]))
+    assert torch.isfinite(out[0]).tolist() == [t == 4 for t in range(len(vocab))]
+    rule = StoredSpelling(["I grow heirloom tomatoes."], pieces, torch.device("cpu"))
+    ends = torch.tensor([[0.0, 0.0, 1.0, 9.0, 0.0, 0.0, 0.0, 0.0]])  # "%" first: the LM ends it
+    assert int(rule(ends, torch.tensor([1])).argmax()) == 3
+
+
 def test_spell_as_stored_changes_nothing_off(model: LarimarModel) -> None:
     """Off (the decoder's default) decodes exactly as before; on, an answer still comes back."""
     z = model.encode_facts(["Ada wrote code in 1843."])[0]
