@@ -404,13 +404,16 @@ def bench_ask(
     rounds: int = typer.Option(6, help="Rounds of the ten questions per variant."),
     startup_repeats: int = typer.Option(0, "--startup", help="Also time start-up: fresh "
                                         "processes per variant (this many each)."),
+    models: str = typer.Option("larimar-smol", help="Checkpoints to compare (packaged names "
+                               "or folders, comma-separated)."),
     threads: int = ThreadsOption,
 ) -> None:
     """`ask` p50/p95 per decoder weight format and route, in one process, interleaved."""
     _set_threads(threads)
     from .benchmarks import ask_bench
 
-    results = ask_bench.run(tuple(weights.split(",")), rounds, startup_repeats, threads, out)
+    results = ask_bench.run(tuple(weights.split(",")), rounds, startup_repeats, threads, out,
+                            models=tuple(models.split(",")))
     console.print(json.dumps({k: results[k] for k in ("latency", "startup") if k in results},
                              indent=1))
 

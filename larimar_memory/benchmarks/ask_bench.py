@@ -1,12 +1,13 @@
 """`larimar bench ask`: `ask` latency by `LarimarSettings.decoder_weights` (issue 30): five
 short personal facts, then their questions (memory route) and five general questions (plain
-route), each asked of every variant in turn (order alternating per round), all in one process
-on one loaded model.
+route), each asked of every variant in turn (order alternating per round), all in one process;
+``--models`` compares checkpoints (e.g. a Gemma-decoder run's export) the same way.
 With ``--startup``: ``Larimar()`` construction and first-call times, one fresh process per
 variant and repeat, alternating.
 
     taskset -c 1 larimar bench ask --rounds 6
     taskset -c 1 larimar bench ask --startup 3
+    taskset -c 1 larimar bench ask --weights int8 --models larimar-smol,runs/larimar-gemma/model
 """
 
 from __future__ import annotations
@@ -32,25 +33,32 @@ GENERAL = ["What is the capital of France?", "How many legs does a spider have?"
            "What is the boiling point of water?"]
 
 
-def latency(weights: list[str], rounds: int) -> dict:
+def latency(weights: list[str], rounds: int, models: tuple[str, ...] = ("larimar-smol",)
+            ) -> dict:
+    """p50/p95 per variant and route: a variant is a weight format, prefixed by its model's
+    name when several models are compared."""
     from larimar_memory.model import LarimarModel
     from larimar_memory.scope import SentenceEmbedder
     from larimar_memory.service import Larimar, LarimarSettings
 
-    model = LarimarModel.from_pretrained("larimar-smol")
     embedder = SentenceEmbedder()
     folder = tempfile.TemporaryDirectory(prefix="larimar-ask-latency-")
     memories = {}
-    for w in weights:
-        memories[w] = Larimar(model, store=Path(folder.name) / f"{w}.sqlite3",
-                              embedder=embedder, settings=LarimarSettings(decoder_weights=w))
-        memories[w].remember(FACTS)
-        memories[w].ask(ASKS[0])  # warm-up: codebook caches, first kernels
-        memories[w].ask(GENERAL[0])
+    for name in models:
+        model = LarimarModel.from_pretrained(name)
+        for w in weights:
+            variant = w if len(models) == 1 else f"{name}/{w}"
+            memories[variant] = memory = Larimar(
+                model, store=Path(folder.name) / f"{len(memories)}.sqlite3", embedder=embedder,
+                settings=LarimarSettings(decoder_weights=w))
+            memory.remember(FACTS)
+            memory.ask(ASKS[0])  # warm-up: codebook caches, first kernels
+            memory.ask(GENERAL[0])
+    variants = list(memories)
     times: dict[str, list[float]] = {}
-    answers: dict[str, dict[str, list[str]]] = {w: {} for w in weights}
+    answers: dict[str, dict[str, list[str]]] = {w: {} for w in variants}
     for r in range(rounds):
-        order = weights if r % 2 == 0 else weights[::-1]
+        order = variants if r % 2 == 0 else variants[::-1]
         for question in ASKS + GENERAL:
             for w in order:
                 start = time.perf_counter()
@@ -104,12 +112,13 @@ def startup(weights: list[str], repeats: int, threads: int) -> dict:
 
 def run(weights: tuple[str, ...] = ("float32", "float16", "int8"), rounds: int = 6,
         startup_repeats: int = 0, threads: int = 1, out: Path | None = None,
-        plot: bool = True) -> dict[str, Any]:
+        plot: bool = True, models: tuple[str, ...] = ("larimar-smol",)) -> dict[str, Any]:
     """Latency by weights (and with ``startup_repeats``, start-up in fresh processes); JSON
     and chart under docs/results/."""
     results: dict[str, Any] = {"benchmark": "ask", "threads": threads,
                                "machine": {**machine(), "load_average": os.getloadavg()},
-                               "latency": latency(list(weights), rounds)}
+                               "models": list(models),
+                               "latency": latency(list(weights), rounds, models)}
     if startup_repeats:
         results["startup"] = startup(list(weights), startup_repeats, threads)
     results["machine"]["load_average_after"] = os.getloadavg()
