@@ -97,3 +97,23 @@ def test_count_check_names_lost_doubled_and_unacknowledged(tmp_path: Path) -> No
         mem.remember("fact two", namespace="m")  # the same text in another namespace
     assert count_check(str(path), ["n", "m"], ["fact one", "fact three"]) == {
         "acknowledged": 2, "stored": 3, "lost": 1, "doubled": 1, "unacknowledged": 2}
+
+
+
+def test_ask_bench_compares_models_interleaved(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--models``: every checkpoint answers the same questions, its rows named after it."""
+    from larimar_memory import scope
+    from larimar_memory.benchmarks import ask_bench
+    from larimar_memory.testing import HashingEmbedder, tiny_test_model
+
+    embedder = scope.SentenceEmbedder
+    monkeypatch.setattr(scope, "SentenceEmbedder", lambda: embedder(model=HashingEmbedder()))
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for seed, folder in enumerate(folders):
+        tiny_test_model(seed=seed, memory_slots=16).save_pretrained(folder)
+    results = ask_bench.run(("float32",), rounds=1, out=tmp_path / "ask.json", plot=False,
+                            models=tuple(map(str, folders)))
+    rows = results["latency"]["rows"]
+    assert {key.rsplit("/", 1)[0] for key in rows} == {f"{f}/float32" for f in folders}
+    assert sum(row["n"] for row in rows.values()) == 2 * 10
