@@ -109,7 +109,7 @@ class LarimarSettings(BaseModel):
         "packaged checkpoint was trained on blocks of 1-5 facts (recipes larimar-smol-chat, "
         "larimar-smol-chat-hard). Measured (docs/results.md): the asked fact in 88.3 % of the "
         "dialogue suite's answers at k = 3 (session 11); memory-route p50 171 / 222 / 263 ms "
-        "at k = 1 / 3 / 5 (session 10), 223 ms at k = 3 (session 11)",
+        "at k = 1 / 3 / 5 (session 10), 204 ms at k = 3 (session 12)",
     )
     lexical_weight: float = Field(
         1.0, ge=0, le=10,

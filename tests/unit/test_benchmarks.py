@@ -99,7 +99,6 @@ def test_count_check_names_lost_doubled_and_unacknowledged(tmp_path: Path) -> No
         "acknowledged": 2, "stored": 3, "lost": 1, "doubled": 1, "unacknowledged": 2}
 
 
-
 def test_ask_bench_compares_models_interleaved(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """``--models``: every checkpoint answers the same questions, its rows named after it."""
