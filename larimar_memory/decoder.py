@@ -15,6 +15,7 @@ the same framing (``tokenize_targets``), so ``generate(z, prompts=None)`` recons
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -93,9 +94,10 @@ class Conditioning(nn.Module):
 
     def logits(
         self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor, keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``(N, T, V)`` over the text tokens, conditioned on ``z`` (checked)."""
+        """Logits ``(N, T, V)`` over the text tokens, conditioned on ``z`` (checked); with
+        ``keep`` (text positions, 1-D) only those, ``(N, len(keep), V)``."""
         raise NotImplementedError
 
     def prefill(
@@ -164,15 +166,16 @@ class KVPrefix(Conditioning):
 
     def logits(
         self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor, keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return lm(
+        return lm_logits(
+            lm, keep,
             inputs_embeds=self.embed(lm, input_ids, z),
             attention_mask=_with_prefix(attention_mask, self.num_latent_tokens),
             position_ids=_positions(attention_mask) + self.num_latent_tokens,
             use_cache=True,
             **{CACHE_ARG: self.cache(lm, z)},
-        ).logits
+        )
 
     def prefill(
         self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
@@ -247,15 +250,18 @@ class MemoryBlock(Conditioning):
 
     def logits(
         self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor, keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         block, block_mask = self.block(lm, z)
         mask = torch.cat([block_mask, attention_mask], dim=1)
-        return lm(
+        width = block.shape[1]
+        text = torch.arange(input_ids.shape[1], device=input_ids.device) if keep is None else keep
+        return lm_logits(
+            lm, text + width,  # the block's own positions never need the output head
             inputs_embeds=torch.cat([block, lm.get_input_embeddings()(input_ids)], dim=1),
             attention_mask=mask,
             position_ids=_positions(mask),
-        ).logits[:, block.shape[1]:]
+        )
 
     def prefill(
         self, lm: PreTrainedModel, z: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
@@ -309,17 +315,34 @@ class LatentDecoder(nn.Module):
         z: torch.Tensor | None,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        labels: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits ``(N, T, V)`` over the text tokens (the prefix has none) and, with ``labels``,
-        the mean next-token cross-entropy over labels that are not -100."""
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(N, T, V)`` over the text tokens (the prefix has none); with ``keep``
+        (text positions, 1-D) only those, ``(N, len(keep), V)``."""
         if z is None:
             with self._plain(True):
-                logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
-        else:
-            z = self.conditioning.check(z, input_ids.shape[0])
-            logits = self.conditioning.logits(self.lm, z, input_ids, attention_mask)
-        return logits, None if labels is None else causal_lm_loss(logits, labels)
+                return lm_logits(self.lm, keep, input_ids=input_ids, attention_mask=attention_mask)
+        z = self.conditioning.check(z, input_ids.shape[0])
+        return self.conditioning.logits(self.lm, z, input_ids, attention_mask, keep)
+
+    def loss(
+        self,
+        z: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """The mean next-token cross-entropy over ``labels`` that are not -100 (zero if all
+        are). The output head runs only on positions that predict a label: with a 262k-token
+        vocabulary (Gemma 3) it costs more than the rest of the LM, and a question's prompt or a
+        right-padded row needs none."""
+        targets = labels[:, 1:]
+        predicts = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+        if predicts.numel() == 0:
+            return self(z, input_ids, attention_mask).sum() * 0.0
+        logits = self(z, input_ids, attention_mask, keep=predicts)
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        return F.cross_entropy(flat, targets[:, predicts].reshape(-1), ignore_index=IGNORE_INDEX)
 
     def tokenize_targets(
         self, texts: list[str], max_length: int, device: torch.device | None = None
@@ -601,13 +624,21 @@ class WordPieces:
         return self.by_text.get(text, [])
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy; labels equal to -100 are ignored (zero if all are)."""
-    targets = labels[:, 1:].reshape(-1)
-    if not bool((targets != IGNORE_INDEX).any()):
-        return logits.sum() * 0.0
-    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX)
+def lm_logits(lm: PreTrainedModel, keep: torch.Tensor | None, **inputs: object) -> torch.Tensor:
+    """The causal LM's logits, at sequence positions ``keep`` (1-D) only when given: through
+    ``logits_to_keep`` where the LM takes it (the head never sees the other positions), else
+    cut from the full logits."""
+    if keep is None:
+        return lm(**inputs).logits
+    if takes_logits_to_keep(lm):
+        return lm(**inputs, logits_to_keep=keep).logits
+    return lm(**inputs).logits[:, keep]
+
+
+def takes_logits_to_keep(lm: nn.Module) -> bool:
+    """Whether the causal LM under any peft wrapper takes ``logits_to_keep``."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def _memory_block_text(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:

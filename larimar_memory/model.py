@@ -538,19 +538,19 @@ class LarimarModel(nn.Module):
                 M = write_episode(Z, self.prior_memory, noise_std=self.config.observation_noise)
                 Zr, w_mean = read_memory(Z, M, sigma_w=self.sigma_w)  # (B, N, C), (B, N, K)
                 if w.recon_memory:
-                    _, loss = self.decoder(Zr.reshape(B * N, C), flat_ids, flat_mask, labels)
+                    loss = self.decoder.loss(Zr.reshape(B * N, C), flat_ids, flat_mask, labels)
                     losses["recon_memory"] = w.recon_memory * loss
                 if w.kl:
                     losses["kl"] = w.kl * kl_to_standard_normal(w_mean, self.sigma_w)
                 if asks:
                     assert questions is not None
                     rows = self._question_blocks(Zr.reshape(B * N, C), questions)
-                    _, loss = self.decoder(
+                    loss = self.decoder.loss(
                         rows, questions.input_ids, questions.attention_mask, questions.labels
                     )
                     losses["qa"] = w.qa * loss
             if w.recon_direct:
-                _, loss = self.decoder(Z.reshape(B * N, C), flat_ids, flat_mask, labels)
+                loss = self.decoder.loss(Z.reshape(B * N, C), flat_ids, flat_mask, labels)
                 losses["recon_direct"] = w.recon_direct * loss
         if w.lm:
             ids = (
@@ -559,7 +559,7 @@ class LarimarModel(nn.Module):
                 else lm_input_ids.reshape(-1, lm_input_ids.shape[-1])
             )
             mask = flat_mask if lm_attention_mask is None else lm_attention_mask.reshape(ids.shape)
-            _, loss = self.decoder(None, ids, mask, ids.masked_fill(mask == 0, IGNORE_INDEX))
+            loss = self.decoder.loss(None, ids, mask, ids.masked_fill(mask == 0, IGNORE_INDEX))
             losses["lm"] = w.lm * loss
         losses["total"] = sum((losses[key] for key in _LOSS_KEYS), self.prior_memory.new_zeros(()))
         return losses

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .decoder import takes_logits_to_keep
+
 if TYPE_CHECKING:
     from .model import LarimarModel
     from .types import DecoderWeights
@@ -164,17 +166,11 @@ def _quantized_copy(model: LarimarModel, weights: DecoderWeights) -> LarimarMode
         parent._modules[name] = _QUANTIZERS["float16" if keep else weights](layer)
     decoder = _share_shallow(model.decoder)
     decoder._modules["lm"] = lm
-    if _takes(lm, "logits_to_keep"):  # the prefill's other positions need no output head
+    if takes_logits_to_keep(lm):  # the prefill's other positions need no output head
         decoder.step_kwargs = {**model.decoder.step_kwargs, "logits_to_keep": 1}
     served = _share_shallow(model)
     served._modules["decoder"] = decoder
     return served
-
-
-def _takes(lm: nn.Module, argument: str) -> bool:
-    """Whether the causal LM under any peft wrapper names ``argument`` in its forward."""
-    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    return argument in inspect.signature(base.forward).parameters
 
 
 def _is_lora(name: str) -> bool:

@@ -100,24 +100,26 @@ class TokenCodebook(nn.Module):
         return int(self.proj.shape[1])
 
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """Codes ``(…, d)`` of token ids ``(…)``."""
-        embeds = self._embeddings(ids).to(self.proj.dtype)
+        """Codes ``(…, d)`` of token ids ``(…)``: rows of the embedding table itself, as in
+        `vocabulary_codes` (an LM that scales its embeddings in the forward, as Gemma does by
+        √h, must not scale a token's code away from its own vocabulary code)."""
+        embeds = F.embedding(ids, self._embeddings.weight).to(self.proj.dtype)
         return (embeds - self.center.to(embeds.dtype)) @ self.proj
 
     def vocabulary_codes(self) -> torch.Tensor:
-        """Codes ``(V, d)`` of the whole vocabulary. Without autograd (serving) they are cached
-        until the projection changes: computing them is a (V × h)·(h × d) product, ~2 GFLOP for
-        SmolLM2, far more than snapping a readout to them."""
-        if torch.is_grad_enabled():
-            return self._compute_vocabulary_codes()
+        """Codes ``(V, d)`` of the whole vocabulary, without autograd, cached until the
+        projection changes: computing them is a (V × h)·(h × d) product, ~2 GFLOP for SmolLM2
+        (11 for Gemma 3), far more than snapping a readout to them."""
         return self._cached()[0]
 
+    @torch.no_grad()
     def _cached(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The vocabulary's codes and their squared norms, until the projection changes."""
         stamp = self._stamp()
         cached = getattr(self, "_codes_cache", None)
         if cached is None or cached[0] != stamp:
-            codes = self._compute_vocabulary_codes()
+            weight = self._embeddings.weight.to(self.proj.dtype)
+            codes = (weight - self.center.to(weight.dtype)) @ self.proj
             cached = (stamp, codes, codes.pow(2).sum(dim=1))
             object.__setattr__(self, "_codes_cache", cached)  # a cache, not module state
         return cached[1], cached[2]
@@ -126,17 +128,19 @@ class TokenCodebook(nn.Module):
         """What the caches are valid for: this projection, unchanged."""
         return (self.proj.data_ptr(), self.proj._version, self.proj.dtype)
 
-    def _compute_vocabulary_codes(self) -> torch.Tensor:
-        weight = self._embeddings.weight.to(self.proj.dtype)
-        return (weight - self.center.to(weight.dtype)) @ self.proj
-
     def soft_embeddings(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Slots ``(N, P, d)`` → decoder input embeddings ``(N, P, h)`` and a mask ``(N, P)`` of
         slots that hold a token (an all-zero slot is empty: it is nearer to zero than to any
         code). Each embedding mixes the ``top_k`` nearest tokens' embeddings by a softmax over
-        −‖slot − code‖²/τ, so gradients reach the slots and a noisy readout snaps to tokens."""
-        scores = self._scores(slots)
-        top, index = scores.topk(min(self.top_k, scores.shape[-1]), dim=-1)
+        −‖slot − code‖²/τ, so gradients reach the slots and a noisy readout snaps to tokens.
+
+        The candidates are found without autograd and only their scores are recomputed with
+        it: the same values and gradients (top-k passes gradients to the chosen scores only),
+        without a dense ``(N, P, V)`` score tensor and its gradient (3.6 GB a step for Gemma's
+        262k tokens)."""
+        index = self._candidates(slots)  # (N, P, k)
+        codes = self.codes(index)  # (N, P, k, d)
+        top = 2.0 * (codes @ slots.to(codes.dtype).unsqueeze(-1)).squeeze(-1) - codes.pow(2).sum(-1)
         present = top[..., 0] > 0
         weights = torch.softmax(top / self.log_temperature.exp(), dim=-1)
         embeds = self._embeddings(index)  # (N, P, k, h)
@@ -144,10 +148,24 @@ class TokenCodebook(nn.Module):
         return mixed, present
 
     @torch.no_grad()
+    def _candidates(self, slots: torch.Tensor, rows: int = 256) -> torch.Tensor:
+        """The ``top_k`` best-scoring token ids of each slot ``(N, P, k)``, best first, scored a
+        few hundred slots at a time. A token's score is −‖z − c‖² + ‖z‖² = 2 z·c − ‖c‖² (the
+        −‖z‖² term is the same for every token, and an empty slot, z = 0, scores 0), so a
+        positive best score means a token."""
+        book, norms = self._cached()
+        flat = slots.reshape(-1, slots.shape[-1]).to(book.dtype)
+        k = min(self.top_k, book.shape[0])
+        parts = [torch.addmm(norms, part, book.T, beta=-1.0, alpha=2.0).topk(k, dim=-1).indices
+                 for part in flat.split(rows)]
+        index = torch.cat(parts) if parts else flat.new_zeros((0, k), dtype=torch.long)
+        return index.reshape(*slots.shape[:-1], k)
+
+    @torch.no_grad()
     def nearest_tokens(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots (the
-        argmax of `_scores`). An exact index answers most slots in microseconds (`CodeIndex`);
-        the rest are scored against the whole vocabulary in one fused product."""
+        best of `_candidates`' scores). An exact index answers most slots in microseconds
+        (`CodeIndex`); the rest are scored against the whole vocabulary in one fused product."""
         book, norms = self._cached()
         flat = slots.reshape(-1, slots.shape[-1]).to(book.dtype)
         index, best, answered = self._index().nearest(flat.detach().cpu().double().numpy())
@@ -167,12 +185,6 @@ class TokenCodebook(nn.Module):
             cached = (stamp, CodeIndex(self._cached()[0].detach().cpu().double().numpy()))
             object.__setattr__(self, "_index_cache", cached)  # a cache, not module state
         return cached[1]
-
-    def _scores(self, slots: torch.Tensor) -> torch.Tensor:
-        """``(N, P, V)``: −‖z − c‖² + ‖z‖² = 2 z·c − ‖c‖² (the −‖z‖² term is the same for every
-        token, and an empty slot, z = 0, scores 0), so a positive best score means a token."""
-        book = self.vocabulary_codes()  # (V, d)
-        return 2.0 * slots.to(book.dtype) @ book.T - book.pow(2).sum(dim=1)
 
 
 class TokenCodeCodec(LatentCodec):

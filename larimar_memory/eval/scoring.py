@@ -169,7 +169,7 @@ def score_targets(
         for part in tqdm(batches, desc=desc or "scoring", leave=False, disable=len(batches) < 4):
             ids, mask = _right_pad(rows[part], model.decoder.pad_token_id)
             zb = _take(model, z, part)
-            logits, _ = model.decoder(zb, ids.to(device), mask.to(device))
+            logits = model.decoder(zb, ids.to(device), mask.to(device))
             for i, (begin, end) in enumerate(spans[part]):
                 if end <= begin:
                     out.append(TargetScore(0.0, 0, 0))
@@ -259,7 +259,7 @@ def _decoder_lm(model: LarimarModel, base: bool) -> Iterator[Any]:
         model, "_stored_backbones", set())
     try:
         if not base or not changed:
-            yield lambda ids, mask: model.decoder(None, ids, mask)[0]
+            yield lambda ids, mask: model.decoder(None, ids, mask)
         else:
             from ..loading import load_decoder_backbone
 

@@ -141,7 +141,7 @@ class LarimarLightningModule(pl.LightningModule):
     def _validate_lm(self, batch: dict[str, Any]) -> None:
         ids, mask = batch["lm_input_ids"], batch["lm_attention_mask"]
         labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-        _, loss = self.model.decoder(None, ids, mask, labels)  # mean over target tokens
+        loss = self.model.decoder.loss(None, ids, mask, labels)  # mean over target tokens
         tokens = (labels[:, 1:] != IGNORE_INDEX).sum()
         self._val["nll"] += loss.detach().double() * tokens
         self._val["tokens"] += tokens

@@ -73,7 +73,7 @@ def test_plain_decoding_is_the_base_lm(model: LarimarModel) -> None:
     """LoRA is off without memory: logits equal the base SmolLM2's."""
     ids, mask = model.decoder.tokenize_targets(["The Eiffel Tower is in Paris."], 32)
     with torch.no_grad():
-        plain, _ = model.decoder(None, ids, mask)
+        plain = model.decoder(None, ids, mask)
         with model.decoder.lm.disable_adapter():
             base = model.decoder.lm(input_ids=ids, attention_mask=mask).logits
     assert torch.equal(plain, base)

@@ -146,45 +146,47 @@ def test_prefix_cache_has_one_entry_per_layer_and_latent_token(decoder: str, kv_
 
 def test_no_memory_equals_plain_lm_exactly(model: LarimarModel) -> None:
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
-    logits, loss = model.decoder(None, ids, mask)
+    logits = model.decoder(None, ids, mask)
     plain = model.decoder.lm(input_ids=ids, attention_mask=mask).logits
-    assert loss is None
     assert torch.equal(logits, plain)
 
 
 def test_prefix_and_shift_change_logits(model: LarimarModel) -> None:
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
     z = torch.randn(len(TEXTS), model.latent_width)
-    plain, _ = model.decoder(None, ids, mask)
-    with_prefix, _ = model.decoder(z, ids, mask)
+    plain = model.decoder(None, ids, mask)
+    with_prefix = model.decoder(z, ids, mask)
     assert with_prefix.shape == plain.shape
     assert not torch.allclose(with_prefix, plain, atol=1e-4)
     assert model.decoder.conditioning.shift is not None
     with torch.no_grad():
         model.decoder.conditioning.shift.weight.normal_()
-    shifted, _ = model.decoder(z, ids, mask)
+    shifted = model.decoder(z, ids, mask)
     assert not torch.allclose(shifted, with_prefix, atol=1e-4)
 
 
 def test_conditioned_logits_do_not_depend_on_right_padding(model: LarimarModel) -> None:
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
     z = torch.randn(len(TEXTS), model.latent_width)
-    batched, _ = model.decoder(z, ids, mask)
+    batched = model.decoder(z, ids, mask)
     for i in range(len(TEXTS)):
         n = int(mask[i].sum())
-        alone, _ = model.decoder(z[i : i + 1], ids[i : i + 1, :n], mask[i : i + 1, :n])
+        alone = model.decoder(z[i : i + 1], ids[i : i + 1, :n], mask[i : i + 1, :n])
         assert torch.allclose(batched[i, :n], alone[0], atol=1e-4)
 
 
 def test_loss_is_mean_token_cross_entropy_ignoring_minus_100(model: LarimarModel) -> None:
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
     labels = ids.masked_fill(mask == 0, -100)
-    logits, loss = model.decoder(None, ids, mask, labels)
-    keep = labels[:, 1:] != -100
-    expected = torch.nn.functional.cross_entropy(logits[:, :-1][keep], labels[:, 1:][keep])
-    assert loss is not None and torch.allclose(loss, expected)
-    _, none = model.decoder(None, ids, mask, torch.full_like(ids, -100))
-    assert none is not None and none.item() == 0.0
+    labels[:, :3] = -100  # a prompt: no target, so no output head there
+    z = torch.randn(len(TEXTS), model.latent_width)
+    for condition in (None, z):
+        logits = model.decoder(condition, ids, mask)
+        keep = labels[:, 1:] != -100
+        expected = torch.nn.functional.cross_entropy(logits[:, :-1][keep], labels[:, 1:][keep])
+        assert torch.allclose(model.decoder.loss(condition, ids, mask, labels), expected, atol=1e-5)
+    none = model.decoder.loss(None, ids, mask, torch.full_like(ids, -100))
+    assert none.item() == 0.0
 
 
 def test_generate_returns_one_string_per_row(model: LarimarModel) -> None:
@@ -205,7 +207,7 @@ def _greedy_without_cache(model: LarimarModel, z: torch.Tensor | None, prompt: l
     ids = list(prompt)
     for _ in range(n):
         x = torch.tensor([ids])
-        logits, _ = model.decoder(z, x, torch.ones_like(x))
+        logits = model.decoder(z, x, torch.ones_like(x))
         ids.append(int(logits[0, -1].argmax()))
     return model.decoder._decode_row(ids[len(prompt) :])
 
@@ -368,7 +370,7 @@ def test_save_load_round_trip(tmp_path: Path, decoder: str, mode: str) -> None:
     z = model.encode(TEXTS)
     assert torch.equal(loaded.encode(TEXTS), z)
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
-    assert torch.equal(loaded.decoder(z, ids, mask)[0], model.decoder(z, ids, mask)[0])
+    assert torch.equal(loaded.decoder(z, ids, mask), model.decoder(z, ids, mask))
     assert torch.equal(loaded.prior_memory, model.prior_memory)
     assert loaded.decode(z, max_new_tokens=5) == model.decode(z, max_new_tokens=5)
 
@@ -639,10 +641,10 @@ def test_lora_adapters_act_only_when_decoding_from_memory() -> None:
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
     z = model.encode(TEXTS)
     with torch.no_grad():
-        plain, _ = model.decoder(None, ids, mask)
-        adapted, _ = model.decoder(z, ids, mask)
+        plain = model.decoder(None, ids, mask)
+        adapted = model.decoder(z, ids, mask)
         with model.decoder.lm.disable_adapter():
             base = model.decoder.lm(input_ids=ids, attention_mask=mask).logits
-            unadapted, _ = model.decoder(z, ids, mask)
+            unadapted = model.decoder(z, ids, mask)
     assert torch.equal(plain, base)
     assert not torch.allclose(adapted, unadapted, atol=1e-4)

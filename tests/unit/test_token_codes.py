@@ -89,6 +89,48 @@ def test_code_index_gives_the_full_search_answer(seed: int, noise: float,
         assert not answered.any()
 
 
+def test_soft_embeddings_equal_the_dense_top_k_in_values_and_gradients() -> None:
+    """Candidates found without autograd, their scores recomputed with it: the same mixed
+    embeddings and the same gradients as a top-k over every token's score."""
+    from larimar_memory.token_codes import TokenCodebook
+
+    table = torch.nn.Embedding(300, 32)
+    book = TokenCodebook(table, 8, top_k=4)
+    g = torch.Generator().manual_seed(0)
+    slots = book.vocabulary_codes()[torch.randint(300, (2, 5), generator=g)]
+    slots = (slots + 0.3 * torch.randn(2, 5, 8, generator=g)).requires_grad_(True)
+    slots.data[:, -1] = 0.0  # an empty slot
+    mixed, present = book.soft_embeddings(slots)
+    grads = torch.autograd.grad(mixed.pow(2).sum(), [slots, book.proj, book.log_temperature])
+
+    codes = (table.weight - book.center) @ book.proj
+    top, index = (2.0 * slots @ codes.T - codes.pow(2).sum(dim=1)).topk(4, dim=-1)
+    weights = torch.softmax(top / book.log_temperature.exp(), dim=-1)
+    dense = (weights.unsqueeze(-1) * table(index)).sum(dim=-2)
+    dense_grads = torch.autograd.grad(dense.pow(2).sum(),
+                                      [slots, book.proj, book.log_temperature])
+    assert torch.equal(present, top[..., 0] > 0) and not present[:, -1].any()
+    assert torch.allclose(mixed, dense, atol=1e-5)
+    for got, want in zip(grads, dense_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_a_token_code_is_its_vocabulary_code_when_the_lm_scales_embeddings() -> None:
+    """Gemma multiplies its input embeddings by √h in the forward: a token's code must still
+    be computed from the table, or text would encode to codes no token has."""
+    from larimar_memory.token_codes import TokenCodebook
+
+    class ScaledEmbedding(torch.nn.Embedding):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return super().forward(ids) * 32**0.5
+
+    book = TokenCodebook(ScaledEmbedding(300, 32), 8)
+    ids = torch.tensor([[3, 7, 299]])
+    assert torch.allclose(book.codes(ids), book.vocabulary_codes()[ids], atol=1e-6)
+    found, present = book.nearest_tokens(book.codes(ids))
+    assert torch.equal(found, ids) and present.all()
+
+
 def test_slots_holding_codes_are_answered_by_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = TEXTS
     readouts = _INDEXED.encode_facts(texts)  # the rows a fact is written as
@@ -131,12 +173,25 @@ def test_memory_block_masks_empty_slots(model: LarimarModel) -> None:
 def test_conditioned_logits_do_not_depend_on_padding(model: LarimarModel) -> None:
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
     z = model.encode(TEXTS)
-    batched, _ = model.decoder(z, ids, mask)
+    batched = model.decoder(z, ids, mask)
     assert batched.shape[:2] == ids.shape
     for i in range(len(TEXTS)):
         n = int(mask[i].sum())
-        alone, _ = model.decoder(z[i : i + 1], ids[i : i + 1, :n], mask[i : i + 1, :n])
+        alone = model.decoder(z[i : i + 1], ids[i : i + 1, :n], mask[i : i + 1, :n])
         assert torch.allclose(batched[i, :n], alone[0], atol=1e-4)
+
+
+def test_loss_on_labelled_positions_equals_the_loss_on_full_logits(model: LarimarModel) -> None:
+    ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :4] = -100  # a question's prompt: no targets there
+    z = model.encode(TEXTS + TEXTS[::-1]).reshape(len(TEXTS), -1)  # two facts per block
+    logits = model.decoder(z, ids, mask)
+    keep = labels[:, 1:] != -100
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1][keep], labels[:, 1:][keep])
+    assert torch.allclose(model.decoder.loss(z, ids, mask, labels), expected, atol=1e-5)
+    rows = torch.tensor([1, 3])
+    assert torch.allclose(model.decoder(z, ids, mask, keep=rows), logits[:, rows], atol=1e-5)
 
 
 def test_cached_generation_matches_full_recompute(model: LarimarModel) -> None:
@@ -147,7 +202,7 @@ def test_cached_generation_matches_full_recompute(model: LarimarModel) -> None:
         ids = model.decoder._prompt(prompt, chat=False)
         for _ in range(6):
             x = torch.tensor([ids])
-            logits, _ = model.decoder(z[i : i + 1], x, torch.ones_like(x))
+            logits = model.decoder(z[i : i + 1], x, torch.ones_like(x))
             ids.append(int(logits[0, -1].argmax()))
         start = len(model.decoder._prompt(prompt, chat=False))
         assert fast[i] == model.decoder._decode_row(ids[start:])
@@ -189,7 +244,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert torch.equal(again.encode(TEXTS), z)
     ids, mask = model.decoder.tokenize_targets(TEXTS, 32)
     with torch.no_grad():
-        assert torch.allclose(again.decoder(z, ids, mask)[0], model.decoder(z, ids, mask)[0])
+        assert torch.allclose(again.decoder(z, ids, mask), model.decoder(z, ids, mask))
 
 
 def test_service_remembers_recalls_and_forgets_token_codes(tmp_path: Path) -> None:

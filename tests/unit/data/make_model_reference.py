@@ -49,8 +49,8 @@ def outputs(model, texts=TEXTS, long=LONG, prompts=PROMPTS) -> dict:
         out["fact_rows"] = [len(f) for f in facts]
         out["counts"] = model.text_token_counts([*texts, long])
         ids, mask = model.decoder.tokenize_targets(texts, model.config.max_text_tokens)
-        out["logits_memory"] = model.decoder(z, ids, mask)[0]
-        out["logits_plain"] = model.decoder(None, ids, mask)[0]
+        out["logits_memory"] = model.decoder(z, ids, mask)
+        out["logits_plain"] = model.decoder(None, ids, mask)
         out["decoded"] = model.decode(z, max_new_tokens=8)
         out["decoded_plain"] = model.decode(None, prompts, max_new_tokens=6)
         context = model.memory_context(facts[:2])
