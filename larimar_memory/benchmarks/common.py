@@ -7,12 +7,15 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
 RESULTS_DIR = Path("docs/results")
+#: packages whose version moves the figures: decoding numerics, the GGUF reader, the embedder
+_VERSIONED = ("transformers", "peft", "gguf", "sentence-transformers", "numpy")
 
 
 def time_calls(fn: Callable[[], Any], repeats: int) -> list[float]:
@@ -38,7 +41,15 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "packages": {name: _version(name) for name in _VERSIONED},
     }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def save_json(payload: dict[str, Any], path: Path) -> Path:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..benchmarks.common import machine
 from ..types import DecoderWeights
 from .dialogues.schema import whole_words
 from .locomo_data import CATEGORIES, contains_answer, locomo_f1, token_f1
@@ -279,6 +280,7 @@ def run_answers(options: AnswerOptions, progress: Callable[[], None] | None = No
     return {
         "experiment": "answers",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
         "options": options.model_dump(mode="json"),
         "settings": {**settings, "model": "tiny random" if options.tiny
                      else options.model or "larimar-smol"},
