@@ -103,7 +103,11 @@ class TokenCodebook(nn.Module):
         """Codes ``(…, d)`` of token ids ``(…)``: rows of the embedding table itself, as in
         `vocabulary_codes` (an LM that scales its embeddings in the forward, as Gemma does by
         √h, must not scale a token's code away from its own vocabulary code)."""
-        embeds = F.embedding(ids, self._embeddings.weight).to(self.proj.dtype)
+        return self._project(F.embedding(ids, self._embeddings.weight))
+
+    def _project(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Codes of embedding-table rows: centred, then projected."""
+        embeds = embeds.to(self.proj.dtype)
         return (embeds - self.center.to(embeds.dtype)) @ self.proj
 
     def vocabulary_codes(self) -> torch.Tensor:
@@ -118,8 +122,7 @@ class TokenCodebook(nn.Module):
         stamp = self._stamp()
         cached = getattr(self, "_codes_cache", None)
         if cached is None or cached[0] != stamp:
-            weight = self._embeddings.weight.to(self.proj.dtype)
-            codes = (weight - self.center.to(weight.dtype)) @ self.proj
+            codes = self._project(self._embeddings.weight)
             cached = (stamp, codes, codes.pow(2).sum(dim=1))
             object.__setattr__(self, "_codes_cache", cached)  # a cache, not module state
         return cached[1], cached[2]
@@ -153,28 +156,31 @@ class TokenCodebook(nn.Module):
         few hundred slots at a time. A token's score is −‖z − c‖² + ‖z‖² = 2 z·c − ‖c‖² (the
         −‖z‖² term is the same for every token, and an empty slot, z = 0, scores 0), so a
         positive best score means a token."""
-        book, norms = self._cached()
+        book, _ = self._cached()
         flat = slots.reshape(-1, slots.shape[-1]).to(book.dtype)
         k = min(self.top_k, book.shape[0])
-        parts = [torch.addmm(norms, part, book.T, beta=-1.0, alpha=2.0).topk(k, dim=-1).indices
-                 for part in flat.split(rows)]
-        index = torch.cat(parts) if parts else flat.new_zeros((0, k), dtype=torch.long)
+        index = torch.cat([self._scores(part).topk(k, dim=-1).indices
+                           for part in flat.split(rows)])
         return index.reshape(*slots.shape[:-1], k)
+
+    def _scores(self, flat: torch.Tensor) -> torch.Tensor:
+        """``(n, V)``: every token's score for slots ``(n, d)``, 2 z·c − ‖c‖², one fused product."""
+        book, norms = self._cached()
+        return torch.addmm(norms, flat.to(book.dtype), book.T, beta=-1.0, alpha=2.0)
 
     @torch.no_grad()
     def nearest_tokens(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots (the
-        best of `_candidates`' scores). An exact index answers most slots in microseconds
+        best of `_scores`). An exact index answers most slots in microseconds
         (`CodeIndex`); the rest are scored against the whole vocabulary in one fused product."""
-        book, norms = self._cached()
+        book, _ = self._cached()
         flat = slots.reshape(-1, slots.shape[-1]).to(book.dtype)
         index, best, answered = self._index().nearest(flat.detach().cpu().double().numpy())
         index = torch.from_numpy(index).to(flat.device)
         best = torch.from_numpy(best).to(device=flat.device, dtype=book.dtype)
         search = ~torch.from_numpy(answered).to(flat.device)
         if bool(search.any()):
-            scores = torch.addmm(norms, flat[search], book.T, beta=-1.0, alpha=2.0)
-            best[search], index[search] = scores.max(dim=-1)
+            best[search], index[search] = self._scores(flat[search]).max(dim=-1)
         return index.reshape(slots.shape[:-1]), (best > 0).reshape(slots.shape[:-1])
 
     def _index(self) -> CodeIndex:
