@@ -294,19 +294,28 @@ class LatentDecoder(nn.Module):
         #: extra keyword arguments of every LM call in ``generate``: a serving copy
         #: (`larimar_memory.quantization.serving_model`) asks for the last position's logits only
         self.step_kwargs: dict[str, object] = {}
+        #: the LM plain decoding runs, when it is not ``lm`` with its LoRA adapters off: a
+        #: serving copy merges the adapters into ``lm`` and keeps the base weights here
+        self.plain_lm: PreTrainedModel | None = None
 
     def _device(self) -> torch.device:
         return self.lm.get_input_embeddings().weight.device
 
     @contextlib.contextmanager
-    def _plain(self, plain: bool) -> Iterator[None]:
-        """LoRA adapters off while decoding without memory (a no-op for other decoders)."""
+    def _running(self, plain: bool) -> Iterator[PreTrainedModel]:
+        """The LM to run: ``lm`` for memory-conditioned decoding; without memory, ``plain_lm``
+        where there is one, else ``lm`` with its LoRA adapters off while it runs (a no-op for
+        an LM without adapters)."""
         disable = getattr(self.lm, "disable_adapter", None)
-        if plain and callable(disable):
+        if not plain:
+            yield self.lm
+        elif self.plain_lm is not None:
+            yield self.plain_lm
+        elif callable(disable):
             with disable():
-                yield
+                yield self.lm
         else:
-            yield
+            yield self.lm
 
     # -- training --------------------------------------------------------------------------------
 
@@ -320,8 +329,8 @@ class LatentDecoder(nn.Module):
         """Logits ``(N, T, V)`` over the text tokens (the prefix has none); with ``keep``
         (text positions, 1-D) only those, ``(N, len(keep), V)``."""
         if z is None:
-            with self._plain(True):
-                return lm_logits(self.lm, keep, input_ids=input_ids, attention_mask=attention_mask)
+            with self._running(plain=True) as lm:
+                return lm_logits(lm, keep, input_ids=input_ids, attention_mask=attention_mask)
         z = self.conditioning.check(z, input_ids.shape[0])
         return self.conditioning.logits(self.lm, z, input_ids, attention_mask, keep)
 
@@ -401,6 +410,9 @@ class LatentDecoder(nn.Module):
         ``StoredSpelling``: a word begun as a word of the readout goes on only as one does, or
         ends; it is never continued with invented pieces ("oat milk", not "oatmeal").
 
+        One greedy row with a readout that spells tokens is decoded with `ReadoutDrafts`: the
+        same answer, in fewer LM calls where it copies the readout.
+
         ``prompts=None`` decodes from the start token alone: the reconstruction of the stored text.
         A prompt is continued as raw text (what memory conditioning is trained on), except that
         when the tokenizer has a chat template and the prompt ends with '?' (or ``chat=True``), it
@@ -435,41 +447,61 @@ class LatentDecoder(nn.Module):
         done = torch.zeros(n, dtype=torch.bool, device=device)
         new: list[torch.Tensor] = []
         copy: list[Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = []
-        spelled = (self.conditioning.readout_tokens(z)
-                   if z is not None and (copy_bias or spell_as_stored) else None)
+        spelled = self.conditioning.readout_tokens(z) if z is not None else None
         if spelled is not None:  # a fact's end separates it from the next one read
             ends = set(self.stop_token_ids)
             spelled = [[-1 if t in ends else t for t in row] for row in spelled]
             if copy_bias:
                 copy.append(CopyBias(spelled, copy_bias, device, self._starts_word,
                                      stops=self.stop_token_ids))
+            facts = [[self.tokenizer.decode(list(fact)) for fact in _split(row, -1)]
+                     for row in spelled]
             if spell_as_stored:
-                texts = ["\n".join(self.tokenizer.decode(list(fact)) for fact in
-                                   _split(row, -1)) for row in spelled]
-                copy.append(StoredSpelling(texts, self._word_pieces(), device))
-        with evaluating(self), self._plain(z is None):
-            for _ in range(max_new_tokens):
-                out = self.lm(
+                copy.append(StoredSpelling(["\n".join(row) for row in facts],
+                                           self._word_pieces(), device))
+        # one row, greedy: an answer copied from memory is checked several tokens per LM call
+        drafts = (ReadoutDrafts(facts[0], self._continuation, self.stop_token_ids[0])
+                  if spelled is not None and n == 1 and not do_sample else None)
+        draft: list[int] = []
+        with evaluating(self), self._running(plain=z is None) as lm:
+            while len(new) < max_new_tokens:
+                kwargs = dict(self.step_kwargs)
+                if draft and "logits_to_keep" in kwargs:
+                    kwargs["logits_to_keep"] = 1 + len(draft)
+                out = lm(
                     inputs_embeds=embeds,
                     attention_mask=full_mask,
                     position_ids=positions,
                     use_cache=True,
-                    **self.step_kwargs,
+                    **kwargs,
                     **{CACHE_ARG: cache},
                 )
                 cache = getattr(out, CACHE_ARG)
-                logits = out.logits[:, -1].float()
-                for rule in copy:
-                    logits = rule(logits, new[-1] if new else None)
-                token = _pick(logits, do_sample, temperature)
-                token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
-                new.append(token)
-                done |= torch.isin(token, stops)
+                checked = out.logits[:, -1 - len(draft):].float()
+                for j in range(checked.shape[1]):  # position j predicts what follows draft[:j]
+                    logits = checked[:, j]
+                    for rule in copy:
+                        logits = rule(logits, new[-1] if new else None)
+                    token = _pick(logits, do_sample, temperature)
+                    token = torch.where(done, torch.full_like(token, self.pad_token_id), token)
+                    new.append(token)
+                    done |= torch.isin(token, stops)
+                    if (bool(done.all()) or len(new) == max_new_tokens or j == len(draft)
+                            or int(token[0]) != draft[j]):
+                        break
                 if bool(done.all()):
                     break
-                embeds = start.embed_next(token)
-                full_mask = torch.cat([full_mask, full_mask.new_ones(n, 1)], dim=1)
-                positions = positions[:, -1:] + 1
+                rejected = len(draft) - j  # draft tokens after the first the LM did not pick
+                if rejected:
+                    cache.crop(-rejected)  # (negative: that many from the end)
+                    full_mask = full_mask[:, :-rejected]
+                draft = (drafts.after(self.tokenizer.decode([int(t[0]) for t in new]))
+                         if drafts is not None else [])
+                inputs = [new[-1]] + [torch.tensor([t], device=device) for t in draft]
+                embeds = torch.cat([start.embed_next(t) for t in inputs], dim=1)
+                full_mask = torch.cat([full_mask, full_mask.new_ones(n, len(inputs))], dim=1)
+                positions = (positions[:, -1:] - rejected
+                             + torch.arange(1, len(inputs) + 1, device=device))
         if not new:
             return [""] * n
         return [self._decode_row(row) for row in torch.stack(new, dim=1).tolist()]
@@ -499,6 +531,9 @@ class LatentDecoder(nn.Module):
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._start() + list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    def _continuation(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
     def _starts_word(self, token: int) -> bool:
         return self.tokenizer.decode([token])[:1].isspace()
 
@@ -514,6 +549,33 @@ class LatentDecoder(nn.Module):
         stops = set(self.stop_token_ids)
         end = next((i for i, t in enumerate(row) if t in stops), len(row))
         return self.tokenizer.decode(row[:end], skip_special_tokens=True).strip()
+
+
+class ReadoutDrafts:
+    """Drafts from the readout for the LM to check (prompt-lookup decoding, with the memory as
+    the prompt): where the answer so far ends as a stored fact's text does (its longest such
+    ending that starts a word), the fact's next tokens, up to ``length``, then stopping at the
+    fact's end. One LM call scores them all; a drafted token is kept only where the LM picks
+    it itself, so the greedy answer is unchanged, and an answer copied from memory ("Thon
+    Hotel Opera") takes one call instead of one per token. Text, not token ids, is matched:
+    an answer's first word is cut into other tokens than the same word inside the fact
+    ("Port|o" against " Porto")."""
+
+    def __init__(self, facts: list[str], tokenize: Callable[[str], list[int]], stop: int,
+                 length: int = 6) -> None:
+        self.facts, self.tokenize, self.stop, self.length = facts, tokenize, stop, length
+
+    def after(self, said: str) -> list[int]:
+        said = said.lstrip()
+        starts = [i for i in range(len(said)) if i == 0 or not said[i - 1].isalnum()]
+        for start in starts:  # the longest ending of the answer, from a word on, in a fact
+            for fact in self.facts:
+                at = fact.find(said[start:])
+                if at >= 0:
+                    rest = fact[at + len(said) - start:]
+                    draft = self.tokenize(rest)[: self.length]
+                    return draft + [self.stop] if len(draft) < self.length else draft
+        return []
 
 
 class CopyBias:

@@ -171,14 +171,19 @@ class TokenCodebook(nn.Module):
     @torch.no_grad()
     def nearest_tokens(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The nearest token id of each slot ``(N, P)`` and the mask of non-empty slots (the
-        best of `_scores`). An exact index answers most slots in microseconds
-        (`CodeIndex`); the rest are scored against the whole vocabulary in one fused product."""
-        book, _ = self._cached()
+        best of `_scores`; an empty slot's id is meaningless). A slot shorter than half the
+        shortest code is empty without a search: its score for a code c is
+        2 z·c − ‖c‖² ≤ ‖c‖(2‖z‖ − ‖c‖) ≤ 0 (a memory block of k facts is mostly empty slots,
+        all zeros). An exact index answers most other slots in microseconds (`CodeIndex`);
+        the rest are scored against the whole vocabulary in one fused product."""
+        book, norms = self._cached()
         flat = slots.reshape(-1, slots.shape[-1]).to(book.dtype)
+        short = 4.0 * flat.pow(2).sum(dim=1) < norms.min() * (1.0 - 1e-4)  # margin: rounding
         index, best, answered = self._index().nearest(flat.detach().cpu().double().numpy())
         index = torch.from_numpy(index).to(flat.device)
         best = torch.from_numpy(best).to(device=flat.device, dtype=book.dtype)
-        search = ~torch.from_numpy(answered).to(flat.device)
+        best[short] = 0.0
+        search = ~torch.from_numpy(answered).to(flat.device) & ~short
         if bool(search.any()):
             best[search], index[search] = self._scores(flat[search]).max(dim=-1)
         return index.reshape(slots.shape[:-1]), (best > 0).reshape(slots.shape[:-1])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from larimar_memory.benchmarks import server_bench, service_bench
 
@@ -116,3 +117,15 @@ def test_ask_bench_compares_models_interleaved(tmp_path: Path,
     rows = results["latency"]["rows"]
     assert {key.rsplit("/", 1)[0] for key in rows} == {f"{f}/float32" for f in folders}
     assert sum(row["n"] for row in rows.values()) == 2 * 10
+
+
+def test_the_machine_names_what_moves_the_figures() -> None:
+    """CPU instruction set and VNNI (int8 decoding is ~2.5× slower without it) and the
+    versions of the packages that change decoded answers."""
+    from larimar_memory.benchmarks.common import machine
+    from larimar_memory.quantization import Int8Linear
+
+    described = machine()
+    assert described["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert described["cpu"]["vnni"] is (not Int8Linear.reduce_range)
+    assert described["packages"]["transformers"] and described["torch"] == torch.__version__

@@ -89,6 +89,31 @@ def test_code_index_gives_the_full_search_answer(seed: int, noise: float,
         assert not answered.any()
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.0, 1.5))
+def test_slots_shorter_than_half_the_shortest_code_are_empty_without_a_search(
+        seed: int, scale: float) -> None:
+    """Slots of any direction around half the shortest code's length: the ones below it are
+    empty without scoring the vocabulary, and every answer is the full search's."""
+    book = _INDEXED.codec.codebook
+    shortest = float(book.vocabulary_codes().norm(dim=1).min())
+    g = torch.Generator().manual_seed(seed)
+    slots = torch.randn(3, P, D, generator=g)
+    slots = slots / slots.norm(dim=-1, keepdim=True) * scale * shortest
+    slots[0, :4] = book.vocabulary_codes()[:4]  # and some tokens
+    searched: list[int] = []
+    scores = type(book)._scores
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(book), "_scores",
+                      lambda self, flat: searched.append(flat.shape[0]) or scores(self, flat))
+        ids, present = book.nearest_tokens(slots)
+    ref_ids, ref_present = _full_search(slots)
+    assert torch.equal(present.reshape(-1), ref_present)
+    assert torch.equal(ids.reshape(-1)[ref_present], ref_ids[ref_present])
+    if scale < 0.49:
+        assert sum(searched) <= 4 and not present.reshape(-1)[4:].any()
+
+
 def test_soft_embeddings_equal_the_dense_top_k_in_values_and_gradients() -> None:
     """Candidates found without autograd, their scores recomputed with it: the same mixed
     embeddings and the same gradients as a top-k over every token's score."""
@@ -425,3 +450,61 @@ def test_stored_spelling_never_lets_a_word_begun_from_memory_leave_it(stored: li
         elif not begun:
             assert torch.isfinite(logits).all()  # nothing was cut
         previous = torch.tensor([token])
+
+
+def test_readout_drafts_continue_the_fact_the_answer_ends_like() -> None:
+    """The answer so far is matched as text (its first word is tokenized unlike the same word
+    inside the fact); the draft is the fact's next tokens, then stopping at its end."""
+    from larimar_memory.decoder import ReadoutDrafts
+
+    drafts = ReadoutDrafts(["I live in Porto.", "My dog is called Rex."],
+                           lambda text: [ord(c) for c in text], stop=0, length=4)
+    assert drafts.after("Port") == [ord("o"), ord("."), 0]
+    assert drafts.after(" Rex") == [ord("."), 0]
+    assert drafts.after("in Port") == [ord("o"), ord("."), 0]
+    assert drafts.after("I live") == [ord(c) for c in " in "]  # cut at length, no stop
+    assert drafts.after("Lisbon") == []
+
+
+@pytest.mark.parametrize("right", [0, 1, 2, 6])
+def test_drafted_decoding_answers_as_token_by_token_does(model: LarimarModel,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         right: int) -> None:
+    """Drafts right for ``right`` tokens then wrong: the same greedy answer as without drafts
+    (the rejected drafts' cache, mask and positions are rolled back), in fewer LM calls when
+    the drafts are right."""
+    from larimar_memory.decoder import ReadoutDrafts
+
+    z = model.memory_context([model.encode_facts(["Ada wrote code in 1843."])[0]])
+    monkeypatch.setattr(ReadoutDrafts, "after", lambda self, said: [])
+    lm = model.decoder.lm
+    calls: list[int] = []
+    forward = type(lm).forward
+    monkeypatch.setattr(type(lm), "forward",
+                        lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    ids: list[int] = []
+    pick = __import__("larimar_memory.decoder", fromlist=["_pick"])._pick
+
+    def spy(logits: torch.Tensor, do_sample: bool, temperature: float) -> torch.Tensor:
+        token = pick(logits, do_sample, temperature)
+        ids.append(int(token[0]))
+        return token
+
+    monkeypatch.setattr("larimar_memory.decoder._pick", spy)
+    plain = model.decode(z, prompts=["Who wrote code?"], max_new_tokens=8)
+    greedy, plain_calls = list(ids), len(calls)
+    said: list[str] = []
+
+    def after(self: ReadoutDrafts, text: str) -> list[int]:
+        done = len(said)
+        said.append(text)
+        truth = greedy[done + 1: done + 1 + right]
+        return truth + [(greedy[done + 1 + right] + 1) % 50] if done + 1 + right < len(
+            greedy) else truth
+
+    monkeypatch.setattr(ReadoutDrafts, "after", after)
+    calls.clear()
+    assert model.decode(z, prompts=["Who wrote code?"], max_new_tokens=8) == plain
+    assert len(greedy) > 2
+    if right:
+        assert len(calls) < plain_calls
