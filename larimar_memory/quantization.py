@@ -14,7 +14,8 @@ copy holds two LMs without peft wrappers, sharing every layer LoRA does not adap
 memory-conditioned decoding, packs each adapted layer with its LoRA merged in (W + s·B·A), and
 ``plain_lm``, for plain decoding, packs its base weights (what ``disable_adapter()`` ran). peft's
 wrappers ran the A/B products beside every adapted layer at each step, ~30 % of a decode step
-for SmolLM2; merged, they cost nothing, for one more int8 copy of the adapted layers (~27 MB).
+for SmolLM2; merged, they cost nothing, for a float16 copy of the adapted layers beside their
+int8 base (SmolLM2's attention: ~53 MB, `_quantized_copy`).
 The input embedding table stays as it is even where the output head shares it: the memory block
 and the token codebook read it (``get_input_embeddings()``); the head gets its own copy. The
 copy's ``generate`` also asks the LM for the last position's logits only (``logits_to_keep``):
@@ -156,7 +157,8 @@ def serving_model(model: LarimarModel, weights: DecoderWeights) -> LarimarModel:
     """``model`` itself for ``"float32"``; otherwise a copy whose decoder LMs have their linear
     layers in ``weights``, sharing every other tensor with ``model``. One
     copy per model and format: several `Larimar`s on one model (replicas in one process, the
-    benchmarks) share it, rather than each packing its own (~1.3 s and ~280 MB each)."""
+    benchmarks) share it, rather than each packing its own (SmolLM2: 1.3-3 s and 280-420 MB
+    each, by CPU)."""
     if weights == "float32":
         return model
     with _SERVED_LOCK:  # the cache first: every ask comes here, and a walk of the LM is ~15 ms
