@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .. import contract
-from ..relevance import Hit, query_texts
+from ..relevance import Calibration, Hit, query_texts
 from ..routing import UNKNOWN_ANSWER, choose_route
 from ..scoping import ScopedCall
 from ..types import AskResult, Fact, RecallHit, RecallResult, ScopeInfo
@@ -45,6 +45,22 @@ class _PreparedRecall:
     hits: list[Hit] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
     readouts: list[torch.Tensor] = field(default_factory=list)
+
+
+def decoder_reads(hits: list[Hit], decision: ScopeInfo, calibration: Calibration,
+                  context_threshold: float | None = None) -> list[Hit]:
+    """The hits `ask` reads into the decoder, best first. When the best hit is in scope, the
+    hits in scope (those at the operating point); when it is only worth showing (the context
+    point of a question about its speaker), every hit worth showing, since none is sure;
+    otherwise none. The decoder answers from what is in its block: a fact the calibration
+    puts far from the question is a distraction it sometimes answers from ("almond" for
+    "Which seat do I like on planes?" beside "I prefer aisle seats."), and prompt it pays for."""
+    if not decision.relevant:
+        return []
+    if decision.in_scope:
+        return [h for h in hits if h.score >= decision.threshold]
+    return [h for h in hits if calibration.shows(h.evidence, decision.threshold,
+                                                 context_threshold)]
 
 
 class Reader:
@@ -126,8 +142,8 @@ class Reader:
             ns = parts.namespaces.synced(ns_name)
             hits = self.rank(ns, question, embedded, k, where)
             decision = self.scope(hits)
-            # what `ask` decodes from is what every integration shows a language model
-            used = hits if decision.relevant else []
+            used = decoder_reads(hits, decision, parts.ranker.calibration,
+                                 settings.context_threshold)
             readouts = [ns.memory.readout(h.fact_id) for h in used] if ns else []
             facts = [ns.facts[h.fact_id].to_fact(ns_name) for h in used] if ns else []
         route = choose_route(question, bool(decision.relevant))

@@ -105,7 +105,8 @@ class LarimarSettings(BaseModel):
     )
     ask_k: int = Field(
         3, ge=1, le=64,
-        description="facts read into the decoder by ask, together as one memory block. The "
+        description="facts ask recalls for its memory block; of these the decoder reads the ones "
+        "in scope, or, when none is, the ones worth showing (`service.reads.decoder_reads`). The "
         "packaged checkpoint was trained on blocks of 1-5 facts (recipes larimar-smol-chat, "
         "larimar-smol-chat-hard). Measured (docs/results.md): the asked fact in 88.3 % of the "
         "dialogue suite's answers at k = 3 (session 11); memory-route p50 171 / 222 / 263 ms "

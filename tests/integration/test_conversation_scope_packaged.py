@@ -43,6 +43,15 @@ def test_questions_about_the_users_facts_are_in_scope(memory, question, fact) ->
     assert result.scope.in_scope and fact in [h.fact.text for h in result.hits]
 
 
+def test_the_decoder_reads_only_the_facts_in_scope(memory) -> None:
+    """Three facts recalled, one of them about the question: the answer reads that one."""
+    question = "Who is our vet?"
+    recall = memory.recall(question, k=3, decode=False)
+    in_scope = [h.fact.text for h in recall.hits if h.score >= recall.scope.threshold]
+    assert len(recall.hits) == 3 and recall.scope.in_scope and 0 < len(in_scope) < 3
+    assert [f.text for f in memory.ask(question, k=3, max_new_tokens=4).facts] == in_scope
+
+
 @pytest.mark.parametrize("question", ["What is my favourite colour?",
                                       "What's my email address?"])
 def test_a_personal_question_with_nothing_on_it_stored_is_unknown(memory, question) -> None:

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from larimar_memory.errors import ArgumentError, EmptyInputError, TextInputError
-from larimar_memory.relevance import CONVERSATION, EDITS, Calibration, Evidence, refers_to
+from larimar_memory.relevance import CONVERSATION, EDITS, Calibration, Evidence, Hit, refers_to
 from larimar_memory.scope import ExternalScopeDetector
+from larimar_memory.service.reads import decoder_reads
+from larimar_memory.types import ScopeInfo
 
 
 def test_extra_keys_do_not_outrank_a_better_single_key_match(larimar):
@@ -266,3 +268,37 @@ def test_an_extra_kind_of_key_adds_the_list_of_its_own_agreement(larimar, monkey
     assert len(final) == 5  # 2 kinds x (dense, BM25) + the extra kind's agreement
     agreement = real([final[2], final[3]], 50, relevance.KEY_AGREEMENT_CONSTANT)
     assert final[4] == ([f for f, _ in agreement], relevance.KEY_AGREEMENT_WEIGHT)
+
+
+def _hit(fact_id: str, evidence: Evidence) -> Hit:
+    return Hit(fact_id, CONVERSATION.score(evidence), evidence)
+
+
+def _decision(hits: list[Hit]) -> ScopeInfo:
+    best = hits[0]
+    return ScopeInfo(score=best.score, in_scope=best.score >= CONVERSATION.threshold,
+                     threshold=CONVERSATION.threshold,
+                     relevant=CONVERSATION.shows(best.evidence))
+
+
+def test_the_decoder_reads_the_hits_in_scope_when_the_best_one_is():
+    sure = _hit("aisle", Evidence(dense=0.67, lexical=0.2, agreement=1.0, speaker=1.0))
+    near = _hit("flight", Evidence(dense=0.37, lexical=0.0, agreement=0.47, speaker=1.0))
+    far = _hit("hotel", Evidence(dense=0.17, lexical=0.0, agreement=0.4, speaker=1.0))
+    also = _hit("seat", Evidence(dense=0.66, lexical=0.2, agreement=0.9, speaker=1.0))
+    assert sure.score >= CONVERSATION.threshold > near.score >= CONVERSATION.context_threshold
+    hits = [sure, near, far, also]
+    assert [h.fact_id for h in decoder_reads(hits, _decision(hits), CONVERSATION)] == [
+        "aisle", "seat"]
+
+
+def test_the_decoder_reads_every_hit_worth_showing_when_none_is_in_scope():
+    hits = [_hit(f, Evidence(dense=d, lexical=0.0, agreement=a, speaker=1.0))
+            for f, d, a in (("date", 0.376, 0.5), ("slides", 0.356, 0.47),
+                            ("conference", 0.355, 0.44), ("unrelated", 0.1, 0.4))]
+    decision = _decision(hits)
+    assert decision.relevant and not decision.in_scope
+    assert [h.fact_id for h in decoder_reads(hits, decision, CONVERSATION)] == [
+        "date", "slides", "conference"]
+    unrelated = [hits[-1]]
+    assert decoder_reads(unrelated, _decision(unrelated), CONVERSATION) == []

@@ -36,9 +36,9 @@ class LarimarQueryEngine(LarimarBinding, CustomQueryEngine):
         scored by the hit's score) when ``response.metadata["relevant"]``.
         As an agent tool: ``QueryEngineTool.from_defaults(engine, name=..., description=...)``.
 
-    ``k`` is how many facts the response cites; ``answer_k`` how many the decoder reads for its
-    answer (None: the memory's ``LarimarSettings.ask_k``, 3 by default: the packaged
-    checkpoint is trained on memory blocks of 1-5 facts).
+    ``k`` is how many facts the response cites; ``answer_k`` how many `ask` recalls for the
+    decoder, which reads those in scope (None: the memory's ``LarimarSettings.ask_k``, 3 by
+    default: the packaged checkpoint is trained on memory blocks of 1-5 facts).
     """
 
     answer_k: int | None = Field(
