@@ -29,6 +29,7 @@ import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -396,7 +397,8 @@ class _Base:
 
 class LarimarClient(_Base):
     """Blocking client with the `Larimar` interface, plus ``a*`` coroutines that use an
-    httpx.AsyncClient bound to the first event loop that calls them."""
+    httpx.AsyncClient of the event loop that calls them (one per loop: an httpx.AsyncClient's
+    connections belong to the loop that opened them, and ``asyncio.run`` closes its loop)."""
 
     def __init__(
         self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
@@ -411,6 +413,7 @@ class LarimarClient(_Base):
             base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
         )
         self._async: AsyncLarimarClient | None = None
+        self._async_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._async_transport = async_transport
 
     def _send(self, call: _Call[T]) -> T:
@@ -537,7 +540,11 @@ class LarimarClient(_Base):
     # -- async variants, as on Larimar ----------------------------------------------------------
 
     def _aclient(self) -> AsyncLarimarClient:
-        if self._async is None:
+        """The running loop's async client: a new one when the loop is not the last one's
+        (whose connections, if that loop is closed, can be neither used nor closed)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is None or self._async_loop() is not loop:
+            self._async_loop = weakref.ref(loop)
             self._async = AsyncLarimarClient(
                 self.base_url, None, namespace=self.namespace, timeout=self.timeout,
                 retry=self.retry, headers=self._headers, transport=self._async_transport,

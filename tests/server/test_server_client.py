@@ -145,6 +145,15 @@ def test_retries_give_up_with_the_last_error(served) -> None:
             memory.list()
 
 
+def test_a_methods_work_from_one_event_loop_after_another(served) -> None:
+    """``asyncio.run`` twice (a script, or LlamaIndex's sync entry points running their
+    coroutines): the second loop gets its own async connections, not the first's, closed."""
+    with LarimarClient(served.url, KEY_A, namespace="loops", retry=FAST) as client:
+        ids = asyncio.run(client.aremember("First loop fact.")).ids
+        assert [f.id for f in asyncio.run(client.alist())] == ids
+        assert isinstance(asyncio.run(client.arecall("first loop")), RecallResult)
+
+
 async def test_async_client_and_a_methods(served) -> None:
     async with AsyncLarimarClient(served.url, KEY_A, namespace="async", retry=FAST) as memory:
         results = await asyncio.gather(*(memory.remember(f"Async fact {w}.")
