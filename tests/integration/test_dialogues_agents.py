@@ -114,4 +114,5 @@ def test_packaged_models_in_process_and_over_http_agree(tmp_path: Path) -> None:
     for mode in modes.MODES:
         local, remote = cells[(mode, "in-process")], cells[(mode, "server")]
         assert local["errors"] == 0, payload["failures"][f"{mode} / in-process"]
-        assert {k: local[k] for k in QUALITY} == {k: remote[k] for k in QUALITY}, (mode, payload["failures"].get(f"{mode} / server"))
+        assert {k: local[k] for k in QUALITY} == {k: remote[k] for k in QUALITY}, (
+            mode, payload["failures"].get(f"{mode} / server"))
