@@ -406,6 +406,8 @@ def bench_ask(
                                         "processes per variant (this many each)."),
     models: str = typer.Option("larimar-smol", help="Checkpoints to compare (packaged names "
                                "or folders, comma-separated)."),
+    serve: bool = typer.Option(False, "--serve", help="Also through a `larimar serve` "
+                               "subprocess per weight format (the packaged model)."),
     threads: int = ThreadsOption,
 ) -> None:
     """`ask` p50/p95 per decoder weight format and route, in one process, interleaved."""
@@ -413,7 +415,7 @@ def bench_ask(
     from .benchmarks import ask_bench
 
     results = ask_bench.run(tuple(weights.split(",")), rounds, startup_repeats, threads, out,
-                            models=tuple(models.split(",")))
+                            models=tuple(models.split(",")), serve=serve)
     console.print(json.dumps({k: results[k] for k in ("latency", "startup") if k in results},
                              indent=1))
 

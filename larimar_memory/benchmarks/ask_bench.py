@@ -2,16 +2,20 @@
 short personal facts, then their questions (memory route) and five general questions (plain
 route), each asked of every variant in turn (order alternating per round), all in one process;
 ``--models`` compares checkpoints (e.g. a Gemma-decoder run's export) the same way.
-With ``--startup``: ``Larimar()`` construction and first-call times, one fresh process per
-variant and repeat, alternating.
+With ``--serve``: every weight format also through a `larimar serve` subprocess (the packaged
+model, a `LarimarClient` in this process), its rows named ``<weights>/serve``, asked in the same
+rounds. With ``--startup``: ``Larimar()`` construction and first-call times, one fresh process
+per variant and repeat, alternating.
 
     taskset -c 1 larimar bench ask --rounds 6
     taskset -c 1 larimar bench ask --startup 3
+    taskset -c 1 larimar bench ask --weights int8 --serve
     taskset -c 1 larimar bench ask --weights int8 --models larimar-smol,runs/larimar-gemma/model
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -19,9 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import ArgumentError
 from .common import machine, percentile, save_results
 
 FACTS = ["I live in Porto.", "My sister's name is Ana.", "I work as a nurse.",
@@ -33,17 +39,59 @@ GENERAL = ["What is the capital of France?", "How many legs does a spider have?"
            "What is the boiling point of water?"]
 
 
-def latency(weights: list[str], rounds: int, models: tuple[str, ...] = ("larimar-smol",)
-            ) -> dict:
-    """p50/p95 per variant and route: a variant is a weight format, prefixed by its model's
-    name when several models are compared."""
-    from larimar_memory.model import LarimarModel
-    from larimar_memory.scope import SentenceEmbedder
-    from larimar_memory.service import Larimar, LarimarSettings
+@contextlib.contextmanager
+def served(weights: list[str], threads: int, folder: Path, tiny: bool = False
+           ) -> Iterator[dict[str, Any]]:
+    """A `larimar serve` subprocess per weight format (the packaged model; ``tiny``: the
+    server's tiny random one) on its own store in ``folder``, and a `LarimarClient` for each,
+    named ``<weights>/serve``; the servers are stopped on exit."""
+    from larimar_memory.server import LarimarClient
+    from larimar_memory.testing import free_port, wait_healthy
 
+    processes: list[subprocess.Popen] = []
+    clients: dict[str, Any] = {}
+    try:
+        for w in weights:
+            port = free_port()
+            command = [sys.executable, "-c", "from larimar_memory.cli import app; app()",
+                       "serve", "--no-auth", "--port", str(port), "--decoder-weights", w,
+                       "--torch-threads", str(threads), "--store", str(folder / f"serve-{w}.db")]
+            processes.append(subprocess.Popen(command + (["--tiny"] if tiny else []),
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, timeout=300, proc=processes[-1])
+            clients[f"{w}/serve"] = LarimarClient(url)
+        yield clients
+    finally:
+        for client in clients.values():
+            client.close()
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def latency(weights: list[str], rounds: int, models: tuple[str, ...] = ("larimar-smol",),
+            serve: bool = False, threads: int = 1) -> dict:
+    """p50/p95 per variant and route: a variant is a weight format, prefixed by its model's
+    name when several models are compared, or ``<weights>/serve`` through a server."""
+    from larimar_memory.scope import SentenceEmbedder
+
+    if serve and models != ("larimar-smol",):
+        raise ArgumentError("--serve times the packaged model (larimar serve opens no other); "
+                            f"got --models {','.join(models)}")
     embedder = SentenceEmbedder()
     folder = tempfile.TemporaryDirectory(prefix="larimar-ask-latency-")
-    memories = {}
+    with served(weights if serve else [], threads, Path(folder.name)) as clients:
+        return _latency(weights, rounds, models, embedder, folder, clients)
+
+
+def _latency(weights: list[str], rounds: int, models: tuple[str, ...], embedder: Any,
+             folder: tempfile.TemporaryDirectory, clients: dict[str, Any]) -> dict:
+    from larimar_memory.model import LarimarModel
+    from larimar_memory.service import Larimar, LarimarSettings
+
+    memories: dict[str, Any] = {}
     for name in models:
         model = LarimarModel.from_pretrained(name)
         for w in weights:
@@ -51,9 +99,11 @@ def latency(weights: list[str], rounds: int, models: tuple[str, ...] = ("larimar
             memories[variant] = memory = Larimar(
                 model, store=Path(folder.name) / f"{len(memories)}.sqlite3", embedder=embedder,
                 settings=LarimarSettings(decoder_weights=w))
-            memory.remember(FACTS)
-            memory.ask(ASKS[0])  # warm-up: codebook caches, first kernels
-            memory.ask(GENERAL[0])
+    memories.update(clients)
+    for memory in memories.values():
+        memory.remember(FACTS)
+        memory.ask(ASKS[0])  # warm-up: codebook caches, first kernels
+        memory.ask(GENERAL[0])
     variants = list(memories)
     times: dict[str, list[float]] = {}
     answers: dict[str, dict[str, list[str]]] = {w: {} for w in variants}
@@ -112,13 +162,15 @@ def startup(weights: list[str], repeats: int, threads: int) -> dict:
 
 def run(weights: tuple[str, ...] = ("float32", "float16", "int8"), rounds: int = 6,
         startup_repeats: int = 0, threads: int = 1, out: Path | None = None,
-        plot: bool = True, models: tuple[str, ...] = ("larimar-smol",)) -> dict[str, Any]:
+        plot: bool = True, models: tuple[str, ...] = ("larimar-smol",), serve: bool = False
+        ) -> dict[str, Any]:
     """Latency by weights (and with ``startup_repeats``, start-up in fresh processes); JSON
     and chart under docs/results/."""
     results: dict[str, Any] = {"benchmark": "ask", "threads": threads,
                                "machine": {**machine(), "load_average": os.getloadavg()},
                                "models": list(models),
-                               "latency": latency(list(weights), rounds, models)}
+                               "latency": latency(list(weights), rounds, models, serve,
+                                                  threads)}
     if startup_repeats:
         results["startup"] = startup(list(weights), startup_repeats, threads)
     results["machine"]["load_average_after"] = os.getloadavg()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 
@@ -129,3 +130,23 @@ def test_the_machine_names_what_moves_the_figures() -> None:
     assert described["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
     assert described["cpu"]["vnni"] is (not Int8Linear.reduce_range)
     assert described["packages"]["transformers"] and described["torch"] == torch.__version__
+
+
+def test_ask_bench_serves_each_weight_format_and_stops_the_servers(tmp_path: Path) -> None:
+    """``--serve``: a `larimar serve` subprocess per format answers through its client, and
+    is gone after; other checkpoints than the packaged one are refused (the server opens
+    none)."""
+    from larimar_memory.benchmarks import ask_bench
+    from larimar_memory.errors import ArgumentError
+    from larimar_memory.types import AskResult
+
+    with ask_bench.served(["float32"], threads=1, folder=tmp_path, tiny=True) as clients:
+        assert list(clients) == ["float32/serve"]
+        client = clients["float32/serve"]
+        client.remember(ask_bench.FACTS)
+        assert isinstance(client.ask(ask_bench.ASKS[0], max_new_tokens=2), AskResult)
+        url = client.base_url
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz", timeout=2.0)
+    with pytest.raises(ArgumentError, match="packaged model"):
+        ask_bench.latency(["int8"], 1, models=("elsewhere",), serve=True)
