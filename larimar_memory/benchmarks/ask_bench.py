@@ -40,35 +40,16 @@ GENERAL = ["What is the capital of France?", "How many legs does a spider have?"
 
 
 @contextlib.contextmanager
-def served(weights: list[str], threads: int, folder: Path, tiny: bool = False
-           ) -> Iterator[dict[str, Any]]:
+def served(weights: list[str], threads: int, tiny: bool = False) -> Iterator[dict[str, Any]]:
     """A `larimar serve` subprocess per weight format (the packaged model; ``tiny``: the
-    server's tiny random one) on its own store in ``folder``, and a `LarimarClient` for each,
-    named ``<weights>/serve``; the servers are stopped on exit."""
-    from larimar_memory.server import LarimarClient
-    from larimar_memory.testing import free_port, wait_healthy
+    server's tiny random one) and a client on each, named ``<weights>/serve``
+    (`eval.dialogues.transports.serve`); the servers are stopped on exit."""
+    from larimar_memory.eval.dialogues.transports import serve
 
-    processes: list[subprocess.Popen] = []
-    clients: dict[str, Any] = {}
-    try:
-        for w in weights:
-            port = free_port()
-            command = [sys.executable, "-c", "from larimar_memory.cli import app; app()",
-                       "serve", "--no-auth", "--port", str(port), "--decoder-weights", w,
-                       "--torch-threads", str(threads), "--store", str(folder / f"serve-{w}.db")]
-            processes.append(subprocess.Popen(command + (["--tiny"] if tiny else []),
-                                              stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL))
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, timeout=300, proc=processes[-1])
-            clients[f"{w}/serve"] = LarimarClient(url)
-        yield clients
-    finally:
-        for client in clients.values():
-            client.close()
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=60)
+    with contextlib.ExitStack() as stack:
+        yield {f"{w}/serve": stack.enter_context(serve(tiny=tiny, threads=threads,
+                                                       decoder_weights=w))
+               for w in weights}
 
 
 def latency(weights: list[str], rounds: int, models: tuple[str, ...] = ("larimar-smol",),
@@ -82,7 +63,7 @@ def latency(weights: list[str], rounds: int, models: tuple[str, ...] = ("larimar
                             f"got --models {','.join(models)}")
     embedder = SentenceEmbedder()
     folder = tempfile.TemporaryDirectory(prefix="larimar-ask-latency-")
-    with served(weights if serve else [], threads, Path(folder.name)) as clients:
+    with served(weights if serve else [], threads) as clients:
         return _latency(weights, rounds, models, embedder, folder, clients)
 
 
@@ -99,6 +80,7 @@ def _latency(weights: list[str], rounds: int, models: tuple[str, ...], embedder:
             memories[variant] = memory = Larimar(
                 model, store=Path(folder.name) / f"{len(memories)}.sqlite3", embedder=embedder,
                 settings=LarimarSettings(decoder_weights=w))
+    own = list(memories.values())  # the clients are the servers' to close
     memories.update(clients)
     for memory in memories.values():
         memory.remember(FACTS)
@@ -116,7 +98,7 @@ def _latency(weights: list[str], rounds: int, models: tuple[str, ...], embedder:
                 elapsed = time.perf_counter() - start
                 times.setdefault(f"{w}/{result.route}", []).append(elapsed)
                 answers[w][question] = [result.route, result.answer]
-    for memory in memories.values():
+    for memory in own:
         memory.close()
     return {"rows": {key: {"n": len(v), "p50_ms": round(1000 * statistics.median(v), 1),
                            "p95_ms": round(1000 * percentile(v, 95), 1)}

@@ -132,7 +132,7 @@ def test_the_machine_names_what_moves_the_figures() -> None:
     assert described["packages"]["transformers"] and described["torch"] == torch.__version__
 
 
-def test_ask_bench_serves_each_weight_format_and_stops_the_servers(tmp_path: Path) -> None:
+def test_ask_bench_serves_each_weight_format_and_stops_the_servers() -> None:
     """``--serve``: a `larimar serve` subprocess per format answers through its client, and
     is gone after; other checkpoints than the packaged one are refused (the server opens
     none)."""
@@ -140,12 +140,12 @@ def test_ask_bench_serves_each_weight_format_and_stops_the_servers(tmp_path: Pat
     from larimar_memory.errors import ArgumentError
     from larimar_memory.types import AskResult
 
-    with ask_bench.served(["float32"], threads=1, folder=tmp_path, tiny=True) as clients:
+    with ask_bench.served(["float32"], threads=1, tiny=True) as clients:
         assert list(clients) == ["float32/serve"]
         client = clients["float32/serve"]
         client.remember(ask_bench.FACTS)
         assert isinstance(client.ask(ask_bench.ASKS[0], max_new_tokens=2), AskResult)
-        url = client.base_url
+        url = client._inner.base_url
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz", timeout=2.0)
     with pytest.raises(ArgumentError, match="packaged model"):

@@ -98,9 +98,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(*, tiny: bool = False, threads: int = 1, timeout_s: float = 300.0) -> Iterator[Any]:
+def serve(*, tiny: bool = False, threads: int = 1, timeout_s: float = 300.0,
+          decoder_weights: str | None = None) -> Iterator[Any]:
     """A ``larimar serve`` subprocess on a fresh SQLite store (the packaged models, or the tiny
-    random one), yielding a `LarimarClient` on it wrapped in `ServerNames`; stopped on exit."""
+    random one; ``decoder_weights``: its ``--decoder-weights``, else the server's default),
+    yielding a `LarimarClient` on it wrapped in `ServerNames`; stopped on exit."""
     import httpx
 
     from ...server.client import LarimarClient
@@ -114,7 +116,8 @@ def serve(*, tiny: bool = False, threads: int = 1, timeout_s: float = 300.0) -> 
         command = [sys.executable, "-m", "larimar_memory.server.cli", "--host", "127.0.0.1",
                    "--port", str(port), "--store", str(Path(tmp) / "facts.sqlite3"),
                    "--torch-threads", str(threads), "--log-level", "warning",
-                   *(["--tiny"] if tiny else [])]
+                   *(["--tiny"] if tiny else []),
+                   *(["--decoder-weights", decoder_weights] if decoder_weights else [])]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
