@@ -400,7 +400,8 @@ def bench_replicas(
 @bench_app.command("ask")
 def bench_ask(
     out: Path = typer.Option(None, help="JSON file to write (PNG beside it)."),
-    weights: str = typer.Option("float32,float16,int8", help="decoder_weights to compare."),
+    weights: str = typer.Option("float32,float16,int8,onnx-int8",
+                                help="decoder_weights to compare."),
     rounds: int = typer.Option(6, help="Rounds of the ten questions per variant."),
     startup_repeats: int = typer.Option(0, "--startup", help="Also time start-up: fresh "
                                         "processes per variant (this many each)."),

@@ -164,10 +164,11 @@ def serving_model(model: LarimarModel, weights: DecoderWeights) -> LarimarModel:
     with _SERVED_LOCK:  # the cache first: every ask comes here, and a walk of the LM is ~15 ms
         copies = _SERVED.setdefault(model, {})
         served = copies.get(weights)
-        if served is None and quantized_layers(model.decoder.lm):
+        if served is None and _served_already(model):
             return model
         if served is None:
-            served = _quantized_copy(model, weights)
+            served = (_onnx_copy(model) if weights == "onnx-int8"
+                      else _quantized_copy(model, weights))
             if served is not model:  # (a value holding its key would keep it alive)
                 copies[weights] = served
         return served  # type: ignore[return-value]
@@ -208,6 +209,36 @@ def _quantized_copy(model: LarimarModel, weights: DecoderWeights) -> LarimarMode
         decoder.step_kwargs = {**model.decoder.step_kwargs, "logits_to_keep": 1}
     served = _share_shallow(model)
     served._modules["decoder"] = decoder
+    return served
+
+
+def _served_already(model: LarimarModel) -> bool:
+    from .onnx_decoder import OnnxCausalLM
+
+    lm = model.decoder.lm
+    return bool(quantized_layers(lm)) or isinstance(lm, OnnxCausalLM)
+
+
+def _onnx_copy(model: LarimarModel) -> LarimarModel:
+    """The int8 copy whose memory LM runs in ONNX Runtime (`larimar_memory.onnx_decoder`:
+    exported and quantized once, its adapters beside the base weights); plain decoding keeps
+    the copy's PyTorch ``plain_lm``. Where ONNX Runtime cannot run it, the int8 copy as it is,
+    with a warning."""
+    from .onnx_decoder import OnnxDecoderUnavailableError, onnx_decoder
+
+    served = _quantized_copy(model, "int8")
+    if served is model:
+        return model
+    base = getattr(model.decoder.lm, "get_base_model", None)
+    lm = base() if callable(base) else model.decoder.lm
+    try:
+        onnx_lm = onnx_decoder(lm)
+    except OnnxDecoderUnavailableError as exc:
+        logger.warning("decoder_weights='onnx-int8': %s; decoding with 'int8' in PyTorch", exc)
+        return served
+    if served.decoder.plain_lm is None:  # no adapters: plain decoding ran the LM itself
+        served.decoder.plain_lm = served.decoder.lm
+    served.decoder._modules["lm"] = onnx_lm
     return served
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, computed_field, model_validator
 
 from .routing import Route
 
-DecoderWeights = Literal["int8", "float16", "float32"]
+DecoderWeights = Literal["int8", "float16", "float32", "onnx-int8"]
 """How `Larimar` stores its decoder's linear weights to decode (`larimar_memory.quantization`)."""
 
 OWNER_FIELDS = ("speaker", "user_id", "agent_id", "run_id")

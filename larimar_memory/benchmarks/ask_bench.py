@@ -142,7 +142,7 @@ def startup(weights: list[str], repeats: int, threads: int) -> dict:
             for w, rows in runs.items()}
 
 
-def run(weights: tuple[str, ...] = ("float32", "float16", "int8"), rounds: int = 6,
+def run(weights: tuple[str, ...] = ("float32", "float16", "int8", "onnx-int8"), rounds: int = 6,
         startup_repeats: int = 0, threads: int = 1, out: Path | None = None,
         plot: bool = True, models: tuple[str, ...] = ("larimar-smol",), serve: bool = False
         ) -> dict[str, Any]:

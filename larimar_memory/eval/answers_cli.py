@@ -45,7 +45,7 @@ def answers_command(
                                          help="LarimarSettings.spell_as_stored (default: its "
                                               "own, on)."),
     decoder_weights: str = typer.Option(None, "--decoder-weights",
-                                        help="int8, float16 or float32 (default: "
+                                        help="int8, float16, float32 or onnx-int8 (default: "
                                              "LarimarSettings' own, int8)."),
     model: str = typer.Option(None, "--model", help="Model folder (save_pretrained) or packaged "
                                                     "name (default: the packaged one)."),
