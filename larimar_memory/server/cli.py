@@ -55,7 +55,8 @@ def serve(
     ),
     decoder_weights: str | None = typer.Option(
         None, help="Decoder linear weights for decoding: int8 (the default on a CPU), "
-        "float16, or float32 (the model as loaded)."
+        "float16, float32 (the model as loaded), or onnx-int8 (the memory LM in ONNX "
+        "Runtime: faster on one core; exported once to the cache dir)."
     ),
     batch_window_ms: float = typer.Option(
         0.0, min=0, help="Concurrent remembers (recalls) arriving while a batch runs, or within "
