@@ -71,9 +71,6 @@ class OnnxCache:
         """Keep the first ``length`` tokens (negative: drop that many from the end)."""
         self.arrays = [a[:, :, :length] for a in self.arrays]
 
-    def get_seq_length(self) -> int:
-        return int(self.arrays[0].shape[2]) if self.arrays else 0
-
 
 @dataclass
 class OnnxOutput:
